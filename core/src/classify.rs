@@ -1,0 +1,88 @@
+//! How an error counts: failure, success or not at all.
+
+/// How a breaker counts an outcome, and whether a retry tries again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Verdict {
+    /// A failure: counts towards tripping; a retry tries again.
+    Failure,
+    /// A success: the error is still returned to the caller unchanged; a retry stops.
+    Success,
+    /// Not recorded at all; a retry stops.
+    Ignore,
+}
+
+impl From<bool> for Verdict {
+    /// `true` (handled) is a failure, `false` a success, as the Python package's `should_handle`.
+    fn from(handled: bool) -> Self {
+        if handled {
+            Verdict::Failure
+        } else {
+            Verdict::Success
+        }
+    }
+}
+
+/// Decides how an error of type `E` counts.
+///
+/// Implemented by [`AllErrors`] (the default), [`ShouldHandle`] (a yes/no predicate, as the
+/// Python package's `should_handle`) and by any `Fn(&E) -> Verdict` closure.
+///
+/// ```
+/// use resilient_circuit::{Classify, ShouldHandle, Verdict};
+///
+/// #[derive(Debug)]
+/// enum SensorError { Nak, Timeout, BadRequest }
+///
+/// let transient = ShouldHandle(|e: &SensorError| matches!(e, SensorError::Nak | SensorError::Timeout));
+/// assert_eq!(transient.classify(&SensorError::Timeout), Verdict::Failure);
+/// assert_eq!(transient.classify(&SensorError::BadRequest), Verdict::Success);
+///
+/// let three_way = |e: &SensorError| match e {
+///     SensorError::Nak => Verdict::Failure,
+///     SensorError::Timeout => Verdict::Ignore,
+///     SensorError::BadRequest => Verdict::Success,
+/// };
+/// assert_eq!(three_way.classify(&SensorError::Timeout), Verdict::Ignore);
+/// ```
+pub trait Classify<E> {
+    /// How `error` counts.
+    fn classify(&self, error: &E) -> Verdict;
+}
+
+/// Every error is a failure (the default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AllErrors;
+
+impl<E> Classify<E> for AllErrors {
+    #[inline]
+    fn classify(&self, _: &E) -> Verdict {
+        Verdict::Failure
+    }
+}
+
+/// A yes/no predicate: `true` counts the error as a failure, `false` as a success.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShouldHandle<F>(pub F);
+
+impl<E, F: Fn(&E) -> bool> Classify<E> for ShouldHandle<F> {
+    #[inline]
+    fn classify(&self, error: &E) -> Verdict {
+        Verdict::from((self.0)(error))
+    }
+}
+
+impl<E, F: Fn(&E) -> Verdict> Classify<E> for F {
+    #[inline]
+    fn classify(&self, error: &E) -> Verdict {
+        self(error)
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<F> defmt::Format for ShouldHandle<F> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "ShouldHandle(..)");
+    }
+}

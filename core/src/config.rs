@@ -1,0 +1,225 @@
+//! Breaker configuration and its validation against a window capacity.
+
+use core::{fmt, marker::PhantomData, time::Duration};
+
+use crate::{Ratio, Window};
+
+/// How a circuit protector decides. Plain data, `Copy`, buildable in `const` items.
+///
+/// Defaults equal the Python package's: `failure_limit` 1/1, no `success_limit` (HALF_OPEN
+/// decides by `failure_limit`), `cooldown` 0. A configuration is checked against the window
+/// capacity by [`BreakerConfig::validate`], which yields the [`ValidConfig`] a breaker needs.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::{BreakerConfig, ConfigError, OutcomeWindow, Ratio};
+///
+/// let config = BreakerConfig::new()
+///     .failure_limit(Ratio::of::<3, 5>())
+///     .success_limit(Ratio::of::<2, 2>())
+///     .cooldown(Duration::from_secs(30));
+/// assert!(config.validate::<OutcomeWindow<64>>().is_ok());
+///
+/// // A window of 100 outcomes does not fit a 64-outcome capacity.
+/// let too_big = BreakerConfig::new().failure_limit(Ratio::of::<50, 100>());
+/// assert_eq!(
+///     too_big.validate::<OutcomeWindow<64>>(),
+///     Err(ConfigError::WindowAboveCapacity { window: 100, capacity: 64 })
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BreakerConfig {
+    failure_limit: Ratio,
+    success_limit: Option<Ratio>,
+    cooldown: Duration,
+    busy_retry_after: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BreakerConfig {
+    /// The default `retry_after` of a call rejected because every HALF_OPEN probe slot is taken.
+    pub const DEFAULT_BUSY_RETRY_AFTER: Duration = Duration::from_millis(100);
+
+    /// The defaults: failure limit 1/1, no success limit, no cooldown.
+    pub const fn new() -> Self {
+        BreakerConfig {
+            failure_limit: match Ratio::new(1, 1) {
+                Ok(r) => r,
+                Err(_) => unreachable!(),
+            },
+            success_limit: None,
+            cooldown: Duration::ZERO,
+            busy_retry_after: Self::DEFAULT_BUSY_RETRY_AFTER,
+        }
+    }
+
+    /// Trip once the CLOSED window of the last `limit.denominator()` outcomes is full and holds
+    /// at least `limit.numerator()` failures.
+    pub const fn failure_limit(mut self, limit: Ratio) -> Self {
+        self.failure_limit = limit;
+        self
+    }
+
+    /// In HALF_OPEN, close once `limit.numerator()` of `limit.denominator()` probes succeeded,
+    /// reopen once that can no longer happen.
+    pub const fn success_limit(mut self, limit: Ratio) -> Self {
+        self.success_limit = Some(limit);
+        self
+    }
+
+    /// How long OPEN rejects calls before letting probes through.
+    pub const fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// The `retry_after` given to a call rejected in HALF_OPEN because all probe slots are
+    /// taken (default [`Self::DEFAULT_BUSY_RETRY_AFTER`]).
+    pub const fn busy_retry_after(mut self, retry_after: Duration) -> Self {
+        self.busy_retry_after = retry_after;
+        self
+    }
+
+    /// The failure limit.
+    pub const fn get_failure_limit(&self) -> Ratio {
+        self.failure_limit
+    }
+
+    /// The success limit, if one is set.
+    pub const fn get_success_limit(&self) -> Option<Ratio> {
+        self.success_limit
+    }
+
+    /// The cooldown.
+    pub const fn get_cooldown(&self) -> Duration {
+        self.cooldown
+    }
+
+    /// The `retry_after` of a call rejected for want of a probe slot.
+    pub const fn get_busy_retry_after(&self) -> Duration {
+        self.busy_retry_after
+    }
+
+    /// Size of the CLOSED window.
+    pub const fn closed_window(&self) -> u16 {
+        self.failure_limit.denominator()
+    }
+
+    /// Size of the HALF_OPEN window, which is also the number of probes a HALF_OPEN period admits.
+    pub const fn probe_window(&self) -> u16 {
+        match self.success_limit {
+            Some(limit) => limit.denominator(),
+            None => self.failure_limit.denominator(),
+        }
+    }
+
+    /// Checks both windows fit `Win`'s capacity.
+    pub const fn validate<Win: Window>(self) -> Result<ValidConfig<Win>, ConfigError> {
+        let capacity = Win::CAPACITY;
+        if self.failure_limit.denominator() > capacity {
+            return Err(ConfigError::WindowAboveCapacity {
+                window: self.failure_limit.denominator(),
+                capacity,
+            });
+        }
+        if let Some(limit) = self.success_limit
+            && limit.denominator() > capacity
+        {
+            return Err(ConfigError::WindowAboveCapacity {
+                window: limit.denominator(),
+                capacity,
+            });
+        }
+        Ok(ValidConfig {
+            config: self,
+            window: PhantomData,
+        })
+    }
+
+    /// [`validate`](Self::validate) for `const` items: an invalid configuration is a compile-time
+    /// error there. At run time prefer `validate`, which returns the error as a value.
+    ///
+    /// ```
+    /// use resilient_circuit::{BreakerConfig, OutcomeWindow, Ratio, ValidConfig};
+    /// const CONFIG: ValidConfig<OutcomeWindow<8>> =
+    ///     BreakerConfig::new().failure_limit(Ratio::of::<2, 4>()).validated();
+    /// ```
+    ///
+    /// ```compile_fail
+    /// use resilient_circuit::{BreakerConfig, OutcomeWindow, Ratio, ValidConfig};
+    /// // A window of 16 in a capacity of 8: does not compile.
+    /// const CONFIG: ValidConfig<OutcomeWindow<8>> =
+    ///     BreakerConfig::new().failure_limit(Ratio::of::<2, 16>()).validated();
+    /// ```
+    pub const fn validated<Win: Window>(self) -> ValidConfig<Win> {
+        match self.validate() {
+            Ok(valid) => valid,
+            Err(error) => panic!("{}", error.message()),
+        }
+    }
+}
+
+/// A [`BreakerConfig`] whose windows fit the capacity of `Win`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ValidConfig<Win> {
+    config: BreakerConfig,
+    window: PhantomData<Win>,
+}
+
+impl<Win> Clone for ValidConfig<Win> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<Win> Copy for ValidConfig<Win> {}
+
+impl<Win> ValidConfig<Win> {
+    /// The configuration.
+    pub const fn config(&self) -> &BreakerConfig {
+        &self.config
+    }
+}
+
+/// Why a [`BreakerConfig`] does not fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConfigError {
+    /// A limit's window is larger than the outcome window's capacity.
+    WindowAboveCapacity {
+        /// The window the limit asks for.
+        window: u16,
+        /// What the breaker's outcome window holds.
+        capacity: u16,
+    },
+}
+
+impl ConfigError {
+    /// A one-line description, usable in `const` panics.
+    pub const fn message(&self) -> &'static str {
+        match self {
+            ConfigError::WindowAboveCapacity { .. } => {
+                "a limit's window (its denominator) exceeds the outcome window's capacity"
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::WindowAboveCapacity { window, capacity } => write!(
+                f,
+                "a limit's window of {window} outcomes exceeds the outcome window's capacity of {capacity}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}

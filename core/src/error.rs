@@ -1,0 +1,119 @@
+//! One error type for every way a policy says no.
+
+use core::{fmt, time::Duration};
+
+/// A call refused by an OPEN breaker (or a HALF_OPEN one with every probe slot taken).
+/// The operation did not run. Cheap to make and to return: sixteen bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Rejected {
+    /// How long until the breaker admits a call again.
+    pub retry_after: Duration,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "circuit open: call rejected, retry after {:?}",
+            self.retry_after
+        )
+    }
+}
+
+impl core::error::Error for Rejected {}
+
+/// What a protected call returns instead of its value: the operation's own error, a rejection,
+/// or a retry that ran out of attempts. The same type for a breaker, a retry and any
+/// [`SafetyNet`](crate::SafetyNet) of them.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::{Error, Rejected};
+///
+/// let e: Error<&str> = Error::RetryLimitReached { attempts: 4, last_error: "timeout" };
+/// assert_eq!(e.to_string(), "gave up after 4 attempts; last error: timeout");
+/// assert_eq!(e.operation_error(), Some(&"timeout"));
+/// let r: Error<&str> = Error::Rejected(Rejected { retry_after: Duration::from_secs(3) });
+/// assert_eq!(r.retry_after(), Some(Duration::from_secs(3)));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Error<E> {
+    /// The operation ran and failed with this error, returned unchanged.
+    Operation(E),
+    /// A breaker refused the call; the operation did not run (this time).
+    Rejected(Rejected),
+    /// A retry ran the operation `attempts` times and every attempt failed.
+    RetryLimitReached {
+        /// How many times the operation ran.
+        attempts: u32,
+        /// The last attempt's error.
+        last_error: E,
+    },
+}
+
+impl<E> Error<E> {
+    /// The operation's error, if the operation ran and failed.
+    pub fn operation_error(&self) -> Option<&E> {
+        match self {
+            Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => Some(e),
+            Error::Rejected(_) => None,
+        }
+    }
+
+    /// The operation's error, by value.
+    pub fn into_operation_error(self) -> Option<E> {
+        match self {
+            Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => Some(e),
+            Error::Rejected(_) => None,
+        }
+    }
+
+    /// How long to wait before calling again, if a breaker said no.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Rejected(r) => Some(r.retry_after),
+            _ => None,
+        }
+    }
+
+    /// Whether a breaker refused the call.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Error::Rejected(_))
+    }
+}
+
+impl<E> From<Rejected> for Error<E> {
+    fn from(rejected: Rejected) -> Self {
+        Error::Rejected(rejected)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Operation(e) => e.fmt(f),
+            Error::Rejected(r) => r.fmt(f),
+            Error::RetryLimitReached {
+                attempts,
+                last_error,
+            } => {
+                write!(
+                    f,
+                    "gave up after {attempts} attempts; last error: {last_error}"
+                )
+            }
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::Operation(e) => e.source(),
+            Error::Rejected(_) => None,
+            Error::RetryLimitReached { last_error, .. } => Some(last_error),
+        }
+    }
+}

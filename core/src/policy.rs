@@ -1,0 +1,169 @@
+//! The policy traits that [`SafetyNet`](crate::SafetyNet) composes.
+
+use core::future::Future;
+
+use crate::{
+    CircuitProtector, Classify, Clock, Error, StateStore, TransitionHook, protector::Permit,
+};
+
+/// A blocking resilience policy: runs an operation (perhaps several times, perhaps not at all)
+/// and returns its result or the policy's [`Error`].
+///
+/// `run` takes an operation that already speaks [`Error`], so policies nest: the operation of
+/// an outer policy is the inner policy's `run`. [`call`](Policy::call) is the entry point for
+/// a plain operation.
+///
+/// ```
+/// use resilient_circuit::{Error, Policy, RetryWithBackoff};
+///
+/// let mut retry = RetryWithBackoff::new(2);
+/// let mut runs = 0;
+/// let result: Result<(), Error<&str>> = retry.call(|| {
+///     runs += 1;
+///     Err("down")
+/// });
+/// assert_eq!(runs, 3);
+/// assert_eq!(result, Err(Error::RetryLimitReached { attempts: 3, last_error: "down" }));
+/// ```
+pub trait Policy<E> {
+    /// Runs `operation` under this policy.
+    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>>;
+
+    /// Runs a plain operation under this policy.
+    fn call<T>(&mut self, mut operation: impl FnMut() -> Result<T, E>) -> Result<T, Error<E>> {
+        self.run(|| operation().map_err(Error::Operation))
+    }
+}
+
+/// An async resilience policy; see [`Policy`]. The operation is an `AsyncFnMut`, so it may
+/// borrow a peripheral mutably across its awaits.
+///
+/// ```
+/// # futures_executor_stand_in::block_on(async {
+/// use resilient_circuit::{AsyncPolicy, Error, RetryWithBackoff};
+///
+/// let mut retry = RetryWithBackoff::new(1);
+/// let mut bus = Vec::new(); // a "peripheral" borrowed mutably by every attempt
+/// let result: Result<u8, Error<&str>> = retry
+///     .call_async(async || {
+///         bus.push(0x42);
+///         if bus.len() < 2 { Err("nak") } else { Ok(bus.len() as u8) }
+///     })
+///     .await;
+/// assert_eq!(result, Ok(2));
+/// # });
+/// # mod futures_executor_stand_in {
+/// #     pub fn block_on<F: core::future::Future>(f: F) -> F::Output {
+/// #         let mut f = core::pin::pin!(f);
+/// #         let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+/// #         loop {
+/// #             if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+/// #         }
+/// #     }
+/// # }
+/// ```
+pub trait AsyncPolicy<E> {
+    /// Runs `operation` under this policy.
+    fn run_async<T>(
+        &mut self,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> impl Future<Output = Result<T, Error<E>>>;
+
+    /// Runs a plain async operation under this policy.
+    fn call_async<T>(
+        &mut self,
+        mut operation: impl AsyncFnMut() -> Result<T, E>,
+    ) -> impl Future<Output = Result<T, Error<E>>> {
+        async move {
+            self.run_async(async || operation().await.map_err(Error::Operation))
+                .await
+        }
+    }
+}
+
+impl<E, P: Policy<E> + ?Sized> Policy<E> for &mut P {
+    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+        (**self).run(operation)
+    }
+}
+
+impl<E, P: AsyncPolicy<E> + ?Sized> AsyncPolicy<E> for &mut P {
+    fn run_async<T>(
+        &mut self,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> impl Future<Output = Result<T, Error<E>>> {
+        (**self).run_async(operation)
+    }
+}
+
+// A breaker is a policy by reference (shared by many callers) and by value.
+
+fn run_protected<E, T, St, C, K, H>(
+    breaker: &CircuitProtector<St, C, K, H>,
+    mut operation: impl FnMut() -> Result<T, Error<E>>,
+) -> Result<T, Error<E>>
+where
+    St: StateStore,
+    C: Clock,
+    K: Classify<E>,
+    H: TransitionHook,
+{
+    let permit: Permit<'_, St, C, K, H> = breaker.try_acquire()?;
+    let result = operation();
+    permit.record(breaker.verdict_of_layered(&result));
+    result
+}
+
+async fn run_protected_async<E, T, St, C, K, H>(
+    breaker: &CircuitProtector<St, C, K, H>,
+    mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+) -> Result<T, Error<E>>
+where
+    St: StateStore,
+    C: Clock,
+    K: Classify<E>,
+    H: TransitionHook,
+{
+    let permit = breaker.try_acquire()?;
+    let result = operation().await;
+    permit.record(breaker.verdict_of_layered(&result));
+    result
+}
+
+impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> Policy<E>
+    for &CircuitProtector<St, C, K, H>
+{
+    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+        run_protected(self, operation)
+    }
+}
+
+impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> Policy<E>
+    for CircuitProtector<St, C, K, H>
+{
+    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+        run_protected(self, operation)
+    }
+}
+
+impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> AsyncPolicy<E>
+    for &CircuitProtector<St, C, K, H>
+{
+    fn run_async<T>(
+        &mut self,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> impl Future<Output = Result<T, Error<E>>> {
+        run_protected_async(*self, operation)
+    }
+}
+
+impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> AsyncPolicy<E>
+    for CircuitProtector<St, C, K, H>
+{
+    fn run_async<T>(
+        &mut self,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> impl Future<Output = Result<T, Error<E>>> {
+        run_protected_async(self, operation)
+    }
+}

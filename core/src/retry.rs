@@ -1,0 +1,182 @@
+//! Retry with backoff (SEMANTICS §3).
+
+use core::time::Duration;
+
+use crate::{
+    AllErrors, AsyncPolicy, AsyncSleep, Backoff, Classify, Error, NoBackoff, NoSleep, Policy,
+    Sleep, Verdict,
+};
+
+/// Runs an operation again after it fails (the Python package's `RetryWithBackoffPolicy`).
+///
+/// - `max_retries` counts retries: `max_retries = 3` runs the operation at most 4 times.
+/// - After failed attempt `k` it waits `backoff.delay(k)`; nothing is waited after the last.
+/// - An error the classifier does not call a failure is returned at once.
+/// - When the attempts run out: [`Error::RetryLimitReached`] with the attempts and last error.
+/// - A breaker's [`Error::Rejected`] is waited out only if its `retry_after` is no longer than
+///   the delay the retry would wait anyway; otherwise it is returned at once.
+///
+/// `B` is the [`Backoff`], `S` the sleeper ([`Sleep`] for [`Policy`], [`AsyncSleep`] for
+/// [`AsyncPolicy`]), `K` the [`Classify`]er. A retry is cheap to build and holds per-call state
+/// (a jitter generator), so each caller owns one; the breakers it wraps are shared.
+///
+/// ```
+/// use core::{cell::Cell, time::Duration};
+/// use resilient_circuit::{Error, FixedDelay, Policy, RetryWithBackoff, Sleep};
+///
+/// struct Recorder<'a>(&'a Cell<Duration>);
+/// impl Sleep for Recorder<'_> {
+///     fn sleep(&self, d: Duration) { self.0.set(self.0.get() + d); }
+/// }
+///
+/// let slept = Cell::new(Duration::ZERO);
+/// let mut retry = RetryWithBackoff::new(2)
+///     .with_backoff(FixedDelay(Duration::from_secs(1)), Recorder(&slept));
+/// let mut runs = 0;
+/// let result: Result<(), _> = retry.call(|| { runs += 1; Err("down") });
+/// assert_eq!(result, Err(Error::RetryLimitReached { attempts: 3, last_error: "down" }));
+/// assert_eq!(slept.get(), Duration::from_secs(2)); // no wait after the last attempt
+/// ```
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RetryWithBackoff<B = NoBackoff, S = NoSleep, K = AllErrors> {
+    max_retries: u32,
+    backoff: B,
+    sleeper: S,
+    classifier: K,
+}
+
+impl RetryWithBackoff {
+    /// At most `max_retries` retries (`max_retries + 1` attempts), no wait between them, every
+    /// error retried.
+    pub const fn new(max_retries: u32) -> Self {
+        RetryWithBackoff {
+            max_retries,
+            backoff: NoBackoff,
+            sleeper: NoSleep,
+            classifier: AllErrors,
+        }
+    }
+}
+
+impl<K> RetryWithBackoff<NoBackoff, NoSleep, K> {
+    /// Wait `backoff.delay(k)` after failed attempt `k`, using `sleeper` to wait.
+    pub fn with_backoff<B: Backoff, S>(self, backoff: B, sleeper: S) -> RetryWithBackoff<B, S, K> {
+        RetryWithBackoff {
+            max_retries: self.max_retries,
+            backoff,
+            sleeper,
+            classifier: self.classifier,
+        }
+    }
+}
+
+impl<B, S> RetryWithBackoff<B, S, AllErrors> {
+    /// Decide which errors are worth another attempt: see [`Classify`]. Only
+    /// [`Verdict::Failure`] is retried.
+    pub fn should_handle<K>(self, classifier: K) -> RetryWithBackoff<B, S, K> {
+        RetryWithBackoff {
+            max_retries: self.max_retries,
+            backoff: self.backoff,
+            sleeper: self.sleeper,
+            classifier,
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+enum Next<E> {
+    Wait(Duration),
+    Stop(Error<E>),
+}
+
+impl<B: Backoff, S, K> RetryWithBackoff<B, S, K> {
+    /// Retries after the first attempt.
+    pub const fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// Attempts at most: `max_retries + 1`.
+    pub const fn max_attempts(&self) -> u32 {
+        self.max_retries.saturating_add(1)
+    }
+
+    fn after_failure<E>(&mut self, attempt: u32, error: Error<E>) -> Next<E>
+    where
+        K: Classify<E>,
+    {
+        let last = attempt >= self.max_attempts();
+        let operation_error = match &error {
+            Error::Rejected(rejected) => {
+                if last {
+                    return Next::Stop(error);
+                }
+                let delay = self.backoff.delay(attempt);
+                return if rejected.retry_after <= delay {
+                    Next::Wait(delay)
+                } else {
+                    Next::Stop(error)
+                };
+            }
+            Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => e,
+        };
+        if self.classifier.classify(operation_error) != Verdict::Failure {
+            // A declined error comes back as it was given.
+            return Next::Stop(error);
+        }
+        if !last {
+            return Next::Wait(self.backoff.delay(attempt));
+        }
+        Next::Stop(match error {
+            Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => {
+                Error::RetryLimitReached {
+                    attempts: attempt,
+                    last_error: e,
+                }
+            }
+            rejected @ Error::Rejected(_) => rejected,
+        })
+    }
+}
+
+impl<E, B: Backoff, S: Sleep, K: Classify<E>> Policy<E> for RetryWithBackoff<B, S, K> {
+    fn run<T>(
+        &mut self,
+        mut operation: impl FnMut() -> Result<T, Error<E>>,
+    ) -> Result<T, Error<E>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match operation() {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            match self.after_failure(attempt, error) {
+                Next::Stop(error) => return Err(error),
+                Next::Wait(delay) if delay.is_zero() => {}
+                Next::Wait(delay) => self.sleeper.sleep(delay),
+            }
+        }
+    }
+}
+
+impl<E, B: Backoff, S: AsyncSleep, K: Classify<E>> AsyncPolicy<E> for RetryWithBackoff<B, S, K> {
+    async fn run_async<T>(
+        &mut self,
+        mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> Result<T, Error<E>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match operation().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            match self.after_failure(attempt, error) {
+                Next::Stop(error) => return Err(error),
+                Next::Wait(delay) if delay.is_zero() => {}
+                Next::Wait(delay) => self.sleeper.sleep(delay).await,
+            }
+        }
+    }
+}

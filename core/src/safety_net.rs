@@ -1,0 +1,126 @@
+//! Composition of policies (SEMANTICS §4).
+
+use core::future::Future;
+
+use crate::{AsyncPolicy, Error, Policy};
+
+/// Policies composed into one: the first listed is the outermost.
+///
+/// With `(retry, breaker)` every attempt passes through the breaker; with `(breaker, retry)`
+/// the breaker sees one outcome per retried call. Generic over a tuple of up to four policies:
+/// no boxing, no allocation, and one [`Error`] type for every way of saying no.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::{
+///     BreakerConfig, CircuitProtector, CircuitState, Error, InlineStore, Instant, Policy,
+///     RetryWithBackoff, SafetyNet,
+/// };
+///
+/// let breaker = CircuitProtector::new(
+///     BreakerConfig::new().cooldown(Duration::from_secs(30)).validate().unwrap(),
+///     InlineStore::<8>::new(),
+///     Instant::ZERO,
+/// );
+/// let mut net = SafetyNet::new((RetryWithBackoff::new(3), &breaker));
+/// let mut runs = 0;
+/// let result: Result<(), Error<&str>> = net.call(|| { runs += 1; Err("down") });
+/// // The first failure opened the breaker; the retry stopped instead of waiting 30 s.
+/// assert_eq!(runs, 1);
+/// assert_eq!(result.unwrap_err().retry_after(), Some(Duration::from_secs(30)));
+/// assert_eq!(breaker.status(), CircuitState::Open);
+/// ```
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SafetyNet<P> {
+    policies: P,
+}
+
+impl<P> SafetyNet<P> {
+    /// Composes `policies`, a tuple, the first outermost.
+    pub const fn new(policies: P) -> Self {
+        SafetyNet { policies }
+    }
+
+    /// The policies.
+    pub fn policies(&self) -> &P {
+        &self.policies
+    }
+
+    /// The policies, mutably.
+    pub fn policies_mut(&mut self) -> &mut P {
+        &mut self.policies
+    }
+
+    /// The policies, by value.
+    pub fn into_policies(self) -> P {
+        self.policies
+    }
+}
+
+impl<E, P: Policy<E>> Policy<E> for SafetyNet<P> {
+    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+        self.policies.run(operation)
+    }
+}
+
+impl<E, P: AsyncPolicy<E>> AsyncPolicy<E> for SafetyNet<P> {
+    fn run_async<T>(
+        &mut self,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> impl Future<Output = Result<T, Error<E>>> {
+        self.policies.run_async(operation)
+    }
+}
+
+/// A tuple of policies is a policy: the first element wraps the rest.
+macro_rules! nest {
+    ($first:ident $(, $rest:ident)+) => {
+        impl<E, $first: Policy<E>, $($rest: Policy<E>),+> Policy<E> for ($first, $($rest),+) {
+            #[allow(non_snake_case)]
+            fn run<T>(
+                &mut self,
+                mut operation: impl FnMut() -> Result<T, Error<E>>,
+            ) -> Result<T, Error<E>> {
+                let ($first, $($rest),+) = self;
+                $first.run(|| ($(&mut *$rest,)+).run(&mut operation))
+            }
+        }
+
+        impl<E, $first: AsyncPolicy<E>, $($rest: AsyncPolicy<E>),+> AsyncPolicy<E>
+            for ($first, $($rest),+)
+        {
+            #[allow(non_snake_case)]
+            fn run_async<T>(
+                &mut self,
+                mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+            ) -> impl Future<Output = Result<T, Error<E>>> {
+                let ($first, $($rest),+) = self;
+                async move {
+                    $first
+                        .run_async(async || ($(&mut *$rest,)+).run_async(&mut operation).await)
+                        .await
+                }
+            }
+        }
+    };
+}
+
+impl<E, A: Policy<E>> Policy<E> for (A,) {
+    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+        self.0.run(operation)
+    }
+}
+
+impl<E, A: AsyncPolicy<E>> AsyncPolicy<E> for (A,) {
+    fn run_async<T>(
+        &mut self,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> impl Future<Output = Result<T, Error<E>>> {
+        self.0.run_async(operation)
+    }
+}
+
+nest!(A, B);
+nest!(A, B, C);
+nest!(A, B, C, D);

@@ -1,0 +1,328 @@
+//! The breaker's state and its pure transition functions (SEMANTICS §2).
+
+use core::{fmt, time::Duration};
+
+use crate::{BreakerConfig, Clock, Instant, Outcome, OutcomeWindow, Rejected, Verdict, Window};
+
+/// Where a circuit protector stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum CircuitState {
+    /// Calls run; outcomes fill the window.
+    Closed,
+    /// Calls are rejected until the cooldown ends.
+    Open,
+    /// A limited number of probe calls run and decide between CLOSED and OPEN.
+    HalfOpen,
+}
+
+impl CircuitState {
+    /// The name the Python package stores: `"CLOSED"`, `"OPEN"` or `"HALF_OPEN"`.
+    ///
+    /// ```
+    /// assert_eq!(resilient_circuit::CircuitState::HalfOpen.as_str(), "HALF_OPEN");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "CLOSED",
+            CircuitState::Open => "OPEN",
+            CircuitState::HalfOpen => "HALF_OPEN",
+        }
+    }
+}
+
+impl fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A change of state: `from` then `to`, never equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Transition {
+    /// The state before.
+    pub from: CircuitState,
+    /// The state after.
+    pub to: CircuitState,
+}
+
+/// What admission grants: which period the call belongs to and whether it is a HALF_OPEN probe.
+///
+/// An outcome is applied only to the period (the time between two transitions) its call was
+/// admitted in; a late outcome from an earlier period changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Admission {
+    epoch: u16,
+    probe: bool,
+}
+
+impl Admission {
+    /// Whether the call was admitted as a HALF_OPEN probe (it holds a probe slot).
+    pub const fn is_probe(&self) -> bool {
+        self.probe
+    }
+}
+
+/// The whole state of one breaker: a small `Copy` value (32 bytes with a 64-outcome window).
+///
+/// The methods are the pure transition functions of the contract: given the configuration,
+/// an event and a clock, they change the value and report the transition, if any. Stores decide
+/// only where the value lives and how a change is made atomic.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::{
+///     BreakerConfig, BreakerState, CircuitState, Instant, OutcomeWindow, Ratio, Transition,
+///     Verdict,
+/// };
+///
+/// let config = BreakerConfig::new().cooldown(Duration::from_secs(5));
+/// let mut state = BreakerState::<OutcomeWindow<64>>::new();
+/// let (admission, _) = state.admit(&config, &Instant::ZERO).unwrap();
+/// let transition = state.record(&config, admission, Verdict::Failure, &Instant::ZERO);
+/// assert_eq!(transition, Some(Transition { from: CircuitState::Closed, to: CircuitState::Open }));
+/// let rejected = state.admit(&config, &Instant::from_secs(2)).unwrap_err();
+/// assert_eq!(rejected.retry_after, Duration::from_secs(3));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BreakerState<Win = OutcomeWindow<64>> {
+    window: Win,
+    /// Meaningful in OPEN only.
+    open_until: Instant,
+    consecutive_failures: u32,
+    probes_in_flight: u16,
+    /// Bumped on every transition; admissions carry it.
+    epoch: u16,
+    state: CircuitState,
+}
+
+impl<Win: Window> Default for BreakerState<Win> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<Win: Window> BreakerState<Win> {
+    /// CLOSED with an empty window.
+    pub const fn new() -> Self {
+        BreakerState {
+            window: Win::EMPTY,
+            open_until: Instant::ZERO,
+            consecutive_failures: 0,
+            probes_in_flight: 0,
+            epoch: 0,
+            state: CircuitState::Closed,
+        }
+    }
+
+    /// The current state. Reading never changes it: an expired OPEN stays OPEN until a call.
+    pub const fn status(&self) -> CircuitState {
+        self.state
+    }
+
+    /// The outcomes of the current window, oldest first (OPEN keeps the window that tripped it).
+    pub const fn window(&self) -> &Win {
+        &self.window
+    }
+
+    /// Consecutive failures recorded (reset by a success and by entering HALF_OPEN or CLOSED).
+    pub const fn failure_count(&self) -> u32 {
+        self.consecutive_failures
+    }
+
+    /// When OPEN ends; `None` unless OPEN.
+    pub const fn open_until(&self) -> Option<Instant> {
+        match self.state {
+            CircuitState::Open => Some(self.open_until),
+            _ => None,
+        }
+    }
+
+    /// HALF_OPEN probes admitted and not yet reported.
+    pub const fn probes_in_flight(&self) -> u16 {
+        self.probes_in_flight
+    }
+
+    /// Asks to run a call. CLOSED admits without reading the clock; OPEN reads it once and
+    /// either rejects or moves to HALF_OPEN and admits the call as a probe; HALF_OPEN admits
+    /// while a probe slot is free.
+    #[inline]
+    pub fn admit(
+        &mut self,
+        config: &BreakerConfig,
+        clock: &impl Clock,
+    ) -> Result<(Admission, Option<Transition>), Rejected> {
+        match self.state {
+            CircuitState::Closed => Ok((
+                Admission {
+                    epoch: self.epoch,
+                    probe: false,
+                },
+                None,
+            )),
+            CircuitState::Open => {
+                let now = clock.now();
+                if now < self.open_until {
+                    return Err(Rejected {
+                        retry_after: self.open_until.saturating_duration_since(now),
+                    });
+                }
+                let transition = self.enter_half_open();
+                self.probes_in_flight = 1;
+                Ok((
+                    Admission {
+                        epoch: self.epoch,
+                        probe: true,
+                    },
+                    Some(transition),
+                ))
+            }
+            CircuitState::HalfOpen => {
+                let taken = self.window.len() as u32 + self.probes_in_flight as u32;
+                if taken >= config.probe_window() as u32 {
+                    return Err(Rejected {
+                        retry_after: config.get_busy_retry_after(),
+                    });
+                }
+                self.probes_in_flight += 1;
+                Ok((
+                    Admission {
+                        epoch: self.epoch,
+                        probe: true,
+                    },
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// Records the outcome of an admitted call. Reads the clock only when entering OPEN.
+    #[inline]
+    pub fn record(
+        &mut self,
+        config: &BreakerConfig,
+        admission: Admission,
+        verdict: Verdict,
+        clock: &impl Clock,
+    ) -> Option<Transition> {
+        if admission.epoch != self.epoch {
+            return None;
+        }
+        if admission.probe {
+            self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
+        }
+        let outcome = match verdict {
+            Verdict::Ignore => return None,
+            Verdict::Success => Outcome::Success,
+            Verdict::Failure => Outcome::Failure,
+        };
+        match self.state {
+            CircuitState::Closed => {
+                let limit = config.get_failure_limit();
+                self.push(outcome, limit.denominator());
+                let trips = outcome == Outcome::Failure
+                    && self.window.len() >= limit.denominator()
+                    && self.window.failures() >= limit.numerator();
+                trips.then(|| self.enter_open(config.get_cooldown(), clock.now()))
+            }
+            CircuitState::Open => None,
+            CircuitState::HalfOpen => {
+                let size = config.probe_window();
+                self.push(outcome, size);
+                let len = self.window.len();
+                let failures = self.window.failures();
+                let left = size.saturating_sub(len);
+                let (close, reopen) = match config.get_success_limit() {
+                    Some(limit) => {
+                        let successes = len - failures;
+                        let needed = limit.numerator();
+                        (successes >= needed, successes + left < needed)
+                    }
+                    None => {
+                        let needed = config.get_failure_limit().numerator();
+                        (failures + left < needed, failures >= needed)
+                    }
+                };
+                if reopen {
+                    Some(self.enter_open(config.get_cooldown(), clock.now()))
+                } else if close {
+                    Some(self.enter_closed())
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Gives back what an admitted call held when it will never report (its future was dropped
+    /// or it panicked): a probe's slot.
+    pub fn release(&mut self, admission: Admission) {
+        if admission.probe && admission.epoch == self.epoch {
+            self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Moves to OPEN with a fresh deadline `now + cooldown`. Already OPEN: the deadline restarts
+    /// and no transition is reported.
+    pub fn force_open(&mut self, config: &BreakerConfig, clock: &impl Clock) -> Option<Transition> {
+        let transition = self.enter_open(config.get_cooldown(), clock.now());
+        (transition.from != transition.to).then_some(transition)
+    }
+
+    /// Moves to CLOSED with an empty window, as when probes close the breaker. Already CLOSED:
+    /// nothing changes.
+    pub fn force_closed(&mut self) -> Option<Transition> {
+        (self.state != CircuitState::Closed).then(|| self.enter_closed())
+    }
+
+    /// Back to the initial state: CLOSED, empty window, no failures counted. Calls in flight
+    /// will not be counted.
+    pub fn reset(&mut self) -> Option<Transition> {
+        let from = self.state;
+        let epoch = self.epoch.wrapping_add(1);
+        *self = Self::new();
+        self.epoch = epoch;
+        (from != CircuitState::Closed).then_some(Transition {
+            from,
+            to: CircuitState::Closed,
+        })
+    }
+
+    #[inline]
+    fn push(&mut self, outcome: Outcome, size: u16) {
+        self.window.push(outcome, size);
+        self.consecutive_failures = match outcome {
+            Outcome::Success => 0,
+            Outcome::Failure => self.consecutive_failures.saturating_add(1),
+        };
+    }
+
+    fn enter(&mut self, to: CircuitState) -> Transition {
+        let from = self.state;
+        self.state = to;
+        self.epoch = self.epoch.wrapping_add(1);
+        self.probes_in_flight = 0;
+        Transition { from, to }
+    }
+
+    fn enter_open(&mut self, cooldown: Duration, now: Instant) -> Transition {
+        self.open_until = now.saturating_add(cooldown);
+        self.enter(CircuitState::Open)
+    }
+
+    fn enter_half_open(&mut self) -> Transition {
+        self.window.clear();
+        self.consecutive_failures = 0;
+        self.enter(CircuitState::HalfOpen)
+    }
+
+    fn enter_closed(&mut self) -> Transition {
+        self.window.clear();
+        self.consecutive_failures = 0;
+        self.enter(CircuitState::Closed)
+    }
+}

@@ -1,0 +1,130 @@
+//! Where a breaker's state lives and how a change to it is made atomic.
+
+use core::cell::Cell;
+
+use crate::{BreakerState, OutcomeWindow, Window};
+
+/// Holds one breaker's state and applies each change atomically.
+///
+/// The breaker calls [`update`](StateStore::update) once to admit a call and once to record
+/// its outcome; the closure is short and never runs the protected call.
+///
+/// ```
+/// use resilient_circuit::{BreakerState, CircuitState, InlineStore, StateStore};
+///
+/// let store = InlineStore::<64>::new();
+/// assert_eq!(store.update(|state| state.status()), CircuitState::Closed);
+/// ```
+pub trait StateStore {
+    /// The outcome window the state holds.
+    type Window: Window;
+
+    /// Runs `change` on the state, atomically with respect to every other update of this store.
+    fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R;
+}
+
+impl<S: StateStore + ?Sized> StateStore for &S {
+    type Window = S::Window;
+
+    #[inline]
+    fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R {
+        (**self).update(change)
+    }
+}
+
+/// State held inline, for a breaker owned by one task or thread: no lock, no atomics, the
+/// fastest store. Not `Sync`; to share a breaker between an interrupt and a task use
+/// [`CriticalSectionStore`].
+///
+/// `N` is the window capacity in outcomes, `W` the 32-bit words that hold them (see
+/// [`OutcomeWindow`]).
+#[derive(Debug, Default)]
+pub struct InlineStore<const N: usize, const W: usize = 2> {
+    state: Cell<BreakerState<OutcomeWindow<N, W>>>,
+}
+
+impl<const N: usize, const W: usize> InlineStore<N, W> {
+    /// A CLOSED breaker state with an empty window.
+    pub const fn new() -> Self {
+        InlineStore {
+            state: Cell::new(BreakerState::new()),
+        }
+    }
+}
+
+impl<const N: usize, const W: usize> StateStore for InlineStore<N, W> {
+    type Window = OutcomeWindow<N, W>;
+
+    #[inline]
+    fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R {
+        let mut state = self.state.get();
+        let result = change(&mut state);
+        self.state.set(state);
+        result
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<const N: usize, const W: usize> defmt::Format for InlineStore<N, W> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "InlineStore({})", self.state.get());
+    }
+}
+
+/// State behind a critical section, so one `static` breaker is shared by tasks and interrupt
+/// handlers. Each update is one short critical section; the protected call runs outside it.
+///
+/// ```
+/// use resilient_circuit::{
+///     BreakerConfig, CircuitProtector, CriticalSectionStore, Instant, OutcomeWindow, Ratio,
+///     ValidConfig,
+/// };
+///
+/// const CONFIG: ValidConfig<OutcomeWindow<16>> =
+///     BreakerConfig::new().failure_limit(Ratio::of::<3, 8>()).validated();
+/// static SENSOR: CircuitProtector<CriticalSectionStore<16>, Instant> =
+///     CircuitProtector::new(CONFIG, CriticalSectionStore::new(), Instant::ZERO);
+/// # // The host needs a critical-section implementation to run this; building it is the point.
+/// ```
+#[derive(Debug)]
+pub struct CriticalSectionStore<const N: usize, const W: usize = 2> {
+    state: critical_section::Mutex<Cell<BreakerState<OutcomeWindow<N, W>>>>,
+}
+
+impl<const N: usize, const W: usize> CriticalSectionStore<N, W> {
+    /// A CLOSED breaker state with an empty window; usable in a `static`.
+    pub const fn new() -> Self {
+        CriticalSectionStore {
+            state: critical_section::Mutex::new(Cell::new(BreakerState::new())),
+        }
+    }
+}
+
+impl<const N: usize, const W: usize> Default for CriticalSectionStore<N, W> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const W: usize> StateStore for CriticalSectionStore<N, W> {
+    type Window = OutcomeWindow<N, W>;
+
+    #[inline]
+    fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R {
+        critical_section::with(|cs| {
+            let cell = self.state.borrow(cs);
+            let mut state = cell.get();
+            let result = change(&mut state);
+            cell.set(state);
+            result
+        })
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<const N: usize, const W: usize> defmt::Format for CriticalSectionStore<N, W> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        let state = critical_section::with(|cs| self.state.borrow(cs).get());
+        defmt::write!(f, "CriticalSectionStore({})", state);
+    }
+}

@@ -1,0 +1,262 @@
+//! The outcome window: a fixed-capacity bit ring of recent outcomes.
+
+use core::fmt;
+
+/// One recorded outcome of a protected call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Outcome {
+    /// The call succeeded (or failed with an error the classifier counts as a success).
+    Success,
+    /// The call failed.
+    Failure,
+}
+
+/// A ring of the most recent outcomes, oldest first, with a capacity fixed at compile time.
+///
+/// The breaker uses a logical window size (a ratio's denominator) that may be smaller than the
+/// capacity; [`Window::push`] takes it. Implemented by [`OutcomeWindow`]; a store only needs
+/// this trait to name the window its breaker state holds.
+pub trait Window: Copy + fmt::Debug {
+    /// How many outcomes fit.
+    const CAPACITY: u16;
+    /// A window holding nothing.
+    const EMPTY: Self;
+    /// How many outcomes are held.
+    fn len(&self) -> u16;
+    /// How many of them are failures.
+    fn failures(&self) -> u16;
+    /// The `index`-th outcome, oldest first; `None` past the end.
+    fn get(&self, index: u16) -> Option<Outcome>;
+    /// Appends `outcome`, first dropping the oldest while `size` outcomes are held.
+    /// `size` is at most [`Window::CAPACITY`] (larger values are treated as the capacity).
+    fn push(&mut self, outcome: Outcome, size: u16);
+    /// Forgets every outcome.
+    fn clear(&mut self);
+    /// Whether nothing is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The outcomes, oldest first.
+    fn iter(&self) -> Outcomes<'_, Self> {
+        Outcomes {
+            window: self,
+            next: 0,
+        }
+    }
+}
+
+/// A bit ring of up to `N` outcomes stored in `W` 32-bit words (one bit per outcome).
+///
+/// `W` must be at least `N / 32` rounded up; the default of 2 words covers windows up to 64.
+/// Both are checked at compile time. With the default, the window is 12 bytes.
+///
+/// ```
+/// use resilient_circuit::{Outcome, OutcomeWindow, Window};
+///
+/// let mut w = OutcomeWindow::<64>::EMPTY;
+/// for o in [Outcome::Failure, Outcome::Success, Outcome::Failure, Outcome::Failure] {
+///     w.push(o, 3); // a logical window of 3
+/// }
+/// assert_eq!(w.len(), 3);
+/// assert_eq!(w.failures(), 2);
+/// assert!(w.iter().eq([Outcome::Success, Outcome::Failure, Outcome::Failure]));
+///
+/// // A window of 1000 outcomes needs 32 words.
+/// let big = OutcomeWindow::<1000, 32>::EMPTY;
+/// assert!(big.is_empty());
+/// ```
+///
+/// Too few words is a compile-time error:
+///
+/// ```compile_fail
+/// use resilient_circuit::{OutcomeWindow, Window};
+/// let w = OutcomeWindow::<100, 2>::EMPTY;
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutcomeWindow<const N: usize, const W: usize = 2> {
+    /// Bit `i` (ring position) is 1 for a failure. Positions outside the live range are 0, so
+    /// counting failures is a popcount.
+    bits: [u32; W],
+    /// Ring position of the oldest outcome.
+    head: u16,
+    len: u16,
+}
+
+impl<const N: usize, const W: usize> OutcomeWindow<N, W> {
+    const VALID: () = {
+        assert!(N >= 1, "an outcome window must hold at least one outcome");
+        assert!(
+            N <= u16::MAX as usize,
+            "an outcome window holds at most 65535 outcomes"
+        );
+        assert!(
+            W * 32 >= N,
+            "too few words: W must be at least (N + 31) / 32"
+        );
+    };
+
+    /// How many outcomes are held (also [`Window::len`], without importing the trait).
+    pub fn len(&self) -> u16 {
+        self.len
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many of the held outcomes are failures.
+    pub fn failures(&self) -> u16 {
+        Window::failures(self)
+    }
+
+    /// The outcomes, oldest first.
+    pub fn iter(&self) -> Outcomes<'_, Self> {
+        Window::iter(self)
+    }
+
+    #[inline]
+    fn position(&self, index: u16) -> usize {
+        let p = self.head as usize + index as usize;
+        if p >= N { p - N } else { p }
+    }
+
+    #[inline]
+    fn bit(&self, position: usize) -> bool {
+        self.bits[position / 32] & (1 << (position % 32)) != 0
+    }
+
+    #[inline]
+    fn set_bit(&mut self, position: usize, failure: bool) {
+        let mask = 1u32 << (position % 32);
+        let word = &mut self.bits[position / 32];
+        if failure {
+            *word |= mask;
+        } else {
+            *word &= !mask;
+        }
+    }
+}
+
+impl<const N: usize, const W: usize> Window for OutcomeWindow<N, W> {
+    const CAPACITY: u16 = {
+        let () = Self::VALID;
+        N as u16
+    };
+    const EMPTY: Self = {
+        let () = Self::VALID;
+        OutcomeWindow {
+            bits: [0; W],
+            head: 0,
+            len: 0,
+        }
+    };
+
+    #[inline]
+    fn len(&self) -> u16 {
+        self.len
+    }
+
+    #[inline]
+    fn failures(&self) -> u16 {
+        let mut total = 0;
+        for word in &self.bits {
+            total += word.count_ones();
+        }
+        total as u16
+    }
+
+    fn get(&self, index: u16) -> Option<Outcome> {
+        if index >= self.len {
+            return None;
+        }
+        Some(if self.bit(self.position(index)) {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        })
+    }
+
+    #[inline]
+    fn push(&mut self, outcome: Outcome, size: u16) {
+        let size = if size as usize > N { N as u16 } else { size };
+        while self.len >= size && self.len > 0 {
+            let oldest = self.head as usize;
+            self.set_bit(oldest, false);
+            self.head = if oldest + 1 == N {
+                0
+            } else {
+                oldest as u16 + 1
+            };
+            self.len -= 1;
+        }
+        if size == 0 {
+            return;
+        }
+        let position = self.position(self.len);
+        self.set_bit(position, outcome == Outcome::Failure);
+        self.len += 1;
+    }
+
+    fn clear(&mut self) {
+        *self = Self::EMPTY;
+    }
+}
+
+impl<const N: usize, const W: usize> fmt::Debug for OutcomeWindow<N, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, outcome) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(match outcome {
+                Outcome::Success => "S",
+                Outcome::Failure => "F",
+            })?;
+        }
+        f.write_str("]")
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<const N: usize, const W: usize> defmt::Format for OutcomeWindow<N, W> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "[");
+        for (i, outcome) in self.iter().enumerate() {
+            if i > 0 {
+                defmt::write!(f, ", ");
+            }
+            match outcome {
+                Outcome::Success => defmt::write!(f, "S"),
+                Outcome::Failure => defmt::write!(f, "F"),
+            }
+        }
+        defmt::write!(f, "]");
+    }
+}
+
+/// The outcomes of a [`Window`], oldest first.
+#[derive(Clone, Debug)]
+pub struct Outcomes<'a, Win: ?Sized> {
+    window: &'a Win,
+    next: u16,
+}
+
+impl<Win: Window> Iterator for Outcomes<'_, Win> {
+    type Item = Outcome;
+
+    fn next(&mut self) -> Option<Outcome> {
+        let outcome = self.window.get(self.next)?;
+        self.next += 1;
+        Some(outcome)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.window.len().saturating_sub(self.next) as usize;
+        (left, Some(left))
+    }
+}
+
+impl<Win: Window> ExactSizeIterator for Outcomes<'_, Win> {}
