@@ -47,6 +47,9 @@ pub struct RetryWithBackoff<B = NoBackoff, S = NoSleep, K = AllErrors> {
 }
 
 impl RetryWithBackoff {
+    /// The Python package's default: 3 retries.
+    pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
     /// At most `max_retries` retries (`max_retries + 1` attempts), no wait between them, every
     /// error retried.
     pub const fn new(max_retries: u32) -> Self {
@@ -56,6 +59,13 @@ impl RetryWithBackoff {
             sleeper: NoSleep,
             classifier: AllErrors,
         }
+    }
+}
+
+impl Default for RetryWithBackoff {
+    /// [`DEFAULT_MAX_RETRIES`](Self::DEFAULT_MAX_RETRIES) retries, no wait, every error retried.
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_MAX_RETRIES)
     }
 }
 

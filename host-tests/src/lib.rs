@@ -1,1 +1,168 @@
-//! Test support.
+//! Test support for resilient-circuit: a fake clock, a sleeper that moves it, a hook that
+//! remembers, and a minimal executor for async tests.
+
+use std::{
+    cell::{Cell, RefCell},
+    future::Future,
+    pin::pin,
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+
+use resilient_circuit::{AsyncSleep, CircuitState, Clock, Instant, Sleep};
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct FakeClock {
+    now: Cell<Instant>,
+    reads: Cell<u64>,
+}
+
+impl FakeClock {
+    /// A clock at the origin.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.now.set(self.now.get().saturating_add(by));
+    }
+
+    /// Sets the clock to `secs` seconds (fractions allowed) after the origin.
+    pub fn set_secs(&self, secs: f64) {
+        self.now
+            .set(Instant::from_nanos((secs * 1e9).round() as u64));
+    }
+
+    /// How many times `now()` was read.
+    pub fn reads(&self) -> u64 {
+        self.reads.get()
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Instant {
+        self.reads.set(self.reads.get() + 1);
+        self.now.get()
+    }
+}
+
+/// A sleeper that records each wait and moves a fake clock by it instead of sleeping.
+#[derive(Debug)]
+pub struct FakeSleep<'a> {
+    clock: &'a FakeClock,
+    waits: RefCell<Vec<Duration>>,
+}
+
+impl<'a> FakeSleep<'a> {
+    /// A sleeper moving `clock`.
+    pub fn new(clock: &'a FakeClock) -> Self {
+        FakeSleep {
+            clock,
+            waits: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Every wait so far, in order.
+    pub fn waits(&self) -> Vec<Duration> {
+        self.waits.borrow().clone()
+    }
+}
+
+impl Sleep for FakeSleep<'_> {
+    fn sleep(&self, duration: Duration) {
+        self.waits.borrow_mut().push(duration);
+        self.clock.advance(duration);
+    }
+}
+
+impl AsyncSleep for FakeSleep<'_> {
+    async fn sleep(&self, duration: Duration) {
+        Sleep::sleep(self, duration);
+        YieldOnce(false).await;
+    }
+}
+
+/// Pending once, then ready: makes fake async waits real suspension points.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// Records every transition a hook sees.
+#[derive(Debug, Default)]
+pub struct Transitions {
+    seen: RefCell<Vec<(CircuitState, CircuitState)>>,
+}
+
+impl Transitions {
+    /// An empty record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A hook that appends to this record.
+    pub fn hook(&self) -> impl Fn(CircuitState, CircuitState) + '_ {
+        move |old, new| self.seen.borrow_mut().push((old, new))
+    }
+
+    /// The transitions so far, and forget them.
+    pub fn take(&self) -> Vec<(CircuitState, CircuitState)> {
+        std::mem::take(&mut *self.seen.borrow_mut())
+    }
+}
+
+/// Polls `future` to completion on this thread (the fake sleeper never really waits).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
+}
+
+/// Seconds as a `Duration` (fractions allowed), for tables written in seconds.
+pub fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// A small deterministic generator (SplitMix64) implementing `rand_core` 0.10.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl rand_core::TryRng for SplitMix64 {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok((self.try_next_u64()? >> 32) as u32)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Ok(z ^ (z >> 31))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! SEMANTICS §4 (SafetyNet): composition order, one error type, async.
+
+use std::{cell::Cell, time::Duration};
+
+use host_tests::{FakeClock, FakeSleep, block_on, secs};
+use resilient_circuit::{
+    AsyncPolicy, BreakerConfig, CircuitProtector, CircuitState, Error, FixedDelay, InlineStore,
+    Policy, Ratio, Rejected, RetryWithBackoff, SafetyNet,
+};
+
+fn breaker(
+    a: u16,
+    b: u16,
+    cooldown: f64,
+    clock: &FakeClock,
+) -> CircuitProtector<InlineStore<64>, &FakeClock> {
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(a, b).unwrap())
+        .cooldown(secs(cooldown));
+    CircuitProtector::new(config.validate().unwrap(), InlineStore::new(), clock)
+}
+
+#[test]
+fn retry_outside_breaker_sends_every_attempt_through_the_breaker() {
+    let clock = FakeClock::new();
+    let b = breaker(5, 5, 30.0, &clock);
+    let mut net = SafetyNet::new((RetryWithBackoff::new(3), &b));
+    let runs = Cell::new(0);
+    let result: Result<(), _> = net.call(|| {
+        runs.set(runs.get() + 1);
+        Err("down")
+    });
+    assert_eq!(
+        result,
+        Err(Error::RetryLimitReached {
+            attempts: 4,
+            last_error: "down"
+        })
+    );
+    assert_eq!(b.execution_log().len(), 4, "four attempts, four outcomes");
+}
+
+#[test]
+fn breaker_outside_retry_sees_one_outcome_per_retried_call() {
+    let clock = FakeClock::new();
+    let b = breaker(5, 5, 30.0, &clock);
+    let mut net = SafetyNet::new((&b, RetryWithBackoff::new(3)));
+    let runs = Cell::new(0);
+    let _: Result<(), _> = net.call(|| {
+        runs.set(runs.get() + 1);
+        Err("down")
+    });
+    assert_eq!(runs.get(), 4);
+    assert_eq!(b.execution_log().len(), 1, "one retried call, one outcome");
+    assert_eq!(b.failure_count(), 1);
+}
+
+#[test]
+fn retry_stops_at_a_breaker_that_would_make_it_wait_beyond_its_schedule() {
+    let clock = FakeClock::new();
+    let sleep = FakeSleep::new(&clock);
+    let b = breaker(1, 1, 30.0, &clock);
+    let mut net = SafetyNet::new((
+        RetryWithBackoff::new(3).with_backoff(FixedDelay(secs(1.0)), &sleep),
+        &b,
+    ));
+    let runs = Cell::new(0);
+    let result: Result<(), _> = net.call(|| {
+        runs.set(runs.get() + 1);
+        Err("down")
+    });
+    assert_eq!(runs.get(), 1);
+    assert_eq!(
+        result,
+        Err(Error::Rejected(Rejected {
+            retry_after: secs(29.0)
+        }))
+    );
+    assert_eq!(
+        sleep.waits(),
+        [secs(1.0)],
+        "waited its own delay once, then saw 29 s left"
+    );
+}
+
+#[test]
+fn retry_rides_through_a_cooldown_shorter_than_its_delay() {
+    let clock = FakeClock::new();
+    let sleep = FakeSleep::new(&clock);
+    let b = breaker(1, 1, 0.5, &clock);
+    let mut net = SafetyNet::new((
+        RetryWithBackoff::new(3).with_backoff(FixedDelay(secs(1.0)), &sleep),
+        &b,
+    ));
+    let runs = Cell::new(0);
+    let result = net.call(|| {
+        runs.set(runs.get() + 1);
+        if runs.get() < 2 {
+            Err("down")
+        } else {
+            Ok("up")
+        }
+    });
+    assert_eq!(result, Ok("up"));
+    assert_eq!(b.status(), CircuitState::Closed);
+}
+
+#[test]
+fn one_error_type_for_every_way_of_saying_no() {
+    let clock = FakeClock::new();
+    let b = breaker(1, 1, 10.0, &clock);
+    let mut net = SafetyNet::new((RetryWithBackoff::new(1), &b));
+    let outcomes: Vec<Result<u8, Error<&str>>> = vec![
+        net.call(|| Ok(1)),
+        net.call(|| Err("down")), // breaker opens after the first attempt; the retry stops
+        net.call(|| Ok(2)),
+    ];
+    assert!(matches!(outcomes[1], Err(Error::Rejected(_))));
+    assert!(matches!(outcomes[2], Err(Error::Rejected(_))));
+}
+
+#[test]
+fn three_and_four_policies_nest_first_outermost() {
+    let clock = FakeClock::new();
+    let outer = breaker(10, 10, 1.0, &clock);
+    let inner = breaker(10, 10, 1.0, &clock);
+    let mut net = SafetyNet::new((&outer, RetryWithBackoff::new(2), &inner));
+    let _: Result<(), _> = net.call(|| Err("down"));
+    assert_eq!(
+        (outer.execution_log().len(), inner.execution_log().len()),
+        (1, 3)
+    );
+
+    let mut four = SafetyNet::new((
+        RetryWithBackoff::new(1),
+        &outer,
+        RetryWithBackoff::new(1),
+        &inner,
+    ));
+    let _: Result<(), _> = four.call(|| Err("down"));
+    assert_eq!(
+        (outer.execution_log().len(), inner.execution_log().len()),
+        (3, 7)
+    );
+}
+
+#[test]
+fn async_safety_net_follows_the_same_rules() {
+    let clock = FakeClock::new();
+    let sleep = FakeSleep::new(&clock);
+    let b = breaker(3, 3, 10.0, &clock);
+    let mut net = SafetyNet::new((
+        RetryWithBackoff::new(4).with_backoff(FixedDelay(Duration::from_millis(10)), &sleep),
+        &b,
+    ));
+    let mut reads = 0;
+    let result: Result<u32, Error<&str>> = block_on(net.call_async(async || {
+        reads += 1;
+        if reads < 3 { Err("nak") } else { Ok(reads) }
+    }));
+    assert_eq!(result, Ok(3));
+    assert_eq!(b.execution_log().len(), 3);
+    assert_eq!(sleep.waits().len(), 2);
+}
