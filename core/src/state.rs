@@ -212,6 +212,24 @@ impl<Win: Window> BreakerState<Win> {
         if admission.epoch != self.epoch {
             return None;
         }
+        // The hot path: a success in CLOSED (no probe slot to return, nothing to decide).
+        if verdict == Verdict::Success && self.state == CircuitState::Closed {
+            self.window.push(Outcome::Success, config.closed_window());
+            self.consecutive_failures = 0;
+            return None;
+        }
+        self.record_in_period(config, admission, verdict, clock)
+    }
+
+    // Everything but a CLOSED success, out of line so the hot path stays small.
+    #[inline(never)]
+    fn record_in_period(
+        &mut self,
+        config: &BreakerConfig,
+        admission: Admission,
+        verdict: Verdict,
+        clock: &impl Clock,
+    ) -> Option<Transition> {
         if admission.probe {
             self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
         }

@@ -1,6 +1,6 @@
 //! Where a breaker's state lives and how a change to it is made atomic.
 
-use core::cell::Cell;
+use core::cell::RefCell;
 
 use crate::{BreakerState, OutcomeWindow, Window};
 
@@ -40,14 +40,16 @@ impl<S: StateStore + ?Sized> StateStore for &S {
 /// [`OutcomeWindow`]).
 #[derive(Debug, Default)]
 pub struct InlineStore<const N: usize, const W: usize = 2> {
-    state: Cell<BreakerState<OutcomeWindow<N, W>>>,
+    // A RefCell rather than a Cell: the state changes in place instead of being copied out and
+    // back. `update` never re-enters the store (hooks run after it returns): borrows never fail.
+    state: RefCell<BreakerState<OutcomeWindow<N, W>>>,
 }
 
 impl<const N: usize, const W: usize> InlineStore<N, W> {
     /// A CLOSED breaker state with an empty window.
     pub const fn new() -> Self {
         InlineStore {
-            state: Cell::new(BreakerState::new()),
+            state: RefCell::new(BreakerState::new()),
         }
     }
 }
@@ -57,17 +59,14 @@ impl<const N: usize, const W: usize> StateStore for InlineStore<N, W> {
 
     #[inline]
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R {
-        let mut state = self.state.get();
-        let result = change(&mut state);
-        self.state.set(state);
-        result
+        change(&mut self.state.borrow_mut())
     }
 }
 
 #[cfg(feature = "defmt")]
 impl<const N: usize, const W: usize> defmt::Format for InlineStore<N, W> {
     fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "InlineStore({})", self.state.get());
+        defmt::write!(f, "InlineStore({})", *self.state.borrow());
     }
 }
 
@@ -88,14 +87,14 @@ impl<const N: usize, const W: usize> defmt::Format for InlineStore<N, W> {
 /// ```
 #[derive(Debug)]
 pub struct CriticalSectionStore<const N: usize, const W: usize = 2> {
-    state: critical_section::Mutex<Cell<BreakerState<OutcomeWindow<N, W>>>>,
+    state: critical_section::Mutex<RefCell<BreakerState<OutcomeWindow<N, W>>>>,
 }
 
 impl<const N: usize, const W: usize> CriticalSectionStore<N, W> {
     /// A CLOSED breaker state with an empty window; usable in a `static`.
     pub const fn new() -> Self {
         CriticalSectionStore {
-            state: critical_section::Mutex::new(Cell::new(BreakerState::new())),
+            state: critical_section::Mutex::new(RefCell::new(BreakerState::new())),
         }
     }
 }
@@ -111,20 +110,14 @@ impl<const N: usize, const W: usize> StateStore for CriticalSectionStore<N, W> {
 
     #[inline]
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R {
-        critical_section::with(|cs| {
-            let cell = self.state.borrow(cs);
-            let mut state = cell.get();
-            let result = change(&mut state);
-            cell.set(state);
-            result
-        })
+        critical_section::with(|cs| change(&mut self.state.borrow_ref_mut(cs)))
     }
 }
 
 #[cfg(feature = "defmt")]
 impl<const N: usize, const W: usize> defmt::Format for CriticalSectionStore<N, W> {
     fn format(&self, f: defmt::Formatter<'_>) {
-        let state = critical_section::with(|cs| self.state.borrow(cs).get());
+        let state = critical_section::with(|cs| *self.state.borrow_ref(cs));
         defmt::write!(f, "CriticalSectionStore({})", state);
     }
 }

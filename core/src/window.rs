@@ -180,23 +180,40 @@ impl<const N: usize, const W: usize> Window for OutcomeWindow<N, W> {
 
     #[inline]
     fn push(&mut self, outcome: Outcome, size: u16) {
-        let size = if size as usize > N { N as u16 } else { size };
-        while self.len >= size && self.len > 0 {
-            let oldest = self.head as usize;
-            self.set_bit(oldest, false);
-            self.head = if oldest + 1 == N {
-                0
-            } else {
-                oldest as u16 + 1
-            };
-            self.len -= 1;
+        // A full window of successes stays the same after one more success: no write at all,
+        // so a healthy service's calls do not wait on each other's updates of `head`.
+        if outcome == Outcome::Success
+            && self.len == size
+            && self.bits.iter().fold(0, |any, w| any | w) == 0
+        {
+            return;
         }
+        let size = if size as usize > N { N as u16 } else { size };
         if size == 0 {
             return;
         }
-        let position = self.position(self.len);
-        self.set_bit(position, outcome == Outcome::Failure);
-        self.len += 1;
+        // Work on locals and store once: this is the hot path of every recorded call.
+        let mut head = self.head as usize;
+        let mut len = self.len;
+        while len >= size {
+            self.set_bit(head, false);
+            head = if head + 1 == N { 0 } else { head + 1 };
+            len -= 1;
+        }
+        // Positions outside the live range hold 0, so a success needs no write.
+        if outcome == Outcome::Failure {
+            let position = head + len as usize;
+            self.set_bit(
+                if position >= N {
+                    position - N
+                } else {
+                    position
+                },
+                true,
+            );
+        }
+        self.head = head as u16;
+        self.len = len + 1;
     }
 
     fn clear(&mut self) {

@@ -19,16 +19,18 @@ use resilient_circuit::{
     fixed_point::{U1F31, U32F32},
 };
 
+type SeedBreaker<'a> = CircuitProtector<
+    &'a InlineStore<64>,
+    &'a FakeClock,
+    ShouldHandle<fn(&Fault) -> bool>,
+    Box<dyn Fn(CircuitState, CircuitState) + 'a>,
+>;
+
 /// A breaker on a fake clock with a recorded hook, driven in the table's notation.
 struct Run<'a> {
     clock: &'a FakeClock,
     transitions: &'a Transitions,
-    breaker: CircuitProtector<
-        &'a InlineStore<64>,
-        &'a FakeClock,
-        ShouldHandle<fn(&Fault) -> bool>,
-        Box<dyn Fn(CircuitState, CircuitState) + 'a>,
-    >,
+    breaker: SeedBreaker<'a>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
