@@ -256,14 +256,7 @@ impl<R: Rng> Backoff for ExponentialDelay<UniformJitter<R>> {
 /// ```
 /// use core::time::Duration;
 /// use resilient_circuit::{Backoff, ExponentialDelay, FullJitter};
-/// # struct Counter(u64);
-/// # impl rand_core::TryRng for Counter {
-/// #     type Error = core::convert::Infallible;
-/// #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
-/// #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1); Ok(self.0) }
-/// #     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> { dst.fill(0); Ok(()) }
-/// # }
-/// # let rng = Counter(7);
+/// let rng = resilient_circuit::SplitMix64::new(7); // seed per device or process
 /// let exponential = ExponentialDelay::new(Duration::from_millis(100), Duration::from_secs(10)).unwrap();
 /// let mut backoff = FullJitter::new(exponential, rng);
 /// assert!(backoff.delay(3) <= Duration::from_millis(400));
@@ -301,14 +294,7 @@ impl<R> defmt::Format for FullJitter<R> {
 /// ```
 /// use core::time::Duration;
 /// use resilient_circuit::{Backoff, DecorrelatedJitter};
-/// # struct Counter(u64);
-/// # impl rand_core::TryRng for Counter {
-/// #     type Error = core::convert::Infallible;
-/// #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
-/// #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1); Ok(self.0) }
-/// #     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> { dst.fill(0); Ok(()) }
-/// # }
-/// # let rng = Counter(7);
+/// let rng = resilient_circuit::SplitMix64::new(7); // seed per device or process
 /// let mut backoff =
 ///     DecorrelatedJitter::new(Duration::from_millis(100), Duration::from_secs(10), rng).unwrap();
 /// let first = backoff.delay(1);

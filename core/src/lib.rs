@@ -47,6 +47,7 @@ mod policy;
 mod protector;
 mod ratio;
 mod retry;
+mod rng;
 mod safety_net;
 mod sleep;
 mod state;
@@ -68,6 +69,7 @@ pub use policy::{AsyncPolicy, Policy};
 pub use protector::{CircuitProtector, Permit};
 pub use ratio::{Ratio, RatioError};
 pub use retry::RetryWithBackoff;
+pub use rng::SplitMix64;
 pub use safety_net::SafetyNet;
 pub use sleep::{AsyncSleep, NoSleep, Sleep};
 pub use state::{Admission, BreakerState, CircuitState, Transition};
@@ -75,7 +77,15 @@ pub use store::{CriticalSectionStore, InlineStore, StateStore};
 pub use time::{Clock, Instant};
 pub use window::{Outcome, OutcomeWindow, Outcomes, Window};
 
+/// The `rand_core` crate, whose generators drive jitter.
+pub use rand_core;
+
 /// Fixed-point numbers used for backoff factors and jitter (re-exported from the `fixed` crate).
 pub mod fixed_point {
     pub use fixed::types::{U1F31, U32F32};
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

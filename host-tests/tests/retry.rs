@@ -257,7 +257,7 @@ fn exponential_delay_never_overflows() {
 #[test]
 fn exponential_delay_jitter_stays_within_its_fraction_and_the_bounds() {
     let mut backoff = exponential(1.0, 100.0)
-        .with_jitter(U1F31::from_num(0.5), SplitMix64(42))
+        .with_jitter(U1F31::from_num(0.5), SplitMix64::new(42))
         .unwrap();
     let draws: Vec<Duration> = (0..2_000).map(|_| backoff.delay(3)).collect();
     assert!(draws.iter().all(|d| *d >= secs(2.0) && *d <= secs(6.0)));
@@ -296,7 +296,7 @@ fn exponential_delay_construction_errors_are_the_seeds() {
     );
     assert_eq!(
         exponential(1.0, 2.0)
-            .with_jitter(U1F31::from_num(1.01), SplitMix64(1))
+            .with_jitter(U1F31::from_num(1.01), SplitMix64::new(1))
             .unwrap_err(),
         BackoffError::JitterOutOfRange
     );
@@ -306,7 +306,7 @@ fn exponential_delay_construction_errors_are_the_seeds() {
     );
     assert!(
         exponential(1.0, 2.0)
-            .with_jitter(U1F31::ONE, SplitMix64(1))
+            .with_jitter(U1F31::ONE, SplitMix64::new(1))
             .is_ok()
     );
     assert!(exponential(1.0, 2.0).with_factor(U32F32::ONE).is_ok());
@@ -321,7 +321,7 @@ fn fixed_delay_always_waits_the_same() {
 
 #[test]
 fn full_jitter_is_uniform_up_to_the_exponential_delay() {
-    let mut backoff = FullJitter::new(exponential(0.1, 10.0), SplitMix64(7));
+    let mut backoff = FullJitter::new(exponential(0.1, 10.0), SplitMix64::new(7));
     let draws: Vec<Duration> = (0..2_000).map(|_| backoff.delay(3)).collect();
     assert!(draws.iter().all(|d| *d <= secs(0.4)));
     let mean = draws.iter().map(Duration::as_secs_f64).sum::<f64>() / draws.len() as f64;
@@ -331,10 +331,10 @@ fn full_jitter_is_uniform_up_to_the_exponential_delay() {
 #[test]
 fn decorrelated_jitter_stays_between_min_and_three_times_the_previous_wait_capped() {
     assert_eq!(
-        DecorrelatedJitter::new(secs(2.0), secs(1.0), SplitMix64(1)).unwrap_err(),
+        DecorrelatedJitter::new(secs(2.0), secs(1.0), SplitMix64::new(1)).unwrap_err(),
         BackoffError::MaxBelowMin
     );
-    let mut backoff = DecorrelatedJitter::new(secs(0.1), secs(5.0), SplitMix64(9)).unwrap();
+    let mut backoff = DecorrelatedJitter::new(secs(0.1), secs(5.0), SplitMix64::new(9)).unwrap();
     for _ in 0..200 {
         let mut previous = secs(0.1);
         for k in 1..=10 {

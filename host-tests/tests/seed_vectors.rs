@@ -788,7 +788,7 @@ const VECTORS: &[Vector] = &[
         check: || {
             let mut e = ExponentialDelay::new(secs(1.0), secs(100.0))
                 .unwrap()
-                .with_jitter(U1F31::from_num(0.5), host_tests::SplitMix64(3))
+                .with_jitter(U1F31::from_num(0.5), host_tests::SplitMix64::new(3))
                 .unwrap();
             for _ in 0..1_000 {
                 let d = resilient_circuit::Backoff::delay(&mut e, 3);
