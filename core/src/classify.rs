@@ -1,5 +1,7 @@
 //! How an error counts: failure, success or not at all.
 
+use crate::Error;
+
 /// How a breaker counts an outcome, and whether a retry tries again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -48,6 +50,29 @@ impl From<bool> for Verdict {
 pub trait Classify<E> {
     /// How `error` counts.
     fn classify(&self, error: &E) -> Verdict;
+
+    /// How a finished call counts: a value is a success, an error as [`classify`](Self::classify)
+    /// says.
+    #[inline]
+    fn verdict<T>(&self, result: &Result<T, E>) -> Verdict {
+        match result {
+            Ok(_) => Verdict::Success,
+            Err(error) => self.classify(error),
+        }
+    }
+
+    /// How a finished call counts when its error came through inner policies: a rejection by an
+    /// inner breaker is not recorded; a retry that gave up counts as its last error.
+    #[inline]
+    fn verdict_of_layered<T>(&self, result: &Result<T, Error<E>>) -> Verdict {
+        match result {
+            Ok(_) => Verdict::Success,
+            Err(Error::Rejected(_)) => Verdict::Ignore,
+            Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
+                self.classify(e)
+            }
+        }
+    }
 }
 
 /// Every error is a failure (the default).

@@ -42,7 +42,9 @@ mod config;
 #[cfg(feature = "embassy")]
 mod embassy;
 mod error;
+mod fast_path;
 mod hook;
+mod layer;
 mod policy;
 mod protector;
 mod ratio;
@@ -64,7 +66,9 @@ pub use config::{BreakerConfig, ConfigError, ValidConfig};
 #[cfg(feature = "embassy")]
 pub use embassy::{EmbassyClock, EmbassySleep};
 pub use error::{Error, Rejected};
+pub use fast_path::FastPath;
 pub use hook::{NoHook, TransitionHook};
+pub use layer::{AsyncLayer, AsyncStack, BlockingLayer, BlockingStack, Layer, Leave};
 pub use policy::{AsyncPolicy, Policy};
 pub use protector::{CircuitProtector, Permit};
 pub use ratio::{Ratio, RatioError};

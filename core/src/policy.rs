@@ -2,16 +2,14 @@
 
 use core::future::Future;
 
-use crate::{
-    CircuitProtector, Classify, Clock, Error, StateStore, TransitionHook, protector::Permit,
-};
+use crate::Error;
 
 /// A blocking resilience policy: runs an operation (perhaps several times, perhaps not at all)
 /// and returns its result or the policy's [`Error`].
 ///
-/// `run` takes an operation that already speaks [`Error`], so policies nest: the operation of
-/// an outer policy is the inner policy's `run`. [`call`](Policy::call) is the entry point for
-/// a plain operation.
+/// Implemented by every policy and by [`SafetyNet`](crate::SafetyNet); each is a
+/// [`Layer`](crate::Layer) run on its own. [`call`](Policy::call) takes a plain operation;
+/// `run` takes one that already speaks [`Error`].
 ///
 /// ```
 /// use resilient_circuit::{Error, Policy, RetryWithBackoff};
@@ -75,95 +73,11 @@ pub trait AsyncPolicy<E> {
         mut operation: impl AsyncFnMut() -> Result<T, E>,
     ) -> impl Future<Output = Result<T, Error<E>>> {
         async move {
-            self.run_async(async || operation().await.map_err(Error::Operation))
+            // `async move`: the wrapper owns the operation. Borrowing it instead makes the
+            // future fail `Send` checks (a higher-ranked lifetime rustc cannot see through),
+            // and servers spawn these futures on multi-threaded runtimes.
+            self.run_async(async move || operation().await.map_err(Error::Operation))
                 .await
         }
-    }
-}
-
-impl<E, P: Policy<E> + ?Sized> Policy<E> for &mut P {
-    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-        (**self).run(operation)
-    }
-}
-
-impl<E, P: AsyncPolicy<E> + ?Sized> AsyncPolicy<E> for &mut P {
-    fn run_async<T>(
-        &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-    ) -> impl Future<Output = Result<T, Error<E>>> {
-        (**self).run_async(operation)
-    }
-}
-
-// A breaker is a policy by reference (shared by many callers) and by value.
-
-fn run_protected<E, T, St, C, K, H>(
-    breaker: &CircuitProtector<St, C, K, H>,
-    mut operation: impl FnMut() -> Result<T, Error<E>>,
-) -> Result<T, Error<E>>
-where
-    St: StateStore,
-    C: Clock,
-    K: Classify<E>,
-    H: TransitionHook,
-{
-    let permit: Permit<'_, St, C, K, H> = breaker.try_acquire()?;
-    let result = operation();
-    permit.record(breaker.verdict_of_layered(&result));
-    result
-}
-
-async fn run_protected_async<E, T, St, C, K, H>(
-    breaker: &CircuitProtector<St, C, K, H>,
-    mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-) -> Result<T, Error<E>>
-where
-    St: StateStore,
-    C: Clock,
-    K: Classify<E>,
-    H: TransitionHook,
-{
-    let permit = breaker.try_acquire()?;
-    let result = operation().await;
-    permit.record(breaker.verdict_of_layered(&result));
-    result
-}
-
-impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> Policy<E>
-    for &CircuitProtector<St, C, K, H>
-{
-    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-        run_protected(self, operation)
-    }
-}
-
-impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> Policy<E>
-    for CircuitProtector<St, C, K, H>
-{
-    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-        run_protected(self, operation)
-    }
-}
-
-impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> AsyncPolicy<E>
-    for &CircuitProtector<St, C, K, H>
-{
-    fn run_async<T>(
-        &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-    ) -> impl Future<Output = Result<T, Error<E>>> {
-        run_protected_async(*self, operation)
-    }
-}
-
-impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> AsyncPolicy<E>
-    for CircuitProtector<St, C, K, H>
-{
-    fn run_async<T>(
-        &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-    ) -> impl Future<Output = Result<T, Error<E>>> {
-        run_protected_async(self, operation)
     }
 }

@@ -1,10 +1,11 @@
 //! The circuit protector: a breaker state in a store, a clock, a classifier and a hook.
 
-use core::fmt;
+use core::{fmt, future::Future, time::Duration};
 
 use crate::{
-    Admission, AllErrors, BreakerConfig, BreakerState, CircuitState, Classify, Clock, Error,
-    NoHook, Rejected, StateStore, Transition, TransitionHook, ValidConfig, Verdict,
+    Admission, AllErrors, AsyncLayer, AsyncPolicy, AsyncStack, BlockingLayer, BlockingStack,
+    BreakerConfig, BreakerState, CircuitState, Classify, Clock, Error, Layer, Leave, NoHook,
+    Policy, Rejected, StateStore, Transition, TransitionHook, ValidConfig, Verdict,
 };
 
 /// A circuit breaker (the Python package's `CircuitProtectorPolicy`).
@@ -135,7 +136,7 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
     {
         let permit = self.try_acquire()?;
         let result = operation();
-        permit.record(self.verdict(&result));
+        permit.record(self.classifier.verdict(&result));
         result.map_err(Error::Operation)
     }
 
@@ -150,7 +151,7 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
     {
         let permit = self.try_acquire()?;
         let result = operation().await;
-        permit.record(self.verdict(&result));
+        permit.record(self.classifier.verdict(&result));
         result.map_err(Error::Operation)
     }
 
@@ -171,14 +172,40 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
     /// ```
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_, St, C, K, H>, Rejected> {
-        let (admission, transition) = self
-            .store
-            .update(|state| state.admit(&self.config, &self.clock))?;
-        self.announce(transition);
+        let admission = self.admit()?;
         Ok(Permit {
             breaker: self,
             admission,
         })
+    }
+
+    /// Admission without a guard, for layers that keep the [`Admission`] themselves: pair it
+    /// with exactly one [`record`](Self::record) or [`release`](Self::release).
+    #[inline]
+    pub fn admit(&self) -> Result<Admission, Rejected> {
+        let (admission, transition) = self
+            .store
+            .update(|state| state.admit(&self.config, &self.clock))?;
+        self.announce(transition);
+        Ok(admission)
+    }
+
+    /// Records the outcome of a call admitted by [`admit`](Self::admit).
+    #[inline]
+    pub fn record(&self, admission: Admission, verdict: Verdict) {
+        let transition = self
+            .store
+            .update(|state| state.record(&self.config, admission, verdict, &self.clock));
+        self.announce(transition);
+    }
+
+    /// Gives back what a call admitted by [`admit`](Self::admit) held, when it will never
+    /// report (only a HALF_OPEN probe holds something).
+    #[inline]
+    pub fn release(&self, admission: Admission) {
+        if admission.is_probe() {
+            self.store.update(|state| state.release(admission));
+        }
     }
 
     /// The current state. Reading never changes it: an OPEN breaker whose cooldown ended stays
@@ -234,31 +261,9 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
         &self.store
     }
 
-    /// How a finished call counts.
-    #[inline]
-    pub(crate) fn verdict<T, E>(&self, result: &Result<T, E>) -> Verdict
-    where
-        K: Classify<E>,
-    {
-        match result {
-            Ok(_) => Verdict::Success,
-            Err(error) => self.classifier.classify(error),
-        }
-    }
-
-    /// How a finished call counts when its error came through inner policies.
-    #[inline]
-    pub(crate) fn verdict_of_layered<T, E>(&self, result: &Result<T, Error<E>>) -> Verdict
-    where
-        K: Classify<E>,
-    {
-        match result {
-            Ok(_) => Verdict::Success,
-            Err(Error::Rejected(_)) => Verdict::Ignore,
-            Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
-                self.classifier.classify(e)
-            }
-        }
+    /// The classifier.
+    pub fn classifier(&self) -> &K {
+        &self.classifier
     }
 
     #[inline]
@@ -310,14 +315,10 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> Permit<'_, St, C, K, H> {
     /// Records how the call went.
     #[inline]
     pub fn record(self, verdict: Verdict) {
-        let breaker = self.breaker;
-        let admission = self.admission;
+        let (breaker, admission) = (self.breaker, self.admission);
         // The outcome is being reported: no release on drop.
         core::mem::forget(self);
-        let transition = breaker
-            .store
-            .update(|state| state.record(&breaker.config, admission, verdict, &breaker.clock));
-        breaker.announce(transition);
+        breaker.record(admission, verdict);
     }
 
     /// Whether this call is a HALF_OPEN probe.
@@ -328,12 +329,7 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> Permit<'_, St, C, K, H> {
 
 impl<St: StateStore, C: Clock, K, H: TransitionHook> Drop for Permit<'_, St, C, K, H> {
     fn drop(&mut self) {
-        let admission = self.admission;
-        if !admission.is_probe() {
-            // Only a probe holds something to give back.
-            return;
-        }
-        self.breaker.store.update(|state| state.release(admission));
+        self.breaker.release(self.admission);
     }
 }
 
@@ -351,3 +347,55 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> defmt::Format for Permit<'_
         defmt::write!(f, "Permit {{ admission: {} }}", self.admission);
     }
 }
+
+// A breaker is a layer, by reference (shared by many callers) and by value.
+
+macro_rules! breaker_layer {
+    ($($breaker:ty),+) => {$(
+        impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> Layer<E> for $breaker {
+            type Ticket = Admission;
+
+            fn enter(&mut self) -> Result<Admission, Error<E>> {
+                Ok(self.admit()?)
+            }
+
+            fn leave<T>(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
+                self.record(*admission, self.classifier.verdict_of_layered(&result));
+                Leave::Return(result)
+            }
+
+            fn abandon(&mut self, admission: Admission) {
+                self.release(admission);
+            }
+        }
+
+        impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> BlockingLayer<E> for $breaker {
+            /// Never asked to wait: a breaker does not send calls back in.
+            fn wait(&self, _: Duration) {}
+        }
+
+        impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> AsyncLayer<E> for $breaker {
+            /// Never asked to wait: a breaker does not send calls back in.
+            fn wait(&self, _: Duration) -> impl Future<Output = ()> {
+                core::future::ready(())
+            }
+        }
+
+        impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> Policy<E> for $breaker {
+            fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+                (self,).run_stack(operation)
+            }
+        }
+
+        impl<E, St: StateStore, C: Clock, K: Classify<E>, H: TransitionHook> AsyncPolicy<E> for $breaker {
+            fn run_async<T>(
+                &mut self,
+                operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+            ) -> impl Future<Output = Result<T, Error<E>>> {
+                async move { (self,).run_stack_async(operation).await }
+            }
+        }
+    )+};
+}
+
+breaker_layer!(CircuitProtector<St, C, K, H>, &CircuitProtector<St, C, K, H>);

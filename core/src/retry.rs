@@ -1,10 +1,10 @@
 //! Retry with backoff (SEMANTICS §3).
 
-use core::time::Duration;
+use core::{future::Future, time::Duration};
 
 use crate::{
-    AllErrors, AsyncPolicy, AsyncSleep, Backoff, Classify, Error, NoBackoff, NoSleep, Policy,
-    Sleep, Verdict,
+    AllErrors, AsyncLayer, AsyncPolicy, AsyncSleep, AsyncStack, Backoff, BlockingLayer,
+    BlockingStack, Classify, Error, Layer, Leave, NoBackoff, NoSleep, Policy, Sleep, Verdict,
 };
 
 /// Runs an operation again after it fails (the Python package's `RetryWithBackoffPolicy`).
@@ -149,44 +149,54 @@ impl<B: Backoff, S, K> RetryWithBackoff<B, S, K> {
     }
 }
 
-impl<E, B: Backoff, S: Sleep, K: Classify<E>> Policy<E> for RetryWithBackoff<B, S, K> {
-    fn run<T>(
-        &mut self,
-        mut operation: impl FnMut() -> Result<T, Error<E>>,
-    ) -> Result<T, Error<E>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let error = match operation() {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            match self.after_failure(attempt, error) {
-                Next::Stop(error) => return Err(error),
-                Next::Wait(delay) if delay.is_zero() => {}
-                Next::Wait(delay) => self.sleeper.sleep(delay),
+impl<E, B: Backoff, S, K: Classify<E>> Layer<E> for RetryWithBackoff<B, S, K> {
+    /// The attempt under way (1-based).
+    type Ticket = u32;
+
+    fn enter(&mut self) -> Result<u32, Error<E>> {
+        Ok(1)
+    }
+
+    fn leave<T>(&mut self, attempt: &mut u32, result: Result<T, Error<E>>) -> Leave<T, E> {
+        let error = match result {
+            Ok(value) => return Leave::Return(Ok(value)),
+            Err(error) => error,
+        };
+        match self.after_failure(*attempt, error) {
+            Next::Stop(error) => Leave::Return(Err(error)),
+            Next::Wait(delay) => {
+                *attempt += 1;
+                Leave::Again(delay)
             }
         }
+    }
+
+    fn abandon(&mut self, _: u32) {}
+}
+
+impl<E, B: Backoff, S: Sleep, K: Classify<E>> BlockingLayer<E> for RetryWithBackoff<B, S, K> {
+    fn wait(&self, duration: Duration) {
+        self.sleeper.sleep(duration)
+    }
+}
+
+impl<E, B: Backoff, S: AsyncSleep, K: Classify<E>> AsyncLayer<E> for RetryWithBackoff<B, S, K> {
+    fn wait(&self, duration: Duration) -> impl Future<Output = ()> {
+        self.sleeper.sleep(duration)
+    }
+}
+
+impl<E, B: Backoff, S: Sleep, K: Classify<E>> Policy<E> for RetryWithBackoff<B, S, K> {
+    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+        (self,).run_stack(operation)
     }
 }
 
 impl<E, B: Backoff, S: AsyncSleep, K: Classify<E>> AsyncPolicy<E> for RetryWithBackoff<B, S, K> {
     async fn run_async<T>(
         &mut self,
-        mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
     ) -> Result<T, Error<E>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let error = match operation().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            match self.after_failure(attempt, error) {
-                Next::Stop(error) => return Err(error),
-                Next::Wait(delay) if delay.is_zero() => {}
-                Next::Wait(delay) => self.sleeper.sleep(delay).await,
-            }
-        }
+        (self,).run_stack_async(operation).await
     }
 }

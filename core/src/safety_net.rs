@@ -2,13 +2,14 @@
 
 use core::future::Future;
 
-use crate::{AsyncPolicy, Error, Policy};
+use crate::{AsyncPolicy, AsyncStack, BlockingStack, Error, Policy};
 
 /// Policies composed into one: the first listed is the outermost.
 ///
 /// With `(retry, breaker)` every attempt passes through the breaker; with `(breaker, retry)`
-/// the breaker sees one outcome per retried call. Generic over a tuple of up to four policies:
-/// no boxing, no allocation, and one [`Error`] type for every way of saying no.
+/// the breaker sees one outcome per retried call. Generic over a tuple of up to four
+/// [`Layer`](crate::Layer)s: no boxing, no allocation, and one [`Error`] type for every way of
+/// saying no. An async safety net is `Send` when its policies are, so a server can spawn it.
 ///
 /// ```
 /// use core::time::Duration;
@@ -58,69 +59,17 @@ impl<P> SafetyNet<P> {
     }
 }
 
-impl<E, P: Policy<E>> Policy<E> for SafetyNet<P> {
+impl<E, P: BlockingStack<E>> Policy<E> for SafetyNet<P> {
     fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-        self.policies.run(operation)
+        self.policies.run_stack(operation)
     }
 }
 
-impl<E, P: AsyncPolicy<E>> AsyncPolicy<E> for SafetyNet<P> {
+impl<E, P: AsyncStack<E>> AsyncPolicy<E> for SafetyNet<P> {
     fn run_async<T>(
         &mut self,
         operation: impl AsyncFnMut() -> Result<T, Error<E>>,
     ) -> impl Future<Output = Result<T, Error<E>>> {
-        self.policies.run_async(operation)
+        self.policies.run_stack_async(operation)
     }
 }
-
-/// A tuple of policies is a policy: the first element wraps the rest.
-macro_rules! nest {
-    ($first:ident $(, $rest:ident)+) => {
-        impl<E, $first: Policy<E>, $($rest: Policy<E>),+> Policy<E> for ($first, $($rest),+) {
-            #[allow(non_snake_case)]
-            fn run<T>(
-                &mut self,
-                mut operation: impl FnMut() -> Result<T, Error<E>>,
-            ) -> Result<T, Error<E>> {
-                let ($first, $($rest),+) = self;
-                $first.run(|| ($(&mut *$rest,)+).run(&mut operation))
-            }
-        }
-
-        impl<E, $first: AsyncPolicy<E>, $($rest: AsyncPolicy<E>),+> AsyncPolicy<E>
-            for ($first, $($rest),+)
-        {
-            #[allow(non_snake_case)]
-            fn run_async<T>(
-                &mut self,
-                mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-            ) -> impl Future<Output = Result<T, Error<E>>> {
-                let ($first, $($rest),+) = self;
-                async move {
-                    $first
-                        .run_async(async || ($(&mut *$rest,)+).run_async(&mut operation).await)
-                        .await
-                }
-            }
-        }
-    };
-}
-
-impl<E, A: Policy<E>> Policy<E> for (A,) {
-    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-        self.0.run(operation)
-    }
-}
-
-impl<E, A: AsyncPolicy<E>> AsyncPolicy<E> for (A,) {
-    fn run_async<T>(
-        &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-    ) -> impl Future<Output = Result<T, Error<E>>> {
-        self.0.run_async(operation)
-    }
-}
-
-nest!(A, B);
-nest!(A, B, C);
-nest!(A, B, C, D);

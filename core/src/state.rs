@@ -60,9 +60,20 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// An admission in the period numbered `epoch` (see [`BreakerState::epoch`]). Stores that
+    /// admit without the state at hand (from a [`FastPath`](crate::FastPath)) build it here.
+    pub const fn in_period(epoch: u16, probe: bool) -> Self {
+        Admission { epoch, probe }
+    }
+
     /// Whether the call was admitted as a HALF_OPEN probe (it holds a probe slot).
     pub const fn is_probe(&self) -> bool {
         self.probe
+    }
+
+    /// The period the call was admitted in.
+    pub const fn epoch(&self) -> u16 {
+        self.epoch
     }
 }
 
@@ -140,6 +151,12 @@ impl<Win: Window> BreakerState<Win> {
             CircuitState::Open => Some(self.open_until),
             _ => None,
         }
+    }
+
+    /// The current period: a counter bumped (wrapping) by every transition and reset. Admissions
+    /// carry it, so an outcome is applied only to the period its call was admitted in.
+    pub const fn epoch(&self) -> u16 {
+        self.epoch
     }
 
     /// HALF_OPEN probes admitted and not yet reported.

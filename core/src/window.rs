@@ -277,3 +277,15 @@ impl<Win: Window> Iterator for Outcomes<'_, Win> {
 }
 
 impl<Win: Window> ExactSizeIterator for Outcomes<'_, Win> {}
+
+#[cfg(feature = "defmt")]
+impl<Win: Window> defmt::Format for Outcomes<'_, Win> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Outcomes {{ next: {}, len: {} }}",
+            self.next,
+            self.window.len()
+        );
+    }
+}

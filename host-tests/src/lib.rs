@@ -140,3 +140,64 @@ pub fn secs(s: f64) -> Duration {
 }
 
 pub use resilient_circuit::SplitMix64;
+
+/// A fake clock that threads can share and move.
+#[derive(Clone, Debug, Default)]
+pub struct SharedFakeClock {
+    nanos: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SharedFakeClock {
+    /// A clock at the origin.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.nanos
+            .fetch_add(by.as_nanos() as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for SharedFakeClock {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.nanos.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// Counts hook calls per transition, from any thread.
+#[derive(Debug, Default)]
+pub struct TransitionCounts {
+    seen: std::sync::Mutex<Vec<(CircuitState, CircuitState)>>,
+}
+
+impl TransitionCounts {
+    /// No transitions yet.
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::default()
+    }
+
+    /// A `Send + Sync` hook that records into `counts`.
+    pub fn hook(
+        counts: &std::sync::Arc<Self>,
+    ) -> impl Fn(CircuitState, CircuitState) + Clone + Send + Sync + 'static {
+        let counts = std::sync::Arc::clone(counts);
+        move |old, new| counts.seen.lock().unwrap().push((old, new))
+    }
+
+    /// How many times `old -> new` was reported.
+    pub fn count(&self, old: CircuitState, new: CircuitState) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| **t == (old, new))
+            .count()
+    }
+
+    /// Every transition reported, in order.
+    pub fn all(&self) -> Vec<(CircuitState, CircuitState)> {
+        self.seen.lock().unwrap().clone()
+    }
+}

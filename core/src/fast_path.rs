@@ -1,0 +1,95 @@
+//! A one-word digest of a breaker state, for stores with a lock-free hot path.
+
+use crate::{Admission, BreakerConfig, BreakerState, CircuitState, Window};
+
+/// What a lock-free reader needs to know about a [`BreakerState`], packed into 64 bits so a
+/// thread-shared store can publish it in one atomic after every change it makes under its lock.
+///
+/// From it alone a reader can admit a CLOSED call, and recognise a success that would change
+/// nothing (CLOSED, same period, a full window of successes, no consecutive failures): the two
+/// things a healthy service's calls do. Everything else goes through the store's lock.
+///
+/// ```
+/// use resilient_circuit::{BreakerConfig, BreakerState, FastPath, OutcomeWindow, Instant, Ratio, Verdict};
+///
+/// let config = BreakerConfig::new().failure_limit(Ratio::of::<1, 2>());
+/// let mut state = BreakerState::<OutcomeWindow<64>>::new();
+/// for _ in 0..2 {
+///     let (admission, _) = state.admit(&config, &Instant::ZERO).unwrap();
+///     state.record(&config, admission, Verdict::Success, &Instant::ZERO);
+/// }
+/// let digest = FastPath::of(&state, &config);
+/// let admission = digest.admit().expect("CLOSED admits without the lock");
+/// assert!(digest.success_changes_nothing(admission, &config));
+/// assert_eq!(FastPath::from_bits(digest.to_bits()), digest);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FastPath(u64);
+
+// Layout: epoch in bits 0..16, window length in 16..32, state in 32..34, "clean" in bit 34.
+const STATE_SHIFT: u32 = 32;
+const CLEAN: u64 = 1 << 34;
+
+impl FastPath {
+    /// The digest of `state` under `config`.
+    pub fn of<Win: Window>(state: &BreakerState<Win>, config: &BreakerConfig) -> Self {
+        let window = state.window();
+        let clean = state.status() == CircuitState::Closed
+            && window.len() == config.closed_window()
+            && window.failures() == 0
+            && state.failure_count() == 0;
+        let state_bits = match state.status() {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+        };
+        FastPath(
+            state.epoch() as u64
+                | (window.len() as u64) << 16
+                | state_bits << STATE_SHIFT
+                | if clean { CLEAN } else { 0 },
+        )
+    }
+
+    /// The state the digest was taken in.
+    pub const fn status(self) -> CircuitState {
+        match (self.0 >> STATE_SHIFT) & 0b11 {
+            0 => CircuitState::Closed,
+            1 => CircuitState::Open,
+            _ => CircuitState::HalfOpen,
+        }
+    }
+
+    /// The admission a CLOSED state grants (it changes nothing); `None` in any other state.
+    #[inline]
+    pub const fn admit(self) -> Option<Admission> {
+        match self.status() {
+            CircuitState::Closed => Some(Admission::in_period(self.0 as u16, false)),
+            _ => None,
+        }
+    }
+
+    /// Whether recording a success for `admission` would leave the state exactly as it is.
+    #[inline]
+    pub const fn success_changes_nothing(
+        self,
+        admission: Admission,
+        config: &BreakerConfig,
+    ) -> bool {
+        self.0 & CLEAN != 0
+            && admission.epoch() == self.0 as u16
+            && !admission.is_probe()
+            && (self.0 >> 16) as u16 == config.closed_window()
+    }
+
+    /// The digest as bits, for an `AtomicU64`.
+    pub const fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    /// A digest from [`to_bits`](Self::to_bits).
+    pub const fn from_bits(bits: u64) -> Self {
+        FastPath(bits)
+    }
+}

@@ -1,0 +1,253 @@
+//! Policies as layers: what [`SafetyNet`](crate::SafetyNet) and every single policy run.
+//!
+//! A composed call is a loop, not a nest of closures: enter each layer from the outermost in,
+//! run the operation, then leave each layer from the innermost out; a layer may send the call
+//! back in (a retry) after a wait. Keeping the operation out of nested closures is what lets an
+//! async composed call be `Send` when its parts are, so servers can spawn it.
+
+use core::{future::Future, marker::PhantomData, time::Duration};
+
+use crate::Error;
+
+/// What a layer decides once the layers inside it have finished.
+#[derive(Debug)]
+pub enum Leave<T, E> {
+    /// Pass this result outward.
+    Return(Result<T, Error<E>>),
+    /// Run the layers inside again after waiting this long.
+    Again(Duration),
+}
+
+/// One policy's part in a call.
+///
+/// `enter` runs before the layers inside it (a breaker admits or rejects), `leave` after them
+/// with their result (a breaker records it; a retry decides whether to go again). A ticket
+/// entered but never left (the call panicked, or its future was dropped) is `abandon`ed.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::{BlockingLayer, Error, Layer, Leave, SafetyNet, Policy};
+///
+/// /// Counts the calls that pass through it.
+/// struct Counter(u32);
+/// impl<E> Layer<E> for Counter {
+///     type Ticket = ();
+///     fn enter(&mut self) -> Result<(), Error<E>> {
+///         self.0 += 1;
+///         Ok(())
+///     }
+///     fn leave<T>(&mut self, _: &mut (), result: Result<T, Error<E>>) -> Leave<T, E> {
+///         Leave::Return(result)
+///     }
+///     fn abandon(&mut self, _: ()) {}
+/// }
+/// impl<E> BlockingLayer<E> for Counter {
+///     fn wait(&self, _: Duration) {}
+/// }
+///
+/// let mut net = SafetyNet::new((resilient_circuit::RetryWithBackoff::new(2), Counter(0)));
+/// let _: Result<(), Error<&str>> = net.call(|| Err("down"));
+/// assert_eq!(net.policies().1.0, 3);
+/// ```
+pub trait Layer<E> {
+    /// What the layer keeps while the layers inside it run.
+    type Ticket;
+
+    /// Before the layers inside: `Err` refuses the call.
+    fn enter(&mut self) -> Result<Self::Ticket, Error<E>>;
+
+    /// After the layers inside, with their result.
+    fn leave<T>(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E>;
+
+    /// The call will never come back through this layer.
+    fn abandon(&mut self, ticket: Self::Ticket);
+}
+
+/// A layer usable in a blocking call: it waits by blocking.
+pub trait BlockingLayer<E>: Layer<E> {
+    /// Waits before [`Leave::Again`].
+    fn wait(&self, duration: Duration);
+}
+
+/// A layer usable in an async call: it waits asynchronously.
+pub trait AsyncLayer<E>: Layer<E> {
+    /// Waits before [`Leave::Again`].
+    fn wait(&self, duration: Duration) -> impl Future<Output = ()>;
+}
+
+impl<E, L: Layer<E> + ?Sized> Layer<E> for &mut L {
+    type Ticket = L::Ticket;
+    fn enter(&mut self) -> Result<Self::Ticket, Error<E>> {
+        (**self).enter()
+    }
+    fn leave<T>(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E> {
+        (**self).leave(ticket, result)
+    }
+    fn abandon(&mut self, ticket: Self::Ticket) {
+        (**self).abandon(ticket)
+    }
+}
+
+impl<E, L: BlockingLayer<E> + ?Sized> BlockingLayer<E> for &mut L {
+    fn wait(&self, duration: Duration) {
+        (**self).wait(duration)
+    }
+}
+
+impl<E, L: AsyncLayer<E> + ?Sized> AsyncLayer<E> for &mut L {
+    fn wait(&self, duration: Duration) -> impl Future<Output = ()> {
+        (**self).wait(duration)
+    }
+}
+
+/// Layers outermost first, run as one blocking call. Implemented for tuples of one to four
+/// [`BlockingLayer`]s.
+pub trait BlockingStack<E> {
+    /// Runs `operation` through every layer.
+    fn run_stack<T>(
+        &mut self,
+        operation: impl FnMut() -> Result<T, Error<E>>,
+    ) -> Result<T, Error<E>>;
+}
+
+/// Layers outermost first, run as one async call. Implemented for tuples of one to four
+/// [`AsyncLayer`]s.
+pub trait AsyncStack<E> {
+    /// Runs `operation` through every layer.
+    fn run_stack_async<T>(
+        &mut self,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> impl Future<Output = Result<T, Error<E>>>;
+}
+
+macro_rules! stack {
+    ($run:ident; $depth:literal; $($i:tt $L:ident),+) => {
+        /// One call's tickets; abandons those still held if the call ends early.
+        struct $run<'a, E, $($L: Layer<E>),+> {
+            layers: &'a mut ($($L,)+),
+            tickets: ($(Option<$L::Ticket>,)+),
+            error: PhantomData<fn() -> E>,
+        }
+
+        impl<'a, E, $($L: Layer<E>),+> $run<'a, E, $($L),+> {
+            fn new(layers: &'a mut ($($L,)+)) -> Self {
+                $run { layers, tickets: ($(None::<$L::Ticket>,)+), error: PhantomData }
+            }
+
+            fn enter(&mut self, level: usize) -> Result<(), Error<E>> {
+                match level {
+                    $($i => self.tickets.$i = Some(self.layers.$i.enter()?),)+
+                    _ => unreachable!("no layer {level}"),
+                }
+                Ok(())
+            }
+
+            fn leave<T>(&mut self, level: usize, result: Result<T, Error<E>>) -> Leave<T, E> {
+                match level {
+                    $($i => {
+                        let ticket = self.tickets.$i.as_mut().expect("a layer is left only after it was entered");
+                        let leave = self.layers.$i.leave(ticket, result);
+                        if let Leave::Return(_) = leave {
+                            self.tickets.$i = None;
+                        }
+                        leave
+                    })+
+                    _ => unreachable!("no layer {level}"),
+                }
+            }
+        }
+
+        impl<E, $($L: Layer<E>),+> Drop for $run<'_, E, $($L),+> {
+            fn drop(&mut self) {
+                $(if let Some(ticket) = self.tickets.$i.take() {
+                    self.layers.$i.abandon(ticket);
+                })+
+            }
+        }
+
+        impl<E, $($L: BlockingLayer<E>),+> BlockingStack<E> for ($($L,)+) {
+            fn run_stack<T>(
+                &mut self,
+                mut operation: impl FnMut() -> Result<T, Error<E>>,
+            ) -> Result<T, Error<E>> {
+                let mut run = $run::new(self);
+                let mut level = 0;
+                loop {
+                    let mut result = loop {
+                        if level == $depth {
+                            break operation();
+                        }
+                        if let Err(error) = run.enter(level) {
+                            break Err(error);
+                        }
+                        level += 1;
+                    };
+                    loop {
+                        if level == 0 {
+                            return result;
+                        }
+                        level -= 1;
+                        match run.leave(level, result) {
+                            Leave::Return(outward) => result = outward,
+                            Leave::Again(delay) => {
+                                if !delay.is_zero() {
+                                    match level {
+                                        $($i => run.layers.$i.wait(delay),)+
+                                        _ => unreachable!("no layer {level}"),
+                                    }
+                                }
+                                level += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        impl<E, $($L: AsyncLayer<E>),+> AsyncStack<E> for ($($L,)+) {
+            async fn run_stack_async<T>(
+                &mut self,
+                mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+            ) -> Result<T, Error<E>> {
+                let mut run = $run::new(self);
+                let mut level = 0;
+                loop {
+                    let mut result = loop {
+                        if level == $depth {
+                            break operation().await;
+                        }
+                        if let Err(error) = run.enter(level) {
+                            break Err(error);
+                        }
+                        level += 1;
+                    };
+                    loop {
+                        if level == 0 {
+                            return result;
+                        }
+                        level -= 1;
+                        match run.leave(level, result) {
+                            Leave::Return(outward) => result = outward,
+                            Leave::Again(delay) => {
+                                if !delay.is_zero() {
+                                    match level {
+                                        $($i => run.layers.$i.wait(delay).await,)+
+                                        _ => unreachable!("no layer {level}"),
+                                    }
+                                }
+                                level += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+stack!(Run1; 1; 0 L0);
+stack!(Run2; 2; 0 L0, 1 L1);
+stack!(Run3; 3; 0 L0, 1 L1, 2 L2);
+stack!(Run4; 4; 0 L0, 1 L1, 2 L2, 3 L3);

@@ -1,0 +1,2 @@
+//! Shared-breaker benchmarks.
+fn main() {}

@@ -1,0 +1,52 @@
+//! # resilient-circuit-std
+//!
+//! [`resilient-circuit`](resilient_circuit) for servers: everything the core has (re-exported,
+//! so a server needs this one dependency), plus
+//!
+//! - [`StdClock`], a monotonic clock, and [`ThreadSleep`], a blocking sleeper;
+//! - [`MemoryStore`], a thread-safe in-process store keyed by `(namespace, resource_key)`, and
+//!   [`SharedBreaker`], its `Send + Sync` breaker handle: no lock and no allocation on a healthy
+//!   CLOSED call, every transition reported exactly once;
+//! - feature `tokio`: [`TokioSleep`] and [`TokioClock`] for async retries and cooldowns on
+//!   tokio time;
+//! - feature `tracing`: an event for every transition, rejection and hook panic, with the key.
+//!
+//! ```
+//! use resilient_circuit_std::{
+//!     BreakerConfig, BreakerKey, Error, MemoryStore, Policy, Ratio, RetryWithBackoff, SafetyNet,
+//! };
+//! use std::time::Duration;
+//!
+//! let store = MemoryStore::new();
+//! let breaker = store.breaker(
+//!     BreakerKey::resource("inventory-db")?,
+//!     BreakerConfig::new().failure_limit(Ratio::new(3, 5)?).cooldown(Duration::from_secs(10)),
+//! )?;
+//! // Share `breaker` (or clones of it) between threads; each caller owns its retry.
+//! let mut net = SafetyNet::new((RetryWithBackoff::new(2), &breaker));
+//! let stock: Result<u32, Error<std::io::Error>> = net.call(|| Ok(42));
+//! assert_eq!(stock.unwrap(), 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod key;
+mod memory_store;
+mod report;
+mod shared;
+mod sleep;
+mod sync;
+
+pub use resilient_circuit::*;
+
+pub use clock::StdClock;
+#[cfg(feature = "tokio")]
+pub use clock::TokioClock;
+pub use key::{BreakerKey, DEFAULT_NAMESPACE, KeyError, MAX_KEY_CHARS};
+pub use memory_store::{DEFAULT_MAX_ENTRIES, MemoryStore, StoreError};
+pub use shared::{MAX_WINDOW, SharedBreaker, SharedPermit, SharedWindow};
+pub use sleep::ThreadSleep;
+#[cfg(feature = "tokio")]
+pub use sleep::TokioSleep;

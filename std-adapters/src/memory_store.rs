@@ -1,0 +1,190 @@
+//! The thread-safe in-process store: one shared state per `(namespace, resource_key)`.
+
+use std::{collections::HashMap, fmt};
+
+use resilient_circuit::{BreakerConfig, Clock, ConfigError};
+
+use crate::{
+    BreakerKey, KeyError, SharedBreaker, SharedWindow, StdClock,
+    shared::SharedState,
+    sync::{Arc, AtomicU64, Mutex, Ordering, lock},
+};
+
+/// How many keys a [`MemoryStore`] holds by default (as the Python package's `InMemoryStorage`).
+pub const DEFAULT_MAX_ENTRIES: usize = 8192;
+
+/// Breaker states of one process, keyed by `(namespace, resource_key)`. Clones share the store.
+///
+/// Bounded: when a new key arrives and the store is full, it forgets the least recently used
+/// key that no breaker handle holds and that is not a live OPEN (one whose cooldown has not
+/// ended). If every key is held or OPEN, making a breaker for a new key fails with
+/// [`StoreError::Full`] rather than silently splitting a shared state.
+///
+/// ```
+/// use resilient_circuit_std::{BreakerConfig, BreakerKey, MemoryStore};
+///
+/// let store = MemoryStore::with_max_entries(2);
+/// let a = store.breaker(BreakerKey::resource("a")?, BreakerConfig::new())?;
+/// let b = store.breaker(BreakerKey::resource("b")?, BreakerConfig::new())?;
+/// assert!(store.breaker(BreakerKey::resource("c")?, BreakerConfig::new()).is_err()); // a, b held
+/// drop(a);
+/// assert!(store.breaker(BreakerKey::resource("c")?, BreakerConfig::new()).is_ok()); // "a" forgotten
+/// assert_eq!(store.len(), 2);
+/// # drop(b);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    registry: Arc<Registry>,
+}
+
+struct Registry {
+    entries: Mutex<HashMap<BreakerKey, Arc<SharedState>>>,
+    max_entries: usize,
+    tick: AtomicU64,
+}
+
+/// Why a breaker could not be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The key is not usable.
+    Key(KeyError),
+    /// The configuration does not fit ([`MAX_WINDOW`](crate::MAX_WINDOW) outcomes at most).
+    Config(ConfigError),
+    /// Every key is held by a breaker or OPEN, so no room for a new one.
+    Full {
+        /// The store's bound.
+        max_entries: usize,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Key(e) => e.fmt(f),
+            StoreError::Config(e) => e.fmt(f),
+            StoreError::Full { max_entries } => write!(
+                f,
+                "the breaker store is full: all {max_entries} keys are in use or OPEN; raise its max_entries"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Key(e) => Some(e),
+            StoreError::Config(e) => Some(e),
+            StoreError::Full { .. } => None,
+        }
+    }
+}
+
+impl From<KeyError> for StoreError {
+    fn from(e: KeyError) -> Self {
+        StoreError::Key(e)
+    }
+}
+
+impl From<ConfigError> for StoreError {
+    fn from(e: ConfigError) -> Self {
+        StoreError::Config(e)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store for up to [`DEFAULT_MAX_ENTRIES`] keys.
+    pub fn new() -> Self {
+        Self::with_max_entries(DEFAULT_MAX_ENTRIES)
+    }
+
+    /// A store for up to `max_entries` keys (at least 1).
+    pub fn with_max_entries(max_entries: usize) -> Self {
+        MemoryStore {
+            registry: Arc::new(Registry {
+                entries: Mutex::new(HashMap::new()),
+                max_entries: max_entries.max(1),
+                tick: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A breaker on `key`'s state, made on first use. `config`'s windows must fit
+    /// [`MAX_WINDOW`](crate::MAX_WINDOW).
+    pub fn breaker(
+        &self,
+        key: BreakerKey,
+        config: BreakerConfig,
+    ) -> Result<SharedBreaker, StoreError> {
+        config.validate::<SharedWindow>()?;
+        let shared = self.entry(key.clone())?;
+        Ok(SharedBreaker::new(shared, key, config))
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        lock(&self.registry.entries).len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `key` has a state here.
+    pub fn contains(&self, key: &BreakerKey) -> bool {
+        lock(&self.registry.entries).contains_key(key)
+    }
+
+    /// The bound on keys.
+    pub fn max_entries(&self) -> usize {
+        self.registry.max_entries
+    }
+
+    fn entry(&self, key: BreakerKey) -> Result<Arc<SharedState>, StoreError> {
+        let registry = &self.registry;
+        let tick = registry.tick.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut entries = lock(&registry.entries);
+        if let Some(shared) = entries.get(&key) {
+            shared.last_used.store(tick, Ordering::Relaxed);
+            return Ok(Arc::clone(shared));
+        }
+        if entries.len() >= registry.max_entries {
+            let now = StdClock.now();
+            let evictable = entries
+                .iter()
+                .filter(|(_, shared)| Arc::strong_count(shared) == 1 && !shared.is_live_open(now))
+                .min_by_key(|(_, shared)| shared.last_used.load(Ordering::Relaxed))
+                .map(|(key, _)| key.clone());
+            match evictable {
+                Some(oldest) => {
+                    entries.remove(&oldest);
+                }
+                None => {
+                    return Err(StoreError::Full {
+                        max_entries: registry.max_entries,
+                    });
+                }
+            }
+        }
+        let shared = Arc::new(SharedState::new(tick));
+        entries.insert(key, Arc::clone(&shared));
+        Ok(shared)
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("keys", &self.len())
+            .field("max_entries", &self.registry.max_entries)
+            .finish()
+    }
+}

@@ -1,0 +1,66 @@
+//! What a shared breaker tells the world: transitions, rejections, and hook panics.
+
+use std::{
+    any::Any,
+    panic::{AssertUnwindSafe, catch_unwind},
+    time::Duration,
+};
+
+use resilient_circuit::{CircuitState, TransitionHook};
+
+use crate::BreakerKey;
+
+/// Runs the hook; a panic inside it is caught and reported, and the breaker carries on.
+pub(crate) fn transition(
+    key: &BreakerKey,
+    hook: &impl TransitionHook,
+    from: CircuitState,
+    to: CircuitState,
+) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(
+        namespace = key.namespace(),
+        resource_key = key.resource_key(),
+        from = from.as_str(),
+        to = to.as_str(),
+        "circuit breaker transition"
+    );
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook.on_status_change(from, to))) {
+        hook_panicked(key, from, to, panic.as_ref());
+    }
+}
+
+fn hook_panicked(key: &BreakerKey, from: CircuitState, to: CircuitState, panic: &(dyn Any + Send)) {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a non-string panic payload)");
+    #[cfg(feature = "tracing")]
+    tracing::error!(
+        namespace = key.namespace(),
+        resource_key = key.resource_key(),
+        from = from.as_str(),
+        to = to.as_str(),
+        panic = message,
+        "on_status_change hook panicked; the breaker carries on"
+    );
+    #[cfg(not(feature = "tracing"))]
+    eprintln!(
+        "resilient-circuit: breaker {key}: on_status_change hook panicked during {from} -> {to}: {message}; the breaker carries on"
+    );
+}
+
+/// A call was refused.
+#[inline]
+pub(crate) fn rejection(key: &BreakerKey, retry_after: Duration) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        namespace = key.namespace(),
+        resource_key = key.resource_key(),
+        retry_after_ms = retry_after.as_millis() as u64,
+        "call rejected by an open circuit breaker"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (key, retry_after);
+}
