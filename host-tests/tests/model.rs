@@ -7,7 +7,8 @@ use std::{collections::VecDeque, time::Duration};
 use host_tests::{FakeClock, Transitions};
 use proptest::prelude::*;
 use resilient_circuit::{
-    BreakerConfig, CircuitProtector, CircuitState, InlineStore, Outcome, Permit, Ratio, Verdict,
+    BreakerConfig, CircuitProtector, CircuitState, FastPath, InlineStore, Instant, Outcome, Permit,
+    Ratio, Verdict,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -303,6 +304,20 @@ proptest! {
                 prop_assert_eq!(state.open_until().map(|t| t.as_nanos()), Some(model.open_until_ms * 1_000_000));
             }
             prop_assert_eq!(transitions.take(), std::mem::take(&mut model.transitions));
+
+            // The one-word digest a thread-shared store reads without its lock: it admits only
+            // in CLOSED, and a success it calls a no-op really changes nothing.
+            let digest = FastPath::of(&state, &config);
+            prop_assert_eq!(digest.status(), state.status());
+            prop_assert_eq!(digest.admit().is_some(), state.status() == CircuitState::Closed);
+            if let Some(admission) = digest.admit() {
+                prop_assert_eq!(admission.epoch(), state.epoch());
+                let mut after = state;
+                after.record(&config, admission, Verdict::Success, &Instant::ZERO);
+                if digest.success_changes_nothing(admission, &config) {
+                    prop_assert_eq!(after, state);
+                }
+            }
         }
     }
 }

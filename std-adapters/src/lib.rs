@@ -3,7 +3,8 @@
 //! [`resilient-circuit`](resilient_circuit) for servers: everything the core has (re-exported,
 //! so a server needs this one dependency), plus
 //!
-//! - [`StdClock`], a monotonic clock, and [`ThreadSleep`], a blocking sleeper;
+//! - [`StdClock`] and [`CoarseClock`], monotonic clocks (the coarse one, read only when a
+//!   breaker opens or rejects, is the default), and [`ThreadSleep`], a blocking sleeper;
 //! - [`MemoryStore`], a thread-safe in-process store keyed by `(namespace, resource_key)`, and
 //!   [`SharedBreaker`], its `Send + Sync` breaker handle: no lock and no allocation on a healthy
 //!   CLOSED call, every transition reported exactly once;
@@ -41,9 +42,9 @@ mod sync;
 
 pub use resilient_circuit::*;
 
-pub use clock::StdClock;
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
+pub use clock::{CoarseClock, StdClock};
 pub use key::{BreakerKey, DEFAULT_NAMESPACE, KeyError, MAX_KEY_CHARS};
 pub use memory_store::{DEFAULT_MAX_ENTRIES, MemoryStore, StoreError};
 pub use shared::{MAX_WINDOW, SharedBreaker, SharedPermit, SharedWindow};

@@ -5,7 +5,7 @@ use std::{collections::HashMap, fmt};
 use resilient_circuit::{BreakerConfig, Clock, ConfigError};
 
 use crate::{
-    BreakerKey, KeyError, SharedBreaker, SharedWindow, StdClock,
+    BreakerKey, CoarseClock, KeyError, SharedBreaker, SharedWindow,
     shared::SharedState,
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
 };
@@ -17,7 +17,7 @@ pub const DEFAULT_MAX_ENTRIES: usize = 8192;
 ///
 /// Bounded: when a new key arrives and the store is full, it forgets the least recently used
 /// key that no breaker handle holds and that is not a live OPEN (one whose cooldown has not
-/// ended). If every key is held or OPEN, making a breaker for a new key fails with
+/// ended by the [`CoarseClock`], the breakers' default timeline). If every key is held or OPEN, making a breaker for a new key fails with
 /// [`StoreError::Full`] rather than silently splitting a shared state.
 ///
 /// ```
@@ -157,7 +157,7 @@ impl MemoryStore {
             return Ok(Arc::clone(shared));
         }
         if entries.len() >= registry.max_entries {
-            let now = StdClock.now();
+            let now = CoarseClock.now();
             let evictable = entries
                 .iter()
                 .filter(|(_, shared)| Arc::strong_count(shared) == 1 && !shared.is_live_open(now))

@@ -9,7 +9,7 @@ use resilient_circuit::{
 };
 
 use crate::{
-    BreakerKey, StdClock, report,
+    BreakerKey, CoarseClock, report,
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
 };
 
@@ -112,7 +112,7 @@ impl SharedState {
 /// assert!(other.call(|| Ok::<_, &str>(())).unwrap_err().is_rejected());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct SharedBreaker<C = StdClock, K = AllErrors, H = NoHook> {
+pub struct SharedBreaker<C = CoarseClock, K = AllErrors, H = NoHook> {
     shared: Arc<SharedState>,
     key: BreakerKey,
     config: BreakerConfig,
@@ -140,15 +140,16 @@ impl SharedBreaker {
             shared,
             key,
             config,
-            clock: StdClock,
+            clock: CoarseClock,
             classifier: AllErrors,
             hook: NoHook,
         }
     }
 }
 
-impl<K, H> SharedBreaker<StdClock, K, H> {
-    /// Use another clock (tests, or [`TokioClock`](crate::TokioClock) under a paused runtime).
+impl<K, H> SharedBreaker<CoarseClock, K, H> {
+    /// Use another clock than [`CoarseClock`]: [`StdClock`](crate::StdClock) for full
+    /// resolution, [`TokioClock`](crate::TokioClock) under a paused runtime, a fake in tests.
     /// Breakers sharing a key must read the same timeline.
     pub fn with_clock<C: Clock>(self, clock: C) -> SharedBreaker<C, K, H> {
         let SharedBreaker {

@@ -1,7 +1,8 @@
 //! Project tasks, run as `cargo xtask <task>`.
 //!
-//! - `test`: every test: the host tests (unit, integration, property, doc tests), the README's
-//!   example, and the core built for `thumbv7em-none-eabihf` with and without `defmt`.
+//! - `test`: every test: the host tests (unit, integration, property, concurrency, doc tests),
+//!   the loom model, the README's examples, and the core built for `thumbv7em-none-eabihf` with
+//!   and without `defmt`.
 //! - `bench`: the criterion benchmarks.
 
 use std::{
@@ -13,14 +14,38 @@ use std::{
 /// The firmware target the core must build for.
 const FIRMWARE_TARGET: &str = "thumbv7em-none-eabihf";
 
-/// Lines the README's example must print: the whole CLOSED -> OPEN -> HALF_OPEN -> CLOSED cycle
-/// and rejections that say when to retry.
-const EXAMPLE_MUST_SHOW: [&str; 4] = [
-    "breaker CLOSED -> OPEN",
-    "breaker OPEN -> HALF_OPEN",
-    "breaker HALF_OPEN -> CLOSED",
-    "rejected, retry after",
+/// The README's examples and the lines each must print: the whole CLOSED -> OPEN -> HALF_OPEN
+/// -> CLOSED cycle, and (in process) rejections that say when to retry.
+const EXAMPLES: [Example; 2] = [
+    Example {
+        package: "resilient-circuit",
+        name: "flaky_service",
+        features: "",
+        must_show: &[
+            "breaker CLOSED -> OPEN",
+            "breaker OPEN -> HALF_OPEN",
+            "breaker HALF_OPEN -> CLOSED",
+            "rejected, retry after",
+        ],
+    },
+    Example {
+        package: "resilient-circuit-std",
+        name: "tokio_service",
+        features: "tokio",
+        must_show: &[
+            "breaker CLOSED -> OPEN",
+            "breaker OPEN -> HALF_OPEN",
+            "breaker HALF_OPEN -> CLOSED",
+        ],
+    },
 ];
+
+struct Example {
+    package: &'static str,
+    name: &'static str,
+    features: &'static str,
+    must_show: &'static [&'static str],
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -45,13 +70,26 @@ fn main() -> ExitCode {
 fn usage() -> &'static str {
     "usage: cargo xtask <task>\n\n\
      tasks:\n  \
-     test    run every test (host tests, the README example, firmware builds of the core)\n  \
+     test    run every test (host tests, loom, the README examples, firmware builds of the core)\n  \
      bench   run the criterion benchmarks (extra arguments go to criterion)"
 }
 
 fn test() -> Result<(), String> {
     step("host tests", || cargo(&["test", "--workspace"]))?;
-    step("README example", run_example)?;
+    step("std adapters without optional features", || {
+        cargo(&[
+            "test",
+            "-p",
+            "resilient-circuit-std",
+            "--no-default-features",
+        ])
+    })?;
+    step("loom model of the shared breaker", loom)?;
+    for example in &EXAMPLES {
+        step(&format!("example {}", example.name), || {
+            run_example(example)
+        })?;
+    }
     ensure_target(FIRMWARE_TARGET)?;
     for features in ["", "defmt", "defmt,embassy"] {
         let mut args = vec![
@@ -83,17 +121,45 @@ fn bench(extra: &[String]) -> Result<(), String> {
     step("benchmarks", || cargo(&args))
 }
 
-fn run_example() -> Result<(), String> {
+/// The loom test, in its own target directory: `--cfg loom` rebuilds every crate.
+fn loom() -> Result<(), String> {
+    let target = workspace_root().join("target").join("loom");
+    let status = Command::new(cargo_bin())
+        .current_dir(workspace_root())
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", target)
+        .args([
+            "test",
+            "-p",
+            "resilient-circuit-std",
+            "--test",
+            "loom",
+            "--release",
+        ])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the loom test failed ({status})"))
+    }
+}
+
+fn run_example(example: &Example) -> Result<(), String> {
+    let mut args = vec![
+        "run",
+        "-q",
+        "-p",
+        example.package,
+        "--example",
+        example.name,
+    ];
+    if !example.features.is_empty() {
+        args.extend(["--features", example.features]);
+    }
     let output = Command::new(cargo_bin())
         .current_dir(workspace_root())
-        .args([
-            "run",
-            "-q",
-            "-p",
-            "resilient-circuit",
-            "--example",
-            "flaky_service",
-        ])
+        .args(&args)
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -105,7 +171,8 @@ fn run_example() -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let missing: Vec<&str> = EXAMPLE_MUST_SHOW
+    let missing: Vec<&str> = example
+        .must_show
         .iter()
         .copied()
         .filter(|line| !stdout.contains(line))
