@@ -88,8 +88,3 @@ pub use rand_core;
 pub mod fixed_point {
     pub use fixed::types::{U1F31, U32F32};
 }
-
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

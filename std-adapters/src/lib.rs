@@ -51,3 +51,8 @@ pub use shared::{MAX_WINDOW, SharedBreaker, SharedPermit, SharedWindow};
 pub use sleep::ThreadSleep;
 #[cfg(feature = "tokio")]
 pub use sleep::TokioSleep;
+
+/// The README's examples, compiled and run as doc tests (they use tokio).
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
