@@ -208,21 +208,27 @@ impl<J> ExponentialDelay<J> {
 
     fn base_nanos(&self, attempt: u32) -> u64 {
         let max = duration_to_nanos(self.max_delay);
-        let mut delay = duration_to_nanos(self.min_delay) as u128;
-        // Exponentiation by squaring in 32.32 fixed point, saturating: O(log attempt).
-        let mut power = self.factor.to_bits() as u128;
+        let mut delay = duration_to_nanos(self.min_delay);
+        // Exponentiation by squaring in 32.32 fixed point: O(log attempt). `None` is a power
+        // beyond 2^32, which takes any non-zero delay past every cap.
+        let mut power = Some(self.factor.to_bits());
         let mut exponent = attempt.saturating_sub(1);
-        while exponent > 0 && delay != 0 && delay < max as u128 {
+        while exponent > 0 && delay != 0 && delay < max {
             if exponent & 1 == 1 {
-                delay = delay.saturating_mul(power) >> 32;
+                delay = power.and_then(|p| mul_fixed(delay, p)).unwrap_or(u64::MAX);
             }
             exponent >>= 1;
             if exponent > 0 {
-                power = power.saturating_mul(power) >> 32;
+                power = power.and_then(|p| mul_fixed(p, p));
             }
         }
-        delay.min(max as u128) as u64
+        delay.min(max)
     }
+}
+
+/// `value * factor`, `factor` in 32.32 fixed point; `None` past `u64::MAX`.
+fn mul_fixed(value: u64, factor: u64) -> Option<u64> {
+    u64::try_from((value as u128 * factor as u128) >> 32).ok()
 }
 
 /// A uniform draw in `[0, bound]`.

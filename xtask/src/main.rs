@@ -9,10 +9,29 @@ use std::{
     env,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
+    time::{Duration, Instant},
 };
 
 /// The firmware target the core must build for.
 const FIRMWARE_TARGET: &str = "thumbv7em-none-eabihf";
+/// The host, for the firmware scenario's host test.
+const HOST_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// What to do without QEMU.
+const QEMU_MISSING: &str =
+    "qemu-system-arm is missing; install it with `.ci/install-qemu` (Debian bookworm-backports)";
+/// Lines the firmware's log must hold.
+const FIRMWARE_MUST_SHOW: [&str; 5] = [
+    "breaker CLOSED -> OPEN",
+    "breaker OPEN -> HALF_OPEN",
+    "breaker HALF_OPEN -> CLOSED",
+    "rejected, retry after",
+    "PASS",
+];
+/// Budgets: flash (vector table, .text, .rodata) and RAM (.data, .bss) of the release firmware,
+/// and the wall time of the QEMU run.
+const FLASH_BUDGET: u64 = 12 * 1024;
+const RAM_BUDGET: u64 = 1024;
+const QEMU_WALL_BUDGET: Duration = Duration::from_secs(2);
 
 /// The README's examples and the lines each must print: the whole CLOSED -> OPEN -> HALF_OPEN
 /// -> CLOSED cycle, and (in process) rejections that say when to retry.
@@ -51,6 +70,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("firmware") => firmware(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{}", usage());
@@ -70,8 +90,11 @@ fn main() -> ExitCode {
 fn usage() -> &'static str {
     "usage: cargo xtask <task>\n\n\
      tasks:\n  \
-     test    run every test (host tests, loom, the README examples, firmware builds of the core)\n  \
-     bench   run the criterion benchmarks (extra arguments go to criterion)"
+     test      run every test (host tests, loom, the README examples, the firmware)\n  \
+     firmware  build the firmware, run it in QEMU, check its log, print its sizes\n  \
+               (--features F passes cargo features, e.g. wrong-expectation)\n  \
+     bench     run the criterion benchmarks (extra arguments go to criterion)\n\n\
+     XTASK_REQUIRE_FIRMWARE=1 makes `test` fail when QEMU is missing instead of skipping the run."
 }
 
 fn test() -> Result<(), String> {
@@ -91,6 +114,21 @@ fn test() -> Result<(), String> {
         })?;
     }
     ensure_target(FIRMWARE_TARGET)?;
+    step(
+        "firmware scenario on the host (embassy-time mock driver)",
+        || {
+            cargo_in(
+                &firmware_dir(),
+                &[
+                    "test",
+                    "--no-default-features",
+                    "--target",
+                    HOST_TARGET,
+                    "--quiet",
+                ],
+            )
+        },
+    )?;
     for features in ["", "defmt", "defmt,embassy"] {
         let mut args = vec![
             "build",
@@ -107,6 +145,15 @@ fn test() -> Result<(), String> {
             or_none(features)
         );
         step(&label, || cargo(&args))?;
+    }
+    if qemu_available() {
+        firmware(&[])?;
+    } else if env::var_os("XTASK_REQUIRE_FIRMWARE").is_some_and(|v| v == "1") {
+        return Err(format!(
+            "{QEMU_MISSING} (XTASK_REQUIRE_FIRMWARE=1 requires the firmware run)"
+        ));
+    } else {
+        println!("\nxtask: firmware run skipped: {QEMU_MISSING}");
     }
     println!("\nxtask: all tests passed");
     Ok(())
@@ -217,8 +264,12 @@ fn step(label: &str, run: impl FnOnce() -> Result<(), String>) -> Result<(), Str
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_in(&workspace_root(), args)
+}
+
+fn cargo_in(dir: &Path, args: &[&str]) -> Result<(), String> {
     let status = Command::new(cargo_bin())
-        .current_dir(workspace_root())
+        .current_dir(dir)
         .args(args)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -246,4 +297,191 @@ fn or_none(features: &str) -> &str {
     } else {
         features
     }
+}
+
+fn firmware_dir() -> PathBuf {
+    workspace_root().join("embassy-example")
+}
+
+fn qemu_available() -> bool {
+    Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Build the firmware (release: LTO, opt "s"), run it in QEMU, check its status and log, and
+/// print its sizes against the budgets.
+fn firmware(args: &[String]) -> Result<(), String> {
+    let features = match args {
+        [] => None,
+        [flag, features] if flag == "--features" => Some(features.as_str()),
+        _ => {
+            return Err(format!(
+                "unknown arguments to `firmware`: {}",
+                args.join(" ")
+            ));
+        }
+    };
+    ensure_target(FIRMWARE_TARGET)?;
+    ensure_component("llvm-tools")?;
+    ensure_defmt_print()?;
+    if !qemu_available() {
+        return Err(QEMU_MISSING.to_owned());
+    }
+    let mut build = vec!["build", "--release"];
+    if let Some(features) = features {
+        build.extend(["--features", features]);
+    }
+    step("firmware build (release, LTO, opt \"s\")", || {
+        cargo_in(&firmware_dir(), &build)
+    })?;
+    let elf = firmware_dir()
+        .join("target")
+        .join(FIRMWARE_TARGET)
+        .join("release")
+        .join("embassy-example");
+    step("firmware run in QEMU (mps2-an386)", || run_firmware(&elf))?;
+    step("firmware sizes", || sizes(&elf))
+}
+
+fn run_firmware(elf: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let output = Command::new(firmware_dir().join("run-qemu.sh"))
+        .arg(elf)
+        .output()
+        .map_err(|e| format!("cannot run run-qemu.sh: {e}"))?;
+    let wall = started.elapsed();
+    let log = String::from_utf8_lossy(&output.stdout);
+    print!("{log}");
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    match output.status.code() {
+        Some(0) => {}
+        Some(1) => {
+            return Err(
+                "the firmware's scenario check failed (exit status 1): see FAIL above".into(),
+            );
+        }
+        Some(2) => return Err("the firmware panicked (exit status 2)".into()),
+        Some(3) => return Err("the firmware hit a HardFault (exit status 3)".into()),
+        Some(124) => return Err("the firmware did not finish in time (timeout)".into()),
+        other => return Err(format!("the firmware run failed (exit status {other:?})")),
+    }
+    let missing: Vec<&str> = FIRMWARE_MUST_SHOW
+        .iter()
+        .copied()
+        .filter(|l| !log.contains(l))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("the firmware's log lacks: {}", missing.join("; ")));
+    }
+    println!(
+        "xtask: QEMU run took {:.2} s of wall time (budget {} s)",
+        wall.as_secs_f64(),
+        QEMU_WALL_BUDGET.as_secs()
+    );
+    if wall > QEMU_WALL_BUDGET {
+        return Err(format!(
+            "the QEMU run took {:.2} s, over its budget",
+            wall.as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
+/// Prints `.text`, `.rodata`, `.data`, `.bss` and the flash and RAM totals, and checks the
+/// budgets.
+fn sizes(elf: &Path) -> Result<(), String> {
+    let sysroot = command_stdout(Command::new("rustc").args(["--print", "sysroot"]))?;
+    let llvm_size = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(HOST_TARGET)
+        .join("bin/llvm-size");
+    let table = command_stdout(Command::new(&llvm_size).arg("-A").arg(elf))?;
+    let section = |name: &str| -> u64 {
+        table
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next() == Some(name))
+                    .then(|| fields.next()?.parse().ok())
+                    .flatten()
+            })
+            .unwrap_or(0)
+    };
+    let (vectors, text, rodata) = (
+        section(".vector_table"),
+        section(".text"),
+        section(".rodata"),
+    );
+    let (data, bss) = (section(".data"), section(".bss"));
+    let flash = vectors + text + rodata;
+    let ram = data + bss;
+    println!("section        bytes");
+    for (name, bytes) in [
+        (".vector_table", vectors),
+        (".text", text),
+        (".rodata", rodata),
+        (".data", data),
+        (".bss", bss),
+    ] {
+        println!("{name:<14} {bytes:>6}");
+    }
+    println!(
+        "flash (vector table + .text + .rodata): {flash} bytes = {:.2} KiB (budget {} KiB)",
+        flash as f64 / 1024.0,
+        FLASH_BUDGET / 1024
+    );
+    println!("RAM (.data + .bss): {ram} bytes (budget {RAM_BUDGET} bytes)");
+    if flash > FLASH_BUDGET || ram > RAM_BUDGET {
+        return Err("the firmware is over its size budget".into());
+    }
+    Ok(())
+}
+
+fn command_stdout(command: &mut Command) -> Result<String, String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Adds a rustup component when it is missing (seconds, once).
+fn ensure_component(component: &str) -> Result<(), String> {
+    let installed =
+        command_stdout(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    if installed.lines().any(|line| line.starts_with(component)) {
+        return Ok(());
+    }
+    println!("xtask: installing the {component} rustup component");
+    let status = Command::new("rustup")
+        .args(["component", "add", component])
+        .status()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`rustup component add {component}` failed"))
+    }
+}
+
+/// Installs defmt-print into cargo's bin directory when it is missing (minutes, once).
+fn ensure_defmt_print() -> Result<(), String> {
+    if Command::new("defmt-print")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Ok(());
+    }
+    println!(
+        "xtask: installing defmt-print with `cargo install defmt-print --locked` (a few minutes, once)"
+    );
+    cargo(&["install", "defmt-print", "--locked"])
 }

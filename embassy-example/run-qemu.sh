@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs a firmware ELF on QEMU's mps2-an386 (Cortex-M4), decodes its defmt log with defmt-print,
+# and exits with the firmware's own status (0 = the scenario passed).
+#
+# -icount shift=0,sleep=off: virtual time advances one nanosecond per instruction and skips
+# ahead while the CPU waits for an interrupt, so the run is deterministic and seconds of timers
+# take a fraction of a second.
+set -uo pipefail
+elf=${1:?usage: run-qemu.sh FIRMWARE.elf}
+if ! command -v qemu-system-arm >/dev/null 2>&1; then
+  echo "qemu-system-arm is missing: run .ci/install-qemu (Debian bookworm-backports' qemu-system-arm)" >&2
+  exit 127
+fi
+timeout "${QEMU_TIMEOUT:-20}" qemu-system-arm \
+  -machine mps2-an386 -cpu cortex-m4 \
+  -nographic -monitor none -serial none \
+  -semihosting-config enable=on,target=native \
+  -icount shift=0,sleep=off \
+  -kernel "$elf" \
+  | defmt-print -e "$elf"
+status=("${PIPESTATUS[@]}")
+if [ "${status[0]}" -eq 124 ]; then
+  echo "run-qemu.sh: the firmware did not finish within ${QEMU_TIMEOUT:-20} s" >&2
+fi
+exit "${status[0]}"
