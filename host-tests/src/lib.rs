@@ -145,6 +145,7 @@ pub use resilient_circuit::SplitMix64;
 #[derive(Clone, Debug, Default)]
 pub struct SharedFakeClock {
     nanos: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SharedFakeClock {
@@ -158,10 +159,16 @@ impl SharedFakeClock {
         self.nanos
             .fetch_add(by.as_nanos() as u64, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// How many times `now()` was read, by any clone.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Clock for SharedFakeClock {
     fn now(&self) -> Instant {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Instant::from_nanos(self.nanos.load(std::sync::atomic::Ordering::SeqCst))
     }
 }

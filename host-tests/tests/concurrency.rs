@@ -175,3 +175,33 @@ fn a_panicking_hook_is_caught_and_the_breaker_carries_on() {
         "C->O, O->H, H->C all reached the hook"
     );
 }
+
+#[test]
+fn a_closed_call_never_reads_the_clock_and_a_rejection_reads_it_once() {
+    let store = MemoryStore::new();
+    let clock = SharedFakeClock::new();
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(2, 4).unwrap())
+        .cooldown(Duration::from_secs(9));
+    let breaker = store
+        .breaker(BreakerKey::resource("clock").unwrap(), config)
+        .unwrap()
+        .with_clock(clock.clone());
+    for i in 0..100 {
+        let _ = breaker.call(|| if i % 7 == 0 { Err("down") } else { Ok(()) });
+    }
+    assert_eq!(
+        (breaker.status(), clock.reads()),
+        (Closed, 0),
+        "CLOSED calls, failures included"
+    );
+    breaker.force_open();
+    let before = clock.reads();
+    assert!(
+        breaker
+            .call(|| Ok::<_, &str>(()))
+            .unwrap_err()
+            .is_rejected()
+    );
+    assert_eq!(clock.reads() - before, 1);
+}
