@@ -8,7 +8,7 @@
 //! ```
 //! use core::time::Duration;
 //! use resilient_circuit::{
-//!     BreakerConfig, CircuitProtector, CircuitState, Error, InlineStore, Instant, Ratio,
+//!     Breaker, BreakerConfig, CircuitProtector, CircuitState, Error, InlineStore, Instant, Ratio,
 //! };
 //!
 //! // Trip once 2 of the last 3 calls failed; stay open for 10 s.
@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod breaker;
 mod classify;
 mod config;
 #[cfg(feature = "embassy")]
@@ -61,6 +62,7 @@ pub use backoff::{
     Backoff, BackoffError, DecorrelatedJitter, ExponentialDelay, FixedDelay, FullJitter, NoBackoff,
     NoJitter, UniformJitter,
 };
+pub use breaker::{Breaker, Permit};
 pub use classify::{AllErrors, Classify, ShouldHandle, Verdict};
 pub use config::{BreakerConfig, ConfigError, ValidConfig};
 #[cfg(feature = "embassy")]
@@ -70,7 +72,7 @@ pub use fast_path::FastPath;
 pub use hook::{NoHook, TransitionHook};
 pub use layer::{AsyncLayer, AsyncStack, BlockingLayer, BlockingStack, Layer, Leave};
 pub use policy::{AsyncPolicy, Policy};
-pub use protector::{CircuitProtector, Permit};
+pub use protector::CircuitProtector;
 pub use ratio::{Ratio, RatioError};
 pub use retry::RetryWithBackoff;
 pub use rng::SplitMix64;

@@ -11,7 +11,7 @@ use std::{
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use resilient_circuit::{
-    BreakerConfig, CircuitProtector, CircuitState, Clock, InlineStore, Instant, Ratio,
+    Breaker, BreakerConfig, CircuitProtector, CircuitState, Clock, InlineStore, Instant, Ratio,
 };
 
 /// A monotonic clock on `std::time::Instant`, for the rejection path with a real clock read.

@@ -17,7 +17,9 @@ use std::{
 use criterion::Criterion;
 use failsafe::{CircuitBreaker, Config, backoff, failure_policy};
 use recloser::Recloser;
-use resilient_circuit::{BreakerConfig, CircuitProtector, Clock, InlineStore, Instant, Ratio};
+use resilient_circuit::{
+    Breaker, BreakerConfig, CircuitProtector, Clock, InlineStore, Instant, Ratio,
+};
 use resilient_circuit_std::{BreakerKey, CoarseClock, MemoryStore, SharedBreaker, StdClock};
 
 fn failsafe_consecutive() -> impl CircuitBreaker + Clone + Send + Sync + 'static {

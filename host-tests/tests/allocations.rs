@@ -7,7 +7,7 @@ use std::{
 };
 
 use resilient_circuit_std::{
-    BreakerConfig, BreakerKey, MemoryStore, Policy, Ratio, RetryWithBackoff, SafetyNet,
+    Breaker, BreakerConfig, BreakerKey, MemoryStore, Policy, Ratio, RetryWithBackoff, SafetyNet,
 };
 
 /// Counts allocations made by the current thread.

@@ -8,16 +8,16 @@ use std::{
 
 use host_tests::{FakeClock, Transitions, block_on};
 use resilient_circuit::{
-    AllErrors, BreakerConfig, CircuitProtector, CircuitState, ConfigError, Error, InlineStore,
-    Instant, Outcome, OutcomeWindow, Ratio, RatioError, Rejected, ShouldHandle, TransitionHook,
-    Verdict,
+    AllErrors, Breaker, BreakerConfig, CircuitProtector, CircuitState, ConfigError, Error,
+    InlineStore, Instant, Outcome, OutcomeWindow, Ratio, RatioError, Rejected, ShouldHandle,
+    TransitionHook, Verdict,
 };
 
 use CircuitState::{Closed, HalfOpen, Open};
 
-type Breaker<'a> = CircuitProtector<InlineStore<64>, &'a FakeClock>;
+type TestBreaker<'a> = CircuitProtector<InlineStore<64>, &'a FakeClock>;
 
-fn breaker(config: BreakerConfig, clock: &FakeClock) -> Breaker<'_> {
+fn breaker(config: BreakerConfig, clock: &FakeClock) -> TestBreaker<'_> {
     CircuitProtector::new(config.validate().unwrap(), InlineStore::new(), clock)
 }
 
@@ -391,7 +391,7 @@ fn open_cooldown_zero_never_rejects() {
 
 // §2 HALF_OPEN
 
-fn tripped(config: BreakerConfig, clock: &FakeClock) -> Breaker<'_> {
+fn tripped(config: BreakerConfig, clock: &FakeClock) -> TestBreaker<'_> {
     let b = breaker(config.cooldown(Duration::from_secs(10)), clock);
     b.force_open();
     clock.advance(Duration::from_secs(10));

@@ -11,7 +11,7 @@ use std::{
 
 use host_tests::{SharedFakeClock, TransitionCounts};
 use resilient_circuit_std::{
-    BreakerConfig, BreakerKey, CircuitState, MemoryStore, Outcome, Ratio, Verdict,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Outcome, Ratio, Verdict,
 };
 
 use CircuitState::{Closed, HalfOpen, Open};

@@ -7,8 +7,8 @@ use std::{
 };
 
 use resilient_circuit::{
-    BreakerConfig, CircuitProtector, CircuitState, CriticalSectionStore, Instant, OutcomeWindow,
-    Ratio, ValidConfig,
+    Breaker, BreakerConfig, CircuitProtector, CircuitState, CriticalSectionStore, Instant,
+    OutcomeWindow, Ratio, ValidConfig,
 };
 
 const CONFIG: ValidConfig<OutcomeWindow<64>> = BreakerConfig::new()

@@ -7,8 +7,8 @@ use std::{collections::VecDeque, time::Duration};
 use host_tests::{FakeClock, Transitions};
 use proptest::prelude::*;
 use resilient_circuit::{
-    BreakerConfig, CircuitProtector, CircuitState, FastPath, InlineStore, Instant, Outcome, Permit,
-    Ratio, Verdict,
+    Breaker, BreakerConfig, CircuitProtector, CircuitState, FastPath, InlineStore, Instant,
+    Outcome, Permit, Ratio, Verdict,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -249,7 +249,7 @@ proptest! {
             .on_status_change(transitions.hook());
         let mut model = Model::new(limits);
         let mut now_ms = 0;
-        let mut permits: Vec<Permit<'_, _, _, _, _>> = Vec::new();
+        let mut permits: Vec<Permit<'_, _>> = Vec::new();
 
         for (n, step) in steps.iter().enumerate() {
             match *step {

@@ -13,7 +13,7 @@ use std::{
 use CircuitState::{Closed as C, HalfOpen as H, Open as O};
 use host_tests::{FakeClock, FakeSleep, Transitions, secs};
 use resilient_circuit::{
-    BreakerConfig, CircuitProtector, CircuitState, Error, ExponentialDelay, FixedDelay,
+    Breaker, BreakerConfig, CircuitProtector, CircuitState, Error, ExponentialDelay, FixedDelay,
     InlineStore, Outcome, OutcomeWindow, Policy, Ratio, RatioError, Rejected, RetryWithBackoff,
     SafetyNet, ShouldHandle, StateStore, Verdict,
     fixed_point::{U1F31, U32F32},

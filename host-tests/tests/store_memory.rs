@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use resilient_circuit_std::{
-    BreakerConfig, BreakerKey, CircuitState, ConfigError, KeyError, MAX_KEY_CHARS, MemoryStore,
-    Ratio, StoreError,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, ConfigError, KeyError, MAX_KEY_CHARS,
+    MemoryStore, Ratio, StoreError,
 };
 
 fn key(name: &str) -> BreakerKey {

@@ -4,8 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use resilient_circuit_std::{
-    AsyncPolicy, BreakerConfig, BreakerKey, CircuitState, Error, ExponentialDelay, MemoryStore,
-    Ratio, Rejected, RetryWithBackoff, SafetyNet, TokioClock, TokioSleep,
+    AsyncPolicy, Breaker, BreakerConfig, BreakerKey, CircuitState, Error, ExponentialDelay,
+    MemoryStore, Ratio, Rejected, RetryWithBackoff, SafetyNet, TokioClock, TokioSleep,
 };
 use tokio::time::{Instant, advance};
 

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use resilient_circuit_std::{BreakerConfig, BreakerKey, Instant, MemoryStore};
+use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, Instant, MemoryStore};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -47,7 +47,7 @@ pub use clock::TokioClock;
 pub use clock::{CoarseClock, StdClock};
 pub use key::{BreakerKey, DEFAULT_NAMESPACE, KeyError, MAX_KEY_CHARS};
 pub use memory_store::{DEFAULT_MAX_ENTRIES, MemoryStore, StoreError};
-pub use shared::{MAX_WINDOW, SharedBreaker, SharedPermit, SharedWindow};
+pub use shared::{MAX_WINDOW, SharedBreaker, SharedWindow};
 pub use sleep::ThreadSleep;
 #[cfg(feature = "tokio")]
 pub use sleep::TokioSleep;

@@ -1,11 +1,10 @@
 //! A breaker whose state is shared by threads: lock-free while healthy, exact always.
 
-use std::{fmt, future::Future, time::Duration};
+use std::{fmt, time::Duration};
 
 use resilient_circuit::{
-    Admission, AllErrors, AsyncLayer, AsyncPolicy, AsyncStack, BlockingLayer, BlockingStack,
-    BreakerConfig, BreakerState, CircuitState, Classify, Clock, Error, FastPath, Instant, Layer,
-    Leave, NoHook, OutcomeWindow, Policy, Rejected, Transition, TransitionHook, Verdict,
+    Admission, AllErrors, Breaker, BreakerConfig, BreakerState, CircuitState, Clock, FastPath,
+    Instant, NoHook, OutcomeWindow, Rejected, Transition, TransitionHook, Verdict,
 };
 
 use crate::{
@@ -87,6 +86,8 @@ impl SharedState {
 ///
 /// Made by [`MemoryStore::breaker`](crate::MemoryStore::breaker); every breaker made with the
 /// same [`BreakerKey`] shares one state, whatever its own configuration, classifier and hook.
+/// The protected-call methods (`call`, `call_async`, `try_acquire`) come from the [`Breaker`]
+/// trait.
 ///
 /// - CLOSED admission and a success into a full window of successes (a healthy upstream) read
 ///   two atomics and write nothing: threads calling one breaker do not contend.
@@ -96,7 +97,7 @@ impl SharedState {
 ///   it. A panic in the hook is caught and reported; the breaker carries on.
 ///
 /// ```
-/// use resilient_circuit_std::{BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio};
+/// use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio};
 /// use std::time::Duration;
 ///
 /// let store = MemoryStore::new();
@@ -216,56 +217,6 @@ impl<C, K> SharedBreaker<C, K, NoHook> {
 }
 
 impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
-    /// Runs `operation` if the breaker admits it, records how it went, and returns its result;
-    /// a rejected call returns [`Error::Rejected`] without running.
-    #[inline]
-    pub fn call<T, E>(&self, operation: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>>
-    where
-        K: Classify<E>,
-    {
-        let permit = self.try_acquire()?;
-        let result = operation();
-        permit.record(self.classifier.verdict(&result));
-        result.map_err(Error::Operation)
-    }
-
-    /// [`call`](Self::call) for an async operation. A future dropped before the operation
-    /// finishes records nothing and gives back its HALF_OPEN probe slot.
-    pub async fn call_async<T, E>(
-        &self,
-        operation: impl AsyncFnOnce() -> Result<T, E>,
-    ) -> Result<T, Error<E>>
-    where
-        K: Classify<E>,
-    {
-        let permit = self.try_acquire()?;
-        let result = operation().await;
-        permit.record(self.classifier.verdict(&result));
-        result.map_err(Error::Operation)
-    }
-
-    /// Asks to run one call; the [`SharedPermit`] records its outcome, or gives its probe slot
-    /// back when dropped without one.
-    #[inline]
-    pub fn try_acquire(&self) -> Result<SharedPermit<'_, C, K, H>, Rejected> {
-        let admission = self.admit()?;
-        Ok(SharedPermit {
-            breaker: self,
-            admission,
-        })
-    }
-
-    /// Admission without a guard, for layers that keep the [`Admission`] themselves: pair it
-    /// with exactly one [`record`](Self::record) or [`release`](Self::release).
-    #[inline]
-    pub fn admit(&self) -> Result<Admission, Rejected> {
-        let digest = self.shared.digest();
-        match digest.admit() {
-            Some(admission) => Ok(admission),
-            None => self.admit_when_not_closed(digest),
-        }
-    }
-
     #[inline(never)]
     fn admit_when_not_closed(&self, digest: FastPath) -> Result<Admission, Rejected> {
         let mut now = None;
@@ -299,35 +250,12 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
         Rejected { retry_after }
     }
 
-    /// Records the outcome of a call admitted by [`admit`](Self::admit).
-    #[inline]
-    pub fn record(&self, admission: Admission, verdict: Verdict) {
-        if verdict == Verdict::Success
-            && self
-                .shared
-                .digest()
-                .success_changes_nothing(admission, &self.config)
-        {
-            return;
-        }
-        self.record_with_lock(admission, verdict);
-    }
-
     #[inline(never)]
     fn record_with_lock(&self, admission: Admission, verdict: Verdict) {
         let transition = self.shared.update(&self.config, |state| {
             state.record(&self.config, admission, verdict, &self.clock)
         });
         self.announce(transition);
-    }
-
-    /// Gives back what a call admitted by [`admit`](Self::admit) held, when it will never
-    /// report (only a HALF_OPEN probe holds something).
-    pub fn release(&self, admission: Admission) {
-        if admission.is_probe() {
-            self.shared
-                .update(&self.config, |state| state.release(admission));
-        }
     }
 
     fn announce(&self, transition: Option<Transition>) {
@@ -385,11 +313,6 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
     pub fn config(&self) -> &BreakerConfig {
         &self.config
     }
-
-    /// This handle's classifier.
-    pub fn classifier(&self) -> &K {
-        &self.classifier
-    }
 }
 
 /// A clock, or a reading already taken from it.
@@ -417,97 +340,40 @@ impl<C, K, H> fmt::Debug for SharedBreaker<C, K, H> {
     }
 }
 
-/// Permission to run one call, from [`SharedBreaker::try_acquire`].
-#[must_use = "a permit records nothing unless `record` is called"]
-pub struct SharedPermit<'a, C: Clock, K, H: TransitionHook> {
-    breaker: &'a SharedBreaker<C, K, H>,
-    admission: Admission,
-}
+impl<C: Clock, K, H: TransitionHook> Breaker for SharedBreaker<C, K, H> {
+    type Classifier = K;
 
-impl<C: Clock, K, H: TransitionHook> SharedPermit<'_, C, K, H> {
-    /// Records how the call went.
     #[inline]
-    pub fn record(self, verdict: Verdict) {
-        let (breaker, admission) = (self.breaker, self.admission);
-        // The outcome is being reported: no release on drop.
-        std::mem::forget(self);
-        breaker.record(admission, verdict);
+    fn admit(&self) -> Result<Admission, Rejected> {
+        let digest = self.shared.digest();
+        match digest.admit() {
+            Some(admission) => Ok(admission),
+            None => self.admit_when_not_closed(digest),
+        }
     }
 
-    /// Whether this call is a HALF_OPEN probe.
-    pub fn is_probe(&self) -> bool {
-        self.admission.is_probe()
-    }
-}
-
-impl<C: Clock, K, H: TransitionHook> Drop for SharedPermit<'_, C, K, H> {
-    fn drop(&mut self) {
-        if self.admission.is_probe() {
-            let (breaker, admission) = (self.breaker, self.admission);
-            breaker
+    #[inline]
+    fn record(&self, admission: Admission, verdict: Verdict) {
+        if verdict == Verdict::Success
+            && self
                 .shared
-                .update(&breaker.config, |state| state.release(admission));
+                .digest()
+                .success_changes_nothing(admission, &self.config)
+        {
+            return;
+        }
+        self.record_with_lock(admission, verdict);
+    }
+
+    #[inline]
+    fn release(&self, admission: Admission) {
+        if admission.is_probe() {
+            self.shared
+                .update(&self.config, |state| state.release(admission));
         }
     }
-}
 
-impl<C: Clock, K, H: TransitionHook> fmt::Debug for SharedPermit<'_, C, K, H> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedPermit")
-            .field("key", &self.breaker.key)
-            .field("admission", &self.admission)
-            .finish()
+    fn classifier(&self) -> &K {
+        &self.classifier
     }
 }
-
-// A shared breaker is a layer, by reference (the usual case) and by value.
-
-macro_rules! shared_layer {
-    ($($breaker:ty),+) => {$(
-        impl<E, C: Clock, K: Classify<E>, H: TransitionHook> Layer<E> for $breaker {
-            type Ticket = Admission;
-
-            fn enter(&mut self) -> Result<Admission, Error<E>> {
-                Ok(self.admit()?)
-            }
-
-            fn leave<T>(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
-                self.record(*admission, self.classifier.verdict_of_layered(&result));
-                Leave::Return(result)
-            }
-
-            fn abandon(&mut self, admission: Admission) {
-                self.release(admission);
-            }
-        }
-
-        impl<E, C: Clock, K: Classify<E>, H: TransitionHook> BlockingLayer<E> for $breaker {
-            /// Never asked to wait: a breaker does not send calls back in.
-            fn wait(&self, _: Duration) {}
-        }
-
-        impl<E, C: Clock, K: Classify<E>, H: TransitionHook> AsyncLayer<E> for $breaker {
-            /// Never asked to wait: a breaker does not send calls back in.
-            fn wait(&self, _: Duration) -> impl Future<Output = ()> {
-                std::future::ready(())
-            }
-        }
-
-        impl<E, C: Clock, K: Classify<E>, H: TransitionHook> Policy<E> for $breaker {
-            fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-                (self,).run_stack(operation)
-            }
-        }
-
-        impl<E, C: Clock, K: Classify<E>, H: TransitionHook> AsyncPolicy<E> for $breaker {
-            fn run_async<T>(
-                &mut self,
-                operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-            ) -> impl Future<Output = Result<T, Error<E>>> {
-                async move { (self,).run_stack_async(operation).await }
-            }
-        }
-    )+};
-}
-
-shared_layer!(SharedBreaker<C, K, H>, &SharedBreaker<C, K, H>);

@@ -15,7 +15,7 @@ use loom::{
     thread,
 };
 use resilient_circuit_std::{
-    BreakerConfig, BreakerKey, CircuitState, Instant, MemoryStore, Ratio, SharedBreaker,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, Instant, MemoryStore, Ratio, SharedBreaker,
 };
 
 type Breaker = SharedBreaker<Instant>;

@@ -1,0 +1,202 @@
+//! What every circuit protector offers the code around a call, whatever its store.
+
+use core::{fmt, future::Future, time::Duration};
+
+use crate::{
+    Admission, AsyncLayer, AsyncPolicy, AsyncStack, BlockingLayer, BlockingStack, Classify, Error,
+    Layer, Leave, Policy, Rejected, Verdict,
+};
+
+/// A circuit protector: admit a call, then record its outcome or release its admission.
+///
+/// Implemented by [`CircuitProtector`](crate::CircuitProtector) (state in a store of the core)
+/// and by the std adapters' thread-shared breaker; the protected-call methods (`call`,
+/// `call_async`, `try_acquire`) and the composition in a [`SafetyNet`](crate::SafetyNet) come
+/// with the trait. A breaker composes by reference: `SafetyNet::new((retry, &breaker))`.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::{Breaker, BreakerConfig, CircuitProtector, Error, InlineStore, Instant};
+///
+/// let breaker = CircuitProtector::new(
+///     BreakerConfig::new().cooldown(Duration::from_secs(5)).validate().unwrap(),
+///     InlineStore::<8>::new(),
+///     Instant::ZERO,
+/// );
+/// assert_eq!(breaker.call(|| Ok::<_, &str>(1)), Ok(1));
+/// assert_eq!(breaker.call(|| Err::<u8, _>("down")), Err(Error::Operation("down")));
+/// assert!(breaker.call(|| Ok::<_, &str>(2)).unwrap_err().is_rejected());
+/// ```
+pub trait Breaker {
+    /// Decides how errors count.
+    type Classifier;
+
+    /// Asks to run one call. Pair a granted [`Admission`] with exactly one
+    /// [`record`](Self::record) or [`release`](Self::release) (a [`Permit`] does that).
+    fn admit(&self) -> Result<Admission, Rejected>;
+
+    /// Records the outcome of an admitted call.
+    fn record(&self, admission: Admission, verdict: Verdict);
+
+    /// Gives back what an admitted call held when it will never report (only a HALF_OPEN
+    /// probe holds something: its slot).
+    fn release(&self, admission: Admission);
+
+    /// The classifier.
+    fn classifier(&self) -> &Self::Classifier;
+
+    /// Asks to run one call, for callers that run it themselves: the [`Permit`] records the
+    /// outcome, and gives its slot back if dropped without one.
+    #[inline]
+    fn try_acquire(&self) -> Result<Permit<'_, Self>, Rejected> {
+        let admission = self.admit()?;
+        Ok(Permit {
+            breaker: self,
+            admission,
+        })
+    }
+
+    /// Runs `operation` if the breaker admits it, records how it went, and returns its result;
+    /// a rejected call returns [`Error::Rejected`] without running. A panic inside the
+    /// operation records nothing and gives back a probe slot.
+    #[inline]
+    fn call<T, E>(&self, operation: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>>
+    where
+        Self::Classifier: Classify<E>,
+    {
+        let permit = self.try_acquire()?;
+        let result = operation();
+        permit.record(self.classifier().verdict(&result));
+        result.map_err(Error::Operation)
+    }
+
+    /// [`call`](Self::call) for an async operation. If the returned future is dropped before
+    /// the operation finishes, nothing is recorded and a HALF_OPEN probe slot is given back.
+    fn call_async<T, E>(
+        &self,
+        operation: impl AsyncFnOnce() -> Result<T, E>,
+    ) -> impl Future<Output = Result<T, Error<E>>>
+    where
+        Self::Classifier: Classify<E>,
+    {
+        async move {
+            let permit = self.try_acquire()?;
+            let result = operation().await;
+            permit.record(self.classifier().verdict(&result));
+            result.map_err(Error::Operation)
+        }
+    }
+}
+
+/// Permission to run one call, from [`Breaker::try_acquire`].
+///
+/// Report the outcome with [`record`](Permit::record). Dropped without a report (the call
+/// panicked, or its future was dropped), it records nothing and gives back its HALF_OPEN
+/// probe slot.
+#[must_use = "a permit records nothing unless `record` is called"]
+pub struct Permit<'a, B: Breaker + ?Sized> {
+    breaker: &'a B,
+    admission: Admission,
+}
+
+impl<B: Breaker + ?Sized> Permit<'_, B> {
+    /// Records how the call went.
+    #[inline]
+    pub fn record(self, verdict: Verdict) {
+        let (breaker, admission) = (self.breaker, self.admission);
+        // The outcome is being reported: no release on drop.
+        core::mem::forget(self);
+        breaker.record(admission, verdict);
+    }
+
+    /// Whether this call is a HALF_OPEN probe.
+    pub fn is_probe(&self) -> bool {
+        self.admission.is_probe()
+    }
+}
+
+impl<B: Breaker + ?Sized> Drop for Permit<'_, B> {
+    #[inline]
+    fn drop(&mut self) {
+        self.breaker.release(self.admission);
+    }
+}
+
+impl<B: Breaker + ?Sized> fmt::Debug for Permit<'_, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("admission", &self.admission)
+            .finish()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<B: Breaker + ?Sized> defmt::Format for Permit<'_, B> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "Permit {{ admission: {} }}", self.admission);
+    }
+}
+
+// Every breaker is a layer by reference: it admits on the way in and records on the way out.
+
+impl<E, B: Breaker + ?Sized> Layer<E> for &B
+where
+    B::Classifier: Classify<E>,
+{
+    type Ticket = Admission;
+
+    #[inline]
+    fn enter(&mut self) -> Result<Admission, Error<E>> {
+        Ok(self.admit()?)
+    }
+
+    #[inline]
+    fn leave<T>(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
+        self.record(*admission, self.classifier().verdict_of_layered(&result));
+        Leave::Return(result)
+    }
+
+    fn abandon(&mut self, admission: Admission) {
+        self.release(admission);
+    }
+}
+
+impl<E, B: Breaker + ?Sized> BlockingLayer<E> for &B
+where
+    B::Classifier: Classify<E>,
+{
+    /// Never asked to wait: a breaker does not send calls back in.
+    fn wait(&self, _: Duration) {}
+}
+
+impl<E, B: Breaker + ?Sized> AsyncLayer<E> for &B
+where
+    B::Classifier: Classify<E>,
+{
+    /// Never asked to wait: a breaker does not send calls back in.
+    fn wait(&self, _: Duration) -> impl Future<Output = ()> {
+        core::future::ready(())
+    }
+}
+
+impl<E, B: Breaker + ?Sized> Policy<E> for &B
+where
+    B::Classifier: Classify<E>,
+{
+    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+        (*self,).run_stack(operation)
+    }
+}
+
+impl<E, B: Breaker + ?Sized> AsyncPolicy<E> for &B
+where
+    B::Classifier: Classify<E>,
+{
+    fn run_async<T>(
+        &mut self,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> impl Future<Output = Result<T, Error<E>>> {
+        let breaker = *self;
+        async move { (breaker,).run_stack_async(operation).await }
+    }
+}
