@@ -10,7 +10,9 @@
 //!   CLOSED call, every transition reported exactly once;
 //! - feature `tokio`: [`TokioSleep`] and [`TokioClock`] for async retries and cooldowns on
 //!   tokio time;
-//! - feature `tracing`: an event for every transition, rejection and hook panic, with the key.
+//! - feature `tracing`: an event for every transition, rejection and hook panic, with the key;
+//! - feature `postgres`: the table shared with the Python package, its setup and checks, and
+//!   the connection settings ([`postgres`]).
 //!
 //! ```
 //! use resilient_circuit_std::{
@@ -35,6 +37,8 @@
 mod clock;
 mod key;
 mod memory_store;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod report;
 mod shared;
 mod sleep;

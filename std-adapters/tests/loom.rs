@@ -18,9 +18,9 @@ use resilient_circuit_std::{
     Breaker, BreakerConfig, BreakerKey, CircuitState, Instant, MemoryStore, Ratio, SharedBreaker,
 };
 
-type Breaker = SharedBreaker<Instant>;
+type LoomBreaker = SharedBreaker<Instant>;
 
-fn breaker(config: BreakerConfig) -> Breaker {
+fn breaker(config: BreakerConfig) -> LoomBreaker {
     MemoryStore::new()
         .breaker(BreakerKey::resource("loom").unwrap(), config)
         .unwrap()

@@ -9,6 +9,7 @@ use std::{
     env,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -66,9 +67,14 @@ struct Example {
     must_show: &'static [&'static str],
 }
 
+mod pg_cli;
+mod pg_server;
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("pg-setup") => return ExitCode::from(pg_cli::pg_setup(&args[1..])),
+        Some("pg-check") => return ExitCode::from(pg_cli::pg_check(&args[1..])),
         Some("test") => test(),
         Some("firmware") => firmware(&args[1..]),
         Some("bench") => bench(&args[1..]),
@@ -93,12 +99,30 @@ fn usage() -> &'static str {
      test      run every test (host tests, loom, the README examples, the firmware)\n  \
      firmware  build the firmware, run it in QEMU, check its log, print its sizes\n  \
                (--features F passes cargo features, e.g. wrong-expectation)\n  \
-     bench     run the criterion benchmarks (extra arguments go to criterion)\n\n\
+     bench     run the criterion benchmarks (extra arguments go to criterion)\n  \
+     pg-setup [--yes] [--dry-run] [--grant-to ROLE]\n  \
+               create or complete the shared table (RC_DB_* and .env say where)\n  \
+     pg-check [--role ROLE]\n  \
+               0 complete, 1 unusable or privileges missing, 2 cannot connect,\n  \
+               3 usable but an index or the trigger is missing\n\n\
      XTASK_REQUIRE_FIRMWARE=1 makes `test` fail when QEMU is missing instead of skipping the run."
 }
 
 fn test() -> Result<(), String> {
-    step("host tests", || cargo(&["test", "--workspace"]))?;
+    println!("xtask: starting a throwaway PostgreSQL server for the tests");
+    let server = pg_server::PgServer::start()?;
+    println!(
+        "xtask: PostgreSQL on 127.0.0.1:{} (pid {})",
+        server.port(),
+        server.pid()
+    );
+    // Every cargo run below hands the server to the tests; they fail, never skip, with it.
+    TEST_PG_PORT
+        .set(server.port())
+        .expect("the server starts once");
+    step("host tests (and PostgreSQL tests)", || {
+        cargo(&["test", "--workspace"])
+    })?;
     step("std adapters without optional features", || {
         cargo(&[
             "test",
@@ -267,8 +291,15 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     cargo_in(&workspace_root(), args)
 }
 
+/// The throwaway PostgreSQL server's port, once `test` started it.
+static TEST_PG_PORT: OnceLock<u16> = OnceLock::new();
+
 fn cargo_in(dir: &Path, args: &[&str]) -> Result<(), String> {
-    let status = Command::new(cargo_bin())
+    let mut command = Command::new(cargo_bin());
+    if let Some(port) = TEST_PG_PORT.get() {
+        command.env("RC_TEST_PG_PORT", port.to_string());
+    }
+    let status = command
         .current_dir(dir)
         .args(args)
         .status()

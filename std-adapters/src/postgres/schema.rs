@@ -1,0 +1,417 @@
+//! The table `rc_circuit_breakers`, exactly as the Python package `resilient-circuit` makes it,
+//! so Rust and Python services share it.
+
+use std::fmt;
+
+use postgres::{Client, GenericClient};
+
+/// The table.
+pub const TABLE: &str = "public.rc_circuit_breakers";
+
+/// The table as the Python package creates it (0.8.6).
+const CREATE_TABLE: &str = "CREATE TABLE public.rc_circuit_breakers (
+    resource_key  character varying(255) NOT NULL,
+    state         character varying(50)  NOT NULL,
+    failure_count integer DEFAULT 0 NOT NULL,
+    open_until    timestamp with time zone,
+    execution_log jsonb,
+    created_at    timestamp with time zone DEFAULT now(),
+    updated_at    timestamp with time zone DEFAULT now(),
+    namespace     character varying(255) DEFAULT 'default'::character varying NOT NULL,
+    CONSTRAINT rc_circuit_breakers_pkey PRIMARY KEY (resource_key, namespace)
+)";
+
+/// Columns a table from an older Python release may lack, and how to add them.
+const MIGRATIONS: [(&str, &str); 4] = [
+    (
+        "namespace",
+        "ALTER TABLE public.rc_circuit_breakers ADD COLUMN namespace character varying(255) DEFAULT 'default'::character varying NOT NULL",
+    ),
+    (
+        "execution_log",
+        "ALTER TABLE public.rc_circuit_breakers ADD COLUMN execution_log jsonb",
+    ),
+    (
+        "created_at",
+        "ALTER TABLE public.rc_circuit_breakers ADD COLUMN created_at timestamp with time zone DEFAULT now()",
+    ),
+    (
+        "updated_at",
+        "ALTER TABLE public.rc_circuit_breakers ADD COLUMN updated_at timestamp with time zone DEFAULT now()",
+    ),
+];
+
+/// The six indexes, by name.
+pub const INDEXES: [(&str, &str); 6] = [
+    (
+        "idx_rc_circuit_breakers_key_namespace",
+        "CREATE INDEX IF NOT EXISTS idx_rc_circuit_breakers_key_namespace ON public.rc_circuit_breakers USING btree (resource_key, namespace)",
+    ),
+    (
+        "idx_rc_circuit_breakers_key_state",
+        "CREATE INDEX IF NOT EXISTS idx_rc_circuit_breakers_key_state ON public.rc_circuit_breakers USING btree (resource_key, state)",
+    ),
+    (
+        "idx_rc_circuit_breakers_namespace",
+        "CREATE INDEX IF NOT EXISTS idx_rc_circuit_breakers_namespace ON public.rc_circuit_breakers USING btree (namespace)",
+    ),
+    (
+        "idx_rc_circuit_breakers_open_until",
+        "CREATE INDEX IF NOT EXISTS idx_rc_circuit_breakers_open_until ON public.rc_circuit_breakers USING btree (open_until) WHERE (open_until IS NOT NULL)",
+    ),
+    (
+        "idx_rc_circuit_breakers_state",
+        "CREATE INDEX IF NOT EXISTS idx_rc_circuit_breakers_state ON public.rc_circuit_breakers USING btree (state)",
+    ),
+    (
+        "idx_rc_circuit_breakers_state_updated",
+        "CREATE INDEX IF NOT EXISTS idx_rc_circuit_breakers_state_updated ON public.rc_circuit_breakers USING btree (state, updated_at DESC)",
+    ),
+];
+
+/// The trigger keeping `updated_at` current.
+pub const TRIGGER: &str = "update_rc_circuit_breakers_updated_at";
+
+const TRIGGER_FUNCTION: &str = "CREATE OR REPLACE FUNCTION public.update_rc_circuit_breakers_updated_at_column() RETURNS trigger
+    LANGUAGE plpgsql SET search_path TO 'public'
+    AS $$ BEGIN NEW.updated_at = NOW(); RETURN NEW; END; $$";
+
+const DROP_TRIGGER: &str =
+    "DROP TRIGGER IF EXISTS update_rc_circuit_breakers_updated_at ON public.rc_circuit_breakers";
+
+const CREATE_TRIGGER: &str = "CREATE TRIGGER update_rc_circuit_breakers_updated_at BEFORE UPDATE ON public.rc_circuit_breakers
+    FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*))
+    EXECUTE FUNCTION public.update_rc_circuit_breakers_updated_at_column()";
+
+const COMMENTS: [&str; 6] = [
+    "COMMENT ON TABLE public.rc_circuit_breakers IS 'Circuit breaker state storage with performance optimizations'",
+    "COMMENT ON COLUMN public.rc_circuit_breakers.state IS 'Circuit breaker state: CLOSED, OPEN or HALF_OPEN'",
+    "COMMENT ON COLUMN public.rc_circuit_breakers.open_until IS 'When an OPEN circuit lets calls through again (UTC)'",
+    "COMMENT ON COLUMN public.rc_circuit_breakers.failure_count IS 'Consecutive failures'",
+    "COMMENT ON COLUMN public.rc_circuit_breakers.execution_log IS 'Recent outcomes, oldest first: true = success'",
+    "COMMENT ON COLUMN public.rc_circuit_breakers.namespace IS 'Namespace separating services that share the table'",
+];
+
+/// The column types the runtime insists on (the Python package's readiness rule).
+const REQUIRED_COLUMNS: [(&str, &str); 6] = [
+    ("resource_key", "character varying"),
+    ("state", "character varying"),
+    ("namespace", "character varying"),
+    ("failure_count", "integer"),
+    ("open_until", "timestamp with time zone"),
+    ("execution_log", "jsonb"),
+];
+
+/// `role` as a quoted SQL identifier.
+pub fn quote_ident(role: &str) -> String {
+    format!("\"{}\"", role.replace('"', "\"\""))
+}
+
+/// The grant `pg-setup --grant-to role` runs.
+pub fn grant_sql(role: &str) -> String {
+    format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON public.rc_circuit_breakers TO {}",
+        quote_ident(role)
+    )
+}
+
+/// Every statement setup may run on a database without the table, in order (for
+/// `pg-setup --dry-run`; on an existing table, setup adds only what is missing).
+pub fn setup_sql(grant_to: Option<&str>) -> Vec<String> {
+    let mut sql = vec![CREATE_TABLE.to_owned()];
+    sql.extend(INDEXES.iter().map(|(_, create)| (*create).to_owned()));
+    sql.extend([TRIGGER_FUNCTION, DROP_TRIGGER, CREATE_TRIGGER].map(str::to_owned));
+    sql.extend(COMMENTS.iter().map(|c| (*c).to_owned()));
+    sql.extend(grant_to.map(grant_sql));
+    sql
+}
+
+/// What the database holds of the schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaReport {
+    /// The table exists.
+    pub table: bool,
+    /// Required columns that are missing or of the wrong type.
+    pub column_problems: Vec<String>,
+    /// The primary key is exactly (resource_key, namespace).
+    pub primary_key: bool,
+    /// Indexes that are missing.
+    pub missing_indexes: Vec<&'static str>,
+    /// The `updated_at` trigger exists.
+    pub trigger: bool,
+}
+
+impl SchemaReport {
+    /// The breakers can use the table (what the Python package requires too).
+    pub fn usable(&self) -> bool {
+        self.table && self.column_problems.is_empty() && self.primary_key
+    }
+
+    /// Usable, and every index and the trigger are there.
+    pub fn complete(&self) -> bool {
+        self.usable() && self.missing_indexes.is_empty() && self.trigger
+    }
+
+    /// What is wrong or missing, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        if !self.table {
+            return vec![format!("table {TABLE} does not exist")];
+        }
+        let mut problems = self.column_problems.clone();
+        if !self.primary_key {
+            problems.push("the primary key is not (resource_key, namespace)".to_owned());
+        }
+        problems.extend(
+            self.missing_indexes
+                .iter()
+                .map(|name| format!("index {name} is missing")),
+        );
+        if !self.trigger {
+            problems.push(format!("trigger {TRIGGER} is missing"));
+        }
+        problems
+    }
+}
+
+/// Reads what the database holds of the schema.
+pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres::Error> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('public.rc_circuit_breakers') IS NOT NULL",
+            &[],
+        )?
+        .get(0);
+    if !exists {
+        return Ok(SchemaReport {
+            table: false,
+            column_problems: Vec::new(),
+            primary_key: false,
+            missing_indexes: INDEXES.iter().map(|(name, _)| *name).collect(),
+            trigger: false,
+        });
+    }
+    let columns: Vec<(String, String)> = client
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name = 'rc_circuit_breakers'",
+            &[],
+        )?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let column_problems = REQUIRED_COLUMNS
+        .iter()
+        .filter_map(
+            |(name, wanted)| match columns.iter().find(|(column, _)| column == name) {
+                None => Some(format!("column {name} is missing")),
+                Some((_, actual)) if actual != wanted => {
+                    Some(format!("column {name} is {actual}, expected {wanted}"))
+                }
+                Some(_) => None,
+            },
+        )
+        .collect();
+    let mut key: Vec<String> = client
+        .query(
+            "SELECT a.attname::text FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+             WHERE i.indrelid = 'public.rc_circuit_breakers'::regclass AND i.indisprimary",
+            &[],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    key.sort();
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexname::text FROM pg_indexes
+             WHERE schemaname = 'public' AND tablename = 'rc_circuit_breakers'",
+            &[],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let trigger: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_trigger
+             WHERE tgrelid = 'public.rc_circuit_breakers'::regclass AND NOT tgisinternal AND tgname = $1)",
+            &[&TRIGGER],
+        )?
+        .get(0);
+    Ok(SchemaReport {
+        table: true,
+        column_problems,
+        primary_key: key == ["namespace", "resource_key"],
+        missing_indexes: INDEXES
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| !indexes.iter().any(|index| index == name))
+            .collect(),
+        trigger,
+    })
+}
+
+/// What setup changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetupOutcome {
+    /// One line per change; empty when the schema was already complete.
+    pub changes: Vec<String>,
+    /// The role granted to, if any.
+    pub granted_to: Option<String>,
+}
+
+/// Why setup did nothing.
+#[derive(Debug)]
+pub enum SetupError {
+    /// The database refused a statement (the transaction was rolled back).
+    Database(postgres::Error),
+    /// `--grant-to` named a role that owns the table (directly or through membership):
+    /// granting it DML would change nothing, and it should not be the application's role.
+    RoleOwnsTable(String),
+    /// After setup the schema is still not complete.
+    StillIncomplete(Vec<String>),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Database(e) => {
+                write!(f, "the database refused the setup (nothing changed): {e}")
+            }
+            SetupError::RoleOwnsTable(role) => write!(
+                f,
+                "role {role} owns {TABLE} (directly or through membership); grant to an application role that does not"
+            ),
+            SetupError::StillIncomplete(problems) => {
+                write!(
+                    f,
+                    "the schema is still incomplete after setup: {}",
+                    problems.join("; ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+impl From<postgres::Error> for SetupError {
+    fn from(e: postgres::Error) -> Self {
+        SetupError::Database(e)
+    }
+}
+
+/// Creates or completes the schema, and grants `grant_to` its DML privileges, in one
+/// transaction: all of it or nothing. Idempotent.
+pub fn setup(client: &mut Client, grant_to: Option<&str>) -> Result<SetupOutcome, SetupError> {
+    let mut tx = client.transaction()?;
+    // One setup at a time, whoever runs it.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('rc_circuit_breakers', 0))",
+        &[],
+    )?;
+    let before = inspect(&mut tx)?;
+    let mut changes = Vec::new();
+    if !before.table {
+        tx.batch_execute(CREATE_TABLE)?;
+        changes.push(format!("created table {TABLE}"));
+    } else {
+        for (column, add) in MIGRATIONS {
+            if !has_column(&mut tx, column)? {
+                tx.batch_execute(add)?;
+                changes.push(format!("added column {column}"));
+            }
+        }
+        if !before.primary_key {
+            tx.batch_execute(
+                "UPDATE public.rc_circuit_breakers SET namespace = 'default' WHERE namespace IS NULL;
+                 ALTER TABLE public.rc_circuit_breakers DROP CONSTRAINT IF EXISTS rc_circuit_breakers_pkey;
+                 ALTER TABLE public.rc_circuit_breakers ADD CONSTRAINT rc_circuit_breakers_pkey PRIMARY KEY (resource_key, namespace)",
+            )?;
+            changes.push("set the primary key to (resource_key, namespace)".to_owned());
+        }
+    }
+    for (name, create) in INDEXES {
+        tx.batch_execute(create)?;
+        if before.missing_indexes.contains(&name) {
+            changes.push(format!("created index {name}"));
+        }
+    }
+    tx.batch_execute(TRIGGER_FUNCTION)?;
+    tx.batch_execute(DROP_TRIGGER)?;
+    tx.batch_execute(CREATE_TRIGGER)?;
+    if !before.trigger {
+        changes.push(format!("created trigger {TRIGGER}"));
+    }
+    for comment in COMMENTS {
+        tx.batch_execute(comment)?;
+    }
+    if let Some(role) = grant_to {
+        let owns: bool = tx
+            .query_one(
+                "SELECT pg_has_role($1, c.relowner, 'USAGE') FROM pg_class c
+                 WHERE c.oid = 'public.rc_circuit_breakers'::regclass",
+                &[&role],
+            )?
+            .get(0);
+        if owns {
+            return Err(SetupError::RoleOwnsTable(role.to_owned()));
+        }
+        tx.batch_execute(&grant_sql(role))?;
+    }
+    let after = inspect(&mut tx)?;
+    if !after.complete() {
+        return Err(SetupError::StillIncomplete(after.problems()));
+    }
+    if let Some(role) = grant_to {
+        let missing = privileges(&mut tx, role)?.missing;
+        if !missing.is_empty() {
+            return Err(SetupError::StillIncomplete(vec![format!(
+                "{role} lacks {}",
+                missing.join(", ")
+            )]));
+        }
+    }
+    tx.commit()?;
+    Ok(SetupOutcome {
+        changes,
+        granted_to: grant_to.map(str::to_owned),
+    })
+}
+
+fn has_column(client: &mut impl GenericClient, column: &str) -> Result<bool, postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name = 'rc_circuit_breakers' AND column_name = $1)",
+            &[&column],
+        )?
+        .get(0))
+}
+
+/// A role's privileges on the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Privileges {
+    /// The DML privileges the role lacks, of SELECT, INSERT, UPDATE, DELETE.
+    pub missing: Vec<&'static str>,
+}
+
+/// Which of the four DML privileges `role` lacks on the table.
+pub fn privileges(
+    client: &mut impl GenericClient,
+    role: &str,
+) -> Result<Privileges, postgres::Error> {
+    let mut missing = Vec::new();
+    for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+        let has: bool = client
+            .query_one(
+                "SELECT has_table_privilege($1, 'public.rc_circuit_breakers', $2)",
+                &[&role, &privilege],
+            )?
+            .get(0);
+        if !has {
+            missing.push(privilege);
+        }
+    }
+    Ok(Privileges { missing })
+}

@@ -1,0 +1,219 @@
+//! Where the database is: `RC_DB_*` variables, filled in from a `.env` file.
+
+use std::{env, fmt};
+
+use postgres::config::{Config, Host, SslMode};
+
+/// The database the breakers share, as configured.
+#[derive(Clone)]
+pub struct DbSettings {
+    config: Config,
+    namespace: String,
+    strict: bool,
+    app_user: Option<String>,
+    secrets: Vec<String>,
+}
+
+/// Whether the environment asks for PostgreSQL.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    /// Neither `RC_DB_DSN` nor `RC_DB_HOST` with `RC_DB_PASSWORD` is set: use the in-process
+    /// store.
+    NotConfigured,
+    /// PostgreSQL, with these settings.
+    Configured(Box<DbSettings>),
+}
+
+/// A setting that cannot be used. Never contains a password or a DSN's user info.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SettingsError {
+    /// `RC_DB_DSN` did not parse.
+    BadDsn(String),
+    /// `RC_DB_PORT` is not a port number.
+    BadPort,
+    /// `RC_DB_SSLMODE` asks for encryption, which this build cannot do.
+    TlsUnavailable(String),
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingsError::BadDsn(why) => {
+                write!(f, "RC_DB_DSN is not a valid connection string: {why}")
+            }
+            SettingsError::BadPort => f.write_str("RC_DB_PORT is not a port number"),
+            SettingsError::TlsUnavailable(mode) => write!(
+                f,
+                "RC_DB_SSLMODE={mode} needs TLS, which this build does not include; use disable or prefer"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+/// Fills in, from a `.env` file in the current directory or its parents, the variables the
+/// environment lacks (it never overrides one that is set). Returns whether a file was read.
+pub fn load_dotenv() -> bool {
+    dotenvy::dotenv().is_ok()
+}
+
+fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn flag(name: &str) -> bool {
+    var(name).is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+impl Selection {
+    /// Reads the environment (after [`load_dotenv`]): PostgreSQL iff `RC_DB_DSN` is set, or
+    /// `RC_DB_HOST` and `RC_DB_PASSWORD` both are.
+    pub fn from_env() -> Result<Selection, SettingsError> {
+        if var("RC_DB_DSN").is_none()
+            && (var("RC_DB_HOST").is_none() || var("RC_DB_PASSWORD").is_none())
+        {
+            return Ok(Selection::NotConfigured);
+        }
+        DbSettings::from_env().map(|settings| Selection::Configured(Box::new(settings)))
+    }
+}
+
+impl DbSettings {
+    /// The settings from the environment, with the defaults `pg-setup` uses when something is
+    /// missing: host `localhost`, port 5432, database `resilient_circuit_db`, user `postgres`.
+    pub fn from_env() -> Result<DbSettings, SettingsError> {
+        let mut secrets = Vec::new();
+        let mut config = match var("RC_DB_DSN") {
+            Some(dsn) => {
+                let config: Config = dsn.parse().map_err(|e: postgres::Error| {
+                    SettingsError::BadDsn(redact(&e.to_string(), &[dsn.as_str()]))
+                })?;
+                if let Some(password) = config.get_password() {
+                    secrets.push(String::from_utf8_lossy(password).into_owned());
+                }
+                config
+            }
+            None => {
+                let mut config = Config::new();
+                config.host(var("RC_DB_HOST").as_deref().unwrap_or("localhost"));
+                let port = match var("RC_DB_PORT") {
+                    Some(p) => p.trim().parse().map_err(|_| SettingsError::BadPort)?,
+                    None => 5432,
+                };
+                config.port(port);
+                config.dbname(
+                    var("RC_DB_NAME")
+                        .as_deref()
+                        .unwrap_or("resilient_circuit_db"),
+                );
+                config.user(var("RC_DB_USER").as_deref().unwrap_or("postgres"));
+                if let Some(password) = var("RC_DB_PASSWORD") {
+                    config.password(password.as_str());
+                    secrets.push(password);
+                }
+                config
+            }
+        };
+        if let Some(mode) = var("RC_DB_SSLMODE") {
+            match mode.trim() {
+                "disable" => config.ssl_mode(SslMode::Disable),
+                "prefer" | "allow" => config.ssl_mode(SslMode::Prefer),
+                other => return Err(SettingsError::TlsUnavailable(other.to_owned())),
+            };
+        }
+        if config.get_ssl_mode() == SslMode::Require {
+            return Err(SettingsError::TlsUnavailable("require".to_owned()));
+        }
+        Ok(DbSettings {
+            config,
+            namespace: var("RC_NAMESPACE").unwrap_or_else(|| "default".to_owned()),
+            strict: flag("RC_DB_STRICT"),
+            app_user: var("RC_DB_APP_USER"),
+            secrets,
+        })
+    }
+
+    /// The connection configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The namespace breakers use (`RC_NAMESPACE`, default `default`).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `RC_DB_STRICT`: an unreachable database is an error rather than a fallback.
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+
+    /// `RC_DB_APP_USER`: the role `pg-setup` grants to and `pg-check` checks by default.
+    pub fn app_user(&self) -> Option<&str> {
+        self.app_user.as_deref()
+    }
+
+    /// Where the database is, without password or user info: `host=... port=... dbname=...`.
+    pub fn describe(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = self.config.get_ports().iter().map(u16::to_string).collect();
+        format!(
+            "host={} port={} dbname={}",
+            if hosts.is_empty() {
+                "localhost".to_owned()
+            } else {
+                hosts.join(",")
+            },
+            if ports.is_empty() {
+                "5432".to_owned()
+            } else {
+                ports.join(",")
+            },
+            self.config.get_dbname().unwrap_or("(the user's name)")
+        )
+    }
+
+    /// `message` with every secret of these settings replaced by `***`.
+    pub fn redact(&self, message: &str) -> String {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        redact(message, &secrets)
+    }
+
+    /// Connects (no TLS).
+    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        self.config.connect(postgres::NoTls)
+    }
+}
+
+impl fmt::Debug for DbSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbSettings")
+            .field("database", &self.describe())
+            .field("namespace", &self.namespace)
+            .field("strict", &self.strict)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redact(message: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(message.to_owned(), |text, secret| {
+            text.replace(secret, "***")
+        })
+}

@@ -1,0 +1,219 @@
+//! A throwaway PostgreSQL server for the tests: started here, removed afterwards.
+//!
+//! PostgreSQL 15 binaries from `/usr/lib/postgresql/*/bin`; `initdb` into a temporary directory
+//! with trust authentication; `postgres` on 127.0.0.1, a free port, its own socket directory
+//! (never the system one) and `fsync=off`. The server refuses to run as root, so as root it runs
+//! as the `postgres` user through `setpriv`, which execs: the PID held is the server's.
+//! Servers left by a killed run are swept at the next start.
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Temporary directories of this harness start with this.
+const PREFIX: &str = "rc-pg-";
+
+/// A running throwaway server; stopped and removed when dropped.
+pub struct PgServer {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+}
+
+fn bin_dir() -> Result<PathBuf, String> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| {
+            "PostgreSQL binaries not found in /usr/lib/postgresql (install postgresql-15)"
+                .to_owned()
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+        .filter(|dir| dir.join("postgres").exists())
+        .collect();
+    dirs.sort_by_key(|dir| {
+        dir.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    dirs.pop()
+        .ok_or_else(|| "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin".to_owned())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `program args` as the server's user: `setpriv` to `postgres` when we are root.
+fn as_server_user(program: &Path) -> Command {
+    if is_root() {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Stops servers a killed run left behind and removes their directories.
+pub fn sweep() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(PREFIX))
+        {
+            continue;
+        }
+        if let Ok(pid_file) = fs::read_to_string(path.join("data/postmaster.pid"))
+            && let Some(pid) = pid_file.lines().next()
+        {
+            let _ = Command::new("kill").args(["-QUIT", pid.trim()]).status();
+            thread::sleep(Duration::from_millis(200));
+            let _ = Command::new("kill")
+                .args(["-KILL", pid.trim()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = fs::remove_dir_all(&path);
+    }
+}
+
+impl PgServer {
+    /// Sweeps leftovers, then starts a fresh server and waits until it accepts connections.
+    pub fn start() -> Result<PgServer, String> {
+        sweep();
+        let bin = bin_dir()?;
+        let dir = std::env::temp_dir().join(format!("{PREFIX}{}", std::process::id()));
+        let data = dir.join("data");
+        let socket = dir.join("socket");
+        fs::create_dir_all(&socket).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if is_root() {
+            // The server user must own its directories.
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| format!("cannot run chown: {e}"))?;
+            if !status.success() {
+                return Err(format!("chown of {} failed", dir.display()));
+            }
+        }
+        let initdb = as_server_user(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+            ])
+            .output()
+            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !initdb.status.success() {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&initdb.stderr)
+            ));
+        }
+        let port = free_port()?;
+        let child = as_server_user(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-k",
+            ])
+            .arg(&socket)
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        let server = PgServer { dir, port, child };
+        server.wait_ready(&bin)?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self, bin: &Path) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-q",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Err("the throwaway PostgreSQL server did not become ready in 20 s".to_owned())
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        // SIGQUIT: immediate shutdown; the data is thrown away anyway.
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
