@@ -11,6 +11,10 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
   echo "qemu-system-arm is missing: run .ci/install-qemu (Debian bookworm-backports' qemu-system-arm)" >&2
   exit 127
 fi
+if ! command -v defmt-print >/dev/null 2>&1; then
+  echo "defmt-print is missing: cargo install defmt-print --locked" >&2
+  exit 127
+fi
 timeout "${QEMU_TIMEOUT:-20}" qemu-system-arm \
   -machine mps2-an386 -cpu cortex-m4 \
   -nographic -monitor none -serial none \
@@ -21,5 +25,9 @@ timeout "${QEMU_TIMEOUT:-20}" qemu-system-arm \
 status=("${PIPESTATUS[@]}")
 if [ "${status[0]}" -eq 124 ]; then
   echo "run-qemu.sh: the firmware did not finish within ${QEMU_TIMEOUT:-20} s" >&2
+fi
+if [ "${status[0]}" -eq 0 ] && [ "${status[1]}" -ne 0 ]; then
+  echo "run-qemu.sh: defmt-print failed (exit ${status[1]}): the log could not be decoded" >&2
+  exit "${status[1]}"
 fi
 exit "${status[0]}"

@@ -99,7 +99,19 @@ pub struct Permit<'a, B: Breaker + ?Sized> {
     admission: Admission,
 }
 
-impl<B: Breaker + ?Sized> Permit<'_, B> {
+impl<'a, B: Breaker + ?Sized> Permit<'a, B> {
+    /// A permit for `admission`, granted by `breaker`.
+    pub fn new(breaker: &'a B, admission: Admission) -> Self {
+        Permit { breaker, admission }
+    }
+
+    /// The admission, leaving the caller to record or release it.
+    pub fn into_admission(self) -> Admission {
+        let admission = self.admission;
+        core::mem::forget(self);
+        admission
+    }
+
     /// Records how the call went.
     #[inline]
     pub fn record(self, verdict: Verdict) {

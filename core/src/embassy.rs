@@ -26,7 +26,10 @@ pub struct EmbassySleep;
 
 impl AsyncSleep for EmbassySleep {
     async fn sleep(&self, duration: Duration) {
+        // Saturating: a wait too long for the tick rate's arithmetic waits "forever".
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        embassy_time::Timer::after(embassy_time::Duration::from_micros(micros)).await
+        let wait =
+            embassy_time::Duration::try_from_micros(micros).unwrap_or(embassy_time::Duration::MAX);
+        embassy_time::Timer::after(wait).await
     }
 }

@@ -15,7 +15,7 @@ impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "circuit open: call rejected, retry after {:?}",
+            "the circuit breaker rejected the call; retry after {:?}",
             self.retry_after
         )
     }

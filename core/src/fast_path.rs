@@ -27,9 +27,10 @@ use crate::{Admission, BreakerConfig, BreakerState, CircuitState, Window};
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct FastPath(u64);
 
-// Layout: epoch in bits 0..16, window length in 16..32, state in 32..34, "clean" in bit 34.
-const STATE_SHIFT: u32 = 32;
-const CLEAN: u64 = 1 << 34;
+// Layout: epoch in bits 0..32, window length in 32..48, state in 48..50, "clean" in bit 50.
+const LEN_SHIFT: u32 = 32;
+const STATE_SHIFT: u32 = 48;
+const CLEAN: u64 = 1 << 50;
 
 impl FastPath {
     /// The digest of `state` under `config`.
@@ -46,7 +47,7 @@ impl FastPath {
         };
         FastPath(
             state.epoch() as u64
-                | (window.len() as u64) << 16
+                | (window.len() as u64) << LEN_SHIFT
                 | state_bits << STATE_SHIFT
                 | if clean { CLEAN } else { 0 },
         )
@@ -65,7 +66,7 @@ impl FastPath {
     #[inline]
     pub const fn admit(self) -> Option<Admission> {
         match self.status() {
-            CircuitState::Closed => Some(Admission::in_period(self.0 as u16, false)),
+            CircuitState::Closed => Some(Admission::in_period(self.0 as u32, false)),
             _ => None,
         }
     }
@@ -78,9 +79,9 @@ impl FastPath {
         config: &BreakerConfig,
     ) -> bool {
         self.0 & CLEAN != 0
-            && admission.epoch() == self.0 as u16
+            && admission.epoch() == self.0 as u32
             && !admission.is_probe()
-            && (self.0 >> 16) as u16 == config.closed_window()
+            && (self.0 >> LEN_SHIFT) as u16 == config.closed_window()
     }
 
     /// The digest as bits, for an `AtomicU64`.

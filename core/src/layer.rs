@@ -11,6 +11,7 @@ use crate::Error;
 
 /// What a layer decides once the layers inside it have finished.
 #[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Leave<T, E> {
     /// Pass this result outward.
     Return(Result<T, Error<E>>),

@@ -30,8 +30,8 @@
 //! }
 //! ```
 //!
-//! The behaviour contract is the project's `SEMANTICS.md`; every rule there has a test in
-//! `host-tests`.
+//! The behaviour contract is the project's `docs/SEMANTICS.md`; every rule of its sections 1
+//! to 4 has a test in `host-tests`.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

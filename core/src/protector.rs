@@ -4,7 +4,7 @@ use core::fmt;
 
 use crate::{
     Admission, AllErrors, Breaker, BreakerConfig, BreakerState, CircuitState, Clock, NoHook,
-    Rejected, StateStore, Transition, TransitionHook, ValidConfig, Verdict,
+    Permit, Rejected, StateStore, Transition, TransitionHook, ValidConfig, Verdict,
 };
 
 /// A circuit breaker (the Python package's `CircuitProtectorPolicy`).
@@ -223,7 +223,13 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> Breaker for CircuitProtecto
         let (admission, transition) = self
             .store
             .update(|state| state.admit(&self.config, &self.clock))?;
-        self.announce(transition);
+        if transition.is_some() {
+            // The admission holds a probe slot before the hook runs: if the hook panics, the
+            // permit gives the slot back as the panic unwinds.
+            let permit = Permit::new(self, admission);
+            self.announce(transition);
+            return Ok(permit.into_admission());
+        }
         Ok(admission)
     }
 

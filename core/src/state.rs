@@ -55,14 +55,14 @@ pub struct Transition {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Admission {
-    epoch: u16,
+    epoch: u32,
     probe: bool,
 }
 
 impl Admission {
     /// An admission in the period numbered `epoch` (see [`BreakerState::epoch`]). Stores that
     /// admit without the state at hand (from a [`FastPath`](crate::FastPath)) build it here.
-    pub const fn in_period(epoch: u16, probe: bool) -> Self {
+    pub const fn in_period(epoch: u32, probe: bool) -> Self {
         Admission { epoch, probe }
     }
 
@@ -72,7 +72,7 @@ impl Admission {
     }
 
     /// The period the call was admitted in.
-    pub const fn epoch(&self) -> u16 {
+    pub const fn epoch(&self) -> u32 {
         self.epoch
     }
 }
@@ -107,7 +107,7 @@ pub struct BreakerState<Win = OutcomeWindow<64>> {
     consecutive_failures: u32,
     probes_in_flight: u16,
     /// Bumped on every transition; admissions carry it.
-    epoch: u16,
+    epoch: u32,
     state: CircuitState,
 }
 
@@ -155,7 +155,7 @@ impl<Win: Window> BreakerState<Win> {
 
     /// The current period: a counter bumped (wrapping) by every transition and reset. Admissions
     /// carry it, so an outcome is applied only to the period its call was admitted in.
-    pub const fn epoch(&self) -> u16 {
+    pub const fn epoch(&self) -> u32 {
         self.epoch
     }
 

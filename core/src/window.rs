@@ -17,7 +17,7 @@ pub enum Outcome {
 /// The breaker uses a logical window size (a ratio's denominator) that may be smaller than the
 /// capacity; [`Window::push`] takes it. Implemented by [`OutcomeWindow`]; a store only needs
 /// this trait to name the window its breaker state holds.
-pub trait Window: Copy + fmt::Debug {
+pub trait Window: Copy + fmt::Debug + Eq {
     /// How many outcomes fit.
     const CAPACITY: u16;
     /// A window holding nothing.

@@ -24,6 +24,15 @@ fn run_on_virtual_time<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn the_firmware_scenario_passes_on_virtual_time() {
     let done = AtomicBool::new(false);
@@ -35,9 +44,9 @@ fn the_firmware_scenario_passes_on_virtual_time() {
                 std::thread::yield_now();
             }
         });
-        let report = run_on_virtual_time(scenario::run());
-        done.store(true, Ordering::Relaxed);
-        report
+        // Stops the "interrupt" however the scenario ends, a panic included.
+        let _stop = StopOnDrop(&done);
+        run_on_virtual_time(scenario::run())
     })
     .expect("the scenario's configuration is valid");
     println!("{report:#?}");

@@ -897,3 +897,66 @@ fn async_call_follows_the_same_rules() {
     assert_eq!(block_on(b.call_async(async || Ok::<_, &str>(5))), Ok(5));
     assert_eq!(b.status(), Closed);
 }
+
+#[test]
+fn defaults_are_the_seeds() {
+    let config = BreakerConfig::new();
+    assert_eq!(config.get_failure_limit(), limit(1, 1));
+    assert_eq!(config.get_success_limit(), None);
+    assert_eq!(config.get_cooldown(), Duration::ZERO);
+    assert_eq!(BreakerConfig::default(), config);
+    assert_eq!(
+        config.probe_window(),
+        1,
+        "HALF_OPEN decides by failure_limit without a success_limit"
+    );
+}
+
+#[test]
+fn half_open_with_a_zero_failure_limit_and_no_success_limit_reopens_on_any_outcome() {
+    // 0 of b: any failure in a full window trips; in HALF_OPEN "failures reach 0" at the first
+    // outcome, so without a success_limit every probe reopens the breaker (set a success_limit).
+    let clock = FakeClock::new();
+    let b = tripped(BreakerConfig::new().failure_limit(limit(0, 2)), &clock);
+    succeed(&b).unwrap();
+    assert_eq!(b.status(), Open);
+    let clock = FakeClock::new();
+    let b = tripped(
+        BreakerConfig::new()
+            .failure_limit(limit(0, 2))
+            .success_limit(limit(1, 1)),
+        &clock,
+    );
+    succeed(&b).unwrap();
+    assert_eq!(b.status(), Closed);
+}
+
+#[test]
+fn a_panicking_hook_on_the_way_into_half_open_gives_back_the_probe_slot() {
+    let clock = FakeClock::new();
+    let b = CircuitProtector::new(
+        BreakerConfig::new()
+            .success_limit(limit(1, 1))
+            .cooldown(Duration::from_secs(1))
+            .validate()
+            .unwrap(),
+        InlineStore::<64>::new(),
+        &clock,
+    )
+    .on_status_change(|_, new| {
+        if new == HalfOpen {
+            panic!("hook bug");
+        }
+    });
+    b.force_open();
+    clock.advance(Duration::from_secs(1));
+    let unwound = catch_unwind(AssertUnwindSafe(|| {
+        let _ = b.call(|| Ok::<_, &str>(()));
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(
+        (b.status(), b.state().probes_in_flight()),
+        (HalfOpen, 0),
+        "the slot came back"
+    );
+}

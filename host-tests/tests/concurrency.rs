@@ -205,3 +205,35 @@ fn a_closed_call_never_reads_the_clock_and_a_rejection_reads_it_once() {
     );
     assert_eq!(clock.reads() - before, 1);
 }
+
+#[test]
+fn the_hook_runs_after_the_new_state_is_stored() {
+    let store = MemoryStore::new();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (log, observer) = (
+        std::sync::Arc::clone(&seen),
+        store
+            .breaker(
+                BreakerKey::resource("stored").unwrap(),
+                BreakerConfig::new(),
+            )
+            .unwrap(),
+    );
+    let breaker = store
+        .breaker(
+            BreakerKey::resource("stored").unwrap(),
+            BreakerConfig::new(),
+        )
+        .unwrap()
+        .on_status_change(move |old, new| log.lock().unwrap().push((old, new, observer.status())));
+    let _ = breaker.call(|| Err::<(), _>("down")); // C -> O
+    let _ = breaker.call(|| Ok::<_, &str>(())); // cooldown 0: O -> H, H -> C
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (Closed, Open, Open),
+            (Open, HalfOpen, HalfOpen),
+            (HalfOpen, Closed, Closed)
+        ]
+    );
+}

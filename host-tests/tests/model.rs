@@ -4,12 +4,14 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use host_tests::{FakeClock, Transitions};
-use proptest::prelude::*;
+use host_tests::{FakeClock, SharedFakeClock, TransitionCounts, Transitions};
+use proptest::{prelude::*, test_runner::TestCaseError};
 use resilient_circuit::{
-    Breaker, BreakerConfig, CircuitProtector, CircuitState, FastPath, InlineStore, Instant,
-    Outcome, Permit, Ratio, Verdict,
+    AllErrors, Breaker, BreakerConfig, BreakerState, CircuitProtector, CircuitState, Clock,
+    FastPath, InlineStore, Instant, Outcome, Permit, Ratio, StateStore, TransitionHook, Verdict,
+    Window,
 };
+use resilient_circuit_std::{BreakerKey, MemoryStore, SharedBreaker, SharedWindow};
 
 #[derive(Clone, Copy, Debug)]
 struct Limits {
@@ -216,10 +218,10 @@ fn ratio(max: u16) -> impl Strategy<Value = (u16, u16)> {
     (1..=max).prop_flat_map(|b| (0..=b, Just(b)))
 }
 
-fn limits() -> impl Strategy<Value = Limits> {
+fn limits(max_window: u16) -> impl Strategy<Value = Limits> {
     (
-        ratio(8),
-        proptest::option::of(ratio(8)),
+        ratio(max_window),
+        proptest::option::of(ratio(max_window)),
         0u64..5_000,
         1u64..500,
     )
@@ -231,93 +233,194 @@ fn limits() -> impl Strategy<Value = Limits> {
         })
 }
 
+/// What the property needs of a breaker besides [`Breaker`].
+trait UnderTest: Breaker<Classifier = AllErrors> {
+    type Win: Window;
+    fn snapshot(&self) -> BreakerState<Self::Win>;
+    fn open_now(&self);
+    fn close_now(&self);
+    fn reset_now(&self);
+}
+
+impl<St: StateStore, C: Clock, H: TransitionHook> UnderTest
+    for CircuitProtector<St, C, AllErrors, H>
+{
+    type Win = St::Window;
+    fn snapshot(&self) -> BreakerState<St::Window> {
+        self.state()
+    }
+    fn open_now(&self) {
+        self.force_open()
+    }
+    fn close_now(&self) {
+        self.force_closed()
+    }
+    fn reset_now(&self) {
+        self.reset()
+    }
+}
+
+impl<C: Clock, H: TransitionHook> UnderTest for SharedBreaker<C, AllErrors, H> {
+    type Win = SharedWindow;
+    fn snapshot(&self) -> BreakerState<SharedWindow> {
+        self.state()
+    }
+    fn open_now(&self) {
+        self.force_open()
+    }
+    fn close_now(&self) {
+        self.force_closed()
+    }
+    fn reset_now(&self) {
+        self.reset()
+    }
+}
+
+fn config_for(limits: Limits) -> BreakerConfig {
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(limits.failure.0, limits.failure.1).unwrap())
+        .cooldown(Duration::from_millis(limits.cooldown_ms))
+        .busy_retry_after(Duration::from_millis(limits.busy_ms));
+    match limits.success {
+        Some((a, b)) => config.success_limit(Ratio::new(a, b).unwrap()),
+        None => config,
+    }
+}
+
+/// Runs `steps` through `breaker` and the model side by side; both must agree after each.
+fn agrees_with_the_model<B: UnderTest>(
+    breaker: &B,
+    config: &BreakerConfig,
+    limits: Limits,
+    steps: &[Step],
+    advance: impl Fn(Duration),
+    transitions: impl Fn() -> Vec<(CircuitState, CircuitState)>,
+) -> Result<(), TestCaseError> {
+    let mut model = Model::new(limits);
+    let mut now_ms = 0;
+    let mut permits: Vec<Permit<'_, B>> = Vec::new();
+
+    for (n, step) in steps.iter().enumerate() {
+        match *step {
+            Step::Admit => {
+                let real = breaker.try_acquire();
+                let expected = model.admit(now_ms);
+                match (real, expected) {
+                    (Ok(permit), Ok(())) => {
+                        prop_assert_eq!(permit.is_probe(), model.in_flight.last().unwrap().1);
+                        permits.push(permit);
+                    }
+                    (Err(rejected), Err(ms)) => {
+                        prop_assert_eq!(rejected.retry_after, Duration::from_millis(ms))
+                    }
+                    (real, expected) => prop_assert!(
+                        false,
+                        "step {}: breaker {:?}, model {:?}",
+                        n,
+                        real.map(|_| ()),
+                        expected
+                    ),
+                }
+            }
+            Step::Report(i, verdict) if !permits.is_empty() => {
+                let i = i % permits.len();
+                permits.remove(i).record(verdict);
+                model.report(i, verdict, now_ms);
+            }
+            Step::Drop(i) if !permits.is_empty() => {
+                let i = i % permits.len();
+                drop(permits.remove(i));
+                model.release(i);
+            }
+            Step::Report(..) | Step::Drop(_) => {}
+            Step::Wait(ms) => {
+                now_ms += ms;
+                advance(Duration::from_millis(ms));
+            }
+            Step::ForceOpen => {
+                breaker.open_now();
+                model.force_open(now_ms);
+            }
+            Step::ForceClosed => {
+                breaker.close_now();
+                model.force_closed();
+            }
+            Step::Reset => {
+                breaker.reset_now();
+                model.reset();
+            }
+        }
+        let state = breaker.snapshot();
+        let window: Vec<bool> = state
+            .window()
+            .iter()
+            .map(|o| o == Outcome::Failure)
+            .collect();
+        let expected_window: Vec<bool> = model.window.iter().copied().collect();
+        prop_assert_eq!(state.status(), model.state, "step {}: {:?}", n, step);
+        prop_assert_eq!(window, expected_window, "step {}: {:?}", n, step);
+        prop_assert_eq!(state.failure_count(), model.consecutive_failures);
+        prop_assert_eq!(state.probes_in_flight() as usize, model.probes_in_flight());
+        if model.state == CircuitState::Open {
+            prop_assert_eq!(
+                state.open_until().map(|t| t.as_nanos()),
+                Some(model.open_until_ms * 1_000_000)
+            );
+        }
+        prop_assert_eq!(transitions(), std::mem::take(&mut model.transitions));
+
+        // The one-word digest a thread-shared store reads without its lock: it admits only
+        // in CLOSED, and a success it calls a no-op really changes nothing.
+        let digest = FastPath::of(&state, config);
+        prop_assert_eq!(digest.status(), state.status());
+        prop_assert_eq!(
+            digest.admit().is_some(),
+            state.status() == CircuitState::Closed
+        );
+        if let Some(admission) = digest.admit() {
+            prop_assert_eq!(admission.epoch(), state.epoch());
+            let mut after = state;
+            after.record(config, admission, Verdict::Success, &Instant::ZERO);
+            if digest.success_changes_nothing(admission, config) {
+                prop_assert_eq!(after, state);
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn breaker_agrees_with_the_reference_model(limits in limits(), steps in proptest::collection::vec(step(), 1..120)) {
-        let mut config = BreakerConfig::new()
-            .failure_limit(Ratio::new(limits.failure.0, limits.failure.1).unwrap())
-            .cooldown(Duration::from_millis(limits.cooldown_ms))
-            .busy_retry_after(Duration::from_millis(limits.busy_ms));
-        if let Some((a, b)) = limits.success {
-            config = config.success_limit(Ratio::new(a, b).unwrap());
-        }
+    fn breaker_agrees_with_the_reference_model(limits in limits(8), steps in proptest::collection::vec(step(), 1..120)) {
+        let config = config_for(limits);
         let clock = FakeClock::new();
-        let transitions = Transitions::new();
+        let recorded = Transitions::new();
         let breaker = CircuitProtector::new(config.validate().unwrap(), InlineStore::<8, 1>::new(), &clock)
-            .on_status_change(transitions.hook());
-        let mut model = Model::new(limits);
-        let mut now_ms = 0;
-        let mut permits: Vec<Permit<'_, _>> = Vec::new();
+            .on_status_change(recorded.hook());
+        agrees_with_the_model(&breaker, &config, limits, &steps, |d| clock.advance(d), || recorded.take())?;
+    }
 
-        for (n, step) in steps.iter().enumerate() {
-            match *step {
-                Step::Admit => {
-                    let real = breaker.try_acquire();
-                    let expected = model.admit(now_ms);
-                    match (real, expected) {
-                        (Ok(permit), Ok(())) => {
-                            prop_assert_eq!(permit.is_probe(), model.in_flight.last().unwrap().1);
-                            permits.push(permit);
-                        }
-                        (Err(rejected), Err(ms)) => prop_assert_eq!(rejected.retry_after, Duration::from_millis(ms)),
-                        (real, expected) => prop_assert!(false, "step {}: breaker {:?}, model {:?}", n, real.map(|_| ()), expected),
-                    }
-                }
-                Step::Report(i, verdict) if !permits.is_empty() => {
-                    let i = i % permits.len();
-                    permits.remove(i).record(verdict);
-                    model.report(i, verdict, now_ms);
-                }
-                Step::Drop(i) if !permits.is_empty() => {
-                    let i = i % permits.len();
-                    drop(permits.remove(i));
-                    model.release(i);
-                }
-                Step::Report(..) | Step::Drop(_) => {}
-                Step::Wait(ms) => {
-                    now_ms += ms;
-                    clock.advance(Duration::from_millis(ms));
-                }
-                Step::ForceOpen => {
-                    breaker.force_open();
-                    model.force_open(now_ms);
-                }
-                Step::ForceClosed => {
-                    breaker.force_closed();
-                    model.force_closed();
-                }
-                Step::Reset => {
-                    breaker.reset();
-                    model.reset();
-                }
-            }
-            let state = breaker.state();
-            let window: Vec<bool> = state.window().iter().map(|o| o == Outcome::Failure).collect();
-            let expected_window: Vec<bool> = model.window.iter().copied().collect();
-            prop_assert_eq!(state.status(), model.state, "step {}: {:?}", n, step);
-            prop_assert_eq!(window, expected_window, "step {}: {:?}", n, step);
-            prop_assert_eq!(state.failure_count(), model.consecutive_failures);
-            prop_assert_eq!(state.probes_in_flight() as usize, model.probes_in_flight());
-            if model.state == CircuitState::Open {
-                prop_assert_eq!(state.open_until().map(|t| t.as_nanos()), Some(model.open_until_ms * 1_000_000));
-            }
-            prop_assert_eq!(transitions.take(), std::mem::take(&mut model.transitions));
-
-            // The one-word digest a thread-shared store reads without its lock: it admits only
-            // in CLOSED, and a success it calls a no-op really changes nothing.
-            let digest = FastPath::of(&state, &config);
-            prop_assert_eq!(digest.status(), state.status());
-            prop_assert_eq!(digest.admit().is_some(), state.status() == CircuitState::Closed);
-            if let Some(admission) = digest.admit() {
-                prop_assert_eq!(admission.epoch(), state.epoch());
-                let mut after = state;
-                after.record(&config, admission, Verdict::Success, &Instant::ZERO);
-                if digest.success_changes_nothing(admission, &config) {
-                    prop_assert_eq!(after, state);
-                }
-            }
-        }
+    #[test]
+    fn shared_breaker_agrees_with_the_reference_model(limits in limits(40), steps in proptest::collection::vec(step(), 1..160)) {
+        // The thread-shared breaker's own paths (lock-free reads, locked changes), with windows
+        // that span two words of the bit ring.
+        let config = config_for(limits);
+        let clock = SharedFakeClock::new();
+        let counts = TransitionCounts::new();
+        let breaker = MemoryStore::new()
+            .breaker(BreakerKey::resource("model").unwrap(), config)
+            .unwrap()
+            .with_clock(clock.clone())
+            .on_status_change(TransitionCounts::hook(&counts));
+        let seen = std::cell::Cell::new(0);
+        let new_transitions = || {
+            let all = counts.all();
+            let fresh = all[seen.get()..].to_vec();
+            seen.set(all.len());
+            fresh
+        };
+        agrees_with_the_model(&breaker, &config, limits, &steps, |d| clock.advance(d), new_transitions)?;
     }
 }

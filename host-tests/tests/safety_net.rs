@@ -162,3 +162,72 @@ fn async_safety_net_follows_the_same_rules() {
     assert_eq!(b.execution_log().len(), 3);
     assert_eq!(sleep.waits().len(), 2);
 }
+
+/// A breaker OPEN until 10 s, now at 10 s: the next call is a probe, and the only one allowed.
+fn one_probe_left(clock: &FakeClock) -> CircuitProtector<InlineStore<64>, &FakeClock> {
+    let b = CircuitProtector::new(
+        BreakerConfig::new()
+            .success_limit(Ratio::new(1, 1).unwrap())
+            .cooldown(secs(10.0))
+            .validate()
+            .unwrap(),
+        InlineStore::new(),
+        clock,
+    );
+    b.force_open();
+    clock.advance(secs(10.0));
+    b
+}
+
+#[test]
+fn a_dropped_safety_net_future_gives_back_the_probe_slot() {
+    use std::{
+        future::Future,
+        pin::pin,
+        task::{Context, Waker},
+    };
+    let clock = FakeClock::new();
+    let b = one_probe_left(&clock);
+    {
+        let mut net = SafetyNet::new((RetryWithBackoff::new(2), &b));
+        let mut call = pin!(net.call_async(async || {
+            std::future::pending::<()>().await;
+            Ok::<(), &str>(())
+        }));
+        assert!(
+            call.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+        assert_eq!(b.state().probes_in_flight(), 1);
+    }
+    assert_eq!(
+        (b.status(), b.state().probes_in_flight()),
+        (CircuitState::HalfOpen, 0)
+    );
+    let mut net = SafetyNet::new((RetryWithBackoff::new(2), &b));
+    assert_eq!(block_on(net.call_async(async || Ok::<_, &str>(3))), Ok(3));
+    assert_eq!(b.status(), CircuitState::Closed);
+}
+
+#[test]
+fn a_panic_inside_a_safety_net_records_nothing_and_gives_back_the_probe_slot() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let clock = FakeClock::new();
+    let b = one_probe_left(&clock);
+    let mut net = SafetyNet::new((RetryWithBackoff::new(2), &b));
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        let _: Result<(), Error<&str>> = net.call(|| panic!("driver bug"));
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(
+        (
+            b.status(),
+            b.state().probes_in_flight(),
+            b.execution_log().len()
+        ),
+        (CircuitState::HalfOpen, 0, 0)
+    );
+    assert_eq!(net.call(|| Ok::<_, &str>(1)), Ok(1));
+    assert_eq!(b.status(), CircuitState::Closed);
+}

@@ -66,7 +66,7 @@ fn clones_share_the_state() {
 
 #[test]
 fn the_store_is_bounded_and_forgets_the_least_recently_used_free_key() {
-    let store = MemoryStore::with_max_entries(3);
+    let store = MemoryStore::with_max_entries(std::num::NonZeroUsize::new(3).unwrap());
     for name in ["a", "b", "c"] {
         drop(store.breaker(key(name), BreakerConfig::new()).unwrap());
     }
@@ -80,7 +80,7 @@ fn the_store_is_bounded_and_forgets_the_least_recently_used_free_key() {
 
 #[test]
 fn the_store_never_forgets_a_live_open_or_a_held_key() {
-    let store = MemoryStore::with_max_entries(2);
+    let store = MemoryStore::with_max_entries(std::num::NonZeroUsize::new(2).unwrap());
     let open = store
         .breaker(
             key("open"),
@@ -111,7 +111,7 @@ fn the_store_never_forgets_a_live_open_or_a_held_key() {
 
 #[test]
 fn an_expired_open_may_be_forgotten() {
-    let store = MemoryStore::with_max_entries(1);
+    let store = MemoryStore::with_max_entries(std::num::NonZeroUsize::new(1).unwrap());
     let open = store.breaker(key("open"), BreakerConfig::new()).unwrap(); // cooldown 0
     let _ = open.call(|| Err::<(), _>("down"));
     assert_eq!(open.status(), CircuitState::Open);
@@ -176,4 +176,26 @@ fn a_window_above_the_shared_capacity_is_refused() {
         })
     );
     assert!(store.is_empty(), "nothing was made for a refused breaker");
+}
+
+#[test]
+fn a_live_open_is_kept_whatever_clock_its_breaker_reads() {
+    // A breaker on its own timeline (a fake clock near zero, or StdClock from process start)
+    // opens for an hour; the store judges "live" on its own timeline and keeps the key.
+    let store = MemoryStore::with_max_entries(std::num::NonZeroUsize::new(1).unwrap());
+    let open = store
+        .breaker(
+            key("open"),
+            BreakerConfig::new().cooldown(Duration::from_secs(3600)),
+        )
+        .unwrap()
+        .with_clock(resilient_circuit_std::Instant::ZERO);
+    let _ = open.call(|| Err::<(), _>("down"));
+    drop(open);
+    assert_eq!(
+        store
+            .breaker(key("next"), BreakerConfig::new())
+            .unwrap_err(),
+        StoreError::Full { max_entries: 1 }
+    );
 }

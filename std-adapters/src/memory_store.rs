@@ -1,6 +1,6 @@
 //! The thread-safe in-process store: one shared state per `(namespace, resource_key)`.
 
-use std::{collections::HashMap, fmt};
+use std::{collections::HashMap, fmt, num::NonZeroUsize};
 
 use resilient_circuit::{BreakerConfig, Clock, ConfigError};
 
@@ -11,19 +11,19 @@ use crate::{
 };
 
 /// How many keys a [`MemoryStore`] holds by default (as the Python package's `InMemoryStorage`).
-pub const DEFAULT_MAX_ENTRIES: usize = 8192;
+pub const DEFAULT_MAX_ENTRIES: NonZeroUsize = NonZeroUsize::new(8192).unwrap();
 
 /// Breaker states of one process, keyed by `(namespace, resource_key)`. Clones share the store.
 ///
-/// Bounded: when a new key arrives and the store is full, it forgets the least recently used
-/// key that no breaker handle holds and that is not a live OPEN (one whose cooldown has not
-/// ended by the [`CoarseClock`], the breakers' default timeline). If every key is held or OPEN, making a breaker for a new key fails with
+/// Bounded: when a new key arrives and the store is full, it forgets the key whose last handle
+/// was handed out longest ago among those no breaker handle holds and that are not a live OPEN
+/// (one whose cooldown has not ended, whatever clock its breakers read). If every key is held or OPEN, making a breaker for a new key fails with
 /// [`StoreError::Full`] rather than silently splitting a shared state.
 ///
 /// ```
 /// use resilient_circuit_std::{BreakerConfig, BreakerKey, MemoryStore};
 ///
-/// let store = MemoryStore::with_max_entries(2);
+/// let store = MemoryStore::with_max_entries(std::num::NonZeroUsize::new(2).unwrap());
 /// let a = store.breaker(BreakerKey::resource("a")?, BreakerConfig::new())?;
 /// let b = store.breaker(BreakerKey::resource("b")?, BreakerConfig::new())?;
 /// assert!(store.breaker(BreakerKey::resource("c")?, BreakerConfig::new()).is_err()); // a, b held
@@ -105,12 +105,12 @@ impl MemoryStore {
         Self::with_max_entries(DEFAULT_MAX_ENTRIES)
     }
 
-    /// A store for up to `max_entries` keys (at least 1).
-    pub fn with_max_entries(max_entries: usize) -> Self {
+    /// A store for up to `max_entries` keys.
+    pub fn with_max_entries(max_entries: NonZeroUsize) -> Self {
         MemoryStore {
             registry: Arc::new(Registry {
                 entries: Mutex::new(HashMap::new()),
-                max_entries: max_entries.max(1),
+                max_entries: max_entries.get(),
                 tick: AtomicU64::new(0),
             }),
         }
@@ -153,7 +153,7 @@ impl MemoryStore {
         let tick = registry.tick.fetch_add(1, Ordering::Relaxed) + 1;
         let mut entries = lock(&registry.entries);
         if let Some(shared) = entries.get(&key) {
-            shared.last_used.store(tick, Ordering::Relaxed);
+            shared.last_handed_out.store(tick, Ordering::Relaxed);
             return Ok(Arc::clone(shared));
         }
         if entries.len() >= registry.max_entries {
@@ -161,7 +161,7 @@ impl MemoryStore {
             let evictable = entries
                 .iter()
                 .filter(|(_, shared)| Arc::strong_count(shared) == 1 && !shared.is_live_open(now))
-                .min_by_key(|(_, shared)| shared.last_used.load(Ordering::Relaxed))
+                .min_by_key(|(_, shared)| shared.last_handed_out.load(Ordering::Relaxed))
                 .map(|(key, _)| key.clone());
             match evictable {
                 Some(oldest) => {

@@ -29,8 +29,11 @@ pub(crate) struct SharedState {
     state: Mutex<BreakerState<SharedWindow>>,
     digest: AtomicU64,
     open_until: AtomicU64,
-    /// Registry bookkeeping: when a handle for this key was last made.
-    pub(crate) last_used: AtomicU64,
+    /// The OPEN deadline on the store's own timeline ([`CoarseClock`]), whatever clock the
+    /// breaker that opened it reads: the store judges "live OPEN" by it.
+    live_open_until: AtomicU64,
+    /// Registry bookkeeping: when a handle for this key was last handed out.
+    pub(crate) last_handed_out: AtomicU64,
 }
 
 impl SharedState {
@@ -40,7 +43,8 @@ impl SharedState {
             digest: AtomicU64::new(FastPath::of(&state, &BreakerConfig::new()).to_bits()),
             state: Mutex::new(state),
             open_until: AtomicU64::new(0),
-            last_used: AtomicU64::new(tick),
+            live_open_until: AtomicU64::new(0),
+            last_handed_out: AtomicU64::new(tick),
         }
     }
 
@@ -61,9 +65,16 @@ impl SharedState {
         change: impl FnOnce(&mut BreakerState<SharedWindow>) -> R,
     ) -> R {
         let mut state = lock(&self.state);
+        let epoch = state.epoch();
         let result = change(&mut state);
         if let Some(until) = state.open_until() {
             self.open_until.store(until.as_nanos(), Ordering::Relaxed);
+            if state.epoch() != epoch {
+                // Just opened: the same cooldown, measured on the store's timeline.
+                let live = CoarseClock.now().saturating_add(config.get_cooldown());
+                self.live_open_until
+                    .store(live.as_nanos(), Ordering::Relaxed);
+            }
         }
         // Release: a reader that sees this digest also sees the deadline stored above.
         self.digest
@@ -75,9 +86,10 @@ impl SharedState {
         *lock(&self.state)
     }
 
-    /// OPEN with its deadline still ahead of `now`.
+    /// OPEN with its deadline still ahead of `now`, a [`CoarseClock`] reading.
     pub(crate) fn is_live_open(&self, now: Instant) -> bool {
-        self.digest().status() == CircuitState::Open && now < self.open_until()
+        self.digest().status() == CircuitState::Open
+            && now.as_nanos() < self.live_open_until.load(Ordering::Relaxed)
     }
 }
 
@@ -92,9 +104,14 @@ impl SharedState {
 /// - CLOSED admission and a success into a full window of successes (a healthy upstream) read
 ///   two atomics and write nothing: threads calling one breaker do not contend.
 /// - A rejection before the OPEN deadline reads the clock once and takes no lock.
-/// - Every other change takes a short mutex (never held while the protected call runs), so no
+/// - Every other change takes a short mutex (never held while the protected call runs): a
+///   failure, and a success while the window still holds a failure or is filling. So no
 ///   outcome is lost and every transition fires its hook exactly once, on the thread that made
-///   it. A panic in the hook is caught and reported; the breaker carries on.
+///   it, after the state is stored and the lock released (hooks of transitions made on
+///   different threads may therefore run in either order). A panic in the hook is caught and
+///   reported; the breaker carries on.
+/// - Handles of one key should share one configuration: each applies its own limits (window
+///   sizes, probe cap, cooldown) to the shared state.
 ///
 /// ```
 /// use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio};

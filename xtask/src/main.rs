@@ -15,8 +15,7 @@ use std::{
 
 /// The firmware target the core must build for.
 const FIRMWARE_TARGET: &str = "thumbv7em-none-eabihf";
-/// The host, for the firmware scenario's host test.
-const HOST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
 /// What to do without QEMU.
 const QEMU_MISSING: &str =
     "qemu-system-arm is missing; install it with `.ci/install-qemu` (Debian bookworm-backports)";
@@ -138,19 +137,18 @@ fn test() -> Result<(), String> {
         })?;
     }
     ensure_target(FIRMWARE_TARGET)?;
+    let host = host_target()?;
     step(
         "firmware scenario on the host (embassy-time mock driver)",
         || {
-            cargo_in(
-                &firmware_dir(),
-                &[
-                    "test",
-                    "--no-default-features",
-                    "--target",
-                    HOST_TARGET,
-                    "--quiet",
-                ],
-            )
+            let args = [
+                "test",
+                "--no-default-features",
+                "--target",
+                &host,
+                "--quiet",
+            ];
+            cargo_in(&firmware_dir(), &args)
         },
     )?;
     for features in ["", "defmt", "defmt,embassy"] {
@@ -426,7 +424,7 @@ fn sizes(elf: &Path) -> Result<(), String> {
     let sysroot = command_stdout(Command::new("rustc").args(["--print", "sysroot"]))?;
     let llvm_size = Path::new(sysroot.trim())
         .join("lib/rustlib")
-        .join(HOST_TARGET)
+        .join(host_target()?)
         .join("bin/llvm-size");
     let table = command_stdout(Command::new(&llvm_size).arg("-A").arg(elf))?;
     let section = |name: &str| -> u64 {
@@ -515,4 +513,14 @@ fn ensure_defmt_print() -> Result<(), String> {
         "xtask: installing defmt-print with `cargo install defmt-print --locked` (a few minutes, once)"
     );
     cargo(&["install", "defmt-print", "--locked"])
+}
+
+/// The host's target triple, from `rustc -vV`.
+fn host_target() -> Result<String, String> {
+    let version = command_stdout(Command::new("rustc").arg("-vV"))?;
+    version
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .ok_or_else(|| "`rustc -vV` names no host".to_owned())
 }
