@@ -38,7 +38,7 @@ impl FastPath {
         let window = state.window();
         let clean = state.status() == CircuitState::Closed
             && window.len() == config.closed_window()
-            && window.failures() == 0
+            && !window.has_failures()
             && state.failure_count() == 0;
         let state_bits = match state.status() {
             CircuitState::Closed => 0,

@@ -37,6 +37,10 @@ pub trait Window: Copy + fmt::Debug + Eq {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Whether any failure is held (cheaper than counting them).
+    fn has_failures(&self) -> bool {
+        self.failures() != 0
+    }
     /// The outcomes, oldest first.
     fn iter(&self) -> Outcomes<'_, Self> {
         Outcomes {
@@ -167,6 +171,11 @@ impl<const N: usize, const W: usize> Window for OutcomeWindow<N, W> {
         total as u16
     }
 
+    #[inline]
+    fn has_failures(&self) -> bool {
+        self.bits.iter().fold(0, |any, w| any | w) != 0
+    }
+
     fn get(&self, index: u16) -> Option<Outcome> {
         if index >= self.len {
             return None;
@@ -182,10 +191,7 @@ impl<const N: usize, const W: usize> Window for OutcomeWindow<N, W> {
     fn push(&mut self, outcome: Outcome, size: u16) {
         // A full window of successes stays the same after one more success: no write at all,
         // so a healthy service's calls do not wait on each other's updates of `head`.
-        if outcome == Outcome::Success
-            && self.len == size
-            && self.bits.iter().fold(0, |any, w| any | w) == 0
-        {
+        if outcome == Outcome::Success && self.len == size && !self.has_failures() {
             return;
         }
         let size = if size as usize > N { N as u16 } else { size };

@@ -97,7 +97,22 @@ fn closed_success(c: &mut Criterion) {
         let _ = shared.call(ok);
     });
     group.bench_function("ours: shared", |b| b.iter(|| shared.call(ok)));
+    // A window that always holds a failure (1 call in 50 fails): successes take the lock.
+    let mixed = ours_shared();
+    let calls = AtomicU64::new(0);
+    group.bench_function("ours: shared, 1 call in 50 failing", |b| {
+        b.iter(|| mixed.call(|| one_in_fifty_fails(&calls)))
+    });
     group.finish();
+}
+
+/// Fails every 50th call.
+fn one_in_fifty_fails(calls: &AtomicU64) -> Result<u64, u64> {
+    if calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(50) {
+        fail()
+    } else {
+        ok()
+    }
 }
 
 fn rejected(c: &mut Criterion) {
@@ -219,6 +234,8 @@ fn two_thread_table() {
     warm(|| {
         let _ = shared.call(ok);
     });
+    let mixed = ours_shared();
+    let mixed_calls = AtomicU64::new(0);
     let rows: Vec<(&str, Subject)> = vec![
         (
             "bare closure (nothing shared)",
@@ -249,6 +266,12 @@ fn two_thread_table() {
             "recloser default",
             Box::new(|| {
                 let _ = black_box(rc.call(ok));
+            }),
+        ),
+        (
+            "ours: shared, 1 call in 50 failing",
+            Box::new(|| {
+                let _ = black_box(mixed.call(|| one_in_fifty_fails(&mixed_calls)));
             }),
         ),
         (
