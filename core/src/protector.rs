@@ -13,7 +13,7 @@ use crate::{
 ///   [`CriticalSectionStore`](crate::CriticalSectionStore) for a `static` shared with
 ///   interrupts; the std adapters add thread-shared and PostgreSQL stores).
 /// - `C`: the [`Clock`].
-/// - `K`: the [`Classify`]er deciding how errors count (default [`AllErrors`]).
+/// - `K`: the [`Classify`](crate::Classify)er deciding how errors count (default [`AllErrors`]).
 /// - `H`: the [`TransitionHook`] (default [`NoHook`]).
 ///
 /// Every method takes `&self`; the store makes each change atomic, and nothing is locked
@@ -88,7 +88,7 @@ impl<St: StateStore, C: Clock, K, H> CircuitProtector<St, C, K, H> {
 }
 
 impl<St, C, H> CircuitProtector<St, C, AllErrors, H> {
-    /// Decide how errors count (the Python package's `should_handle`): see [`Classify`].
+    /// Decide how errors count (the Python package's `should_handle`): see [`Classify`](crate::Classify).
     pub fn should_handle<K>(self, classifier: K) -> CircuitProtector<St, C, K, H> {
         let CircuitProtector {
             config,
