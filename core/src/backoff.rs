@@ -157,6 +157,49 @@ impl ExponentialDelay {
         })
     }
 
+    /// From `MIN_MS` doubling up to `MAX_MS` milliseconds, checked at compile time.
+    ///
+    /// ```
+    /// use resilient_circuit::{Backoff, ExponentialDelay};
+    /// const BACKOFF: ExponentialDelay = ExponentialDelay::millis::<10, 40>();
+    /// assert_eq!(BACKOFF.clone().delay(3), core::time::Duration::from_millis(40));
+    /// ```
+    ///
+    /// ```compile_fail
+    /// // max below min: rejected by the compiler.
+    /// const BAD: resilient_circuit::ExponentialDelay = resilient_circuit::ExponentialDelay::millis::<40, 10>();
+    /// let _ = BAD;
+    /// ```
+    pub const fn millis<const MIN_MS: u64, const MAX_MS: u64>() -> Self {
+        const { assert!(MAX_MS >= MIN_MS, "`max_delay` must be >= `min_delay`.") }
+        match Self::new(Duration::from_millis(MIN_MS), Duration::from_millis(MAX_MS)) {
+            Ok(backoff) => backoff,
+            Err(error) => panic!("{}", error.message()),
+        }
+    }
+
+    /// [`with_factor`](Self::with_factor) for `const` items: an invalid factor is a
+    /// compile-time error there. At run time prefer `with_factor`, which returns the error.
+    ///
+    /// ```
+    /// use resilient_circuit::{Backoff, ExponentialDelay, fixed_point::U32F32};
+    /// const BACKOFF: ExponentialDelay = ExponentialDelay::millis::<100, 1_000>().factor_checked(U32F32::lit("1.5"));
+    /// assert_eq!(BACKOFF.clone().delay(3), core::time::Duration::from_millis(225));
+    /// ```
+    ///
+    /// ```compile_fail
+    /// use resilient_circuit::{ExponentialDelay, fixed_point::U32F32};
+    /// // A factor below 1: rejected by the compiler.
+    /// const BAD: ExponentialDelay = ExponentialDelay::millis::<1, 9>().factor_checked(U32F32::lit("0.5"));
+    /// let _ = BAD;
+    /// ```
+    pub const fn factor_checked(self, factor: U32F32) -> Self {
+        match self.with_factor(factor) {
+            Ok(backoff) => backoff,
+            Err(error) => panic!("{}", error.message()),
+        }
+    }
+
     /// Grow by `factor` (at least 1) instead of 2.
     pub const fn with_factor(self, factor: U32F32) -> Result<Self, BackoffError> {
         if factor.to_bits() < U32F32::ONE.to_bits() {
