@@ -231,8 +231,7 @@ impl<Win: Window> BreakerState<Win> {
         }
         // The hot path: a success in CLOSED (no probe slot to return, nothing to decide).
         if verdict == Verdict::Success && self.state == CircuitState::Closed {
-            self.window.push(Outcome::Success, config.closed_window());
-            self.consecutive_failures = 0;
+            self.push(Outcome::Success, config.closed_window());
             return None;
         }
         self.record_in_period(config, admission, verdict, clock)
