@@ -292,6 +292,21 @@ impl<Win: Window> BreakerState<Win> {
         }
     }
 
+    /// Records `count` successes of calls admitted in CLOSED period `epoch`, exactly as
+    /// `count` calls to [`record`](Self::record) with [`Verdict::Success`] would: a store that
+    /// counts CLOSED successes without its lock folds them in with this. Successes never trip, so
+    /// no transition can follow; outside that CLOSED period nothing changes.
+    pub fn record_closed_successes(&mut self, config: &BreakerConfig, epoch: u32, count: u32) {
+        if count == 0 || epoch != self.epoch || self.state != CircuitState::Closed {
+            return;
+        }
+        // Only the last `size` outcomes can remain: older successes would be pushed out anyway.
+        let size = config.closed_window();
+        for _ in 0..count.min(size as u32) {
+            self.push(Outcome::Success, size);
+        }
+    }
+
     /// Gives back what an admitted call held when it will never report (its future was dropped
     /// or it panicked): a probe's slot.
     pub fn release(&mut self, admission: Admission) {

@@ -384,6 +384,17 @@ fn agrees_with_the_model<B: UnderTest>(
             if digest.success_changes_nothing(admission, config) {
                 prop_assert_eq!(after, state);
             }
+            // Successes counted without a lock and folded in later: the same as recording
+            // them one by one.
+            for count in [1u32, 3, config.closed_window() as u32 + 2] {
+                let mut folded = state;
+                folded.record_closed_successes(config, admission.epoch(), count);
+                let mut one_by_one = state;
+                for _ in 0..count {
+                    one_by_one.record(config, admission, Verdict::Success, &Instant::ZERO);
+                }
+                prop_assert_eq!(folded, one_by_one);
+            }
         }
     }
     Ok(())

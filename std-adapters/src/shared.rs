@@ -32,6 +32,9 @@ pub(crate) struct SharedState {
     /// The OPEN deadline on the store's own timeline ([`CoarseClock`]), whatever clock the
     /// breaker that opened it reads: the store judges "live OPEN" by it.
     live_open_until: AtomicU64,
+    /// CLOSED successes counted without the lock and not yet folded into the window: the CLOSED
+    /// period they belong to (high 32 bits) and how many (low 32 bits).
+    pending_successes: AtomicU64,
     /// Registry bookkeeping: when a handle for this key was last handed out.
     pub(crate) last_handed_out: AtomicU64,
 }
@@ -44,6 +47,7 @@ impl SharedState {
             state: Mutex::new(state),
             open_until: AtomicU64::new(0),
             live_open_until: AtomicU64::new(0),
+            pending_successes: AtomicU64::new(0),
             last_handed_out: AtomicU64::new(tick),
         }
     }
@@ -66,7 +70,18 @@ impl SharedState {
     ) -> R {
         let mut state = lock(&self.state);
         let epoch = state.epoch();
+        // First the successes counted without the lock: they happened before this change.
+        let pending = self
+            .pending_successes
+            .swap(u64::from(epoch) << 32, Ordering::AcqRel);
+        state.record_closed_successes(config, (pending >> 32) as u32, pending as u32);
         let result = change(&mut state);
+        if state.epoch() != epoch {
+            // A new period: successes still being counted for the old one are stale, as they
+            // would be under the lock.
+            self.pending_successes
+                .store(u64::from(state.epoch()) << 32, Ordering::Release);
+        }
         if let Some(until) = state.open_until() {
             self.open_until.store(until.as_nanos(), Ordering::Relaxed);
             if state.epoch() != epoch {
@@ -82,8 +97,30 @@ impl SharedState {
         result
     }
 
-    pub(crate) fn snapshot(&self) -> BreakerState<SharedWindow> {
-        *lock(&self.state)
+    /// The state, with every success counted so far folded in.
+    pub(crate) fn snapshot(&self, config: &BreakerConfig) -> BreakerState<SharedWindow> {
+        self.update(config, |state| *state)
+    }
+
+    /// Counts a success of a call admitted in CLOSED period `epoch` without taking the lock;
+    /// how many are now pending, or `None` if that period is over.
+    #[inline]
+    fn count_success(&self, epoch: u32) -> Option<u32> {
+        let mut current = self.pending_successes.load(Ordering::Relaxed);
+        loop {
+            if (current >> 32) as u32 != epoch {
+                return None;
+            }
+            match self.pending_successes.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(current as u32 + 1),
+                Err(actual) => current = actual,
+            }
+        }
     }
 
     /// OPEN with its deadline still ahead of `now`, a [`CoarseClock`] reading.
@@ -102,10 +139,12 @@ impl SharedState {
 /// trait.
 ///
 /// - CLOSED admission and a success into a full window of successes (a healthy upstream) read
-///   two atomics and write nothing: threads calling one breaker do not contend.
+///   two atomics and write nothing: threads calling one breaker do not contend. Any other CLOSED
+///   success is counted with one atomic add and folded into the window by the next change made
+///   under the lock (or once a window's worth has been counted): successes never trip.
 /// - A rejection before the OPEN deadline reads the clock once and takes no lock.
 /// - Every other change takes a short mutex (never held while the protected call runs): a
-///   failure, and a success while the window still holds a failure or is filling. So no
+///   failure, a HALF_OPEN probe's outcome, a transition. So no
 ///   outcome is lost and every transition fires its hook exactly once, on the thread that made
 ///   it, after the state is stored and the lock released (hooks of transitions made on
 ///   different threads may therefore run in either order). A panic in the hook is caught and
@@ -288,17 +327,17 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
 
     /// A copy of the current window: the outcomes, oldest first.
     pub fn execution_log(&self) -> SharedWindow {
-        *self.shared.snapshot().window()
+        *self.shared.snapshot(&self.config).window()
     }
 
     /// Consecutive failures recorded.
     pub fn failure_count(&self) -> u32 {
-        self.shared.snapshot().failure_count()
+        self.shared.snapshot(&self.config).failure_count()
     }
 
     /// A copy of the whole state.
     pub fn state(&self) -> BreakerState<SharedWindow> {
-        self.shared.snapshot()
+        self.shared.snapshot(&self.config)
     }
 
     /// Opens the breaker for a full cooldown from now.
@@ -352,7 +391,7 @@ impl<C, K, H> fmt::Debug for SharedBreaker<C, K, H> {
         f.debug_struct("SharedBreaker")
             .field("key", &self.key)
             .field("config", &self.config)
-            .field("state", &self.shared.snapshot())
+            .field("state", &self.shared.snapshot(&self.config))
             .finish_non_exhaustive()
     }
 }
@@ -371,13 +410,25 @@ impl<C: Clock, K, H: TransitionHook> Breaker for SharedBreaker<C, K, H> {
 
     #[inline]
     fn record(&self, admission: Admission, verdict: Verdict) {
-        if verdict == Verdict::Success
-            && self
+        if verdict == Verdict::Success && !admission.is_probe() {
+            if self
                 .shared
                 .digest()
                 .success_changes_nothing(admission, &self.config)
-        {
-            return;
+            {
+                return;
+            }
+            // A CLOSED success never trips: count it now, fold it into the window later.
+            match self.shared.count_success(admission.epoch()) {
+                Some(pending) if pending < u32::from(self.config.closed_window()) => return,
+                Some(_) => {
+                    // Enough to fill the window: fold them in, so the window can turn clean
+                    // and later successes need no write at all.
+                    self.shared.update(&self.config, |_| ());
+                    return;
+                }
+                None => {}
+            }
         }
         self.record_with_lock(admission, verdict);
     }

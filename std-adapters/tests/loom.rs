@@ -94,3 +94,37 @@ fn a_lock_free_admission_racing_a_trip_is_consistent() {
         assert_eq!(state.window().failures(), 1);
     });
 }
+
+/// A CLOSED success counted without the lock races a failure that may trip the breaker: the
+/// result is one of the two orders, never a lost or misplaced outcome.
+#[test]
+fn a_counted_success_racing_a_failure_lands_in_one_order() {
+    loom::model(|| {
+        let config = BreakerConfig::new()
+            .failure_limit(Ratio::new(2, 2).unwrap())
+            .cooldown(Duration::from_secs(1));
+        let b = Arc::new(breaker(config));
+        b.call(|| Ok::<_, ()>(())).unwrap();
+        let _ = b.call(|| Err::<(), _>(())); // window [S, F]: not clean, not tripped
+        let other = Arc::clone(&b);
+        // Rejected if the failure tripped the breaker first.
+        let t = thread::spawn(move || {
+            let _ = other.call(|| Ok::<_, ()>(()));
+        });
+        let _ = b.call(|| Err::<(), _>(()));
+        t.join().unwrap();
+        let state = b.state();
+        let log: Vec<bool> = state
+            .window()
+            .iter()
+            .map(|o| o == resilient_circuit_std::Outcome::Failure)
+            .collect();
+        match state.status() {
+            // The success first: [F, S], then the failure: [S, F], 1 of 2.
+            CircuitState::Closed => assert_eq!(log, [false, true]),
+            // The failure first: [F, F] trips; the success belonged to the old period.
+            CircuitState::Open => assert_eq!(log, [true, true]),
+            CircuitState::HalfOpen => panic!("no probe ran"),
+        }
+    });
+}
