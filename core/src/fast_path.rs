@@ -7,7 +7,9 @@ use crate::{Admission, BreakerConfig, BreakerState, CircuitState, Window};
 ///
 /// From it alone a reader can admit a CLOSED call, and recognise a success that would change
 /// nothing (CLOSED, same period, a full window of successes, no consecutive failures): the two
-/// things a healthy service's calls do. Everything else goes through the store's lock.
+/// things a healthy service's calls do. Everything else goes through the store's lock (a store
+/// may also count other CLOSED successes and fold them in later with
+/// [`BreakerState::record_closed_successes`](crate::BreakerState::record_closed_successes)).
 ///
 /// ```
 /// use resilient_circuit::{BreakerConfig, BreakerState, FastPath, OutcomeWindow, Instant, Ratio, Verdict};

@@ -6,7 +6,7 @@
 //! - [`StdClock`] and [`CoarseClock`], monotonic clocks (the coarse one, read only when a
 //!   breaker opens or rejects, is the default), and [`ThreadSleep`], a blocking sleeper;
 //! - [`MemoryStore`], a thread-safe in-process store keyed by `(namespace, resource_key)`, and
-//!   [`SharedBreaker`], its `Send + Sync` breaker handle: no lock and no allocation on a healthy
+//!   [`SharedBreaker`], its `Send + Sync` breaker handle: no lock and no allocation on a
 //!   CLOSED call, every transition reported exactly once;
 //! - feature `tokio`: [`TokioSleep`] and [`TokioClock`] for async retries and cooldowns on
 //!   tokio time;

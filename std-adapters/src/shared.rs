@@ -1,4 +1,4 @@
-//! A breaker whose state is shared by threads: lock-free while healthy, exact always.
+//! A breaker whose state is shared by threads: lock-free while CLOSED, exact always.
 
 use std::{fmt, time::Duration};
 
@@ -22,9 +22,11 @@ pub type SharedWindow = OutcomeWindow<1024, 32>;
 ///
 /// Every change happens under the mutex and ends by publishing a [`FastPath`] digest (and the
 /// OPEN deadline) in atomics. Readers admit CLOSED calls, recognise successes that change
-/// nothing, and reject calls before an OPEN deadline from those atomics alone; anything that
-/// changes the state takes the mutex. Each change is therefore applied exactly once, in one
-/// order, and each transition is seen (and reported) by exactly one caller.
+/// nothing, and reject calls before an OPEN deadline from those atomics alone. Other CLOSED
+/// successes are counted in an atomic tagged with their period and folded into the window at
+/// the start of the next locked change (they never trip). Each change is therefore applied
+/// exactly once, in one order, and each transition is seen (and reported) by exactly one
+/// caller.
 pub(crate) struct SharedState {
     state: Mutex<BreakerState<SharedWindow>>,
     digest: AtomicU64,
@@ -76,15 +78,16 @@ impl SharedState {
             .swap(u64::from(epoch) << 32, Ordering::AcqRel);
         state.record_closed_successes(config, (pending >> 32) as u32, pending as u32);
         let result = change(&mut state);
-        if state.epoch() != epoch {
-            // A new period: successes still being counted for the old one are stale, as they
-            // would be under the lock.
+        let new_period = state.epoch() != epoch;
+        if new_period {
+            // Successes still being counted for the old period are stale, as they would be
+            // under the lock.
             self.pending_successes
                 .store(u64::from(state.epoch()) << 32, Ordering::Release);
         }
         if let Some(until) = state.open_until() {
             self.open_until.store(until.as_nanos(), Ordering::Relaxed);
-            if state.epoch() != epoch {
+            if new_period {
                 // Just opened: the same cooldown, measured on the store's timeline.
                 let live = CoarseClock.now().saturating_add(config.get_cooldown());
                 self.live_open_until
@@ -131,7 +134,7 @@ impl SharedState {
 }
 
 /// A breaker on a shared state: `Send + Sync`, cheap to clone (clones share the state), and
-/// free of locks and allocation on a healthy CLOSED call.
+/// free of locks and allocation on every CLOSED call.
 ///
 /// Made by [`MemoryStore::breaker`](crate::MemoryStore::breaker); every breaker made with the
 /// same [`BreakerKey`] shares one state, whatever its own configuration, classifier and hook.
