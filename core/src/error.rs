@@ -2,22 +2,51 @@
 
 use core::{fmt, time::Duration};
 
-/// A call refused by an OPEN breaker (or a HALF_OPEN one with every probe slot taken).
-/// The operation did not run. Cheap to make and to return: sixteen bytes.
+/// A call refused by an OPEN breaker, a HALF_OPEN one with every probe slot taken, or a
+/// breaker whose shared store is unreachable and set to fail closed. The operation did not run.
+/// Cheap to make and to return: 24 bytes, no allocation.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::{RejectReason, Rejected};
+///
+/// let r = Rejected { retry_after: Duration::from_secs(3), reason: RejectReason::Open };
+/// assert_eq!(r.to_string(), "the circuit breaker is OPEN; retry after 3s");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Rejected {
     /// How long until the breaker admits a call again.
     pub retry_after: Duration,
+    /// Why the call was refused.
+    pub reason: RejectReason,
+}
+
+/// Why a breaker refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RejectReason {
+    /// The breaker is OPEN and its cooldown has not ended.
+    Open,
+    /// The breaker is HALF_OPEN and every probe slot is taken.
+    ProbesBusy,
+    /// The breaker's shared store cannot be reached and its owner chose to fail closed: the
+    /// state is unknown, so no call runs.
+    StoreUnavailable,
 }
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the circuit breaker rejected the call; retry after {:?}",
-            self.retry_after
-        )
+        let why = match self.reason {
+            RejectReason::Open => "the circuit breaker is OPEN",
+            RejectReason::ProbesBusy => {
+                "the circuit breaker is HALF_OPEN with every probe slot taken"
+            }
+            RejectReason::StoreUnavailable => {
+                "the circuit breaker's store is unreachable (failing closed)"
+            }
+        };
+        write!(f, "{why}; retry after {:?}", self.retry_after)
     }
 }
 
@@ -29,12 +58,15 @@ impl core::error::Error for Rejected {}
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{Error, Rejected};
+/// use resilient_circuit::{Error, RejectReason, Rejected};
 ///
 /// let e: Error<&str> = Error::RetryLimitReached { attempts: 4, last_error: "timeout" };
 /// assert_eq!(e.to_string(), "gave up after 4 attempts; last error: timeout");
 /// assert_eq!(e.operation_error(), Some(&"timeout"));
-/// let r: Error<&str> = Error::Rejected(Rejected { retry_after: Duration::from_secs(3) });
+/// let r: Error<&str> = Error::Rejected(Rejected {
+///     retry_after: Duration::from_secs(3),
+///     reason: RejectReason::Open,
+/// });
 /// assert_eq!(r.retry_after(), Some(Duration::from_secs(3)));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -67,7 +67,7 @@ pub use classify::{AllErrors, Classify, ShouldHandle, Verdict};
 pub use config::{BreakerConfig, ConfigError, ValidConfig};
 #[cfg(feature = "embassy")]
 pub use embassy::{EmbassyClock, EmbassySleep};
-pub use error::{Error, Rejected};
+pub use error::{Error, RejectReason, Rejected};
 pub use fast_path::FastPath;
 pub use hook::{NoHook, TransitionHook};
 pub use layer::{AsyncLayer, AsyncStack, BlockingLayer, BlockingStack, Layer, Leave};

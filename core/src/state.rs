@@ -2,7 +2,9 @@
 
 use core::{fmt, time::Duration};
 
-use crate::{BreakerConfig, Clock, Instant, Outcome, OutcomeWindow, Rejected, Verdict, Window};
+use crate::{
+    BreakerConfig, Clock, Instant, Outcome, OutcomeWindow, RejectReason, Rejected, Verdict, Window,
+};
 
 /// Where a circuit protector stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -130,6 +132,39 @@ impl<Win: Window> BreakerState<Win> {
         }
     }
 
+    /// A state rebuilt from its parts, for a store that keeps them outside memory (the
+    /// PostgreSQL store reads them from a row). `open_until` matters only when `status` is OPEN;
+    /// `probes_in_flight` only when it is HALF_OPEN.
+    ///
+    /// ```
+    /// use resilient_circuit::{BreakerState, CircuitState, Instant, Outcome, OutcomeWindow, Window};
+    ///
+    /// let mut window = OutcomeWindow::<64>::EMPTY;
+    /// window.push(Outcome::Failure, 64);
+    /// let state = BreakerState::restore(CircuitState::Closed, window, 1, Instant::ZERO, 0, 7);
+    /// assert_eq!((state.status(), state.failure_count(), state.epoch()), (CircuitState::Closed, 1, 7));
+    /// ```
+    pub const fn restore(
+        status: CircuitState,
+        window: Win,
+        failure_count: u32,
+        open_until: Instant,
+        probes_in_flight: u16,
+        epoch: u32,
+    ) -> Self {
+        BreakerState {
+            window,
+            open_until,
+            consecutive_failures: failure_count,
+            probes_in_flight: match status {
+                CircuitState::HalfOpen => probes_in_flight,
+                _ => 0,
+            },
+            epoch,
+            state: status,
+        }
+    }
+
     /// The current state. Reading never changes it: an expired OPEN stays OPEN until a call.
     pub const fn status(&self) -> CircuitState {
         self.state
@@ -186,6 +221,7 @@ impl<Win: Window> BreakerState<Win> {
                 if now < self.open_until {
                     return Err(Rejected {
                         retry_after: self.open_until.saturating_duration_since(now),
+                        reason: RejectReason::Open,
                     });
                 }
                 let transition = self.enter_half_open();
@@ -203,6 +239,7 @@ impl<Win: Window> BreakerState<Win> {
                 if taken >= config.probe_window() as u32 {
                     return Err(Rejected {
                         retry_after: config.get_busy_retry_after(),
+                        reason: RejectReason::ProbesBusy,
                     });
                 }
                 self.probes_in_flight += 1;

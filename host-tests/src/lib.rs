@@ -9,6 +9,9 @@ use std::{
     time::Duration,
 };
 
+pub mod pg;
+pub mod pg_server;
+
 use resilient_circuit::{AsyncSleep, CircuitState, Clock, Instant, Sleep};
 
 /// A clock that moves only when told to.

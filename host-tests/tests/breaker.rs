@@ -9,8 +9,8 @@ use std::{
 use host_tests::{FakeClock, Transitions, block_on};
 use resilient_circuit::{
     AllErrors, Breaker, BreakerConfig, CircuitProtector, CircuitState, ConfigError, Error,
-    InlineStore, Instant, Outcome, OutcomeWindow, Ratio, RatioError, Rejected, ShouldHandle,
-    TransitionHook, Verdict,
+    InlineStore, Instant, Outcome, OutcomeWindow, Ratio, RatioError, RejectReason, Rejected,
+    ShouldHandle, TransitionHook, Verdict,
 };
 
 use CircuitState::{Closed, HalfOpen, Open};
@@ -283,7 +283,8 @@ fn open_rejects_before_the_deadline_without_running_and_says_how_long() {
     assert_eq!(
         result,
         Err(Error::Rejected(Rejected {
-            retry_after: Duration::from_millis(7_500)
+            retry_after: Duration::from_millis(7_500),
+            reason: RejectReason::Open,
         }))
     );
     assert!(!ran.get());
@@ -467,7 +468,8 @@ fn half_open_admits_at_most_window_size_probes_then_rejects_briefly() {
     assert_eq!(
         b.try_acquire().unwrap_err(),
         Rejected {
-            retry_after: Duration::from_millis(250)
+            retry_after: Duration::from_millis(250),
+            reason: RejectReason::ProbesBusy,
         }
     );
     // A recorded outcome keeps its slot: the window has room for 3 outcomes in all.
@@ -854,7 +856,8 @@ fn inspection_and_manual_control() {
     assert_eq!(
         succeed(&b),
         Err(Error::Rejected(Rejected {
-            retry_after: Duration::from_secs(5)
+            retry_after: Duration::from_secs(5),
+            reason: RejectReason::Open,
         }))
     );
 
@@ -890,7 +893,8 @@ fn async_call_follows_the_same_rules() {
     assert_eq!(
         block_on(b.call_async(async || Ok::<_, &str>(()))),
         Err(Error::Rejected(Rejected {
-            retry_after: Duration::from_secs(3)
+            retry_after: Duration::from_secs(3),
+            reason: RejectReason::Open,
         }))
     );
     clock.advance(Duration::from_secs(3));

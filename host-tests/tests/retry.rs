@@ -5,7 +5,7 @@ use std::{cell::Cell, time::Duration};
 use host_tests::{FakeClock, FakeSleep, SplitMix64, block_on, secs};
 use resilient_circuit::{
     AsyncPolicy, Backoff, BackoffError, DecorrelatedJitter, Error, ExponentialDelay, FixedDelay,
-    FullJitter, Policy, Rejected, RetryWithBackoff, ShouldHandle,
+    FullJitter, Policy, RejectReason, Rejected, RetryWithBackoff, ShouldHandle,
     fixed_point::{U1F31, U32F32},
 };
 
@@ -129,7 +129,10 @@ fn rejected_then_ok(
     move || {
         runs.set(runs.get() + 1);
         if runs.get() == 1 {
-            Err(Error::Rejected(Rejected { retry_after }))
+            Err(Error::Rejected(Rejected {
+                retry_after,
+                reason: RejectReason::Open,
+            }))
         } else {
             Ok(runs.get())
         }
@@ -155,7 +158,8 @@ fn rejection_longer_than_the_delay_is_returned_at_once() {
     assert_eq!(
         retry.run(rejected_then_ok(secs(2.5), &runs)),
         Err(Error::Rejected(Rejected {
-            retry_after: secs(2.5)
+            retry_after: secs(2.5),
+            reason: RejectReason::Open,
         }))
     );
     assert_eq!(runs.get(), 1);
@@ -168,12 +172,14 @@ fn rejection_on_the_last_attempt_is_returned_as_is() {
     let result: Result<(), _> = retry.run(|| {
         Err::<(), Error<&str>>(Error::Rejected(Rejected {
             retry_after: Duration::ZERO,
+            reason: RejectReason::Open,
         }))
     });
     assert_eq!(
         result,
         Err(Error::Rejected(Rejected {
-            retry_after: Duration::ZERO
+            retry_after: Duration::ZERO,
+            reason: RejectReason::Open,
         }))
     );
 }

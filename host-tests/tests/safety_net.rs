@@ -5,7 +5,7 @@ use std::{cell::Cell, time::Duration};
 use host_tests::{FakeClock, FakeSleep, block_on, secs};
 use resilient_circuit::{
     AsyncPolicy, BreakerConfig, CircuitProtector, CircuitState, Error, FixedDelay, InlineStore,
-    Policy, Ratio, Rejected, RetryWithBackoff, SafetyNet,
+    Policy, Ratio, RejectReason, Rejected, RetryWithBackoff, SafetyNet,
 };
 
 fn breaker(
@@ -73,7 +73,8 @@ fn retry_stops_at_a_breaker_that_would_make_it_wait_beyond_its_schedule() {
     assert_eq!(
         result,
         Err(Error::Rejected(Rejected {
-            retry_after: secs(29.0)
+            retry_after: secs(29.0),
+            reason: RejectReason::Open,
         }))
     );
     assert_eq!(

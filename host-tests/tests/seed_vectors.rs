@@ -14,8 +14,8 @@ use CircuitState::{Closed as C, HalfOpen as H, Open as O};
 use host_tests::{FakeClock, FakeSleep, Transitions, secs};
 use resilient_circuit::{
     Breaker, BreakerConfig, CircuitProtector, CircuitState, Error, ExponentialDelay, FixedDelay,
-    InlineStore, Outcome, OutcomeWindow, Policy, Ratio, RatioError, Rejected, RetryWithBackoff,
-    SafetyNet, ShouldHandle, StateStore, Verdict,
+    InlineStore, Outcome, OutcomeWindow, Policy, Ratio, RatioError, RejectReason, Rejected,
+    RetryWithBackoff, SafetyNet, ShouldHandle, StateStore, Verdict,
     fixed_point::{U1F31, U32F32},
 };
 
@@ -827,7 +827,8 @@ const VECTORS: &[Vector] = &[
                 (
                     1,
                     Err(Error::Rejected(Rejected {
-                        retry_after: secs(30.0)
+                        retry_after: secs(30.0),
+                        reason: RejectReason::Open,
                     })),
                     O
                 )

@@ -5,7 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use resilient_circuit_std::{
     AsyncPolicy, Breaker, BreakerConfig, BreakerKey, CircuitState, Error, ExponentialDelay,
-    MemoryStore, Ratio, Rejected, RetryWithBackoff, SafetyNet, TokioClock, TokioSleep,
+    MemoryStore, Ratio, RejectReason, Rejected, RetryWithBackoff, SafetyNet, TokioClock,
+    TokioSleep,
 };
 use tokio::time::{Instant, advance};
 
@@ -42,7 +43,8 @@ async fn cooldown_runs_on_tokio_time() {
     assert_eq!(
         breaker.call_async(async || Ok::<_, &str>(())).await,
         Err(Error::Rejected(Rejected {
-            retry_after: Duration::from_secs(1)
+            retry_after: Duration::from_secs(1),
+            reason: RejectReason::Open,
         }))
     );
     advance(Duration::from_secs(1)).await;

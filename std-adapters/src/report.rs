@@ -64,3 +64,21 @@ pub(crate) fn rejection(key: &BreakerKey, retry_after: Duration) {
     #[cfg(not(feature = "tracing"))]
     let _ = (key, retry_after);
 }
+
+/// Something an operator must know about a store (an outage, a malformed row, a fallback).
+#[cfg(feature = "postgres")]
+pub(crate) fn store_warning(message: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!("{message}");
+    #[cfg(not(feature = "tracing"))]
+    eprintln!("resilient-circuit: warning: {message}");
+}
+
+/// Something worth saying once about a store (which one is in use, a recovery).
+#[cfg(feature = "postgres")]
+pub(crate) fn store_info(message: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::info!("{message}");
+    #[cfg(not(feature = "tracing"))]
+    eprintln!("resilient-circuit: {message}");
+}

@@ -1,10 +1,10 @@
 //! A breaker whose state is shared by threads: lock-free while CLOSED, exact always.
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 use resilient_circuit::{
     Admission, AllErrors, Breaker, BreakerConfig, BreakerState, CircuitState, Clock, FastPath,
-    Instant, NoHook, OutcomeWindow, Rejected, Transition, TransitionHook, Verdict,
+    Instant, NoHook, OutcomeWindow, RejectReason, Rejected, Transition, TransitionHook, Verdict,
 };
 
 use crate::{
@@ -283,7 +283,10 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
             let read = self.clock.now();
             let until = self.shared.open_until();
             if read < until {
-                return Err(self.rejected(until.saturating_duration_since(read)));
+                return Err(self.rejected(Rejected {
+                    retry_after: until.saturating_duration_since(read),
+                    reason: RejectReason::Open,
+                }));
             }
             now = Some(read);
         }
@@ -300,13 +303,13 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
                 self.announce(transition);
                 Ok(admission)
             }
-            Err(rejected) => Err(self.rejected(rejected.retry_after)),
+            Err(rejected) => Err(self.rejected(rejected)),
         }
     }
 
-    fn rejected(&self, retry_after: Duration) -> Rejected {
-        report::rejection(&self.key, retry_after);
-        Rejected { retry_after }
+    fn rejected(&self, rejected: Rejected) -> Rejected {
+        report::rejection(&self.key, rejected.retry_after);
+        rejected
     }
 
     #[inline(never)]

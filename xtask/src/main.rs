@@ -67,7 +67,6 @@ struct Example {
 }
 
 mod pg_cli;
-mod pg_server;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -109,11 +108,11 @@ fn usage() -> &'static str {
 
 fn test() -> Result<(), String> {
     println!("xtask: starting a throwaway PostgreSQL server for the tests");
-    let server = pg_server::PgServer::start()?;
+    let server = host_tests::pg_server::PgServer::start()?;
     println!(
         "xtask: PostgreSQL on 127.0.0.1:{} (pid {})",
         server.port(),
-        server.pid()
+        server.pid().unwrap_or_default()
     );
     // Every cargo run below hands the server to the tests; they fail, never skip, with it.
     TEST_PG_PORT

@@ -260,6 +260,28 @@ fn the_table_matches_the_python_package() {
             "NO".into(),
             Some("'default'::character varying".into()),
         ),
+        // The Rust store's own columns: defaulted or nullable, so Python writers ignore them.
+        (
+            "rc_epoch".into(),
+            "bigint".into(),
+            None,
+            "NO".into(),
+            Some("0".into()),
+        ),
+        (
+            "rc_probes".into(),
+            "integer".into(),
+            None,
+            "NO".into(),
+            Some("0".into()),
+        ),
+        (
+            "rc_probes_until".into(),
+            "timestamp with time zone".into(),
+            None,
+            "YES".into(),
+            None,
+        ),
     ];
     assert_eq!(columns, expected);
     let indexes: Vec<String> = client

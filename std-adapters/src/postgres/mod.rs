@@ -1,13 +1,24 @@
-//! PostgreSQL (feature `postgres`): the table shared with the Python package, its setup and
-//! checks, and the connection settings.
+//! PostgreSQL (feature `postgres`): breakers shared by every process, Rust or Python, through
+//! the Python package's table; its setup and checks; the connection settings; and the choice of
+//! store from the environment.
 //!
 //! The SQL lives here once; `cargo xtask pg-setup` and `pg-check` use it.
 
+mod breaker;
+mod link;
+mod row;
 mod schema;
+mod select;
 mod settings;
+mod store;
 
+/// The `postgres` crate's connection configuration, for [`DbSettings::from_config`].
+pub use ::postgres::Config;
+pub use breaker::{MAX_PENDING_OUTCOMES, PostgresBreaker, StoreUnavailable};
 pub use schema::{
     INDEXES, Privileges, SchemaReport, SetupError, SetupOutcome, TABLE, TRIGGER, grant_sql,
     inspect, privileges, quote_ident, setup, setup_sql,
 };
+pub use select::{AnyBreaker, AnyStore, StartError};
 pub use settings::{DbSettings, Selection, SettingsError, load_dotenv};
+pub use store::{OnOutage, PostgresStore, PostgresStoreBuilder, PostgresStoreError};

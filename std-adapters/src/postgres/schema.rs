@@ -8,7 +8,8 @@ use postgres::{Client, GenericClient};
 /// The table.
 pub const TABLE: &str = "public.rc_circuit_breakers";
 
-/// The table as the Python package creates it (0.8.6).
+/// The table as the Python package creates it (0.8.6), plus this crate's three defaulted
+/// columns (Python writers need not know them).
 const CREATE_TABLE: &str = "CREATE TABLE public.rc_circuit_breakers (
     resource_key  character varying(255) NOT NULL,
     state         character varying(50)  NOT NULL,
@@ -18,11 +19,15 @@ const CREATE_TABLE: &str = "CREATE TABLE public.rc_circuit_breakers (
     created_at    timestamp with time zone DEFAULT now(),
     updated_at    timestamp with time zone DEFAULT now(),
     namespace     character varying(255) DEFAULT 'default'::character varying NOT NULL,
+    rc_epoch        bigint DEFAULT 0 NOT NULL,
+    rc_probes       integer DEFAULT 0 NOT NULL,
+    rc_probes_until timestamp with time zone,
     CONSTRAINT rc_circuit_breakers_pkey PRIMARY KEY (resource_key, namespace)
 )";
 
-/// Columns a table from an older Python release may lack, and how to add them.
-const MIGRATIONS: [(&str, &str); 4] = [
+/// Columns a table made by the Python package (or an older release of it) may lack, and how to
+/// add them. The last three are this crate's: defaulted, so Python writers need not know them.
+const MIGRATIONS: [(&str, &str); 7] = [
     (
         "namespace",
         "ALTER TABLE public.rc_circuit_breakers ADD COLUMN namespace character varying(255) DEFAULT 'default'::character varying NOT NULL",
@@ -38,6 +43,18 @@ const MIGRATIONS: [(&str, &str); 4] = [
     (
         "updated_at",
         "ALTER TABLE public.rc_circuit_breakers ADD COLUMN updated_at timestamp with time zone DEFAULT now()",
+    ),
+    (
+        "rc_epoch",
+        "ALTER TABLE public.rc_circuit_breakers ADD COLUMN rc_epoch bigint DEFAULT 0 NOT NULL",
+    ),
+    (
+        "rc_probes",
+        "ALTER TABLE public.rc_circuit_breakers ADD COLUMN rc_probes integer DEFAULT 0 NOT NULL",
+    ),
+    (
+        "rc_probes_until",
+        "ALTER TABLE public.rc_circuit_breakers ADD COLUMN rc_probes_until timestamp with time zone",
     ),
 ];
 
@@ -83,23 +100,30 @@ const CREATE_TRIGGER: &str = "CREATE TRIGGER update_rc_circuit_breakers_updated_
     FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*))
     EXECUTE FUNCTION public.update_rc_circuit_breakers_updated_at_column()";
 
-const COMMENTS: [&str; 6] = [
+const COMMENTS: [&str; 9] = [
     "COMMENT ON TABLE public.rc_circuit_breakers IS 'Circuit breaker state storage with performance optimizations'",
     "COMMENT ON COLUMN public.rc_circuit_breakers.state IS 'Circuit breaker state: CLOSED, OPEN or HALF_OPEN'",
     "COMMENT ON COLUMN public.rc_circuit_breakers.open_until IS 'When an OPEN circuit lets calls through again (UTC)'",
     "COMMENT ON COLUMN public.rc_circuit_breakers.failure_count IS 'Consecutive failures'",
     "COMMENT ON COLUMN public.rc_circuit_breakers.execution_log IS 'Recent outcomes, oldest first: true = success'",
     "COMMENT ON COLUMN public.rc_circuit_breakers.namespace IS 'Namespace separating services that share the table'",
+    "COMMENT ON COLUMN public.rc_circuit_breakers.rc_epoch IS 'resilient-circuit (Rust): period number, bumped by every transition'",
+    "COMMENT ON COLUMN public.rc_circuit_breakers.rc_probes IS 'resilient-circuit (Rust): HALF_OPEN probes admitted and not yet reported'",
+    "COMMENT ON COLUMN public.rc_circuit_breakers.rc_probes_until IS 'resilient-circuit (Rust): when unreported probes are presumed lost'",
 ];
 
-/// The column types the runtime insists on (the Python package's readiness rule).
-const REQUIRED_COLUMNS: [(&str, &str); 6] = [
+/// The column types the store insists on: the Python package's readiness rule, plus this
+/// crate's three defaulted columns.
+const REQUIRED_COLUMNS: [(&str, &str); 9] = [
     ("resource_key", "character varying"),
     ("state", "character varying"),
     ("namespace", "character varying"),
     ("failure_count", "integer"),
     ("open_until", "timestamp with time zone"),
     ("execution_log", "jsonb"),
+    ("rc_epoch", "bigint"),
+    ("rc_probes", "integer"),
+    ("rc_probes_until", "timestamp with time zone"),
 ];
 
 /// `role` as a quoted SQL identifier.

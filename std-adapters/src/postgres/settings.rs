@@ -62,7 +62,7 @@ fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn flag(name: &str) -> bool {
+pub(crate) fn flag(name: &str) -> bool {
     var(name).is_some_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
@@ -85,6 +85,32 @@ impl Selection {
 }
 
 impl DbSettings {
+    /// Settings for the database `config` names, namespace `default`, not strict. Its password,
+    /// if any, is redacted from every message.
+    ///
+    /// ```
+    /// use resilient_circuit_std::postgres::{Config, DbSettings};
+    ///
+    /// let config: Config = "host=db.internal user=app password=s3cret dbname=rc".parse()?;
+    /// let settings = DbSettings::from_config(config);
+    /// assert_eq!(settings.redact("auth failed for s3cret"), "auth failed for ***");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_config(config: Config) -> DbSettings {
+        let secrets = config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .into_iter()
+            .collect();
+        DbSettings {
+            config,
+            namespace: crate::DEFAULT_NAMESPACE.to_owned(),
+            strict: false,
+            app_user: None,
+            secrets,
+        }
+    }
+
     /// The settings from the environment, with the defaults `pg-setup` uses when something is
     /// missing: host `localhost`, port 5432, database `resilient_circuit_db`, user `postgres`.
     pub fn from_env() -> Result<DbSettings, SettingsError> {

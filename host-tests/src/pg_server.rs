@@ -4,13 +4,16 @@
 //! with trust authentication; `postgres` on 127.0.0.1, a free port, its own socket directory
 //! (never the system one) and `fsync=off`. The server refuses to run as root, so as root it runs
 //! as the `postgres` user through `setpriv`, which execs: the PID held is the server's.
-//! Servers left by a killed run are swept at the next start.
+//! Servers left by a killed run (whose starting process is gone) are swept at the next start.
+//! `cargo xtask test` runs one for every test; a test that stops its server (an outage) starts
+//! its own.
 
 use std::{
     fs,
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
@@ -22,8 +25,11 @@ const PREFIX: &str = "rc-pg-";
 pub struct PgServer {
     dir: PathBuf,
     port: u16,
-    child: Child,
+    child: Option<Child>,
 }
+
+/// Servers started by this process so far (their directories are `rc-pg-<pid>-<n>`).
+static STARTED: AtomicU32 = AtomicU32::new(0);
 
 fn bin_dir() -> Result<PathBuf, String> {
     let mut dirs: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
@@ -78,19 +84,25 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
-/// Stops servers a killed run left behind and removes their directories.
+/// Stops servers a killed run left behind (their starting process is gone) and removes their
+/// directories.
 pub fn sweep() {
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if !path
+        let Some(owner) = path
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(PREFIX))
-        {
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .map(str::to_owned)
+        else {
             continue;
+        };
+        if Path::new("/proc").join(&owner).exists() {
+            continue; // its process still runs: not a leftover
         }
         if let Ok(pid_file) = fs::read_to_string(path.join("data/postmaster.pid"))
             && let Some(pid) = pid_file.lines().next()
@@ -111,7 +123,8 @@ impl PgServer {
     pub fn start() -> Result<PgServer, String> {
         sweep();
         let bin = bin_dir()?;
-        let dir = std::env::temp_dir().join(format!("{PREFIX}{}", std::process::id()));
+        let serial = STARTED.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{PREFIX}{}-{serial}", std::process::id()));
         let data = dir.join("data");
         let socket = dir.join("socket");
         fs::create_dir_all(&socket).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -145,6 +158,20 @@ impl PgServer {
             ));
         }
         let port = free_port()?;
+        let mut server = PgServer {
+            dir,
+            port,
+            child: None,
+        };
+        server.run(&bin)?;
+        Ok(server)
+    }
+
+    /// Starts the server process on the existing data directory and waits until it is ready.
+    fn run(&mut self, bin: &Path) -> Result<(), String> {
+        let data = self.dir.join("data");
+        let socket = self.dir.join("socket");
+        let port = self.port;
         let child = as_server_user(&bin.join("postgres"))
             .arg("-D")
             .arg(&data)
@@ -168,9 +195,25 @@ impl PgServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start postgres: {e}"))?;
-        let server = PgServer { dir, port, child };
-        server.wait_ready(&bin)?;
-        Ok(server)
+        self.child = Some(child);
+        self.wait_ready(bin)
+    }
+
+    /// Stops the server (a fast shutdown: clients are disconnected), keeping its data, as an
+    /// outage would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the stopped server again, on the same port with the same data.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.run(&bin_dir()?)
     }
 
     fn wait_ready(&self, bin: &Path) -> Result<(), String> {
@@ -201,19 +244,21 @@ impl PgServer {
         self.port
     }
 
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 }
 
 impl Drop for PgServer {
     fn drop(&mut self) {
         // SIGQUIT: immediate shutdown; the data is thrown away anyway.
-        let _ = Command::new("kill")
-            .args(["-QUIT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-QUIT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

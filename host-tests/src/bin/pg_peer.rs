@@ -1,0 +1,68 @@
+//! A second process for the PostgreSQL tests.
+//!
+//! - `pg_peer fail PORT DBNAME KEY COUNT WINDOW`: connects, makes a breaker on KEY with failure
+//!   limit WINDOW/WINDOW, prints `ready`, waits for a line on stdin, then records COUNT failing
+//!   calls and prints `done`.
+//! - `pg_peer select`: chooses a store from the environment (`AnyStore::from_env`) and prints
+//!   `postgres` or `memory`; exits 1 with the error when it refuses to start.
+
+use std::io::BufRead;
+
+use host_tests::pg;
+use resilient_circuit_std::{
+    Breaker, BreakerConfig, BreakerKey, Ratio,
+    postgres::{AnyStore, DbSettings, PostgresStore},
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("fail") => fail(&args[1..]),
+        Some("select") => select(),
+        _ => {
+            eprintln!("usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW | pg_peer select");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn fail(args: &[String]) {
+    let [port, dbname, key, count, window] = args else {
+        panic!("fail takes PORT DBNAME KEY COUNT WINDOW");
+    };
+    let port: u16 = port.parse().expect("PORT");
+    let count: u32 = count.parse().expect("COUNT");
+    let window: u16 = window.parse().expect("WINDOW");
+    let store =
+        PostgresStore::connect(DbSettings::from_config(pg::config(port, dbname))).expect("connect");
+    let config = BreakerConfig::new().failure_limit(Ratio::new(window, window).expect("ratio"));
+    let breaker = store
+        .breaker(BreakerKey::resource(key).expect("key"), config)
+        .expect("breaker");
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("stdin");
+    for _ in 0..count {
+        let result = breaker.call(|| Err::<(), _>("upstream failed"));
+        assert!(
+            result.unwrap_err().operation_error().is_some(),
+            "the call ran"
+        );
+    }
+    println!("done");
+}
+
+fn select() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match AnyStore::from_env() {
+        Ok(store) if store.is_postgres() => println!("postgres {}", store.namespace()),
+        Ok(store) => println!("memory {}", store.namespace()),
+        Err(e) => {
+            println!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! PostgreSQL test support: the server `cargo xtask test` started, and a fresh database per test.
+
+use postgres::{Client, Config, NoTls};
+use resilient_circuit_std::postgres::{DbSettings, setup};
+
+/// The port of the server `cargo xtask test` started (`RC_TEST_PG_PORT`), if any. With it set,
+/// the PostgreSQL tests run and fail on any problem; without it they say so and pass.
+pub fn port() -> Option<u16> {
+    match std::env::var("RC_TEST_PG_PORT") {
+        Ok(port) => Some(port.parse().expect("RC_TEST_PG_PORT is a port number")),
+        Err(_) => {
+            eprintln!(
+                "RC_TEST_PG_PORT is not set: run `cargo xtask test` for the PostgreSQL tests"
+            );
+            None
+        }
+    }
+}
+
+/// The connection configuration of `dbname` on the test server.
+pub fn config(port: u16, dbname: &str) -> Config {
+    let mut config = Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname(dbname);
+    config
+}
+
+/// A client of `dbname`.
+pub fn connect(port: u16, dbname: &str) -> Client {
+    config(port, dbname)
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("connect to {dbname}: {e}"))
+}
+
+/// A new empty database named `rc_<test>` (dropped first if a run left it).
+pub fn empty_database(port: u16, test: &str) -> String {
+    let name = format!("rc_{test}");
+    let mut admin = connect(port, "postgres");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin
+            .batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    name
+}
+
+/// A new database with the table set up, and settings for it.
+pub fn fresh_database(port: u16, test: &str) -> (String, DbSettings) {
+    let name = empty_database(port, test);
+    setup(&mut connect(port, &name), None).expect("setup");
+    let settings = DbSettings::from_config(config(port, &name));
+    (name, settings)
+}

@@ -1,0 +1,508 @@
+//! A breaker whose state is a row of `rc_circuit_breakers`, changed by compare-and-swap.
+
+use std::{collections::VecDeque, fmt, sync::Arc, sync::Mutex, time::Duration};
+
+use resilient_circuit::{
+    Admission, AllErrors, Breaker, BreakerConfig, BreakerState, CircuitState, Instant, NoHook,
+    RejectReason, Rejected, Transition, TransitionHook, Verdict,
+};
+
+use super::{
+    OnOutage, PostgresStore,
+    link::lock,
+    row::{StoredRow, timestamp_of},
+    store::Unreachable,
+};
+use crate::{BreakerKey, SharedWindow, report};
+
+/// Outcomes kept per breaker while the database is unreachable, written when it is back.
+pub const MAX_PENDING_OUTCOMES: usize = 1024;
+
+/// Compare-and-swap attempts before a change is treated as failed (each failed attempt means
+/// another writer's change went in, so this is never reached in practice).
+const MAX_ATTEMPTS: u32 = 256;
+
+/// The store could not reach the database; the change was not made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreUnavailable {
+    /// When the store will try to connect again.
+    pub retry_after: Duration,
+}
+
+impl fmt::Display for StoreUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the PostgreSQL store is unreachable; it tries again in {:?}",
+            self.retry_after
+        )
+    }
+}
+
+impl std::error::Error for StoreUnavailable {}
+
+impl From<Unreachable> for StoreUnavailable {
+    fn from(u: Unreachable) -> Self {
+        StoreUnavailable {
+            retry_after: u.retry_after,
+        }
+    }
+}
+
+/// What a change does, which decides how it is sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Admit,
+    /// An outcome: a change that turns out to change nothing is still confirmed against the
+    /// current row (it may not be a no-op there).
+    Record,
+    Release,
+    /// Manual control: may overwrite a live OPEN.
+    Manual,
+}
+
+/// This process's view of one key.
+struct Cache {
+    /// The row as last read or written; `None` before the first round trip.
+    row: Option<StoredRow>,
+    /// When (local clock) the row was last known current.
+    synced_at: Option<Instant>,
+    /// The state in use: the row's, or during an outage the row's changed locally.
+    local: BreakerState<SharedWindow>,
+    /// Outcomes (`None`: a released probe) not yet written because the database was down.
+    pending: VecDeque<(Admission, Option<Verdict>)>,
+    warned_malformed: bool,
+}
+
+struct KeyView {
+    key: BreakerKey,
+    cache: Mutex<Cache>,
+}
+
+/// A breaker on a row of the shared table: `Send + Sync`, cheap to clone (clones share their
+/// view of the row). Made by [`PostgresStore::breaker`]; the protected-call methods come from
+/// the [`Breaker`] trait.
+///
+/// - CLOSED: admission uses the last known state while it is younger than the store's
+///   staleness bound; the outcome is one round trip (a compare-and-swap write, or a read when the
+///   outcome changes nothing), which also refreshes the state.
+/// - OPEN: calls before the deadline are rejected without a round trip while the state is
+///   fresh. The first call at or after it moves the row to HALF_OPEN, unless the server's clock
+///   says the cooldown has not ended.
+/// - HALF_OPEN: the probe count is in the row, so the cap holds across processes; a probe
+///   admitted by a process that then dies frees its slot when the store's probe lease ends.
+/// - Every transition this breaker makes fires its hook once, after the row is written.
+///
+/// See [`PostgresStore`] for an example.
+pub struct PostgresBreaker<K = AllErrors, H = NoHook> {
+    store: PostgresStore,
+    view: Arc<KeyView>,
+    config: BreakerConfig,
+    classifier: K,
+    hook: H,
+}
+
+impl<K: Clone, H: Clone> Clone for PostgresBreaker<K, H> {
+    fn clone(&self) -> Self {
+        PostgresBreaker {
+            store: self.store.clone(),
+            view: Arc::clone(&self.view),
+            config: self.config,
+            classifier: self.classifier.clone(),
+            hook: self.hook.clone(),
+        }
+    }
+}
+
+impl PostgresBreaker {
+    pub(crate) fn new(store: PostgresStore, key: BreakerKey, config: BreakerConfig) -> Self {
+        PostgresBreaker {
+            store,
+            view: Arc::new(KeyView {
+                key,
+                cache: Mutex::new(Cache {
+                    row: None,
+                    synced_at: None,
+                    local: BreakerState::new(),
+                    pending: VecDeque::new(),
+                    warned_malformed: false,
+                }),
+            }),
+            config,
+            classifier: AllErrors,
+            hook: NoHook,
+        }
+    }
+}
+
+impl<H> PostgresBreaker<AllErrors, H> {
+    /// Decide how errors count (the Python package's `should_handle`).
+    pub fn should_handle<K>(self, classifier: K) -> PostgresBreaker<K, H> {
+        PostgresBreaker {
+            store: self.store,
+            view: self.view,
+            config: self.config,
+            classifier,
+            hook: self.hook,
+        }
+    }
+}
+
+impl<K> PostgresBreaker<K, NoHook> {
+    /// Call `hook(old, new)` after every transition this handle makes.
+    pub fn on_status_change<H: TransitionHook>(self, hook: H) -> PostgresBreaker<K, H> {
+        PostgresBreaker {
+            store: self.store,
+            view: self.view,
+            config: self.config,
+            classifier: self.classifier,
+            hook,
+        }
+    }
+}
+
+impl<K, H: TransitionHook> PostgresBreaker<K, H> {
+    /// The key whose row this breaker shares.
+    pub fn key(&self) -> &BreakerKey {
+        &self.view.key
+    }
+
+    /// This handle's configuration.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.config
+    }
+
+    /// The current state, read from the row (one round trip); during an outage, the last known
+    /// state as changed locally since.
+    pub fn state(&self) -> BreakerState<SharedWindow> {
+        let mut cache = lock(&self.view.cache);
+        let _ = self
+            .write_pending(&mut cache)
+            .and_then(|()| self.refresh(&mut cache));
+        cache.local
+    }
+
+    /// The current state's status (see [`state`](Self::state)).
+    pub fn status(&self) -> CircuitState {
+        self.state().status()
+    }
+
+    /// The current window, oldest first (see [`state`](Self::state)).
+    pub fn execution_log(&self) -> SharedWindow {
+        *self.state().window()
+    }
+
+    /// Consecutive failures recorded (see [`state`](Self::state)).
+    pub fn failure_count(&self) -> u32 {
+        self.state().failure_count()
+    }
+
+    /// Opens the breaker for a full cooldown from now, in every process.
+    pub fn force_open(&self) -> Result<(), StoreUnavailable> {
+        self.manual(|state, now| state.force_open(&self.config, &now))
+    }
+
+    /// Closes the breaker with an empty window, in every process.
+    pub fn force_closed(&self) -> Result<(), StoreUnavailable> {
+        self.manual(|state, _| state.force_closed())
+    }
+
+    /// Back to CLOSED with an empty window; calls in flight are not counted.
+    pub fn reset(&self) -> Result<(), StoreUnavailable> {
+        self.manual(|state, _| state.reset())
+    }
+
+    fn manual(
+        &self,
+        change: impl Fn(&mut BreakerState<SharedWindow>, Instant) -> Option<Transition>,
+    ) -> Result<(), StoreUnavailable> {
+        let mut cache = lock(&self.view.cache);
+        let transition = self
+            .write_pending(&mut cache)
+            .and_then(|()| self.apply(&mut cache, Kind::Manual, false, change))?;
+        drop(cache);
+        self.announce(transition);
+        Ok(())
+    }
+
+    fn announce(&self, transition: Option<Transition>) {
+        if let Some(Transition { from, to }) = transition {
+            report::transition(&self.view.key, &self.hook, from, to);
+        }
+    }
+
+    fn rejected(&self, rejected: Rejected) -> Rejected {
+        report::rejection(&self.view.key, rejected.retry_after);
+        rejected
+    }
+
+    /// The state a row holds for this breaker; a row no reader understands counts as a fresh
+    /// CLOSED in a new period (the next write replaces it), with one warning.
+    fn decode(
+        &self,
+        cache: &mut Cache,
+        row: &StoredRow,
+        now: Instant,
+    ) -> BreakerState<SharedWindow> {
+        match row.decode(&self.config, now) {
+            Ok(state) => state,
+            Err(malformed) => {
+                if !cache.warned_malformed {
+                    cache.warned_malformed = true;
+                    report::store_warning(&format!(
+                        "PostgreSQL store: breaker {}: ignoring a malformed row ({malformed}); the next write replaces it",
+                        self.view.key
+                    ));
+                }
+                BreakerState::restore(
+                    CircuitState::Closed,
+                    resilient_circuit::Window::EMPTY,
+                    0,
+                    Instant::ZERO,
+                    0,
+                    (row.epoch as u32).wrapping_add(1),
+                )
+            }
+        }
+    }
+
+    /// Reads the row (making it first if the key has none) into the cache.
+    fn refresh(&self, cache: &mut Cache) -> Result<(), Unreachable> {
+        let inner = &self.store.inner;
+        let key = &self.view.key;
+        for _ in 0..MAX_ATTEMPTS {
+            let read = inner.with_session(|session| session.read(key))?;
+            inner.synced(read.server_now);
+            match read.row {
+                Some(row) => {
+                    cache.local = self.decode(cache, &row, read.server_now);
+                    cache.row = Some(row);
+                    cache.synced_at = Some(inner.local_now());
+                    return Ok(());
+                }
+                None => inner.with_session(|session| session.insert_fresh(key))?,
+            }
+        }
+        Err(Unreachable {
+            retry_after: Duration::ZERO,
+        })
+    }
+
+    /// Applies `change` to the row atomically: computes the new row from the last known one
+    /// and swaps it in if the row still holds that; otherwise starts again from the row the
+    /// statement returned. `read_first`: the last known row is too old to start from.
+    fn apply<R>(
+        &self,
+        cache: &mut Cache,
+        kind: Kind,
+        read_first: bool,
+        mut change: impl FnMut(&mut BreakerState<SharedWindow>, Instant) -> R,
+    ) -> Result<R, Unreachable> {
+        let inner = &self.store.inner;
+        let mut current = false;
+        if read_first || cache.row.is_none() {
+            self.refresh(cache)?;
+            current = true;
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(row) = cache.row.clone() else {
+                self.refresh(cache)?;
+                current = true;
+                continue;
+            };
+            let now = inner.server_now();
+            let base = self.decode(cache, &row, now);
+            let mut next = base;
+            let result = change(&mut next, now);
+            let lease = if next.probes_in_flight() > base.probes_in_flight() {
+                Some(timestamp_of(now.saturating_add(inner.probe_lease)))
+            } else {
+                row.probes_until
+            };
+            let new_row = StoredRow::encode(&next, lease);
+            if new_row == row {
+                if current || kind != Kind::Record {
+                    cache.local = next;
+                    return Ok(result);
+                }
+                // A no-op on a row that may be stale: confirm it on the current row.
+                self.refresh(cache)?;
+                current = true;
+                continue;
+            }
+            let (written, read) = inner.with_session(|session| {
+                session.swap(&self.view.key, &row, &new_row, kind == Kind::Manual)
+            })?;
+            inner.synced(read.server_now);
+            cache.synced_at = Some(inner.local_now());
+            if written {
+                cache.row = Some(new_row);
+                cache.local = next;
+                return Ok(result);
+            }
+            cache.row = read.row;
+            current = true;
+        }
+        report::store_warning(&format!(
+            "PostgreSQL store: breaker {}: {MAX_ATTEMPTS} compare-and-swap attempts failed; the change is kept locally",
+            self.view.key
+        ));
+        Err(Unreachable {
+            retry_after: Duration::ZERO,
+        })
+    }
+
+    /// Writes the outcomes kept during an outage, oldest first.
+    fn write_pending(&self, cache: &mut Cache) -> Result<(), Unreachable> {
+        while let Some(&(admission, verdict)) = cache.pending.front() {
+            let transition =
+                self.apply(cache, Kind::Record, false, |state, now| match verdict {
+                    Some(verdict) => state.record(&self.config, admission, verdict, &now),
+                    None => {
+                        state.release(admission);
+                        None
+                    }
+                })?;
+            cache.pending.pop_front();
+            self.announce(transition);
+        }
+        Ok(())
+    }
+
+    /// Keeps an outcome for later and applies it to the local state meanwhile.
+    fn keep_pending(
+        &self,
+        cache: &mut Cache,
+        admission: Admission,
+        verdict: Option<Verdict>,
+    ) -> Option<Transition> {
+        if cache.pending.len() == MAX_PENDING_OUTCOMES {
+            cache.pending.pop_front();
+        }
+        cache.pending.push_back((admission, verdict));
+        let now = self.store.inner.server_now();
+        match verdict {
+            Some(verdict) => cache.local.record(&self.config, admission, verdict, &now),
+            None => {
+                cache.local.release(admission);
+                None
+            }
+        }
+    }
+
+    /// Admission from the last known state, without a round trip, when it is fresh enough:
+    /// `Some` with the answer, `None` when the row must be asked.
+    fn admit_from_cache(&self, cache: &Cache) -> Option<Result<Admission, Rejected>> {
+        let inner = &self.store.inner;
+        let synced_at = cache.synced_at?;
+        let fresh = inner.local_now().saturating_duration_since(synced_at) < inner.max_staleness;
+        if !fresh || !cache.pending.is_empty() || !inner.is_up() {
+            return None;
+        }
+        match cache.local.status() {
+            CircuitState::Closed => Some(Ok(Admission::in_period(cache.local.epoch(), false))),
+            CircuitState::Open => {
+                let until = cache.local.open_until()?;
+                let now = inner.server_now();
+                (now < until).then(|| {
+                    Err(Rejected {
+                        retry_after: until.saturating_duration_since(now),
+                        reason: RejectReason::Open,
+                    })
+                })
+            }
+            CircuitState::HalfOpen => None,
+        }
+    }
+}
+
+impl<K, H: TransitionHook> Breaker for PostgresBreaker<K, H> {
+    type Classifier = K;
+
+    fn admit(&self) -> Result<Admission, Rejected> {
+        let mut cache = lock(&self.view.cache);
+        if let Some(answer) = self.admit_from_cache(&cache) {
+            drop(cache);
+            return answer.map_err(|r| self.rejected(r));
+        }
+        let stale = cache.synced_at.is_none_or(|at| {
+            self.store.inner.local_now().saturating_duration_since(at)
+                >= self.store.inner.max_staleness
+        });
+        let admitted = self.write_pending(&mut cache).and_then(|()| {
+            self.apply(&mut cache, Kind::Admit, stale, |state, now| {
+                state.admit(&self.config, &now)
+            })
+        });
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(unreachable) => match self.store.inner.on_outage {
+                OnOutage::FailOpen => {
+                    let now = self.store.inner.server_now();
+                    cache.local.admit(&self.config, &now)
+                }
+                OnOutage::FailClosed => Err(Rejected {
+                    retry_after: unreachable.retry_after,
+                    reason: RejectReason::StoreUnavailable,
+                }),
+            },
+        };
+        drop(cache);
+        match admitted {
+            Ok((admission, transition)) => {
+                self.announce(transition);
+                Ok(admission)
+            }
+            Err(rejected) => Err(self.rejected(rejected)),
+        }
+    }
+
+    fn record(&self, admission: Admission, verdict: Verdict) {
+        if verdict == Verdict::Ignore && !admission.is_probe() {
+            return;
+        }
+        let mut cache = lock(&self.view.cache);
+        let recorded = self.write_pending(&mut cache).and_then(|()| {
+            self.apply(&mut cache, Kind::Record, false, |state, now| {
+                state.record(&self.config, admission, verdict, &now)
+            })
+        });
+        let transition = match recorded {
+            Ok(transition) => transition,
+            Err(_) => self.keep_pending(&mut cache, admission, Some(verdict)),
+        };
+        drop(cache);
+        self.announce(transition);
+    }
+
+    fn release(&self, admission: Admission) {
+        if !admission.is_probe() {
+            return;
+        }
+        let mut cache = lock(&self.view.cache);
+        let released = self.write_pending(&mut cache).and_then(|()| {
+            self.apply(&mut cache, Kind::Release, false, |state, _| {
+                state.release(admission)
+            })
+        });
+        if released.is_err() {
+            self.keep_pending(&mut cache, admission, None);
+        }
+    }
+
+    fn classifier(&self) -> &K {
+        &self.classifier
+    }
+}
+
+impl<K, H> fmt::Debug for PostgresBreaker<K, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cache = lock(&self.view.cache);
+        f.debug_struct("PostgresBreaker")
+            .field("key", &self.view.key)
+            .field("config", &self.config)
+            .field("last_known_state", &cache.local)
+            .field("pending_outcomes", &cache.pending.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,223 @@
+//! The row encoding shared with the Python package (its reference §5.4), both ways.
+//!
+//! A row is kept exactly as the database holds it ([`StoredRow`]), so a compare-and-swap can
+//! name the old values; [`StoredRow::decode`] turns it into the core's state and
+//! [`StoredRow::encode`] turns a state back into a row.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use resilient_circuit::{BreakerConfig, BreakerState, CircuitState, Instant, Outcome, Window};
+
+use crate::SharedWindow;
+
+/// One row's breaker columns, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredRow {
+    pub(crate) state: String,
+    pub(crate) failure_count: i32,
+    pub(crate) open_until: Option<SystemTime>,
+    /// `execution_log` as PostgreSQL prints a `jsonb` (`[true, false]`), or `None` for NULL.
+    pub(crate) execution_log: Option<String>,
+    pub(crate) epoch: i64,
+    pub(crate) probes: i32,
+    pub(crate) probes_until: Option<SystemTime>,
+}
+
+/// Why a row could not be read as a breaker state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    State(String),
+    Log(String),
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Malformed::State(state) => write!(
+                f,
+                "state {state:?} is none of CLOSED, OPEN, HALF_OPEN (case-sensitive)"
+            ),
+            Malformed::Log(log) => {
+                write!(f, "execution_log {log} is not a JSON array of booleans")
+            }
+        }
+    }
+}
+
+/// The server's timeline as the core sees it: nanoseconds since the Unix epoch.
+pub(crate) fn instant_of(time: SystemTime) -> Instant {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    Instant::from_nanos(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// `instant` as a timestamp, truncated to the microseconds PostgreSQL keeps.
+pub(crate) fn timestamp_of(instant: Instant) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(instant.as_nanos() / 1_000)
+}
+
+impl StoredRow {
+    /// The row of a key nobody has written yet (as the store's INSERT makes it).
+    #[cfg(test)]
+    pub(crate) fn fresh() -> StoredRow {
+        StoredRow::encode(&BreakerState::new(), None)
+    }
+
+    /// The state this row holds, as a breaker with `config` reads it: the log truncated to the
+    /// window the state uses, probes whose lease ended by `now` forgotten.
+    pub(crate) fn decode(
+        &self,
+        config: &BreakerConfig,
+        now: Instant,
+    ) -> Result<BreakerState<SharedWindow>, Malformed> {
+        let status = match self.state.as_str() {
+            "CLOSED" => CircuitState::Closed,
+            "OPEN" => CircuitState::Open,
+            "HALF_OPEN" => CircuitState::HalfOpen,
+            other => return Err(Malformed::State(other.to_owned())),
+        };
+        let size = match status {
+            CircuitState::Closed => config.closed_window(),
+            CircuitState::HalfOpen => config.probe_window(),
+            CircuitState::Open => config.closed_window().max(config.probe_window()),
+        };
+        let mut window = SharedWindow::EMPTY;
+        if let Some(log) = &self.execution_log {
+            for outcome in parse_log(log).ok_or_else(|| Malformed::Log(log.clone()))? {
+                window.push(outcome, size);
+            }
+        }
+        // An OPEN without a deadline (a writer's bug) ends at once rather than never.
+        let open_until = self.open_until.map_or(Instant::ZERO, instant_of);
+        let probes_live = self
+            .probes_until
+            .is_some_and(|until| now < instant_of(until));
+        let probes = if probes_live {
+            u16::try_from(self.probes.max(0)).unwrap_or(u16::MAX)
+        } else {
+            0
+        };
+        Ok(BreakerState::restore(
+            status,
+            window,
+            u32::try_from(self.failure_count).unwrap_or(0),
+            open_until,
+            probes,
+            self.epoch as u32,
+        ))
+    }
+
+    /// The row holding `state`. `probes_until` is the probe lease, kept only while probes are
+    /// in flight.
+    pub(crate) fn encode(
+        state: &BreakerState<SharedWindow>,
+        probes_until: Option<SystemTime>,
+    ) -> StoredRow {
+        let probes = state.probes_in_flight();
+        StoredRow {
+            state: state.status().as_str().to_owned(),
+            failure_count: i32::try_from(state.failure_count()).unwrap_or(i32::MAX),
+            open_until: state.open_until().map(timestamp_of),
+            execution_log: Some(format_log(state.window())),
+            epoch: i64::from(state.epoch()),
+            probes: i32::from(probes),
+            probes_until: probes_until.filter(|_| probes > 0),
+        }
+    }
+}
+
+/// A window as PostgreSQL prints a `jsonb` array of booleans: `[true, false]`.
+pub(crate) fn format_log(window: &impl Window) -> String {
+    let mut log = String::with_capacity(2 + usize::from(window.len()) * 7);
+    log.push('[');
+    for (i, outcome) in window.iter().enumerate() {
+        if i > 0 {
+            log.push_str(", ");
+        }
+        log.push_str(match outcome {
+            Outcome::Success => "true",
+            Outcome::Failure => "false",
+        });
+    }
+    log.push(']');
+    log
+}
+
+/// The outcomes of a JSON array of booleans, oldest first; `None` if it is anything else.
+pub(crate) fn parse_log(log: &str) -> Option<Vec<Outcome>> {
+    let inner = log.trim().strip_prefix('[')?.strip_suffix(']')?.trim();
+    if inner.is_empty() {
+        return Some(Vec::new());
+    }
+    inner
+        .split(',')
+        .map(|item| match item.trim() {
+            "true" => Some(Outcome::Success),
+            "false" => Some(Outcome::Failure),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use resilient_circuit::{Ratio, Verdict};
+
+    #[test]
+    fn logs_round_trip_in_the_jsonb_spelling() {
+        let mut window = SharedWindow::EMPTY;
+        window.push(Outcome::Success, 4);
+        window.push(Outcome::Failure, 4);
+        assert_eq!(format_log(&window), "[true, false]");
+        assert_eq!(format_log(&SharedWindow::EMPTY), "[]");
+        assert_eq!(
+            parse_log("[true,false , true]"),
+            Some(vec![Outcome::Success, Outcome::Failure, Outcome::Success])
+        );
+        assert_eq!(parse_log("[]"), Some(vec![]));
+        assert_eq!(parse_log("[1, 0]"), None);
+        assert_eq!(parse_log("{}"), None);
+    }
+
+    #[test]
+    fn a_state_survives_encoding_and_decoding() {
+        let config = BreakerConfig::new()
+            .failure_limit(Ratio::new(2, 3).unwrap())
+            .cooldown(Duration::from_millis(1500));
+        let now = Instant::from_secs(1_700_000_000);
+        let mut state = BreakerState::<SharedWindow>::new();
+        for verdict in [Verdict::Success, Verdict::Failure, Verdict::Failure] {
+            let (admission, _) = state.admit(&config, &now).unwrap();
+            state.record(&config, admission, verdict, &now);
+        }
+        assert_eq!(state.status(), CircuitState::Open);
+        let row = StoredRow::encode(&state, None);
+        assert_eq!(row.state, "OPEN");
+        assert_eq!(row.failure_count, 2);
+        assert_eq!(row.execution_log.as_deref(), Some("[true, false, false]"));
+        assert_eq!(
+            row.open_until,
+            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_001_500))
+        );
+        assert_eq!(row.decode(&config, now), Ok(state));
+    }
+
+    #[test]
+    fn a_reader_truncates_the_log_to_its_window_and_rejects_unknown_states() {
+        let config = BreakerConfig::new().failure_limit(Ratio::new(1, 2).unwrap());
+        let mut row = StoredRow::fresh();
+        row.execution_log = Some("[false, false, true]".to_owned());
+        let state = row.decode(&config, Instant::ZERO).unwrap();
+        assert!(
+            state
+                .window()
+                .iter()
+                .eq([Outcome::Failure, Outcome::Success])
+        );
+        row.state = "closed".to_owned();
+        assert_eq!(
+            row.decode(&config, Instant::ZERO),
+            Err(Malformed::State("closed".to_owned()))
+        );
+    }
+}

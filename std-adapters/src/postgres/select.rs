@@ -1,0 +1,208 @@
+//! The store the environment chooses: PostgreSQL when configured, the in-process store
+//! otherwise.
+
+use std::{
+    fmt,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use resilient_circuit::{
+    Admission, AllErrors, Breaker, BreakerConfig, NoHook, Rejected, TransitionHook, Verdict,
+};
+
+use super::{
+    PostgresBreaker, PostgresStore, PostgresStoreBuilder, PostgresStoreError, Selection,
+    SettingsError, load_dotenv,
+};
+use crate::{BreakerKey, CoarseClock, MemoryStore, SharedBreaker, StoreError, report};
+
+/// Why [`AnyStore::from_env`] refused to start (only with `RC_DB_STRICT` set: otherwise it
+/// falls back to the in-process store). Never contains a password or a DSN's user info.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartError {
+    /// A `RC_DB_*` setting cannot be used.
+    Settings(SettingsError),
+    /// PostgreSQL is configured but could not be used.
+    Postgres(PostgresStoreError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Settings(e) => e.fmt(f),
+            StartError::Postgres(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Said once per process: no database configured.
+static SAID_NOT_CONFIGURED: AtomicBool = AtomicBool::new(false);
+
+/// The store the environment asks for, and the namespace (`RC_NAMESPACE`) its breakers use.
+///
+/// ```
+/// use resilient_circuit_std::postgres::AnyStore;
+/// use resilient_circuit_std::{Breaker, BreakerConfig};
+///
+/// // PostgreSQL if RC_DB_DSN (or RC_DB_HOST with RC_DB_PASSWORD) is set, else in process.
+/// let store = AnyStore::from_env()?;
+/// let breaker = store.breaker("inventory-db", BreakerConfig::new())?;
+/// assert_eq!(breaker.call(|| Ok::<_, std::io::Error>(7)).unwrap(), 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct AnyStore {
+    backend: Backend,
+    namespace: String,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Postgres(PostgresStore),
+    Memory(MemoryStore),
+}
+
+impl AnyStore {
+    /// Reads `.env` (never overriding the environment), then:
+    /// - neither `RC_DB_DSN` nor `RC_DB_HOST` + `RC_DB_PASSWORD` set: the in-process store,
+    ///   said once at info level;
+    /// - configured and usable: PostgreSQL with the default options;
+    /// - configured but unusable (unreachable, bad settings, table not ready): a warning and the
+    ///   in-process store, or with `RC_DB_STRICT=1` the error.
+    pub fn from_env() -> Result<AnyStore, StartError> {
+        AnyStore::from_env_with(|builder| builder)
+    }
+
+    /// As [`from_env`](Self::from_env), with PostgreSQL options set by `options`.
+    pub fn from_env_with(
+        options: impl FnOnce(PostgresStoreBuilder) -> PostgresStoreBuilder,
+    ) -> Result<AnyStore, StartError> {
+        load_dotenv();
+        let namespace = std::env::var("RC_NAMESPACE")
+            .ok()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| crate::DEFAULT_NAMESPACE.to_owned());
+        let memory = |namespace: String| AnyStore {
+            backend: Backend::Memory(MemoryStore::new()),
+            namespace,
+        };
+        let strict = super::settings::flag("RC_DB_STRICT");
+        let settings = match Selection::from_env() {
+            Ok(Selection::NotConfigured) => {
+                if !SAID_NOT_CONFIGURED.swap(true, Ordering::Relaxed) {
+                    report::store_info(
+                        "no database configured (RC_DB_DSN, or RC_DB_HOST with RC_DB_PASSWORD): breakers use the in-process store and are not shared across processes",
+                    );
+                }
+                return Ok(memory(namespace));
+            }
+            Ok(Selection::Configured(settings)) => settings,
+            Err(e) => {
+                return fall_back(strict, StartError::Settings(e)).map(|()| memory(namespace));
+            }
+        };
+        match options(PostgresStore::builder(*settings)).connect() {
+            Ok(store) => Ok(AnyStore {
+                backend: Backend::Postgres(store),
+                namespace,
+            }),
+            Err(e) => fall_back(strict, StartError::Postgres(e)).map(|()| memory(namespace)),
+        }
+    }
+
+    /// Whether the breakers are shared through PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The namespace of this store's breakers (`RC_NAMESPACE`, default `default`).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// A breaker on `(namespace, resource_key)`.
+    pub fn breaker(
+        &self,
+        resource_key: &str,
+        config: BreakerConfig,
+    ) -> Result<AnyBreaker, StoreError> {
+        let key = BreakerKey::new(&self.namespace, resource_key)?;
+        Ok(match &self.backend {
+            Backend::Postgres(store) => AnyBreaker::Postgres(store.breaker(key, config)?),
+            Backend::Memory(store) => AnyBreaker::Memory(store.breaker(key, config)?),
+        })
+    }
+}
+
+fn fall_back(strict: bool, error: StartError) -> Result<(), StartError> {
+    if strict {
+        return Err(error);
+    }
+    report::store_warning(&format!(
+        "PostgreSQL was requested (RC_DB_DSN or RC_DB_HOST/RC_DB_PASSWORD set) but is unavailable: {error}. Falling back to the in-process store: breaker state is NOT shared across instances. Set RC_DB_STRICT=1 to make this an error."
+    ));
+    Ok(())
+}
+
+/// A breaker of an [`AnyStore`]: on PostgreSQL or in process.
+#[derive(Clone, Debug)]
+pub enum AnyBreaker<K = AllErrors, H = NoHook> {
+    /// Shared through PostgreSQL.
+    Postgres(PostgresBreaker<K, H>),
+    /// Shared within this process.
+    Memory(SharedBreaker<CoarseClock, K, H>),
+}
+
+impl<H> AnyBreaker<AllErrors, H> {
+    /// Decide how errors count (the Python package's `should_handle`).
+    pub fn should_handle<K>(self, classifier: K) -> AnyBreaker<K, H> {
+        match self {
+            AnyBreaker::Postgres(b) => AnyBreaker::Postgres(b.should_handle(classifier)),
+            AnyBreaker::Memory(b) => AnyBreaker::Memory(b.should_handle(classifier)),
+        }
+    }
+}
+
+impl<K> AnyBreaker<K, NoHook> {
+    /// Call `hook(old, new)` after every transition this handle makes.
+    pub fn on_status_change<H: TransitionHook>(self, hook: H) -> AnyBreaker<K, H> {
+        match self {
+            AnyBreaker::Postgres(b) => AnyBreaker::Postgres(b.on_status_change(hook)),
+            AnyBreaker::Memory(b) => AnyBreaker::Memory(b.on_status_change(hook)),
+        }
+    }
+}
+
+impl<K, H: TransitionHook> Breaker for AnyBreaker<K, H> {
+    type Classifier = K;
+
+    fn admit(&self) -> Result<Admission, Rejected> {
+        match self {
+            AnyBreaker::Postgres(b) => b.admit(),
+            AnyBreaker::Memory(b) => b.admit(),
+        }
+    }
+
+    fn record(&self, admission: Admission, verdict: Verdict) {
+        match self {
+            AnyBreaker::Postgres(b) => b.record(admission, verdict),
+            AnyBreaker::Memory(b) => b.record(admission, verdict),
+        }
+    }
+
+    fn release(&self, admission: Admission) {
+        match self {
+            AnyBreaker::Postgres(b) => b.release(admission),
+            AnyBreaker::Memory(b) => b.release(admission),
+        }
+    }
+
+    fn classifier(&self) -> &K {
+        match self {
+            AnyBreaker::Postgres(b) => b.classifier(),
+            AnyBreaker::Memory(b) => b.classifier(),
+        }
+    }
+}
