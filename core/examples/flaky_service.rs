@@ -106,7 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 rejected += 1;
                 println!(
                     "[{at:>4} ms] request {request:>2}: rejected, retry after {:?}",
-                    r.retry_after
+                    r.retry_after()
                 );
             }
             Err(error) => {

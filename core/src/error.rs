@@ -4,22 +4,72 @@ use core::{fmt, time::Duration};
 
 /// A call refused by an OPEN breaker, a HALF_OPEN one with every probe slot taken, or a
 /// breaker whose shared store is unreachable and set to fail closed. The operation did not run.
-/// Cheap to make and to return: 24 bytes, no allocation.
+/// Cheap to make and to return: 12 bytes, no allocation.
 ///
 /// ```
 /// use core::time::Duration;
 /// use resilient_circuit::{RejectReason, Rejected};
 ///
-/// let r = Rejected { retry_after: Duration::from_secs(3), reason: RejectReason::Open };
+/// let r = Rejected::new(Duration::from_secs(3), RejectReason::Open);
+/// assert_eq!(r.retry_after(), Duration::from_secs(3));
+/// assert_eq!(r.reason(), RejectReason::Open);
 /// assert_eq!(r.to_string(), "the circuit breaker is OPEN; retry after 3s");
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rejected {
+    // A `Duration` in two u32 halves (seconds saturate at about 136 years) keeps the value, and
+    // every `Result` carrying it, small on 32-bit targets.
+    secs: u32,
+    nanos: u32,
+    reason: RejectReason,
+}
+
+impl Rejected {
+    /// A rejection: call again after `retry_after`, refused for `reason`.
+    pub const fn new(retry_after: Duration, reason: RejectReason) -> Self {
+        let secs = retry_after.as_secs();
+        Rejected {
+            secs: if secs > u32::MAX as u64 {
+                u32::MAX
+            } else {
+                secs as u32
+            },
+            nanos: retry_after.subsec_nanos(),
+            reason,
+        }
+    }
+
     /// How long until the breaker admits a call again.
-    pub retry_after: Duration,
+    pub const fn retry_after(&self) -> Duration {
+        Duration::new(self.secs as u64, self.nanos)
+    }
+
     /// Why the call was refused.
-    pub reason: RejectReason,
+    pub const fn reason(&self) -> RejectReason {
+        self.reason
+    }
+}
+
+impl fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("retry_after", &self.retry_after())
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Rejected {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Rejected {{ retry_after: {}.{=u32:09} s, reason: {} }}",
+            self.secs,
+            self.nanos,
+            self.reason
+        );
+    }
 }
 
 /// Why a breaker refused a call.
@@ -46,7 +96,7 @@ impl fmt::Display for Rejected {
                 "the circuit breaker's store is unreachable (failing closed)"
             }
         };
-        write!(f, "{why}; retry after {:?}", self.retry_after)
+        write!(f, "{why}; retry after {:?}", self.retry_after())
     }
 }
 
@@ -63,10 +113,7 @@ impl core::error::Error for Rejected {}
 /// let e: Error<&str> = Error::RetryLimitReached { attempts: 4, last_error: "timeout" };
 /// assert_eq!(e.to_string(), "gave up after 4 attempts; last error: timeout");
 /// assert_eq!(e.operation_error(), Some(&"timeout"));
-/// let r: Error<&str> = Error::Rejected(Rejected {
-///     retry_after: Duration::from_secs(3),
-///     reason: RejectReason::Open,
-/// });
+/// let r: Error<&str> = Error::Rejected(Rejected::new(Duration::from_secs(3), RejectReason::Open));
 /// assert_eq!(r.retry_after(), Some(Duration::from_secs(3)));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -105,7 +152,7 @@ impl<E> Error<E> {
     /// How long to wait before calling again, if a breaker said no.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Rejected(r) => Some(r.retry_after),
+            Error::Rejected(r) => Some(r.retry_after()),
             _ => None,
         }
     }

@@ -25,7 +25,7 @@
 //! }
 //! assert_eq!(breaker.status(), CircuitState::Open);
 //! match breaker.call(|| Ok::<_, &str>(42)) {
-//!     Err(Error::Rejected(r)) => assert_eq!(r.retry_after, Duration::from_secs(10)),
+//!     Err(Error::Rejected(r)) => assert_eq!(r.retry_after(), Duration::from_secs(10)),
 //!     other => panic!("expected a rejection, got {other:?}"),
 //! }
 //! ```

@@ -122,7 +122,7 @@ impl<B: Backoff, S, K> RetryWithBackoff<B, S, K> {
                     return Next::Stop(error);
                 }
                 let delay = self.backoff.delay(attempt);
-                return if rejected.retry_after <= delay {
+                return if rejected.retry_after() <= delay {
                     Next::Wait(delay)
                 } else {
                     Next::Stop(error)

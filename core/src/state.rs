@@ -98,7 +98,7 @@ impl Admission {
 /// let transition = state.record(&config, admission, Verdict::Failure, &Instant::ZERO);
 /// assert_eq!(transition, Some(Transition { from: CircuitState::Closed, to: CircuitState::Open }));
 /// let rejected = state.admit(&config, &Instant::from_secs(2)).unwrap_err();
-/// assert_eq!(rejected.retry_after, Duration::from_secs(3));
+/// assert_eq!(rejected.retry_after(), Duration::from_secs(3));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -219,10 +219,10 @@ impl<Win: Window> BreakerState<Win> {
             CircuitState::Open => {
                 let now = clock.now();
                 if now < self.open_until {
-                    return Err(Rejected {
-                        retry_after: self.open_until.saturating_duration_since(now),
-                        reason: RejectReason::Open,
-                    });
+                    return Err(Rejected::new(
+                        self.open_until.saturating_duration_since(now),
+                        RejectReason::Open,
+                    ));
                 }
                 let transition = self.enter_half_open();
                 self.probes_in_flight = 1;
@@ -237,10 +237,10 @@ impl<Win: Window> BreakerState<Win> {
             CircuitState::HalfOpen => {
                 let taken = self.window.len() as u32 + self.probes_in_flight as u32;
                 if taken >= config.probe_window() as u32 {
-                    return Err(Rejected {
-                        retry_after: config.get_busy_retry_after(),
-                        reason: RejectReason::ProbesBusy,
-                    });
+                    return Err(Rejected::new(
+                        config.get_busy_retry_after(),
+                        RejectReason::ProbesBusy,
+                    ));
                 }
                 self.probes_in_flight += 1;
                 Ok((

@@ -102,7 +102,7 @@ pub async fn run() -> Result<Report, Failure> {
             }
             Err(Error::Rejected(r)) => {
                 rejected += 1;
-                let wait = r.retry_after.as_millis() as u32;
+                let wait = r.retry_after().as_millis() as u32;
                 log!(info, "read {}: rejected, retry after {} ms", request, wait);
             }
             Err(Error::RetryLimitReached {

@@ -282,10 +282,10 @@ fn open_rejects_before_the_deadline_without_running_and_says_how_long() {
     });
     assert_eq!(
         result,
-        Err(Error::Rejected(Rejected {
-            retry_after: Duration::from_millis(7_500),
-            reason: RejectReason::Open,
-        }))
+        Err(Error::Rejected(Rejected::new(
+            Duration::from_millis(7_500),
+            RejectReason::Open
+        )))
     );
     assert!(!ran.get());
 }
@@ -467,10 +467,7 @@ fn half_open_admits_at_most_window_size_probes_then_rejects_briefly() {
     assert!(p1.is_probe() && p2.is_probe() && p3.is_probe());
     assert_eq!(
         b.try_acquire().unwrap_err(),
-        Rejected {
-            retry_after: Duration::from_millis(250),
-            reason: RejectReason::ProbesBusy,
-        }
+        Rejected::new(Duration::from_millis(250), RejectReason::ProbesBusy)
     );
     // A recorded outcome keeps its slot: the window has room for 3 outcomes in all.
     p1.record(Verdict::Success);
@@ -855,10 +852,10 @@ fn inspection_and_manual_control() {
     assert_eq!(b.state().open_until(), Some(Instant::from_secs(6)));
     assert_eq!(
         succeed(&b),
-        Err(Error::Rejected(Rejected {
-            retry_after: Duration::from_secs(5),
-            reason: RejectReason::Open,
-        }))
+        Err(Error::Rejected(Rejected::new(
+            Duration::from_secs(5),
+            RejectReason::Open
+        )))
     );
 
     // force_closed: CLOSED with an empty window.
@@ -892,10 +889,10 @@ fn async_call_follows_the_same_rules() {
     );
     assert_eq!(
         block_on(b.call_async(async || Ok::<_, &str>(()))),
-        Err(Error::Rejected(Rejected {
-            retry_after: Duration::from_secs(3),
-            reason: RejectReason::Open,
-        }))
+        Err(Error::Rejected(Rejected::new(
+            Duration::from_secs(3),
+            RejectReason::Open
+        )))
     );
     clock.advance(Duration::from_secs(3));
     assert_eq!(block_on(b.call_async(async || Ok::<_, &str>(5))), Ok(5));

@@ -311,7 +311,7 @@ fn agrees_with_the_model<B: UnderTest>(
                         permits.push(permit);
                     }
                     (Err(rejected), Err(ms)) => {
-                        prop_assert_eq!(rejected.retry_after, Duration::from_millis(ms))
+                        prop_assert_eq!(rejected.retry_after(), Duration::from_millis(ms))
                     }
                     (real, expected) => prop_assert!(
                         false,

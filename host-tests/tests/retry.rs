@@ -129,10 +129,10 @@ fn rejected_then_ok(
     move || {
         runs.set(runs.get() + 1);
         if runs.get() == 1 {
-            Err(Error::Rejected(Rejected {
+            Err(Error::Rejected(Rejected::new(
                 retry_after,
-                reason: RejectReason::Open,
-            }))
+                RejectReason::Open,
+            )))
         } else {
             Ok(runs.get())
         }
@@ -157,10 +157,10 @@ fn rejection_longer_than_the_delay_is_returned_at_once() {
     let runs = Cell::new(0);
     assert_eq!(
         retry.run(rejected_then_ok(secs(2.5), &runs)),
-        Err(Error::Rejected(Rejected {
-            retry_after: secs(2.5),
-            reason: RejectReason::Open,
-        }))
+        Err(Error::Rejected(Rejected::new(
+            secs(2.5),
+            RejectReason::Open
+        )))
     );
     assert_eq!(runs.get(), 1);
     assert_eq!(sleep.waits(), []);
@@ -170,17 +170,17 @@ fn rejection_longer_than_the_delay_is_returned_at_once() {
 fn rejection_on_the_last_attempt_is_returned_as_is() {
     let mut retry = RetryWithBackoff::new(0);
     let result: Result<(), _> = retry.run(|| {
-        Err::<(), Error<&str>>(Error::Rejected(Rejected {
-            retry_after: Duration::ZERO,
-            reason: RejectReason::Open,
-        }))
+        Err::<(), Error<&str>>(Error::Rejected(Rejected::new(
+            Duration::ZERO,
+            RejectReason::Open,
+        )))
     });
     assert_eq!(
         result,
-        Err(Error::Rejected(Rejected {
-            retry_after: Duration::ZERO,
-            reason: RejectReason::Open,
-        }))
+        Err(Error::Rejected(Rejected::new(
+            Duration::ZERO,
+            RejectReason::Open
+        )))
     );
 }
 

@@ -72,10 +72,10 @@ fn retry_stops_at_a_breaker_that_would_make_it_wait_beyond_its_schedule() {
     assert_eq!(runs.get(), 1);
     assert_eq!(
         result,
-        Err(Error::Rejected(Rejected {
-            retry_after: secs(29.0),
-            reason: RejectReason::Open,
-        }))
+        Err(Error::Rejected(Rejected::new(
+            secs(29.0),
+            RejectReason::Open
+        )))
     );
     assert_eq!(
         sleep.waits(),

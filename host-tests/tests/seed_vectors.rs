@@ -826,10 +826,10 @@ const VECTORS: &[Vector] = &[
                 (runs.get(), result, b.status()),
                 (
                     1,
-                    Err(Error::Rejected(Rejected {
-                        retry_after: secs(30.0),
-                        reason: RejectReason::Open,
-                    })),
+                    Err(Error::Rejected(Rejected::new(
+                        secs(30.0),
+                        RejectReason::Open
+                    ))),
                     O
                 )
             );

@@ -199,10 +199,10 @@ fn rows_written_by_the_python_package_are_read() {
     breaker.reset().unwrap();
     python_writes(&mut client, "OPEN", 3, Some(20.0), "[false,false,false]");
     let rejected = breaker.try_acquire().unwrap_err();
-    assert_eq!(rejected.reason, RejectReason::Open);
+    assert_eq!(rejected.reason(), RejectReason::Open);
     assert!(
-        rejected.retry_after > Duration::from_secs(19)
-            && rejected.retry_after <= Duration::from_secs(20),
+        rejected.retry_after() > Duration::from_secs(19)
+            && rejected.retry_after() <= Duration::from_secs(20),
         "{rejected:?}"
     );
 
@@ -302,9 +302,9 @@ fn the_probe_cap_holds_across_processes() {
     let first = breakers[0].try_acquire().expect("the first probe");
     let second = breakers[1].try_acquire().expect("the second probe");
     let third = breakers[2].try_acquire().unwrap_err();
-    assert_eq!(third.reason, RejectReason::ProbesBusy);
+    assert_eq!(third.reason(), RejectReason::ProbesBusy);
     assert_eq!(
-        breakers[0].try_acquire().unwrap_err().reason,
+        breakers[0].try_acquire().unwrap_err().reason(),
         RejectReason::ProbesBusy
     );
     // A probe dropped without an outcome gives its slot back, in every process.
@@ -334,7 +334,7 @@ fn a_probe_whose_process_died_frees_its_slot_when_its_lease_ends() {
     // The probe's process dies: no outcome, no release.
     std::mem::forget(dying.try_acquire().expect("a probe"));
     assert_eq!(
-        other.try_acquire().unwrap_err().reason,
+        other.try_acquire().unwrap_err().reason(),
         RejectReason::ProbesBusy
     );
     let lease: f64 = client
@@ -398,7 +398,10 @@ fn a_stale_writer_never_overwrites_a_live_open() {
     let (before_ms, after_ms) = (tripped.open_for_ms.unwrap(), after.open_for_ms.unwrap());
     assert!(before_ms - after_ms < 1000.0, "the deadline did not move");
     // And once it knows the row is OPEN, it rejects.
-    assert_eq!(stale.try_acquire().unwrap_err().reason, RejectReason::Open);
+    assert_eq!(
+        stale.try_acquire().unwrap_err().reason(),
+        RejectReason::Open
+    );
 
     // A process whose local clock runs an hour ahead still cannot end the cooldown early: the
     // server's clock decides.
@@ -409,7 +412,7 @@ fn a_stale_writer_never_overwrites_a_live_open() {
         .breaker(key(), config)
         .unwrap();
     let rejected = hasty.try_acquire().unwrap_err();
-    assert_eq!(rejected.reason, RejectReason::Open);
+    assert_eq!(rejected.reason(), RejectReason::Open);
     assert_eq!(row(&mut client, KEY).state, "OPEN");
 }
 
@@ -455,8 +458,8 @@ fn cooldowns_follow_the_server_clock_whatever_the_hosts_clocks_say() {
     for breaker in [&fast, &slow] {
         let rejected = breaker.try_acquire().unwrap_err();
         assert!(
-            rejected.retry_after > Duration::from_secs(28)
-                && rejected.retry_after <= Duration::from_secs(30),
+            rejected.retry_after() > Duration::from_secs(28)
+                && rejected.retry_after() <= Duration::from_secs(30),
             "{rejected:?}"
         );
     }
@@ -485,7 +488,10 @@ fn a_peers_trip_is_seen_within_the_staleness_bound() {
     succeed(&eager);
     fail(&peer);
     // Reading every call: the very next call is rejected.
-    assert_eq!(eager.try_acquire().unwrap_err().reason, RejectReason::Open);
+    assert_eq!(
+        eager.try_acquire().unwrap_err().reason(),
+        RejectReason::Open
+    );
     // The default bound (1 s): admitted from what it knew just before...
     let late = lagging.try_acquire().expect("within the bound");
     drop(late);
@@ -494,7 +500,7 @@ fn a_peers_trip_is_seen_within_the_staleness_bound() {
     // ...and rejected once what it knew is 1 s old.
     clock.advance(Duration::from_millis(1));
     assert_eq!(
-        lagging.try_acquire().unwrap_err().reason,
+        lagging.try_acquire().unwrap_err().reason(),
         RejectReason::Open
     );
 }
@@ -636,7 +642,7 @@ fn an_outage_follows_the_chosen_policy_and_loses_nothing_acknowledged() {
         .unwrap_err();
     assert!(rejected.is_rejected());
     assert_eq!(
-        fail_closed.try_acquire().unwrap_err().reason,
+        fail_closed.try_acquire().unwrap_err().reason(),
         RejectReason::StoreUnavailable
     );
 

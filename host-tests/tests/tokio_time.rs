@@ -42,10 +42,10 @@ async fn cooldown_runs_on_tokio_time() {
     advance(Duration::from_secs(29)).await;
     assert_eq!(
         breaker.call_async(async || Ok::<_, &str>(())).await,
-        Err(Error::Rejected(Rejected {
-            retry_after: Duration::from_secs(1),
-            reason: RejectReason::Open,
-        }))
+        Err(Error::Rejected(Rejected::new(
+            Duration::from_secs(1),
+            RejectReason::Open
+        )))
     );
     advance(Duration::from_secs(1)).await;
     assert_eq!(breaker.call_async(async || Ok::<_, &str>(5)).await, Ok(5));

@@ -283,10 +283,10 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
             let read = self.clock.now();
             let until = self.shared.open_until();
             if read < until {
-                return Err(self.rejected(Rejected {
-                    retry_after: until.saturating_duration_since(read),
-                    reason: RejectReason::Open,
-                }));
+                return Err(self.rejected(Rejected::new(
+                    until.saturating_duration_since(read),
+                    RejectReason::Open,
+                )));
             }
             now = Some(read);
         }
@@ -308,7 +308,7 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
     }
 
     fn rejected(&self, rejected: Rejected) -> Rejected {
-        report::rejection(&self.key, rejected.retry_after);
+        report::rejection(&self.key, rejected.retry_after());
         rejected
     }
 

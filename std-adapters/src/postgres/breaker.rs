@@ -232,7 +232,7 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
     }
 
     fn rejected(&self, rejected: Rejected) -> Rejected {
-        report::rejection(&self.view.key, rejected.retry_after);
+        report::rejection(&self.view.key, rejected.retry_after());
         rejected
     }
 
@@ -405,10 +405,10 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
                 let until = cache.local.open_until()?;
                 let now = inner.server_now();
                 (now < until).then(|| {
-                    Err(Rejected {
-                        retry_after: until.saturating_duration_since(now),
-                        reason: RejectReason::Open,
-                    })
+                    Err(Rejected::new(
+                        until.saturating_duration_since(now),
+                        RejectReason::Open,
+                    ))
                 })
             }
             CircuitState::HalfOpen => None,
@@ -441,10 +441,10 @@ impl<K, H: TransitionHook> Breaker for PostgresBreaker<K, H> {
                     let now = self.store.inner.server_now();
                     cache.local.admit(&self.config, &now)
                 }
-                OnOutage::FailClosed => Err(Rejected {
-                    retry_after: unreachable.retry_after,
-                    reason: RejectReason::StoreUnavailable,
-                }),
+                OnOutage::FailClosed => Err(Rejected::new(
+                    unreachable.retry_after,
+                    RejectReason::StoreUnavailable,
+                )),
             },
         };
         drop(cache);
