@@ -1,0 +1,139 @@
+//! Choosing the store from the environment (SEMANTICS §5): run in a child process
+//! (`pg_peer select`) so each case has its own environment and working directory.
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use host_tests::pg;
+
+const VARS: [&str; 12] = [
+    "RC_DB_DSN",
+    "RC_DB_HOST",
+    "RC_DB_PORT",
+    "RC_DB_NAME",
+    "RC_DB_USER",
+    "RC_DB_PASSWORD",
+    "RC_DB_SSLMODE",
+    "RC_DB_STRICT",
+    "RC_NAMESPACE",
+    "RC_DB_APP_USER",
+    "RC_DB_AUTO_CREATE",
+    "RUST_LOG",
+];
+
+/// An empty working directory of its own (no `.env` above it but the system's).
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rc-select-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn select(dir: &Path, vars: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pg_peer"));
+    command.arg("select").current_dir(dir);
+    for var in VARS {
+        command.env_remove(var);
+    }
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run pg_peer");
+    (
+        status.code(),
+        String::from_utf8_lossy(&stdout).trim().to_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn not_configured_is_the_in_process_store_said_once_at_info_level() {
+    let (status, stdout, stderr) = select(&workdir("none"), &[]);
+    assert_eq!((status, stdout.as_str()), (Some(0), "memory default"));
+    assert_eq!(stderr.matches("INFO").count(), 1, "{stderr}");
+    assert!(stderr.contains("no database configured"), "{stderr}");
+}
+
+#[test]
+fn configured_but_unreachable_warns_and_falls_back_never_showing_the_password() {
+    let vars = [
+        ("RC_DB_HOST", "127.0.0.1".to_owned()),
+        ("RC_DB_PORT", closed_port().to_string()),
+        ("RC_DB_PASSWORD", "hunter2-secret".to_owned()),
+    ];
+    let (status, stdout, stderr) = select(&workdir("unreachable"), &vars);
+    assert_eq!((status, stdout.as_str()), (Some(0), "memory default"));
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(
+        stderr.contains("Falling back to the in-process store"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("RC_DB_STRICT=1"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let mut strict = vars.to_vec();
+    strict.push(("RC_DB_STRICT", "yes".to_owned()));
+    let (status, stdout, stderr) = select(&workdir("strict"), &strict);
+    assert_eq!(status, Some(1), "{stdout} {stderr}");
+    assert!(
+        stdout.starts_with("error: cannot use PostgreSQL"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"));
+}
+
+#[test]
+fn configured_and_reachable_is_postgres_from_the_environment_or_a_dotenv_file() {
+    let Some(port) = pg::port() else { return };
+    let (db, _) = pg::fresh_database(port, "selection");
+    let dsn = format!("postgresql://postgres:pw-secret@127.0.0.1:{port}/{db}");
+    let vars = [
+        ("RC_DB_DSN", dsn.clone()),
+        ("RC_NAMESPACE", "billing".to_owned()),
+    ];
+    let (status, stdout, stderr) = select(&workdir("env"), &vars);
+    assert_eq!(
+        (status, stdout.as_str()),
+        (Some(0), "postgres billing"),
+        "{stderr}"
+    );
+
+    // A `.env` in a parent directory fills in what the environment lacks.
+    let parent = workdir("dotenv");
+    fs::write(parent.join(".env"), format!("RC_DB_DSN={dsn}\n")).unwrap();
+    let child = parent.join("service");
+    fs::create_dir_all(&child).unwrap();
+    let (status, stdout, stderr) = select(&child, &[]);
+    assert_eq!(
+        (status, stdout.as_str()),
+        (Some(0), "postgres default"),
+        "{stderr}"
+    );
+
+    // A table that is not ready is a fallback too (strict: an error naming the fix).
+    let empty = pg::empty_database(port, "selection_empty");
+    let vars = [
+        (
+            "RC_DB_DSN",
+            format!("postgresql://postgres:pw-secret@127.0.0.1:{port}/{empty}"),
+        ),
+        ("RC_DB_STRICT", "1".to_owned()),
+    ];
+    let (status, stdout, _) = select(&workdir("not_ready"), &vars);
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains("cargo xtask pg-setup"), "{stdout}");
+    assert!(!stdout.contains("pw-secret"));
+}
