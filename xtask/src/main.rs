@@ -181,6 +181,11 @@ fn test() -> Result<(), String> {
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
+    // The PostgreSQL benchmark runs against a throwaway server, as the tests do.
+    let server = host_tests::pg_server::PgServer::start()?;
+    TEST_PG_PORT
+        .set(server.port())
+        .expect("the server starts once");
     let mut args = vec!["bench", "-p", "host-tests"];
     if !extra.is_empty() {
         args.push("--");

@@ -3,6 +3,8 @@
 //! - `pg_peer fail PORT DBNAME KEY COUNT WINDOW`: connects, makes a breaker on KEY with failure
 //!   limit WINDOW/WINDOW, prints `ready`, waits for a line on stdin, then records COUNT failing
 //!   calls and prints `done`.
+//! - `pg_peer hammer PORT DBNAME KEY MILLIS`: connects, prints `ready`, waits for a line on
+//!   stdin, then makes protected calls (all succeeding) for MILLIS ms and prints how many.
 //! - `pg_peer select`: chooses a store from the environment (`AnyStore::from_env`) and prints
 //!   `postgres` or `memory`; exits 1 with the error when it refuses to start.
 
@@ -18,9 +20,12 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("fail") => fail(&args[1..]),
+        Some("hammer") => hammer(&args[1..]),
         Some("select") => select(),
         _ => {
-            eprintln!("usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW | pg_peer select");
+            eprintln!(
+                "usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW | hammer PORT DBNAME KEY MILLIS | select"
+            );
             std::process::exit(2);
         }
     }
@@ -50,6 +55,31 @@ fn fail(args: &[String]) {
         );
     }
     println!("done");
+}
+
+fn hammer(args: &[String]) {
+    let [port, dbname, key, millis] = args else {
+        panic!("hammer takes PORT DBNAME KEY MILLIS");
+    };
+    let port: u16 = port.parse().expect("PORT");
+    let millis: u64 = millis.parse().expect("MILLIS");
+    let store =
+        PostgresStore::connect(DbSettings::from_config(pg::config(port, dbname))).expect("connect");
+    let config = BreakerConfig::new().failure_limit(Ratio::new(50, 100).expect("ratio"));
+    let breaker = store
+        .breaker(BreakerKey::resource(key).expect("key"), config)
+        .expect("breaker");
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("stdin");
+    let end = std::time::Instant::now() + std::time::Duration::from_millis(millis);
+    let mut calls = 0u64;
+    while std::time::Instant::now() < end {
+        breaker.call(|| Ok::<_, &str>(())).expect("admitted");
+        calls += 1;
+    }
+    eprintln!("round trips {} calls {calls}", store.round_trips());
+    println!("{calls}");
 }
 
 fn select() {

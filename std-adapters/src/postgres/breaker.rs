@@ -9,7 +9,7 @@ use resilient_circuit::{
 
 use super::{
     OnOutage, PostgresStore,
-    link::lock,
+    link::{Version, lock},
     row::{StoredRow, timestamp_of},
     store::Unreachable,
 };
@@ -63,8 +63,8 @@ enum Kind {
 
 /// This process's view of one key.
 struct Cache {
-    /// The row as last read or written; `None` before the first round trip.
-    row: Option<StoredRow>,
+    /// The row as last read or written, with its version; `None` before the first round trip.
+    row: Option<(StoredRow, Version)>,
     /// When (local clock) the row was last known current.
     synced_at: Option<Instant>,
     /// The state in use: the row's, or during an outage the row's changed locally.
@@ -266,6 +266,29 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
         }
     }
 
+    /// Confirms that the row is still the version the cache holds, reading it if not.
+    fn confirm(&self, cache: &mut Cache, version: Version) -> Result<(), Unreachable> {
+        let inner = &self.store.inner;
+        let (server_now, changed) =
+            inner.with_session(|session| session.check(&self.view.key, version))?;
+        inner.synced(server_now);
+        match changed {
+            None => {
+                cache.synced_at = Some(inner.local_now());
+                Ok(())
+            }
+            Some(read) => match read.row {
+                Some((row, version)) => {
+                    cache.local = self.decode(cache, &row, server_now);
+                    cache.row = Some((row, version));
+                    cache.synced_at = Some(inner.local_now());
+                    Ok(())
+                }
+                None => self.refresh(cache),
+            },
+        }
+    }
+
     /// Reads the row (making it first if the key has none) into the cache.
     fn refresh(&self, cache: &mut Cache) -> Result<(), Unreachable> {
         let inner = &self.store.inner;
@@ -274,9 +297,9 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
             let read = inner.with_session(|session| session.read(key))?;
             inner.synced(read.server_now);
             match read.row {
-                Some(row) => {
+                Some((row, version)) => {
                     cache.local = self.decode(cache, &row, read.server_now);
-                    cache.row = Some(row);
+                    cache.row = Some((row, version));
                     cache.synced_at = Some(inner.local_now());
                     return Ok(());
                 }
@@ -289,8 +312,8 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
     }
 
     /// Applies `change` to the row atomically: computes the new row from the last known one
-    /// and swaps it in if the row still holds that; otherwise starts again from the row the
-    /// statement returned. `read_first`: the last known row is too old to start from.
+    /// and writes it if the row is still that version; otherwise reads the row and starts again.
+    /// `read_first`: the last known row is too old to start from without a check.
     fn apply<R>(
         &self,
         cache: &mut Cache,
@@ -300,12 +323,20 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
     ) -> Result<R, Unreachable> {
         let inner = &self.store.inner;
         let mut current = false;
-        if read_first || cache.row.is_none() {
-            self.refresh(cache)?;
-            current = true;
+        match &cache.row {
+            None => {
+                self.refresh(cache)?;
+                current = true;
+            }
+            Some((_, version)) if read_first => {
+                let version = *version;
+                self.confirm(cache, version)?;
+                current = true;
+            }
+            Some(_) => {}
         }
         for _ in 0..MAX_ATTEMPTS {
-            let Some(row) = cache.row.clone() else {
+            let Some((row, version)) = cache.row.clone() else {
                 self.refresh(cache)?;
                 current = true;
                 continue;
@@ -326,21 +357,22 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
                     return Ok(result);
                 }
                 // A no-op on a row that may be stale: confirm it on the current row.
-                self.refresh(cache)?;
+                self.confirm(cache, version)?;
                 current = true;
                 continue;
             }
-            let (written, read) = inner.with_session(|session| {
-                session.swap(&self.view.key, &row, &new_row, kind == Kind::Manual)
+            let written = inner.with_session(|session| {
+                session.swap(&self.view.key, version, &new_row, kind == Kind::Manual)
             })?;
-            inner.synced(read.server_now);
-            cache.synced_at = Some(inner.local_now());
-            if written {
-                cache.row = Some(new_row);
+            if let Some((server_now, new_version)) = written {
+                inner.synced(server_now);
+                cache.synced_at = Some(inner.local_now());
+                cache.row = Some((new_row, new_version));
                 cache.local = next;
                 return Ok(result);
             }
-            cache.row = read.row;
+            // Another writer got there first (or the row is a live OPEN): start from its row.
+            self.refresh(cache)?;
             current = true;
         }
         report::store_warning(&format!(

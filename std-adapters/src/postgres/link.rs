@@ -31,10 +31,11 @@ pub(crate) fn describe(error: &postgres::Error) -> String {
     }
 }
 
-const COLUMNS: &str = "r.state, r.failure_count, r.open_until, r.execution_log::text, r.rc_epoch, r.rc_probes, r.rc_probes_until";
+const COLUMNS: &str = "r.xmin::text::bigint, r.state, r.failure_count, r.open_until, r.execution_log::text, r.rc_epoch, r.rc_probes, r.rc_probes_until";
 
 /// The row of a key, with the server's `now()`; always one result row (the breaker columns are
-/// NULL when the key has no row).
+/// NULL when the key has no row). `xmin`, the transaction that wrote this version of the row,
+/// identifies the version: every write, by any writer, makes a new one.
 fn read_sql() -> String {
     format!(
         "SELECT now(), {COLUMNS} FROM (SELECT 1) AS one
@@ -42,53 +43,66 @@ fn read_sql() -> String {
     )
 }
 
-/// The compare-and-swap: writes the new values ($9..$15) only if the row still holds the old
-/// ones ($3..$8, $16), and, when guarded ($17 false), only if it is not a live OPEN by the
-/// server's clock. Returns whether it wrote, the server's `now()`, and the row as it was before
-/// the statement (the current row when nothing was written).
-fn swap_sql() -> String {
+/// The row of a key only if it is no longer at version $3 (else just the version): confirming
+/// that nothing changed costs a few bytes instead of the whole row.
+fn check_sql() -> String {
+    let changed = "r.xmin::text::bigint IS DISTINCT FROM $3";
+    let columns: Vec<String> = COLUMNS
+        .split(", ")
+        .skip(1)
+        .map(|column| format!("CASE WHEN {changed} THEN {column} END"))
+        .collect();
     format!(
-        "WITH written AS (
-           UPDATE public.rc_circuit_breakers SET state = $9, failure_count = $10, open_until = $11,
-             execution_log = $12::text::jsonb, rc_epoch = $13, rc_probes = $14, rc_probes_until = $15,
-             updated_at = now()
-           WHERE resource_key = $1 AND namespace = $2 AND state = $3 AND failure_count = $4
-             AND open_until IS NOT DISTINCT FROM $5
-             AND execution_log IS NOT DISTINCT FROM $6::text::jsonb
-             AND rc_epoch = $7 AND rc_probes = $8 AND rc_probes_until IS NOT DISTINCT FROM $16
-             AND ($17::bool OR NOT (state = 'OPEN' AND COALESCE(open_until > now(), false)))
-           RETURNING 1)
-         SELECT (SELECT count(*) FROM written) = 1, now(), {COLUMNS} FROM (SELECT 1) AS one
-         LEFT JOIN public.rc_circuit_breakers r ON r.resource_key = $1 AND r.namespace = $2"
+        "SELECT now(), r.xmin::text::bigint, {} FROM (SELECT 1) AS one
+         LEFT JOIN public.rc_circuit_breakers r ON r.resource_key = $1 AND r.namespace = $2",
+        columns.join(", ")
     )
 }
+
+/// The compare-and-swap: writes the new values only if the row is still the version read
+/// ($3), and, when guarded ($11 false), only if it is not a live OPEN by the server's clock.
+/// Returns the server's `now()` and the new version, or no row when nothing was written.
+const SWAP_SQL: &str = "UPDATE public.rc_circuit_breakers SET state = $4, failure_count = $5,
+       open_until = $6, execution_log = $7::text::jsonb, rc_epoch = $8, rc_probes = $9,
+       rc_probes_until = $10, updated_at = now()
+     WHERE resource_key = $1 AND namespace = $2 AND xmin = $3::text::xid
+       AND ($11::bool OR NOT (state = 'OPEN' AND COALESCE(open_until > now(), false)))
+     RETURNING now(), xmin::text::bigint";
 
 const INSERT_SQL: &str = "INSERT INTO public.rc_circuit_breakers
       (resource_key, namespace, state, failure_count, open_until, execution_log, rc_epoch, rc_probes, rc_probes_until)
     VALUES ($1, $2, 'CLOSED', 0, NULL, '[]'::jsonb, 0, 0, NULL)
     ON CONFLICT (resource_key, namespace) DO NOTHING";
 
-/// What a read returns: the server's time and the key's row, if it has one.
+/// A version of a key's row: which write made it.
+pub(crate) type Version = i64;
+
+/// What a read returns: the server's time and the key's row with its version, if it has one.
 pub(crate) struct Read {
     pub(crate) server_now: Instant,
-    pub(crate) row: Option<StoredRow>,
+    pub(crate) row: Option<(StoredRow, Version)>,
 }
 
-fn row_at(row: &postgres::Row, first: usize) -> Option<StoredRow> {
-    let state: Option<String> = row.get(first);
-    Some(StoredRow {
-        state: state?,
-        failure_count: row.get(first + 1),
-        open_until: row.get(first + 2),
-        execution_log: row.get(first + 3),
-        epoch: row.get(first + 4),
-        probes: row.get(first + 5),
-        probes_until: row.get(first + 6),
-    })
+fn row_at(row: &postgres::Row, first: usize) -> Option<(StoredRow, Version)> {
+    let version: Option<Version> = row.get(first);
+    let state: Option<String> = row.get(first + 1);
+    Some((
+        StoredRow {
+            state: state?,
+            failure_count: row.get(first + 2),
+            open_until: row.get(first + 3),
+            execution_log: row.get(first + 4),
+            epoch: row.get(first + 5),
+            probes: row.get(first + 6),
+            probes_until: row.get(first + 7),
+        },
+        version?,
+    ))
 }
 
 struct Statements {
     read: Statement,
+    check: Statement,
     swap: Statement,
     insert: Statement,
 }
@@ -116,9 +130,13 @@ impl Session {
 
     /// Prepares the statements on `client` (the table must be usable).
     pub(crate) fn prepare(mut client: Client) -> Result<Session, postgres::Error> {
+        // One plan per statement, made once: re-planning the compare-and-swap for each call's
+        // values would cost more than running it.
+        client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
         let statements = Statements {
             read: client.prepare(&read_sql())?,
-            swap: client.prepare(&swap_sql())?,
+            check: client.prepare(&check_sql())?,
+            swap: client.prepare(SWAP_SQL)?,
             insert: client.prepare(INSERT_SQL)?,
         };
         Ok(Session { client, statements })
@@ -135,6 +153,30 @@ impl Session {
         })
     }
 
+    /// Whether the row is still at `version`: `None` if so, else the row as it is now.
+    pub(crate) fn check(
+        &mut self,
+        key: &BreakerKey,
+        version: Version,
+    ) -> Result<(Instant, Option<Read>), postgres::Error> {
+        let row = self.client.query_one(
+            &self.statements.check,
+            &[&key.resource_key(), &key.namespace(), &version],
+        )?;
+        let server_now = instant_of(row.get::<_, SystemTime>(0));
+        let current: Option<Version> = row.get(1);
+        if current == Some(version) {
+            return Ok((server_now, None));
+        }
+        Ok((
+            server_now,
+            Some(Read {
+                server_now,
+                row: row_at(&row, 1),
+            }),
+        ))
+    }
+
     pub(crate) fn insert_fresh(&mut self, key: &BreakerKey) -> Result<(), postgres::Error> {
         self.client.execute(
             &self.statements.insert,
@@ -143,26 +185,22 @@ impl Session {
         Ok(())
     }
 
-    /// Writes `new` if the row still holds `old`; whether it did, and the server's time and
-    /// row (the row before the write when it wrote).
+    /// Writes `new` if the row is still at `version`: the server's time and the new version,
+    /// or `None` if the row changed (or is a live OPEN and the write is guarded).
     pub(crate) fn swap(
         &mut self,
         key: &BreakerKey,
-        old: &StoredRow,
+        version: Version,
         new: &StoredRow,
         unguarded: bool,
-    ) -> Result<(bool, Read), postgres::Error> {
-        let row = self.client.query_one(
+    ) -> Result<Option<(Instant, Version)>, postgres::Error> {
+        let version = version.to_string();
+        let written = self.client.query_opt(
             &self.statements.swap,
             &[
                 &key.resource_key(),
                 &key.namespace(),
-                &old.state,
-                &old.failure_count,
-                &old.open_until,
-                &old.execution_log,
-                &old.epoch,
-                &old.probes,
+                &version,
                 &new.state,
                 &new.failure_count,
                 &new.open_until,
@@ -170,17 +208,10 @@ impl Session {
                 &new.epoch,
                 &new.probes,
                 &new.probes_until,
-                &old.probes_until,
                 &unguarded,
             ],
         )?;
-        Ok((
-            row.get(0),
-            Read {
-                server_now: instant_of(row.get::<_, SystemTime>(1)),
-                row: row_at(&row, 2),
-            },
-        ))
+        Ok(written.map(|row| (instant_of(row.get::<_, SystemTime>(0)), row.get(1))))
     }
 }
 
