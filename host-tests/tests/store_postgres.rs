@@ -230,6 +230,15 @@ fn rows_written_by_the_python_package_are_read() {
             .eq(outcomes(&[true, true, false]))
     );
 
+    // An OPEN without a deadline (the Python package's vector B30, where the deadline slides
+    // forever): its cooldown is over, so the next call is a probe.
+    breaker.reset().unwrap();
+    python_writes(&mut client, "OPEN", 3, None, "[false,false,false]");
+    let probe = breaker.try_acquire().expect("a probe");
+    assert!(probe.is_probe());
+    probe.record(Verdict::Success);
+    assert_eq!(row(&mut client, KEY).state, "CLOSED");
+
     // A state no reader knows is ignored, then replaced by the next write.
     python_writes(&mut client, "closed", 0, None, "[]");
     assert_eq!(breaker.status(), CircuitState::Closed);

@@ -11,8 +11,9 @@
 //! - feature `tokio`: [`TokioSleep`] and [`TokioClock`] for async retries and cooldowns on
 //!   tokio time;
 //! - feature `tracing`: an event for every transition, rejection and hook panic, with the key;
-//! - feature `postgres`: the table shared with the Python package, its setup and checks, and
-//!   the connection settings ([`postgres`]).
+//! - feature `postgres`: breakers shared by every instance, Rust or Python, through the Python
+//!   package's table ([`postgres::PostgresStore`]), the store the environment chooses
+//!   ([`postgres::AnyStore`]), the table's setup and checks, and the connection settings.
 //!
 //! ```
 //! use resilient_circuit_std::{

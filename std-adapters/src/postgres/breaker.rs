@@ -84,7 +84,7 @@ struct KeyView {
 /// the [`Breaker`] trait.
 ///
 /// - CLOSED: admission uses the last known state while it is younger than the store's
-///   staleness bound; the outcome is one round trip (a compare-and-swap write, or a read when the
+///   staleness bound; the outcome is one round trip (a compare-and-swap write, or a version check when the
 ///   outcome changes nothing), which also refreshes the state.
 /// - OPEN: calls before the deadline are rejected without a round trip while the state is
 ///   fresh. The first call at or after it moves the row to HALF_OPEN, unless the server's clock

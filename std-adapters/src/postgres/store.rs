@@ -146,17 +146,18 @@ impl PostgresStoreBuilder {
 /// Breaker states in PostgreSQL's `rc_circuit_breakers`, shared with every process (Rust or
 /// Python) that uses the same table. Clones share one connection.
 ///
-/// - Every admission and outcome that changes the row is one compare-and-swap statement: it
-///   writes only if the row still holds what this process last saw, and otherwise returns the
-///   current row, to which the change is applied again. No outcome is lost, whatever the number
-///   of writers, and nothing is locked while a protected call runs.
+/// - Every admission and outcome that changes the row is one compare-and-swap statement on the
+///   row's version (`xmin`): it writes only if nobody wrote since this process read the row;
+///   otherwise the row is read again and the change applied to it. No outcome is lost, whatever
+///   the number of writers, and nothing is locked while a protected call runs.
 /// - Deadlines are on the server's clock: each round trip returns `now()`, carried forward by the
 ///   local monotonic clock; the host's wall clock is never read. A live OPEN is never left early
 ///   (the statement checks it against the server's `now()`), and the HALF_OPEN probe cap holds
 ///   across processes (the count is in the row, with a lease in case a process dies).
 /// - A CLOSED breaker admits from the last known state while it is younger than
 ///   [`max_staleness`](PostgresStoreBuilder::max_staleness); each outcome is one round trip
-///   (a write, or a read when the outcome changes nothing), which also refreshes that state.
+///   (a write, or a version check when the outcome changes nothing), which also refreshes that
+///   state.
 /// - The connection is shared by threads (their round trips take turns) and re-opened with
 ///   backoff after a failure. Meanwhile breakers follow [`OnOutage`].
 ///
