@@ -4,6 +4,7 @@
 use std::{
     io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -559,6 +560,29 @@ fn transitions_fire_their_hook_once_in_the_process_that_made_them() {
             (CircuitState::HalfOpen, CircuitState::Closed),
         ]
     );
+}
+
+#[test]
+fn a_hook_may_call_back_into_its_breaker() {
+    let Some(port) = pg::port() else { return };
+    let (_db, settings) = pg::fresh_database(port, "hook_reentry");
+    type Status = Box<dyn Fn() -> CircuitState + Send + Sync>;
+    let status: Arc<OnceLock<Status>> = Arc::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let breaker = eager_store(&settings)
+        .breaker(
+            key(),
+            BreakerConfig::new().cooldown(Duration::from_secs(60)),
+        )
+        .unwrap()
+        .on_status_change({
+            let (status, seen) = (Arc::clone(&status), Arc::clone(&seen));
+            move |_, _| seen.lock().unwrap().push(status.get().map(|read| read()))
+        });
+    let handle = breaker.clone();
+    assert!(status.set(Box::new(move || handle.status())).is_ok());
+    fail(&breaker);
+    assert_eq!(*seen.lock().unwrap(), [Some(CircuitState::Open)]);
 }
 
 #[test]

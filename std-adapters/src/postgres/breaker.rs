@@ -1,6 +1,11 @@
 //! A breaker whose state is a row of `rc_circuit_breakers`, changed by compare-and-swap.
 
-use std::{collections::VecDeque, fmt, sync::Arc, sync::Mutex, time::Duration};
+use std::{
+    collections::VecDeque,
+    fmt,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 
 use resilient_circuit::{
     Admission, AllErrors, Breaker, BreakerConfig, BreakerState, CircuitState, Instant, NoHook,
@@ -71,6 +76,9 @@ struct Cache {
     local: BreakerState<SharedWindow>,
     /// Outcomes (`None`: a released probe) not yet written because the database was down.
     pending: VecDeque<(Admission, Option<Verdict>)>,
+    /// Transitions made by writing pending outcomes, announced once the cache is unlocked (a
+    /// hook may call back into the breaker).
+    unannounced: Vec<Transition>,
     warned_malformed: bool,
 }
 
@@ -125,6 +133,7 @@ impl PostgresBreaker {
                     synced_at: None,
                     local: BreakerState::new(),
                     pending: VecDeque::new(),
+                    unannounced: Vec::new(),
                     warned_malformed: false,
                 }),
             }),
@@ -179,7 +188,9 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
         let _ = self
             .write_pending(&mut cache)
             .and_then(|()| self.refresh(&mut cache));
-        cache.local
+        let state = cache.local;
+        self.unlock_and_announce(cache, None);
+        state
     }
 
     /// The current state's status (see [`state`](Self::state)).
@@ -217,17 +228,30 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
         change: impl Fn(&mut BreakerState<SharedWindow>, Instant) -> Option<Transition>,
     ) -> Result<(), StoreUnavailable> {
         let mut cache = lock(&self.view.cache);
-        let transition = self
+        let changed = self
             .write_pending(&mut cache)
-            .and_then(|()| self.apply(&mut cache, Kind::Manual, false, change))?;
-        drop(cache);
-        self.announce(transition);
-        Ok(())
+            .and_then(|()| self.apply(&mut cache, Kind::Manual, false, change));
+        let transition = changed.as_ref().ok().copied().flatten();
+        self.unlock_and_announce(cache, transition);
+        changed.map(|_| ()).map_err(StoreUnavailable::from)
     }
 
     fn announce(&self, transition: Option<Transition>) {
         if let Some(Transition { from, to }) = transition {
             report::transition(&self.view.key, &self.hook, from, to);
+        }
+    }
+
+    /// Unlocks the cache, then announces what pending outcomes changed and `transition`.
+    fn unlock_and_announce(
+        &self,
+        mut cache: MutexGuard<'_, Cache>,
+        transition: Option<Transition>,
+    ) {
+        let earlier = std::mem::take(&mut cache.unannounced);
+        drop(cache);
+        for transition in earlier.into_iter().map(Some).chain([transition]) {
+            self.announce(transition);
         }
     }
 
@@ -384,7 +408,8 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
         })
     }
 
-    /// Writes the outcomes kept during an outage, oldest first.
+    /// Writes the outcomes kept during an outage, oldest first. The transitions they make go
+    /// into `cache.unannounced`, for the caller to announce once the cache is unlocked.
     fn write_pending(&self, cache: &mut Cache) -> Result<(), Unreachable> {
         while let Some(&(admission, verdict)) = cache.pending.front() {
             let transition =
@@ -396,7 +421,7 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
                     }
                 })?;
             cache.pending.pop_front();
-            self.announce(transition);
+            cache.unannounced.extend(transition);
         }
         Ok(())
     }
@@ -479,14 +504,11 @@ impl<K, H: TransitionHook> Breaker for PostgresBreaker<K, H> {
                 )),
             },
         };
-        drop(cache);
-        match admitted {
-            Ok((admission, transition)) => {
-                self.announce(transition);
-                Ok(admission)
-            }
-            Err(rejected) => Err(self.rejected(rejected)),
-        }
+        let transition = admitted.ok().and_then(|(_, transition)| transition);
+        self.unlock_and_announce(cache, transition);
+        admitted
+            .map(|(admission, _)| admission)
+            .map_err(|rejected| self.rejected(rejected))
     }
 
     fn record(&self, admission: Admission, verdict: Verdict) {
@@ -503,8 +525,7 @@ impl<K, H: TransitionHook> Breaker for PostgresBreaker<K, H> {
             Ok(transition) => transition,
             Err(_) => self.keep_pending(&mut cache, admission, Some(verdict)),
         };
-        drop(cache);
-        self.announce(transition);
+        self.unlock_and_announce(cache, transition);
     }
 
     fn release(&self, admission: Admission) {
@@ -520,6 +541,7 @@ impl<K, H: TransitionHook> Breaker for PostgresBreaker<K, H> {
         if released.is_err() {
             self.keep_pending(&mut cache, admission, None);
         }
+        self.unlock_and_announce(cache, None);
     }
 
     fn classifier(&self) -> &K {
