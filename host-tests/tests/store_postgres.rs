@@ -563,6 +563,57 @@ fn transitions_fire_their_hook_once_in_the_process_that_made_them() {
 }
 
 #[test]
+fn manual_control_acts_on_the_current_row_however_old_the_last_known_one() {
+    let Some(port) = pg::port() else { return };
+    let (db, settings) = pg::fresh_database(port, "manual_stale");
+    let mut client = pg::connect(port, &db);
+    let config = BreakerConfig::new().cooldown(Duration::from_secs(60));
+    let operator = PostgresStore::builder(settings.clone())
+        .max_staleness(Duration::from_secs(3600))
+        .connect()
+        .unwrap()
+        .breaker(key(), config)
+        .unwrap();
+    succeed(&operator); // it knows a CLOSED row
+    fail(&store(&settings).breaker(key(), config).unwrap()); // a peer trips it
+    operator.force_closed().unwrap();
+    assert_eq!(row(&mut client, KEY).state, "CLOSED");
+}
+
+#[test]
+fn a_row_left_in_another_shape_by_the_python_package_costs_no_extra_round_trips() {
+    let Some(port) = pg::port() else { return };
+    let (db, settings) = pg::fresh_database(port, "foreign_shape");
+    let mut client = pg::connect(port, &db);
+    let config = BreakerConfig::new().cooldown(Duration::from_secs(60));
+    let store = eager_store(&settings);
+    let breaker = store.breaker(key(), config).unwrap();
+    fail(&breaker);
+    expire_cooldown(&mut client, KEY);
+    let probe = breaker.try_acquire().expect("a probe"); // the row counts it: rc_probes = 1
+    // The Python package reopens the circuit and leaves this crate's columns alone.
+    python_writes(
+        &mut client,
+        "OPEN",
+        1,
+        Some(20.0),
+        "[false,false,false,false]",
+    );
+    let before = store.round_trips();
+    assert_eq!(
+        breaker.try_acquire().unwrap_err().reason(),
+        RejectReason::Open
+    );
+    probe.record(Verdict::Success); // a late outcome: nothing to write
+    assert!(
+        store.round_trips() - before <= 3,
+        "{}",
+        store.round_trips() - before
+    );
+    assert_eq!(row(&mut client, KEY).state, "OPEN");
+}
+
+#[test]
 fn a_hook_may_call_back_into_its_breaker() {
     let Some(port) = pg::port() else { return };
     let (_db, settings) = pg::fresh_database(port, "hook_reentry");

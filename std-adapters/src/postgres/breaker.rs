@@ -76,10 +76,8 @@ struct Cache {
     local: BreakerState<SharedWindow>,
     /// Outcomes (`None`: a released probe) not yet written because the database was down.
     pending: VecDeque<(Admission, Option<Verdict>)>,
-    /// Transitions made by writing pending outcomes, announced once the cache is unlocked (a
-    /// hook may call back into the breaker).
-    unannounced: Vec<Transition>,
     warned_malformed: bool,
+    warned_overflow: bool,
 }
 
 struct KeyView {
@@ -99,7 +97,8 @@ struct KeyView {
 ///   says the cooldown has not ended.
 /// - HALF_OPEN: the probe count is in the row, so the cap holds across processes; a probe
 ///   admitted by a process that then dies frees its slot when the store's probe lease ends.
-/// - Every transition this breaker makes fires its hook once, after the row is written.
+/// - Every transition this breaker makes fires its hook once, after the row is written; during
+///   an outage, when its local state changes (writing its outcomes later fires nothing more).
 ///
 /// See [`PostgresStore`] for an example.
 pub struct PostgresBreaker<K = AllErrors, H = NoHook> {
@@ -133,8 +132,8 @@ impl PostgresBreaker {
                     synced_at: None,
                     local: BreakerState::new(),
                     pending: VecDeque::new(),
-                    unannounced: Vec::new(),
                     warned_malformed: false,
+                    warned_overflow: false,
                 }),
             }),
             config,
@@ -242,17 +241,10 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
         }
     }
 
-    /// Unlocks the cache, then announces what pending outcomes changed and `transition`.
-    fn unlock_and_announce(
-        &self,
-        mut cache: MutexGuard<'_, Cache>,
-        transition: Option<Transition>,
-    ) {
-        let earlier = std::mem::take(&mut cache.unannounced);
+    /// Unlocks the cache, then announces `transition` (a hook may call back into the breaker).
+    fn unlock_and_announce(&self, cache: MutexGuard<'_, Cache>, transition: Option<Transition>) {
         drop(cache);
-        for transition in earlier.into_iter().map(Some).chain([transition]) {
-            self.announce(transition);
-        }
+        self.announce(transition);
     }
 
     fn rejected(&self, rejected: Rejected) -> Rejected {
@@ -359,6 +351,7 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
             }
             Some(_) => {}
         }
+        let mut refused_in_place = 0;
         for _ in 0..MAX_ATTEMPTS {
             let Some((row, version)) = cache.row.clone() else {
                 self.refresh(cache)?;
@@ -375,12 +368,15 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
                 row.probes_until
             };
             let new_row = StoredRow::encode(&next, lease);
-            if new_row == row {
-                if current || kind != Kind::Record {
+            // Compared as this breaker reads the row, not byte for byte: a row another writer
+            // left in another shape (a longer log, a lapsed probe count) is not a change.
+            if new_row == StoredRow::encode(&base, row.probes_until) {
+                if current || matches!(kind, Kind::Admit | Kind::Release) {
                     cache.local = next;
                     return Ok(result);
                 }
-                // A no-op on a row that may be stale: confirm it on the current row.
+                // An outcome or a manual change that changes nothing on a row that may be
+                // stale: confirm it on the current row.
                 self.confirm(cache, version)?;
                 current = true;
                 continue;
@@ -395,12 +391,25 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
                 cache.local = next;
                 return Ok(result);
             }
-            // Another writer got there first (or the row is a live OPEN): start from its row.
+            // Another writer got there first, or the row is a live OPEN by the server's clock:
+            // start again from the row as it is, at the server's time.
             self.refresh(cache)?;
             current = true;
+            if cache
+                .row
+                .as_ref()
+                .is_some_and(|(_, current)| *current == version)
+            {
+                // Refused by the live-OPEN guard; after the refresh the server's time decides,
+                // so a second refusal would mean the clocks disagree: give up on this change.
+                refused_in_place += 1;
+                if refused_in_place == 2 {
+                    break;
+                }
+            }
         }
         report::store_warning(&format!(
-            "PostgreSQL store: breaker {}: {MAX_ATTEMPTS} compare-and-swap attempts failed; the change is kept locally",
+            "PostgreSQL store: breaker {}: the change could not be written (the row kept changing, or stayed a live OPEN); it is applied locally",
             self.view.key
         ));
         Err(Unreachable {
@@ -408,35 +417,46 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
         })
     }
 
-    /// Writes the outcomes kept during an outage, oldest first. The transitions they make go
-    /// into `cache.unannounced`, for the caller to announce once the cache is unlocked.
+    /// Writes the outcomes kept during an outage, oldest first. The transitions they make are
+    /// not announced: this breaker announced its own when its local state changed.
     fn write_pending(&self, cache: &mut Cache) -> Result<(), Unreachable> {
         while let Some(&(admission, verdict)) = cache.pending.front() {
-            let transition =
-                self.apply(cache, Kind::Record, false, |state, now| match verdict {
-                    Some(verdict) => state.record(&self.config, admission, verdict, &now),
-                    None => {
-                        state.release(admission);
-                        None
-                    }
-                })?;
+            self.apply(cache, Kind::Record, false, |state, now| match verdict {
+                Some(verdict) => state.record(&self.config, admission, verdict, &now),
+                None => {
+                    state.release(admission);
+                    None
+                }
+            })?;
             cache.pending.pop_front();
-            cache.unannounced.extend(transition);
         }
+        cache.warned_overflow = false;
         Ok(())
     }
 
-    /// Keeps an outcome for later and applies it to the local state meanwhile.
+    /// Applies an outcome to the local state, and keeps it for the row if its call was admitted
+    /// in the row's current period (calls admitted in periods this process only went through
+    /// locally, during the outage, have nothing to report to the row).
     fn keep_pending(
         &self,
         cache: &mut Cache,
         admission: Admission,
         verdict: Option<Verdict>,
     ) -> Option<Transition> {
-        if cache.pending.len() == MAX_PENDING_OUTCOMES {
-            cache.pending.pop_front();
+        let row_epoch = cache.row.as_ref().map(|(row, _)| row.epoch as u32);
+        if row_epoch == Some(admission.epoch()) {
+            if cache.pending.len() == MAX_PENDING_OUTCOMES {
+                cache.pending.pop_front();
+                if !cache.warned_overflow {
+                    cache.warned_overflow = true;
+                    report::store_warning(&format!(
+                        "PostgreSQL store: breaker {}: more than {MAX_PENDING_OUTCOMES} outcomes wait for the database; the oldest are dropped",
+                        self.view.key
+                    ));
+                }
+            }
+            cache.pending.push_back((admission, verdict));
         }
-        cache.pending.push_back((admission, verdict));
         let now = self.store.inner.server_now();
         match verdict {
             Some(verdict) => cache.local.record(&self.config, admission, verdict, &now),

@@ -83,21 +83,29 @@ pub(crate) struct Read {
     pub(crate) row: Option<(StoredRow, Version)>,
 }
 
-fn row_at(row: &postgres::Row, first: usize) -> Option<(StoredRow, Version)> {
-    let version: Option<Version> = row.get(first);
-    let state: Option<String> = row.get(first + 1);
-    Some((
+/// The row in the result columns from `first` on, or `None` when the key has none. A column of
+/// an unexpected type (the table changed under a running store) is an error, not a panic.
+fn row_at(
+    row: &postgres::Row,
+    first: usize,
+) -> Result<Option<(StoredRow, Version)>, postgres::Error> {
+    let version: Option<Version> = row.try_get(first)?;
+    let state: Option<String> = row.try_get(first + 1)?;
+    let (Some(version), Some(state)) = (version, state) else {
+        return Ok(None);
+    };
+    Ok(Some((
         StoredRow {
-            state: state?,
-            failure_count: row.get(first + 2),
-            open_until: row.get(first + 3),
-            execution_log: row.get(first + 4),
-            epoch: row.get(first + 5),
-            probes: row.get(first + 6),
-            probes_until: row.get(first + 7),
+            state,
+            failure_count: row.try_get(first + 2)?,
+            open_until: row.try_get(first + 3)?,
+            execution_log: row.try_get(first + 4)?,
+            epoch: row.try_get(first + 5)?,
+            probes: row.try_get(first + 6)?,
+            probes_until: row.try_get(first + 7)?,
         },
-        version?,
-    ))
+        version,
+    )))
 }
 
 struct Statements {
@@ -119,20 +127,30 @@ impl Session {
         Session::prepare(Session::connect(settings)?)
     }
 
-    /// Connects (within 5 s unless the settings say otherwise).
+    /// Connects (within 5 s unless the settings say otherwise). A link that drops packets
+    /// silently is noticed within seconds, not at the kernel's retransmission timeout: the
+    /// breakers wait for it.
     pub(crate) fn connect(settings: &DbSettings) -> Result<Client, postgres::Error> {
         let mut config = settings.config().clone();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(5));
+        }
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5));
         config.connect(postgres::NoTls)
     }
 
     /// Prepares the statements on `client` (the table must be usable).
     pub(crate) fn prepare(mut client: Client) -> Result<Session, postgres::Error> {
-        // One plan per statement, made once: re-planning the compare-and-swap for each call's
-        // values would cost more than running it.
-        client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+        // No statement of the store may hang its callers.
+        client.batch_execute("SET statement_timeout = '5s'")?;
+        // One plan per statement, made once: re-planning for each call's values costs more than
+        // running it. (PostgreSQL 12 and later; older servers plan as they like.)
+        let _ = client.batch_execute("SET plan_cache_mode = force_generic_plan");
         let statements = Statements {
             read: client.prepare(&read_sql())?,
             check: client.prepare(&check_sql())?,
@@ -148,8 +166,8 @@ impl Session {
             &[&key.resource_key(), &key.namespace()],
         )?;
         Ok(Read {
-            server_now: instant_of(row.get::<_, SystemTime>(0)),
-            row: row_at(&row, 1),
+            server_now: instant_of(row.try_get::<_, SystemTime>(0)?),
+            row: row_at(&row, 1)?,
         })
     }
 
@@ -163,8 +181,8 @@ impl Session {
             &self.statements.check,
             &[&key.resource_key(), &key.namespace(), &version],
         )?;
-        let server_now = instant_of(row.get::<_, SystemTime>(0));
-        let current: Option<Version> = row.get(1);
+        let server_now = instant_of(row.try_get::<_, SystemTime>(0)?);
+        let current: Option<Version> = row.try_get(1)?;
         if current == Some(version) {
             return Ok((server_now, None));
         }
@@ -172,7 +190,7 @@ impl Session {
             server_now,
             Some(Read {
                 server_now,
-                row: row_at(&row, 1),
+                row: row_at(&row, 1)?,
             }),
         ))
     }
@@ -211,7 +229,14 @@ impl Session {
                 &unguarded,
             ],
         )?;
-        Ok(written.map(|row| (instant_of(row.get::<_, SystemTime>(0)), row.get(1))))
+        written
+            .map(|row| {
+                Ok((
+                    instant_of(row.try_get::<_, SystemTime>(0)?),
+                    row.try_get(1)?,
+                ))
+            })
+            .transpose()
     }
 }
 
