@@ -1,5 +1,5 @@
 //! The PostgreSQL store against a real server (SEMANTICS §5): the one `cargo xtask test` starts
-//! (`RC_TEST_PG_PORT`), a database per test; the outage test starts and stops its own server.
+//! (`RC_TEST_PG_PORT`), a database per test. The outage test is in `store_postgres_outage.rs`.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -8,12 +8,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use host_tests::{SharedFakeClock, TransitionCounts, pg, pg_server::PgServer};
+use host_tests::{SharedFakeClock, TransitionCounts, pg};
 use postgres::Client;
 use resilient_circuit_std::{
     Breaker, BreakerConfig, BreakerKey, CircuitState, Clock, Instant, Outcome, Ratio, RejectReason,
     Verdict,
-    postgres::{DbSettings, OnOutage, PostgresBreaker, PostgresStore, PostgresStoreError},
+    postgres::{DbSettings, PostgresBreaker, PostgresStore, PostgresStoreError},
 };
 
 const KEY: &str = "payments-api";
@@ -680,108 +680,4 @@ fn a_table_made_by_the_python_package_needs_our_setup_first() {
         "OPEN",
         "the Python row's failure counted"
     );
-}
-
-#[test]
-fn an_outage_follows_the_chosen_policy_and_loses_nothing_acknowledged() {
-    if pg::port().is_none() {
-        return;
-    }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, outage_run);
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    // One warning per store and outage, however many calls failed, and one notice when back.
-    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
-    assert_eq!(warnings.len(), 2, "{log}");
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("is unreachable") && w.contains("(fail open)"))
-    );
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("is unreachable") && w.contains("(fail closed)"))
-    );
-    assert_eq!(log.matches("reconnected").count(), 2, "{log}");
-}
-
-/// What a tracing subscriber writes, kept.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn outage_run() {
-    let mut server = PgServer::start().expect("a server of its own");
-    let port = server.port();
-    let (db, settings) = pg::fresh_database(port, "outage");
-    let config = BreakerConfig::new()
-        .failure_limit(Ratio::new(20, 20).unwrap())
-        .cooldown(Duration::from_secs(60));
-    let clock = SharedFakeClock::new();
-    let open_store = PostgresStore::builder(settings.clone())
-        .on_outage(OnOutage::FailOpen)
-        .reconnect_backoff(Duration::from_millis(100), Duration::from_millis(100))
-        .local_clock(clock.clone())
-        .connect()
-        .unwrap();
-    let closed_store = PostgresStore::builder(settings.clone())
-        .on_outage(OnOutage::FailClosed)
-        .reconnect_backoff(Duration::from_millis(100), Duration::from_millis(100))
-        .local_clock(clock.clone())
-        .connect()
-        .unwrap();
-    let fail_open = open_store.breaker(key(), config).unwrap();
-    let fail_closed = closed_store.breaker(key(), config).unwrap();
-    for _ in 0..5 {
-        fail(&fail_open);
-    }
-    succeed(&fail_closed);
-
-    server.stop();
-    clock.advance(Duration::from_secs(2)); // what the breakers knew is now stale
-    // Fail open: calls still run, and their outcomes are kept.
-    for _ in 0..4 {
-        fail(&fail_open);
-    }
-    assert!(!open_store.is_connected());
-    // Fail closed: rejected with a reason of its own, the call never runs.
-    let rejected = fail_closed
-        .call(|| -> Result<(), &str> { panic!("must not run") })
-        .unwrap_err();
-    assert!(rejected.is_rejected());
-    assert_eq!(
-        fail_closed.try_acquire().unwrap_err().reason(),
-        RejectReason::StoreUnavailable
-    );
-
-    server.restart().expect("restart");
-    clock.advance(Duration::from_millis(100)); // the reconnection backoff
-    succeed(&fail_closed);
-    assert!(closed_store.is_connected());
-    fail(&fail_open);
-    assert!(open_store.is_connected());
-    let mut client = pg::connect(port, &db);
-    let stored = row(&mut client, KEY);
-    // 5 failures and a success before; after, a success, then the 4 failures kept during the
-    // outage (written at the next call) and that call's failure.
-    assert_eq!(
-        stored.log.as_deref(),
-        Some("[false, false, false, false, false, true, true, false, false, false, false, false]")
-    );
-    assert_eq!(stored.failure_count, 5);
 }
