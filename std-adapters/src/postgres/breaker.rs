@@ -21,6 +21,10 @@ use super::{
 use crate::{BreakerKey, SharedWindow, report};
 
 /// Outcomes kept per breaker while the database is unreachable, written when it is back.
+///
+/// ```
+/// assert_eq!(resilient_circuit_std::postgres::MAX_PENDING_OUTCOMES, 1024);
+/// ```
 pub const MAX_PENDING_OUTCOMES: usize = 1024;
 
 /// Compare-and-swap attempts before a change is treated as failed (each failed attempt means
@@ -28,6 +32,14 @@ pub const MAX_PENDING_OUTCOMES: usize = 1024;
 const MAX_ATTEMPTS: u32 = 256;
 
 /// The store could not reach the database; the change was not made.
+///
+/// ```
+/// use resilient_circuit_std::postgres::StoreUnavailable;
+/// use std::time::Duration;
+///
+/// let e = StoreUnavailable { retry_after: Duration::from_millis(400) };
+/// assert_eq!(e.to_string(), "the PostgreSQL store is unreachable; it tries again in 400ms");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreUnavailable {
     /// When the store will try to connect again.
@@ -100,7 +112,23 @@ struct KeyView {
 /// - Every transition this breaker makes fires its hook once, after the row is written; during
 ///   an outage, when its local state changes (writing its outcomes later fires nothing more).
 ///
-/// See [`PostgresStore`] for an example.
+/// ```no_run
+/// use resilient_circuit_std::postgres::{DbSettings, PostgresStore};
+/// use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, Error, RejectReason};
+///
+/// let store = PostgresStore::connect(DbSettings::from_env()?)?;
+/// let breaker = store
+///     .breaker(BreakerKey::new("billing", "payments-api")?, BreakerConfig::new())?
+///     .on_status_change(|old, new| eprintln!("payments-api: {old} -> {new}"));
+/// match breaker.call(|| Ok::<_, std::io::Error>("paid")) {
+///     Ok(receipt) => println!("{receipt}"),
+///     Err(Error::Rejected(r)) if r.reason() == RejectReason::StoreUnavailable => {
+///         eprintln!("state unknown; try again in {:?}", r.retry_after())
+///     }
+///     Err(other) => eprintln!("{other}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct PostgresBreaker<K = AllErrors, H = NoHook> {
     store: PostgresStore,
     view: Arc<KeyView>,

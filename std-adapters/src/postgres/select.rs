@@ -18,6 +18,13 @@ use crate::{BreakerKey, CoarseClock, MemoryStore, SharedBreaker, StoreError, rep
 
 /// Why [`AnyStore::from_env`] refused to start (only with `RC_DB_STRICT` set: otherwise it
 /// falls back to the in-process store). Never contains a password or a DSN's user info.
+///
+/// ```
+/// use resilient_circuit_std::postgres::{SettingsError, StartError};
+///
+/// let e = StartError::Settings(SettingsError::BadPort);
+/// assert_eq!(e.to_string(), "RC_DB_PORT is not a port number");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartError {
     /// A `RC_DB_*` setting cannot be used.
@@ -146,7 +153,19 @@ fn fall_back(strict: bool, error: StartError) -> Result<(), StartError> {
     Ok(())
 }
 
-/// A breaker of an [`AnyStore`]: on PostgreSQL or in process.
+/// A breaker of an [`AnyStore`]: on PostgreSQL or in process. It implements [`Breaker`].
+///
+/// ```
+/// use resilient_circuit_std::postgres::{AnyBreaker, AnyStore};
+/// use resilient_circuit_std::{Breaker, BreakerConfig, ShouldHandle};
+///
+/// let breaker: AnyBreaker<_, _> = AnyStore::from_env()?
+///     .breaker("inventory-db", BreakerConfig::new())?
+///     .should_handle(ShouldHandle(|e: &std::io::Error| e.kind() != std::io::ErrorKind::NotFound))
+///     .on_status_change(|old, new| eprintln!("inventory-db: {old} -> {new}"));
+/// let stock = breaker.call(|| Ok::<u32, std::io::Error>(3));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub enum AnyBreaker<K = AllErrors, H = NoHook> {
     /// Shared through PostgreSQL.

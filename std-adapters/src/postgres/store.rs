@@ -4,7 +4,7 @@
 use std::{
     fmt,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, TryLockError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -19,6 +19,16 @@ use super::{
 use crate::{BreakerKey, SharedWindow, StdClock, StoreError, report};
 
 /// What a breaker does while its store cannot reach the database.
+///
+/// ```
+/// use resilient_circuit_std::postgres::{Config, DbSettings, OnOutage, PostgresStore};
+///
+/// let settings = DbSettings::from_config("host=db.internal user=app".parse::<Config>()?);
+/// // Payments must not run on a guess: reject while the shared state is unknown.
+/// let builder = PostgresStore::builder(settings).on_outage(OnOutage::FailClosed);
+/// # drop(builder);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OnOutage {
     /// Keep serving from the last known state, changed locally by this process's outcomes
@@ -31,6 +41,13 @@ pub enum OnOutage {
 }
 
 /// Why a [`PostgresStore`] could not start. Never contains a password or a DSN's user info.
+///
+/// ```
+/// use resilient_circuit_std::postgres::PostgresStoreError;
+///
+/// let e = PostgresStoreError::SchemaNotReady(vec!["column rc_epoch is missing".into()]);
+/// assert!(e.to_string().ends_with("run `cargo xtask pg-setup`"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PostgresStoreError {
     /// The database could not be reached or refused the connection.
@@ -55,6 +72,19 @@ impl fmt::Display for PostgresStoreError {
 impl std::error::Error for PostgresStoreError {}
 
 /// Builds a [`PostgresStore`]: `PostgresStore::builder(settings).max_staleness(..).connect()`.
+///
+/// ```no_run
+/// use resilient_circuit_std::postgres::{DbSettings, OnOutage, PostgresStore};
+/// use std::time::Duration;
+///
+/// let store = PostgresStore::builder(DbSettings::from_env()?)
+///     .max_staleness(Duration::ZERO) // read the row on every admission
+///     .on_outage(OnOutage::FailClosed)
+///     .probe_lease(Duration::from_secs(30))
+///     .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(2))
+///     .connect()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct PostgresStoreBuilder {
     settings: DbSettings,
     max_staleness: Duration,
@@ -130,6 +160,7 @@ impl PostgresStoreBuilder {
                     outage_since: None,
                 }),
                 up: AtomicBool::new(true),
+                next_attempt: AtomicU64::new(0),
                 round_trips: AtomicU64::new(0),
                 time: Mutex::new(ServerTime::new(super::row::instant_of(server_now), local)),
                 settings,
@@ -185,6 +216,8 @@ pub struct PostgresStore {
 pub(crate) struct StoreInner {
     link: Mutex<Link>,
     up: AtomicBool,
+    /// A copy of `Link::next_attempt`, readable without the lock.
+    next_attempt: AtomicU64,
     round_trips: AtomicU64,
     time: Mutex<ServerTime>,
     settings: DbSettings,
@@ -282,8 +315,28 @@ impl StoreInner {
         &self,
         exchange: impl FnOnce(&mut Session) -> Result<R, postgres::Error>,
     ) -> Result<R, Unreachable> {
-        let mut link = lock(&self.link);
         let now = self.local_now();
+        let mut link = if self.is_up() {
+            lock(&self.link)
+        } else {
+            // Down: never queue behind a reconnection attempt (up to the connect timeout), and
+            // do not even try before the backoff has passed.
+            let next_attempt = Instant::from_nanos(self.next_attempt.load(Ordering::Relaxed));
+            if now < next_attempt {
+                return Err(Unreachable {
+                    retry_after: next_attempt.saturating_duration_since(now),
+                });
+            }
+            match self.link.try_lock() {
+                Ok(link) => link,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Unreachable {
+                        retry_after: self.reconnect.0,
+                    });
+                }
+            }
+        };
         if link.session.is_none() {
             if now < link.next_attempt {
                 return Err(Unreachable {
@@ -329,6 +382,8 @@ impl StoreInner {
         }
         let wait = link.backoff;
         link.next_attempt = now.saturating_add(wait);
+        self.next_attempt
+            .store(link.next_attempt.as_nanos(), Ordering::Relaxed);
         link.backoff = (wait * 2).min(self.reconnect.1);
         Unreachable { retry_after: wait }
     }
