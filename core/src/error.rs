@@ -4,7 +4,7 @@ use core::{fmt, time::Duration};
 
 /// A call refused by an OPEN breaker, a HALF_OPEN one with every probe slot taken, or a
 /// breaker whose shared store is unreachable and set to fail closed. The operation did not run.
-/// Cheap to make and to return: 12 bytes, no allocation.
+/// Cheap to make and to return: 8 bytes, no allocation.
 ///
 /// ```
 /// use core::time::Duration;
@@ -17,12 +17,14 @@ use core::{fmt, time::Duration};
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rejected {
-    // A `Duration` in two u32 halves (seconds saturate at about 136 years) keeps the value, and
-    // every `Result` carrying it, small on 32-bit targets.
+    // Eight bytes keep every `Result` carrying a rejection small on 32-bit targets: the
+    // `Duration` in two u32 halves (seconds saturate at about 136 years), the reason in the two
+    // bits above the nanoseconds (which stay below 2^30).
     secs: u32,
-    nanos: u32,
-    reason: RejectReason,
+    nanos_and_reason: u32,
 }
+
+const NANOS: u32 = (1 << 30) - 1;
 
 impl Rejected {
     /// A rejection: call again after `retry_after`, refused for `reason`.
@@ -34,19 +36,22 @@ impl Rejected {
             } else {
                 secs as u32
             },
-            nanos: retry_after.subsec_nanos(),
-            reason,
+            nanos_and_reason: retry_after.subsec_nanos() | (reason as u32) << 30,
         }
     }
 
     /// How long until the breaker admits a call again.
     pub const fn retry_after(&self) -> Duration {
-        Duration::new(self.secs as u64, self.nanos)
+        Duration::new(self.secs as u64, self.nanos_and_reason & NANOS)
     }
 
     /// Why the call was refused.
     pub const fn reason(&self) -> RejectReason {
-        self.reason
+        match self.nanos_and_reason >> 30 {
+            0 => RejectReason::Open,
+            1 => RejectReason::ProbesBusy,
+            _ => RejectReason::StoreUnavailable,
+        }
     }
 }
 
@@ -54,7 +59,7 @@ impl fmt::Debug for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rejected")
             .field("retry_after", &self.retry_after())
-            .field("reason", &self.reason)
+            .field("reason", &self.reason())
             .finish()
     }
 }
@@ -66,8 +71,8 @@ impl defmt::Format for Rejected {
             f,
             "Rejected {{ retry_after: {}.{=u32:09} s, reason: {} }}",
             self.secs,
-            self.nanos,
-            self.reason
+            self.nanos_and_reason & NANOS,
+            self.reason()
         );
     }
 }
@@ -75,6 +80,7 @@ impl defmt::Format for Rejected {
 /// Why a breaker refused a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
 pub enum RejectReason {
     /// The breaker is OPEN and its cooldown has not ended.
     Open,
@@ -87,7 +93,7 @@ pub enum RejectReason {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let why = match self.reason {
+        let why = match self.reason() {
             RejectReason::Open => "the circuit breaker is OPEN",
             RejectReason::ProbesBusy => {
                 "the circuit breaker is HALF_OPEN with every probe slot taken"
