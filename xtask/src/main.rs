@@ -186,7 +186,7 @@ fn bench(extra: &[String]) -> Result<(), String> {
     TEST_PG_PORT
         .set(server.port())
         .expect("the server starts once");
-    let mut args = vec!["bench", "-p", "host-tests"];
+    let mut args = vec!["bench", "-p", "host-tests", "--bench", "*"];
     if !extra.is_empty() {
         args.push("--");
         args.extend(extra.iter().map(String::as_str));
