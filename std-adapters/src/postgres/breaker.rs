@@ -310,6 +310,21 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
         }
     }
 
+    /// Takes `row`, read from the server at `server_now`, as the last known state.
+    fn adopt(&self, cache: &mut Cache, row: StoredRow, version: Version, server_now: Instant) {
+        cache.local = self.decode(cache, &row, server_now);
+        cache.row = Some((row, version));
+        cache.synced_at = Some(self.store.inner.local_now());
+    }
+
+    /// Whether the last known state is young enough to admit from (`max_staleness`).
+    fn is_fresh(&self, cache: &Cache) -> bool {
+        let inner = &self.store.inner;
+        cache
+            .synced_at
+            .is_some_and(|at| inner.local_now().saturating_duration_since(at) < inner.max_staleness)
+    }
+
     /// Confirms that the row is still the version the cache holds, reading it if not.
     fn confirm(&self, cache: &mut Cache, version: Version) -> Result<(), Unreachable> {
         let inner = &self.store.inner;
@@ -323,9 +338,7 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
             }
             Some(read) => match read.row {
                 Some((row, version)) => {
-                    cache.local = self.decode(cache, &row, server_now);
-                    cache.row = Some((row, version));
-                    cache.synced_at = Some(inner.local_now());
+                    self.adopt(cache, row, version, server_now);
                     Ok(())
                 }
                 None => self.refresh(cache),
@@ -342,9 +355,7 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
             inner.synced(read.server_now);
             match read.row {
                 Some((row, version)) => {
-                    cache.local = self.decode(cache, &row, read.server_now);
-                    cache.row = Some((row, version));
-                    cache.synced_at = Some(inner.local_now());
+                    self.adopt(cache, row, version, read.server_now);
                     return Ok(());
                 }
                 None => inner.with_session(|session| session.insert_fresh(key))?,
@@ -499,9 +510,7 @@ impl<K, H: TransitionHook> PostgresBreaker<K, H> {
     /// `Some` with the answer, `None` when the row must be asked.
     fn admit_from_cache(&self, cache: &Cache) -> Option<Result<Admission, Rejected>> {
         let inner = &self.store.inner;
-        let synced_at = cache.synced_at?;
-        let fresh = inner.local_now().saturating_duration_since(synced_at) < inner.max_staleness;
-        if !fresh || !cache.pending.is_empty() || !inner.is_up() {
+        if !self.is_fresh(cache) || !cache.pending.is_empty() || !inner.is_up() {
             return None;
         }
         match cache.local.status() {
@@ -530,10 +539,7 @@ impl<K, H: TransitionHook> Breaker for PostgresBreaker<K, H> {
             drop(cache);
             return answer.map_err(|r| self.rejected(r));
         }
-        let stale = cache.synced_at.is_none_or(|at| {
-            self.store.inner.local_now().saturating_duration_since(at)
-                >= self.store.inner.max_staleness
-        });
+        let stale = !self.is_fresh(&cache);
         let admitted = self.write_pending(&mut cache).and_then(|()| {
             self.apply(&mut cache, Kind::Admit, stale, |state, now| {
                 state.admit(&self.config, &now)

@@ -87,10 +87,7 @@ impl AnyStore {
         options: impl FnOnce(PostgresStoreBuilder) -> PostgresStoreBuilder,
     ) -> Result<AnyStore, StartError> {
         load_dotenv();
-        let namespace = std::env::var("RC_NAMESPACE")
-            .ok()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| crate::DEFAULT_NAMESPACE.to_owned());
+        let namespace = super::settings::namespace_from_env();
         let memory = |namespace: String| AnyStore {
             backend: Backend::Memory(MemoryStore::new()),
             namespace,

@@ -58,6 +58,11 @@ pub fn load_dotenv() -> bool {
     dotenvy::dotenv().is_ok()
 }
 
+/// `RC_NAMESPACE`, or [`DEFAULT_NAMESPACE`](crate::DEFAULT_NAMESPACE) when unset or blank.
+pub(crate) fn namespace_from_env() -> String {
+    var("RC_NAMESPACE").unwrap_or_else(|| crate::DEFAULT_NAMESPACE.to_owned())
+}
+
 fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -158,7 +163,7 @@ impl DbSettings {
         }
         Ok(DbSettings {
             config,
-            namespace: var("RC_NAMESPACE").unwrap_or_else(|| "default".to_owned()),
+            namespace: namespace_from_env(),
             strict: flag("RC_DB_STRICT"),
             app_user: var("RC_DB_APP_USER"),
             secrets,
