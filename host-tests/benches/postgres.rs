@@ -10,7 +10,6 @@
 
 use std::{
     hint::black_box,
-    io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
     time::{Duration, Instant as StdInstant},
 };
@@ -193,31 +192,11 @@ fn pin_to_one_cpu(client: &mut postgres::Client) -> Result<(), String> {
 /// Total calls per second with `processes` processes calling one key for `millis` ms.
 fn throughput(port: u16, db: &str, processes: usize, millis: u64) -> f64 {
     let key = format!("throughput-{processes}");
-    let mut peers: Vec<_> = (0..processes)
-        .map(|_| {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_pg_peer"))
-                .args(["hammer", &port.to_string(), db, &key, &millis.to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start pg_peer");
-            let mut out = BufReader::new(child.stdout.take().unwrap());
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            assert_eq!(line.trim(), "ready");
-            (child, out)
-        })
-        .collect();
-    for (child, _) in &mut peers {
-        writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
-    }
-    let mut calls = 0u64;
-    for (mut child, mut out) in peers {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        calls += line.trim().parse::<u64>().expect("a count");
-        assert!(child.wait().unwrap().success());
-    }
+    let args = ["hammer", &port.to_string(), db, &key, &millis.to_string()];
+    let calls: u64 = pg::run_peers(env!("CARGO_BIN_EXE_pg_peer"), &args, processes)
+        .iter()
+        .map(|line| line.parse::<u64>().expect("a count"))
+        .sum();
     calls as f64 / (millis as f64 / 1000.0)
 }
 

@@ -1,5 +1,10 @@
 //! PostgreSQL test support: the server `cargo xtask test` started, and a fresh database per test.
 
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Command, Stdio},
+};
+
 use postgres::{Client, Config, NoTls};
 use resilient_circuit_std::postgres::{DbSettings, setup};
 
@@ -56,4 +61,37 @@ pub fn fresh_database(port: u16, test: &str) -> (String, DbSettings) {
     setup(&mut connect(port, &name), None).expect("setup");
     let settings = DbSettings::from_config(config(port, &name));
     (name, settings)
+}
+
+/// Runs `count` processes of the `pg_peer` binary at `exe` with `args`: starts them all, waits
+/// until each says `ready`, lets them go at once, and returns the line each printed last (after
+/// checking that it exited successfully).
+pub fn run_peers(exe: &str, args: &[&str], count: usize) -> Vec<String> {
+    let mut peers: Vec<_> = (0..count)
+        .map(|_| {
+            let mut child = Command::new(exe)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start pg_peer");
+            let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+            let mut line = String::new();
+            out.read_line(&mut line).expect("pg_peer's first line");
+            assert_eq!(line.trim(), "ready");
+            (child, out)
+        })
+        .collect();
+    for (child, _) in &mut peers {
+        writeln!(child.stdin.as_mut().expect("piped stdin"), "go").expect("tell pg_peer to go");
+    }
+    peers
+        .into_iter()
+        .map(|(mut child, mut out)| {
+            let mut line = String::new();
+            out.read_line(&mut line).expect("pg_peer's last line");
+            assert!(child.wait().expect("pg_peer exits").success());
+            line.trim().to_owned()
+        })
+        .collect()
 }

@@ -2,8 +2,6 @@
 //! (`RC_TEST_PG_PORT`), a database per test. The outage test is in `store_postgres_outage.rs`.
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    process::{Command, Stdio},
     sync::{Arc, Mutex, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -252,35 +250,10 @@ fn rows_written_by_the_python_package_are_read() {
 fn four_processes_lose_none_of_their_failures() {
     let Some(port) = pg::port() else { return };
     let (db, _) = pg::fresh_database(port, "four_processes");
-    let peers: Vec<_> = (0..4)
-        .map(|_| {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_pg_peer"))
-                .args(["fail", &port.to_string(), &db, KEY, "50", "1000"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start pg_peer");
-            let mut out = BufReader::new(child.stdout.take().unwrap());
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            assert_eq!(line.trim(), "ready");
-            (child, out)
-        })
-        .collect();
+    let args = ["fail", &port.to_string(), &db, KEY, "50", "1000"];
     // All four start writing at once.
-    let mut peers: Vec<_> = peers
-        .into_iter()
-        .map(|(mut child, out)| {
-            writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
-            (child, out)
-        })
-        .collect();
-    for (child, out) in &mut peers {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "done");
-        assert!(child.wait().unwrap().success());
-    }
+    let last_lines = pg::run_peers(env!("CARGO_BIN_EXE_pg_peer"), &args, 4);
+    assert_eq!(last_lines, ["done"; 4]);
     let mut client = pg::connect(port, &db);
     let stored = row(&mut client, KEY);
     assert_eq!(stored.state, "CLOSED");

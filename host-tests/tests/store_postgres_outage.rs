@@ -2,13 +2,9 @@
 //! middle of a run and restarted. In a test binary of its own, so that the tracing events it
 //! captures come from it alone.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use host_tests::{SharedFakeClock, pg, pg_server::PgServer};
+use host_tests::{SharedFakeClock, capture_tracing, pg, pg_server::PgServer};
 use postgres::Client;
 use resilient_circuit_std::{
     AllErrors, Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason,
@@ -48,14 +44,7 @@ fn an_outage_follows_the_chosen_policy_and_loses_nothing_acknowledged() {
     if pg::port().is_none() {
         return;
     }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, outage_run);
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = capture_tracing(tracing::Level::INFO, outage_run);
     // One warning per store and outage, however many calls failed, and one notice when back.
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
     assert_eq!(warnings.len(), 2, "{log}");
@@ -70,20 +59,6 @@ fn an_outage_follows_the_chosen_policy_and_loses_nothing_acknowledged() {
             .any(|w| w.contains("is unreachable") && w.contains("(fail closed)"))
     );
     assert_eq!(log.matches("reconnected").count(), 2, "{log}");
-}
-
-/// What a tracing subscriber writes, kept.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn outage_run() {

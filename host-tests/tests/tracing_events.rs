@@ -1,36 +1,13 @@
 //! Feature `tracing`: every transition and rejection is an event carrying the key.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
+use host_tests::capture_tracing;
 use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, Instant, MemoryStore};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn transitions_rejections_and_hook_panics_are_tracing_events_with_the_key() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let text = capture_tracing(tracing::Level::DEBUG, || {
         let store = MemoryStore::new();
         let breaker = store
             .breaker(
@@ -43,7 +20,6 @@ fn transitions_rejections_and_hook_panics_are_tracing_events_with_the_key() {
         let _ = breaker.call(|| Err::<(), _>("down"));
         let _ = breaker.call(|| Ok::<_, &str>(()));
     });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let transition = lines
         .iter()
