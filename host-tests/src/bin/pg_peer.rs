@@ -13,7 +13,7 @@ use std::io::BufRead;
 use host_tests::pg;
 use resilient_circuit_std::{
     Breaker, BreakerConfig, BreakerKey, Ratio,
-    postgres::{AnyStore, DbSettings, PostgresStore},
+    postgres::{AnyStore, DbSettings, PostgresBreaker, PostgresStore},
 };
 
 fn main() {
@@ -31,6 +31,25 @@ fn main() {
     }
 }
 
+/// Connects and makes a breaker on `key`, then says `ready` and waits for the word to go (a
+/// line on stdin), as `host_tests::pg::run_peers` expects.
+fn breaker_at_the_start_line(
+    port: u16,
+    dbname: &str,
+    key: &str,
+    config: BreakerConfig,
+) -> PostgresBreaker {
+    let store =
+        PostgresStore::connect(DbSettings::from_config(pg::config(port, dbname))).expect("connect");
+    let breaker = store
+        .breaker(BreakerKey::resource(key).expect("key"), config)
+        .expect("breaker");
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("stdin");
+    breaker
+}
+
 fn fail(args: &[String]) {
     let [port, dbname, key, count, window] = args else {
         panic!("fail takes PORT DBNAME KEY COUNT WINDOW");
@@ -38,15 +57,8 @@ fn fail(args: &[String]) {
     let port: u16 = port.parse().expect("PORT");
     let count: u32 = count.parse().expect("COUNT");
     let window: u16 = window.parse().expect("WINDOW");
-    let store =
-        PostgresStore::connect(DbSettings::from_config(pg::config(port, dbname))).expect("connect");
     let config = BreakerConfig::new().failure_limit(Ratio::new(window, window).expect("ratio"));
-    let breaker = store
-        .breaker(BreakerKey::resource(key).expect("key"), config)
-        .expect("breaker");
-    println!("ready");
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).expect("stdin");
+    let breaker = breaker_at_the_start_line(port, dbname, key, config);
     for _ in 0..count {
         let result = breaker.call(|| Err::<(), _>("upstream failed"));
         assert!(
@@ -63,15 +75,8 @@ fn hammer(args: &[String]) {
     };
     let port: u16 = port.parse().expect("PORT");
     let millis: u64 = millis.parse().expect("MILLIS");
-    let store =
-        PostgresStore::connect(DbSettings::from_config(pg::config(port, dbname))).expect("connect");
     let config = BreakerConfig::new().failure_limit(Ratio::new(50, 100).expect("ratio"));
-    let breaker = store
-        .breaker(BreakerKey::resource(key).expect("key"), config)
-        .expect("breaker");
-    println!("ready");
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).expect("stdin");
+    let breaker = breaker_at_the_start_line(port, dbname, key, config);
     let end = std::time::Instant::now() + std::time::Duration::from_millis(millis);
     let mut calls = 0u64;
     while std::time::Instant::now() < end {
