@@ -29,10 +29,12 @@ use crate::{Admission, BreakerConfig, BreakerState, CircuitState, Window};
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct FastPath(u64);
 
-// Layout: epoch in bits 0..32, window length in 32..48, state in 48..50, "clean" in bit 50.
+// Layout: epoch in bits 0..32, window length in 32..48, state in 48..50, "clean" in bit 50,
+// "held" in bit 51.
 const LEN_SHIFT: u32 = 32;
 const STATE_SHIFT: u32 = 48;
 const CLEAN: u64 = 1 << 50;
+const HELD: u64 = 1 << 51;
 
 impl FastPath {
     /// The digest of `state` under `config`.
@@ -64,13 +66,51 @@ impl FastPath {
         }
     }
 
-    /// The admission a CLOSED state grants (it changes nothing); `None` in any other state.
+    /// The admission a CLOSED state grants (it changes nothing); `None` in any other state,
+    /// and when the digest is [`held`](Self::held).
     #[inline]
     pub const fn admit(self) -> Option<Admission> {
-        match self.status() {
-            CircuitState::Closed => Some(Admission::in_period(self.0 as u32, false)),
-            _ => None,
+        // State bits 0 (CLOSED) and the held bit clear, in one test.
+        if (self.0 >> STATE_SHIFT) & 0b1011 == 0 {
+            Some(Admission::in_period(self.0 as u32, false))
+        } else {
+            None
         }
+    }
+
+    /// The same digest, but one that admits nothing and calls no success a no-op: every call
+    /// goes to the store's lock. A replicated store holds its digest while it cannot vouch for
+    /// the state (failing closed during an outage).
+    ///
+    /// ```
+    /// use resilient_circuit::{BreakerConfig, BreakerState, CircuitState, FastPath, OutcomeWindow};
+    ///
+    /// let digest = FastPath::of(&BreakerState::<OutcomeWindow<64>>::new(), &BreakerConfig::new());
+    /// assert!(digest.admit().is_some());
+    /// assert_eq!(digest.held().admit(), None);
+    /// assert_eq!(digest.held().status(), CircuitState::Closed);
+    /// ```
+    pub const fn held(self) -> Self {
+        FastPath((self.0 | HELD) & !CLEAN)
+    }
+
+    /// The same digest, but one in which no success is a no-op: a replicated store must still
+    /// count successes that would not change its own copy, because they change the shared one.
+    ///
+    /// ```
+    /// use resilient_circuit::{BreakerConfig, BreakerState, FastPath, OutcomeWindow, Ratio, Verdict, Instant};
+    ///
+    /// let config = BreakerConfig::new().failure_limit(Ratio::of::<1, 1>());
+    /// let mut state = BreakerState::<OutcomeWindow<64>>::new();
+    /// let (admission, _) = state.admit(&config, &Instant::ZERO).unwrap();
+    /// state.record(&config, admission, Verdict::Success, &Instant::ZERO);
+    /// let digest = FastPath::of(&state, &config);
+    /// assert!(digest.success_changes_nothing(admission, &config));
+    /// assert!(!digest.counting().success_changes_nothing(admission, &config));
+    /// assert_eq!(digest.counting().admit(), Some(admission));
+    /// ```
+    pub const fn counting(self) -> Self {
+        FastPath(self.0 & !CLEAN)
     }
 
     /// Whether recording a success for `admission` would leave the state exactly as it is.

@@ -145,7 +145,7 @@ fn rejected(c: &mut Criterion) {
         b.iter(|| coarse.call(ok))
     });
     let shared = ours_shared();
-    shared.force_open();
+    shared.force_open().unwrap();
     group.bench_function("ours: shared (CoarseClock)", |b| b.iter(|| shared.call(ok)));
     group.finish();
 }

@@ -11,6 +11,7 @@ use std::{
 
 pub mod pg;
 pub mod pg_server;
+pub mod proxy;
 
 use resilient_circuit::{AsyncSleep, CircuitState, Clock, Instant, Sleep};
 
@@ -215,19 +216,44 @@ impl TransitionCounts {
 /// Runs `f` with a tracing subscriber, on this thread, that keeps the events at `max_level`
 /// and above as text (no colours); returns that text.
 pub fn capture_tracing(max_level: tracing::Level, f: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    let (subscriber, captured) = text_subscriber(max_level);
+    tracing::subscriber::with_default(subscriber, f);
+    captured.text()
+}
 
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+/// As [`capture_tracing`], for events of every thread (a store's worker has its own): the
+/// process's global subscriber, so at most once per test binary.
+pub fn capture_tracing_of_every_thread(max_level: tracing::Level, f: impl FnOnce()) -> String {
+    let (subscriber, captured) = text_subscriber(max_level);
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the first global subscriber of this test binary");
+    f();
+    captured.text()
+}
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes).expect("tracing writes UTF-8")
     }
+}
 
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn text_subscriber(
+    max_level: tracing::Level,
+) -> (impl tracing::Subscriber + Send + Sync, Captured) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -235,7 +261,5 @@ pub fn capture_tracing(max_level: tracing::Level, f: impl FnOnce()) -> String {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let bytes = captured.0.lock().unwrap().clone();
-    String::from_utf8(bytes).expect("tracing writes UTF-8")
+    (subscriber, captured)
 }

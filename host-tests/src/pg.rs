@@ -8,17 +8,30 @@ use std::{
 use postgres::{Client, Config, NoTls};
 use resilient_circuit_std::postgres::{DbSettings, setup};
 
-/// The port of the server `cargo xtask test` started (`RC_TEST_PG_PORT`), if any. With it set,
-/// the PostgreSQL tests run and fail on any problem; without it they say so and pass.
-pub fn port() -> Option<u16> {
-    match std::env::var("RC_TEST_PG_PORT") {
-        Ok(port) => Some(port.parse().expect("RC_TEST_PG_PORT is a port number")),
-        Err(_) => {
-            eprintln!(
-                "RC_TEST_PG_PORT is not set: run `cargo xtask test` for the PostgreSQL tests"
-            );
-            None
+/// Why a PostgreSQL test is ignored by a plain `cargo test`.
+pub const NEEDS_POSTGRES: &str = "needs PostgreSQL: cargo xtask test";
+
+/// The port of the server `cargo xtask test` started (`RC_TEST_PG_PORT`). The PostgreSQL tests
+/// are `#[ignore]`d by a plain `cargo test`; run without the server, they fail here.
+pub fn port() -> u16 {
+    let port = std::env::var("RC_TEST_PG_PORT")
+        .expect("RC_TEST_PG_PORT is not set: run `cargo xtask test` for the PostgreSQL tests");
+    port.parse().expect("RC_TEST_PG_PORT is a port number")
+}
+
+/// Waits (up to 10 s) until `check` gives a value: for what a store's worker does on its own
+/// thread, after a round trip or a notification. Panics with `what` if it never does.
+pub fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
         }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "waited 10 s for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 

@@ -78,7 +78,7 @@ fn protected_calls_allocate_nothing_in_steady_state() {
         0,
         "a SafetyNet of retry and breaker"
     );
-    breaker.force_open();
+    breaker.force_open().unwrap();
     assert_eq!(
         allocations_during(|| for _ in 0..10_000 {
             let _ = breaker.call(|| Ok::<_, &str>(()));

@@ -93,7 +93,7 @@ fn half_open_admits_exactly_the_probe_window_across_threads() {
             .unwrap()
             .with_clock(clock.clone())
             .on_status_change(TransitionCounts::hook(&counts));
-        breaker.force_open();
+        breaker.force_open().unwrap();
         clock.advance(Duration::from_secs(5));
         let admitted = AtomicUsize::new(0);
         let barrier = Barrier::new(THREADS * 2);
@@ -195,7 +195,7 @@ fn a_closed_call_never_reads_the_clock_and_a_rejection_reads_it_once() {
         (Closed, 0),
         "CLOSED calls, failures included"
     );
-    breaker.force_open();
+    breaker.force_open().unwrap();
     let before = clock.reads();
     assert!(
         breaker

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use host_tests::{SharedFakeClock, capture_tracing, pg, pg_server::PgServer};
+use host_tests::{capture_tracing_of_every_thread, pg, pg_server::PgServer};
 use postgres::Client;
 use resilient_circuit_std::{
     AllErrors, Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason,
@@ -40,11 +40,10 @@ fn log_and_failure_count(client: &mut Client) -> (Option<String>, i32) {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
 fn an_outage_follows_the_chosen_policy_and_loses_nothing_acknowledged() {
-    if pg::port().is_none() {
-        return;
-    }
-    let log = capture_tracing(tracing::Level::INFO, outage_run);
+    pg::port();
+    let log = capture_tracing_of_every_thread(tracing::Level::INFO, outage_run);
     // One warning per store and outage, however many calls failed, and one notice when back.
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
     assert_eq!(warnings.len(), 2, "{log}");
@@ -61,6 +60,15 @@ fn an_outage_follows_the_chosen_policy_and_loses_nothing_acknowledged() {
     assert_eq!(log.matches("reconnected").count(), 2, "{log}");
 }
 
+/// Runs `call` and checks that it did not wait (it never touches the database).
+fn quick<T>(call: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let result = call();
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(100), "a call waited {took:?}");
+    result
+}
+
 fn outage_run() {
     let mut server = PgServer::start().expect("a server of its own");
     let port = server.port();
@@ -68,56 +76,59 @@ fn outage_run() {
     let config = BreakerConfig::new()
         .failure_limit(Ratio::new(20, 20).unwrap())
         .cooldown(Duration::from_secs(60));
-    let clock = SharedFakeClock::new();
-    let open_store = PostgresStore::builder(settings.clone())
-        .on_outage(OnOutage::FailOpen)
-        .reconnect_backoff(Duration::from_millis(100), Duration::from_millis(100))
-        .local_clock(clock.clone())
-        .connect()
-        .unwrap();
-    let closed_store = PostgresStore::builder(settings.clone())
-        .on_outage(OnOutage::FailClosed)
-        .reconnect_backoff(Duration::from_millis(100), Duration::from_millis(100))
-        .local_clock(clock.clone())
-        .connect()
-        .unwrap();
+    let store = |on_outage| {
+        PostgresStore::builder(settings.clone())
+            .on_outage(on_outage)
+            .max_staleness(Duration::from_millis(50))
+            .round_trip_timeout(Duration::from_millis(500))
+            .reconnect_backoff(Duration::from_millis(100), Duration::from_millis(100))
+            .connect()
+            .unwrap()
+    };
+    let (open_store, closed_store) = (store(OnOutage::FailOpen), store(OnOutage::FailClosed));
     let fail_open = open_store.breaker(key(), config).unwrap();
     let fail_closed = closed_store.breaker(key(), config).unwrap();
     for _ in 0..5 {
         fail(&fail_open);
     }
+    open_store.flush(Duration::from_secs(5)).unwrap();
     succeed(&fail_closed);
+    closed_store.flush(Duration::from_secs(5)).unwrap();
 
     server.stop();
-    clock.advance(Duration::from_secs(2)); // what the breakers knew is now stale
-    // Fail open: calls still run, and their outcomes are kept.
+    pg::until("the outage noticed", || {
+        (!open_store.is_connected() && !closed_store.is_connected()).then_some(())
+    });
+    // Fail open: calls still run, at once, and their outcomes are kept.
     for _ in 0..4 {
-        fail(&fail_open);
+        quick(|| fail(&fail_open));
     }
-    assert!(!open_store.is_connected());
-    // Fail closed: rejected with a reason of its own, the call never runs.
-    let rejected = fail_closed
-        .call(|| -> Result<(), &str> { panic!("must not run") })
-        .unwrap_err();
+    // Fail closed: rejected at once with a reason of its own, the call never runs.
+    let rejected =
+        quick(|| fail_closed.call(|| -> Result<(), &str> { panic!("must not run") })).unwrap_err();
     assert!(rejected.is_rejected());
     assert_eq!(
-        fail_closed.try_acquire().unwrap_err().reason(),
+        quick(|| fail_closed.try_acquire()).unwrap_err().reason(),
         RejectReason::StoreUnavailable
     );
+    // Manual control says it could not act.
+    assert!(fail_closed.force_open().is_err());
 
     server.restart().expect("restart");
-    clock.advance(Duration::from_millis(100)); // the reconnection backoff
+    pg::until("reconnected", || {
+        (open_store.is_connected() && closed_store.is_connected()).then_some(())
+    });
+    open_store.flush(Duration::from_secs(5)).unwrap();
+    closed_store.flush(Duration::from_secs(5)).unwrap();
     succeed(&fail_closed);
-    assert!(closed_store.is_connected());
-    fail(&fail_open);
-    assert!(open_store.is_connected());
+    closed_store.flush(Duration::from_secs(5)).unwrap();
     let mut client = pg::connect(port, &db);
     let (log, failure_count) = log_and_failure_count(&mut client);
-    // 5 failures and a success before; after, a success, then the 4 failures kept during the
-    // outage (written at the next call) and that call's failure.
+    // 5 failures and a success before; the 4 failures kept during the outage, once each and
+    // in order; then a success after it.
     assert_eq!(
         log.as_deref(),
-        Some("[false, false, false, false, false, true, true, false, false, false, false, false]")
+        Some("[false, false, false, false, false, true, false, false, false, false, true]")
     );
-    assert_eq!(failure_count, 5);
+    assert_eq!(failure_count, 0);
 }

@@ -62,7 +62,7 @@ async fn a_dropped_probe_future_gives_its_slot_back() {
         .breaker(BreakerKey::resource("timeout").unwrap(), config)
         .unwrap()
         .with_clock(TokioClock);
-    breaker.force_open();
+    breaker.force_open().unwrap();
     advance(Duration::from_secs(1)).await;
     let slow_probe = breaker.call_async(async || {
         tokio::time::sleep(Duration::from_secs(3600)).await;

@@ -40,6 +40,7 @@ mod key;
 mod memory_store;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod replica;
 mod report;
 mod shared;
 mod sleep;
@@ -52,7 +53,7 @@ pub use clock::TokioClock;
 pub use clock::{CoarseClock, StdClock};
 pub use key::{BreakerKey, DEFAULT_NAMESPACE, KeyError, MAX_KEY_CHARS};
 pub use memory_store::{DEFAULT_MAX_ENTRIES, MemoryStore, StoreError};
-pub use shared::{MAX_WINDOW, SharedBreaker, SharedWindow};
+pub use shared::{MAX_WINDOW, SharedBreaker, SharedWindow, StoreUnavailable};
 pub use sleep::ThreadSleep;
 #[cfg(feature = "tokio")]
 pub use sleep::TokioSleep;

@@ -124,7 +124,7 @@ impl MemoryStore {
         config: BreakerConfig,
     ) -> Result<SharedBreaker, StoreError> {
         config.validate::<SharedWindow>()?;
-        let shared = self.entry(key.clone())?;
+        let (shared, _) = self.entry(key.clone(), SharedState::new)?;
         Ok(SharedBreaker::new(shared, key, config))
     }
 
@@ -148,19 +148,24 @@ impl MemoryStore {
         self.registry.max_entries
     }
 
-    fn entry(&self, key: BreakerKey) -> Result<Arc<SharedState>, StoreError> {
+    /// `key`'s state, made with `make` on first use; whether it was just made.
+    pub(crate) fn entry(
+        &self,
+        key: BreakerKey,
+        make: impl FnOnce(u64) -> SharedState,
+    ) -> Result<(Arc<SharedState>, bool), StoreError> {
         let registry = &self.registry;
         let tick = registry.tick.fetch_add(1, Ordering::Relaxed) + 1;
         let mut entries = lock(&registry.entries);
         if let Some(shared) = entries.get(&key) {
             shared.last_handed_out.store(tick, Ordering::Relaxed);
-            return Ok(Arc::clone(shared));
+            return Ok((Arc::clone(shared), false));
         }
         if entries.len() >= registry.max_entries {
             let now = CoarseClock.now();
             let evictable = entries
                 .iter()
-                .filter(|(_, shared)| Arc::strong_count(shared) == 1 && !shared.is_live_open(now))
+                .filter(|(_, shared)| Arc::strong_count(shared) == 1 && shared.is_evictable(now))
                 .min_by_key(|(_, shared)| shared.last_handed_out.load(Ordering::Relaxed))
                 .map(|(key, _)| key.clone());
             match evictable {
@@ -174,9 +179,9 @@ impl MemoryStore {
                 }
             }
         }
-        let shared = Arc::new(SharedState::new(tick));
+        let shared = Arc::new(make(tick));
         entries.insert(key, Arc::clone(&shared));
-        Ok(shared)
+        Ok((shared, true))
     }
 }
 

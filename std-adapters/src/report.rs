@@ -13,10 +13,16 @@ use crate::BreakerKey;
 /// Runs the hook; a panic inside it is caught and reported, and the breaker carries on.
 pub(crate) fn transition(
     key: &BreakerKey,
-    hook: &impl TransitionHook,
+    hook: &(impl TransitionHook + ?Sized),
     from: CircuitState,
     to: CircuitState,
 ) {
+    transition_event(key, from, to);
+    run_hook(key, hook, from, to);
+}
+
+/// The event of a transition (with `tracing`), without any hook.
+pub(crate) fn transition_event(key: &BreakerKey, from: CircuitState, to: CircuitState) {
     #[cfg(feature = "tracing")]
     tracing::info!(
         namespace = key.namespace(),
@@ -25,6 +31,17 @@ pub(crate) fn transition(
         to = to.as_str(),
         "circuit breaker transition"
     );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (key, from, to);
+}
+
+/// Runs one hook; a panic inside it is caught and reported.
+pub(crate) fn run_hook(
+    key: &BreakerKey,
+    hook: &(impl TransitionHook + ?Sized),
+    from: CircuitState,
+    to: CircuitState,
+) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook.on_status_change(from, to))) {
         hook_panicked(key, from, to, panic.as_ref());
     }

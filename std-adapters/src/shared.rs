@@ -1,6 +1,6 @@
 //! A breaker whose state is shared by threads: lock-free while CLOSED, exact always.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use resilient_circuit::{
     Admission, AllErrors, Breaker, BreakerConfig, BreakerState, CircuitState, Clock, FastPath,
@@ -8,9 +8,40 @@ use resilient_circuit::{
 };
 
 use crate::{
-    BreakerKey, CoarseClock, report,
+    BreakerKey, CoarseClock,
+    replica::{Event, Manual, Replica, Replicator, SharedHook},
+    report,
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
 };
+
+/// Manual control could not reach the shared state in time; nothing was changed.
+///
+/// Only a replicated store (PostgreSQL) can say this; the in-process store always succeeds.
+///
+/// ```
+/// use resilient_circuit_std::StoreUnavailable;
+/// use std::time::Duration;
+///
+/// let e = StoreUnavailable { retry_after: Duration::from_millis(400) };
+/// assert_eq!(e.to_string(), "the shared breaker store is unreachable; it tries again in 400ms");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreUnavailable {
+    /// When the store expects to reach its database again.
+    pub retry_after: Duration,
+}
+
+impl fmt::Display for StoreUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the shared breaker store is unreachable; it tries again in {:?}",
+            self.retry_after
+        )
+    }
+}
+
+impl std::error::Error for StoreUnavailable {}
 
 /// The largest window (a ratio's denominator) a shared breaker accepts.
 pub const MAX_WINDOW: u16 = 1024;
@@ -28,7 +59,9 @@ pub type SharedWindow = OutcomeWindow<1024, 32>;
 /// exactly once, in one order, and each transition is seen (and reported) by exactly one
 /// caller.
 pub(crate) struct SharedState {
-    state: Mutex<BreakerState<SharedWindow>>,
+    state: Mutex<Cell>,
+    /// Set for a key whose state is replicated (the PostgreSQL store).
+    replicator: Option<Arc<dyn Replicator>>,
     digest: AtomicU64,
     open_until: AtomicU64,
     /// The OPEN deadline on the store's own timeline ([`CoarseClock`]), whatever clock the
@@ -41,12 +74,38 @@ pub(crate) struct SharedState {
     pub(crate) last_handed_out: AtomicU64,
 }
 
+/// What the lock guards: the state, and for a replicated key what replication needs.
+struct Cell {
+    state: BreakerState<SharedWindow>,
+    replica: Option<Replica>,
+}
+
 impl SharedState {
     pub(crate) fn new(tick: u64) -> Self {
+        Self::with_replica(tick, None)
+    }
+
+    /// A key whose state `replicator` replicates; `config` is the configuration it applies.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn replicated(
+        tick: u64,
+        config: BreakerConfig,
+        replicator: Arc<dyn Replicator>,
+    ) -> Self {
+        Self::with_replica(tick, Some((Replica::new(config), replicator)))
+    }
+
+    fn with_replica(tick: u64, replica: Option<(Replica, Arc<dyn Replicator>)>) -> Self {
         let state = BreakerState::new();
+        let (replica, replicator) = replica.unzip();
+        let digest = match &replica {
+            Some(replica) => replica.digest(&state),
+            None => FastPath::of(&state, &BreakerConfig::new()),
+        };
         SharedState {
-            digest: AtomicU64::new(FastPath::of(&state, &BreakerConfig::new()).to_bits()),
-            state: Mutex::new(state),
+            digest: AtomicU64::new(digest.to_bits()),
+            state: Mutex::new(Cell { state, replica }),
+            replicator,
             open_until: AtomicU64::new(0),
             live_open_until: AtomicU64::new(0),
             pending_successes: AtomicU64::new(0),
@@ -65,19 +124,52 @@ impl SharedState {
         Instant::from_nanos(self.open_until.load(Ordering::Relaxed))
     }
 
+    /// Whether a replicator shares this key beyond the process.
+    pub(crate) fn is_replicated(&self) -> bool {
+        self.replicator.is_some()
+    }
+
+    /// Tells the replicator that something urgent was logged.
+    fn wake(&self) {
+        if let Some(replicator) = &self.replicator {
+            replicator.wake();
+        }
+    }
+
+    /// Runs `change` under the lock with the replica (for the replicator), then publishes.
+    pub(crate) fn replicate<R>(
+        &self,
+        change: impl FnOnce(&mut BreakerState<SharedWindow>, &mut Replica) -> R,
+    ) -> Option<R> {
+        let config = lock(&self.state).replica.as_ref()?.config;
+        Some(self.update(&config, |state, replica| {
+            change(state, replica.expect("a replicated key has a replica"))
+        }))
+    }
+
     fn update<R>(
         &self,
         config: &BreakerConfig,
-        change: impl FnOnce(&mut BreakerState<SharedWindow>) -> R,
+        change: impl FnOnce(&mut BreakerState<SharedWindow>, Option<&mut Replica>) -> R,
     ) -> R {
-        let mut state = lock(&self.state);
+        let mut cell = lock(&self.state);
+        let Cell { state, replica } = &mut *cell;
         let epoch = state.epoch();
         // First the successes counted without the lock: they happened before this change.
         let pending = self
             .pending_successes
             .swap(u64::from(epoch) << 32, Ordering::AcqRel);
-        state.record_closed_successes(config, (pending >> 32) as u32, pending as u32);
-        let result = change(&mut state);
+        let (counted_in, counted) = ((pending >> 32) as u32, pending as u32);
+        state.record_closed_successes(config, counted_in, counted);
+        if let Some(replica) = replica.as_mut()
+            && counted > 0
+        {
+            replica.push(Event::Successes {
+                epoch: counted_in,
+                count: counted,
+            });
+        }
+        let result = change(state, replica.as_mut());
         let new_period = state.epoch() != epoch;
         if new_period {
             // Successes still being counted for the old period are stale, as they would be
@@ -94,15 +186,18 @@ impl SharedState {
                     .store(live.as_nanos(), Ordering::Relaxed);
             }
         }
+        let digest = match replica {
+            Some(replica) => replica.digest(state),
+            None => FastPath::of(state, config),
+        };
         // Release: a reader that sees this digest also sees the deadline stored above.
-        self.digest
-            .store(FastPath::of(&state, config).to_bits(), Ordering::Release);
+        self.digest.store(digest.to_bits(), Ordering::Release);
         result
     }
 
     /// The state, with every success counted so far folded in.
     pub(crate) fn snapshot(&self, config: &BreakerConfig) -> BreakerState<SharedWindow> {
-        self.update(config, |state| *state)
+        self.update(config, |state, _| *state)
     }
 
     /// Counts a success of a call admitted in CLOSED period `epoch` without taking the lock;
@@ -126,10 +221,16 @@ impl SharedState {
         }
     }
 
-    /// OPEN with its deadline still ahead of `now`, a [`CoarseClock`] reading.
-    pub(crate) fn is_live_open(&self, now: Instant) -> bool {
-        self.digest().status() == CircuitState::Open
-            && now.as_nanos() < self.live_open_until.load(Ordering::Relaxed)
+    /// Whether the registry may forget this key: not a live OPEN by `now` (a [`CoarseClock`]
+    /// reading), and nothing logged that the replicator has yet to take.
+    pub(crate) fn is_evictable(&self, now: Instant) -> bool {
+        let live_open = self.digest().status() == CircuitState::Open
+            && now.as_nanos() < self.live_open_until.load(Ordering::Relaxed);
+        !live_open
+            && lock(&self.state)
+                .replica
+                .as_ref()
+                .is_none_or(|replica| replica.pending.is_empty())
     }
 }
 
@@ -173,23 +274,49 @@ impl SharedState {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SharedBreaker<C = CoarseClock, K = AllErrors, H = NoHook> {
-    shared: Arc<SharedState>,
+    shared: KeyHandle,
     key: BreakerKey,
     config: BreakerConfig,
     clock: C,
     classifier: K,
-    hook: H,
+    hook: std::sync::Arc<H>,
 }
 
-impl<C: Clone, K: Clone, H: Clone> Clone for SharedBreaker<C, K, H> {
+impl<C: Clone, K: Clone, H> Clone for SharedBreaker<C, K, H> {
     fn clone(&self) -> Self {
         SharedBreaker {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
             key: self.key.clone(),
             config: self.config,
             clock: self.clock.clone(),
             classifier: self.classifier.clone(),
-            hook: self.hook.clone(),
+            hook: std::sync::Arc::clone(&self.hook),
+        }
+    }
+}
+
+/// A breaker handle's reference to its key's state: the last one dropped after its store
+/// tells the replicator, which sends what is pending.
+struct KeyHandle(Arc<SharedState>);
+
+impl Clone for KeyHandle {
+    fn clone(&self) -> Self {
+        KeyHandle(Arc::clone(&self.0))
+    }
+}
+
+impl std::ops::Deref for KeyHandle {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+impl Drop for KeyHandle {
+    fn drop(&mut self) {
+        if let Some(replicator) = &self.0.replicator {
+            replicator.handle_dropped(Arc::strong_count(&self.0));
         }
     }
 }
@@ -197,12 +324,12 @@ impl<C: Clone, K: Clone, H: Clone> Clone for SharedBreaker<C, K, H> {
 impl SharedBreaker {
     pub(crate) fn new(shared: Arc<SharedState>, key: BreakerKey, config: BreakerConfig) -> Self {
         SharedBreaker {
-            shared,
+            shared: KeyHandle(shared),
             key,
             config,
             clock: CoarseClock,
             classifier: AllErrors,
-            hook: NoHook,
+            hook: std::sync::Arc::new(NoHook),
         }
     }
 }
@@ -254,8 +381,13 @@ impl<C, H> SharedBreaker<C, AllErrors, H> {
 }
 
 impl<C, K> SharedBreaker<C, K, NoHook> {
-    /// Call `hook(old, new)` after every transition this handle makes.
-    pub fn on_status_change<H: TransitionHook>(self, hook: H) -> SharedBreaker<C, K, H> {
+    /// Call `hook(old, new)` after every transition this handle makes; on a replicated key
+    /// (PostgreSQL), after every transition of the shared state this process adopts, its own
+    /// or a peer's, from the store's worker thread.
+    pub fn on_status_change<H: TransitionHook + Send + Sync + 'static>(
+        self,
+        hook: H,
+    ) -> SharedBreaker<C, K, H> {
         let SharedBreaker {
             shared,
             key,
@@ -264,6 +396,9 @@ impl<C, K> SharedBreaker<C, K, NoHook> {
             classifier,
             ..
         } = self;
+        let hook = std::sync::Arc::new(hook);
+        let shared_hook: SharedHook = hook.clone();
+        shared.replicate(|_, replica| replica.add_hook(std::sync::Arc::downgrade(&shared_hook)));
         SharedBreaker {
             shared,
             key,
@@ -297,7 +432,17 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
         );
         let admitted = self
             .shared
-            .update(&self.config, |state| state.admit(&self.config, &clock));
+            .update(&self.config, |state, replica| match replica {
+                None => state.admit(&self.config, &clock),
+                Some(replica) => {
+                    let admitted = replica.admit(state, &self.config, &clock);
+                    Ok((admitted?, None))
+                }
+            });
+        if admitted.is_err() || self.shared.is_replicated() {
+            // A probe wanted, or a probe admitted in a reserved slot: the worker refills.
+            self.shared.wake();
+        }
         match admitted {
             Ok((admission, transition)) => {
                 self.announce(transition);
@@ -314,15 +459,26 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
 
     #[inline(never)]
     fn record_with_lock(&self, admission: Admission, verdict: Verdict) {
-        let transition = self.shared.update(&self.config, |state| {
-            state.record(&self.config, admission, verdict, &self.clock)
+        let (transition, urgent) = self.shared.update(&self.config, |state, replica| {
+            let transition = state.record(&self.config, admission, verdict, &self.clock);
+            match replica {
+                None => (transition, false),
+                // The in-process copy predicts; the shared copy decides and announces.
+                Some(replica) => {
+                    replica.record(admission, verdict);
+                    (None, replica.urgent)
+                }
+            }
         });
+        if urgent {
+            self.shared.wake();
+        }
         self.announce(transition);
     }
 
     fn announce(&self, transition: Option<Transition>) {
         if let Some(Transition { from, to }) = transition {
-            report::transition(&self.key, &self.hook, from, to);
+            report::transition(&self.key, &*self.hook, from, to);
         }
     }
 
@@ -346,24 +502,33 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
         self.shared.snapshot(&self.config)
     }
 
-    /// Opens the breaker for a full cooldown from now.
-    pub fn force_open(&self) {
-        let transition = self
-            .shared
-            .update(&self.config, |s| s.force_open(&self.config, &self.clock));
-        self.announce(transition);
+    /// Opens the breaker for a full cooldown from now. On a replicated key, in every process:
+    /// the store's worker changes the shared state, and this waits (bounded) for it.
+    pub fn force_open(&self) -> Result<(), StoreUnavailable> {
+        self.manual(Manual::ForceOpen)
     }
 
-    /// Closes the breaker with an empty window (nothing happens if it is CLOSED).
-    pub fn force_closed(&self) {
-        let transition = self.shared.update(&self.config, |s| s.force_closed());
-        self.announce(transition);
+    /// Closes the breaker with an empty window (nothing happens if it is CLOSED); on a
+    /// replicated key, in every process.
+    pub fn force_closed(&self) -> Result<(), StoreUnavailable> {
+        self.manual(Manual::ForceClosed)
     }
 
-    /// Back to CLOSED with an empty window; calls in flight are not counted.
-    pub fn reset(&self) {
-        let transition = self.shared.update(&self.config, |s| s.reset());
+    /// Back to CLOSED with an empty window; calls in flight are not counted. On a replicated
+    /// key, in every process.
+    pub fn reset(&self) -> Result<(), StoreUnavailable> {
+        self.manual(Manual::Reset)
+    }
+
+    fn manual(&self, manual: Manual) -> Result<(), StoreUnavailable> {
+        if let Some(replicator) = &self.shared.replicator {
+            return replicator.manual(&self.key, manual);
+        }
+        let transition = self.shared.update(&self.config, |state, _| {
+            manual.apply(state, &self.config, &self.clock)
+        });
         self.announce(transition);
+        Ok(())
     }
 
     /// The key whose state this breaker shares.
@@ -430,7 +595,7 @@ impl<C: Clock, K, H: TransitionHook> Breaker for SharedBreaker<C, K, H> {
                 Some(_) => {
                     // Enough to fill the window: fold them in, so the window can turn clean
                     // and later successes need no write at all.
-                    self.shared.update(&self.config, |_| ());
+                    self.shared.update(&self.config, |_, _| ());
                     return;
                 }
                 None => {}
@@ -442,8 +607,13 @@ impl<C: Clock, K, H: TransitionHook> Breaker for SharedBreaker<C, K, H> {
     #[inline]
     fn release(&self, admission: Admission) {
         if admission.is_probe() {
-            self.shared
-                .update(&self.config, |state| state.release(admission));
+            self.shared.update(&self.config, |state, replica| {
+                state.release(admission);
+                if let Some(replica) = replica {
+                    replica.push(Event::Release { admission });
+                }
+            });
+            self.shared.wake();
         }
     }
 

@@ -118,8 +118,9 @@ fn test() -> Result<(), String> {
     TEST_PG_PORT
         .set(server.port())
         .expect("the server starts once");
+    // The PostgreSQL tests are `#[ignore]`d by a plain `cargo test`; here they have a server.
     step("host tests (and PostgreSQL tests)", || {
-        cargo(&["test", "--workspace"])
+        cargo(&["test", "--workspace", "--", "--include-ignored"])
     })?;
     step("std adapters without optional features", || {
         cargo(&[

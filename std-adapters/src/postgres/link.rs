@@ -1,27 +1,24 @@
-//! The store's one connection: its prepared statements, its reconnection with backoff, and the
-//! server's clock as last seen through it.
+//! The worker's connection: `tokio-postgres` on the worker's own runtime (so every round trip
+//! can have a deadline), its statements prepared once, and its notifications forwarded.
 
 use std::{
-    sync::{Mutex, MutexGuard, PoisonError},
+    future::poll_fn,
     time::{Duration, SystemTime},
 };
 
-use postgres::{Client, Statement};
-use resilient_circuit::{Clock, Instant};
+use resilient_circuit::Instant;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Statement, error::SqlState};
 
 use super::{
     DbSettings,
     row::{StoredRow, instant_of},
+    schema::NOTIFY_CHANNEL,
 };
 use crate::BreakerKey;
 
-/// Locks `mutex`; a panic elsewhere never leaves these values half-changed.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// A database error with its message (the driver's own text says only "db error").
-pub(crate) fn describe(error: &postgres::Error) -> String {
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
         None => match std::error::Error::source(error) {
@@ -31,204 +28,349 @@ pub(crate) fn describe(error: &postgres::Error) -> String {
     }
 }
 
-const COLUMNS: &str = "r.xmin::text::bigint, r.state, r.failure_count, r.open_until, r.execution_log::text, r.rc_epoch, r.rc_probes, r.rc_probes_until";
+const COLUMNS: [&str; 7] = [
+    "r.state",
+    "r.failure_count",
+    "r.open_until",
+    "r.execution_log::text",
+    "r.rc_epoch",
+    "r.rc_probes",
+    "r.rc_probes_until",
+];
 
-/// The row of a key, with the server's `now()`; always one result row (the breaker columns are
-/// NULL when the key has no row). `xmin`, the transaction that wrote this version of the row,
-/// identifies the version: every write, by any writer, makes a new one.
+/// The rows of several keys in one statement, with the server's `now()`: one result row per
+/// key ($1 namespaces, $2 resource keys, $3 the versions already known). A key's columns are
+/// sent only when its row is not at the known version; a key without a row has no version.
+/// `xmin`, the transaction that wrote this version of the row, identifies the version: every
+/// write, by any writer, makes a new one.
 fn read_sql() -> String {
-    format!(
-        "SELECT now(), {COLUMNS} FROM (SELECT 1) AS one
-         LEFT JOIN public.rc_circuit_breakers r ON r.resource_key = $1 AND r.namespace = $2"
-    )
-}
-
-/// The row of a key only if it is no longer at version $3 (else just the version): confirming
-/// that nothing changed costs a few bytes instead of the whole row.
-fn check_sql() -> String {
-    let changed = "r.xmin::text::bigint IS DISTINCT FROM $3";
     let columns: Vec<String> = COLUMNS
-        .split(", ")
-        .skip(1)
-        .map(|column| format!("CASE WHEN {changed} THEN {column} END"))
+        .iter()
+        .map(|column| format!("CASE WHEN c.changed THEN {column} END"))
         .collect();
     format!(
-        "SELECT now(), r.xmin::text::bigint, {} FROM (SELECT 1) AS one
-         LEFT JOIN public.rc_circuit_breakers r ON r.resource_key = $1 AND r.namespace = $2",
+        "SELECT now(), k.i, r.xmin::text::bigint, {}
+         FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS k(ns, rk, known, i)
+         LEFT JOIN public.rc_circuit_breakers r ON r.resource_key = k.rk AND r.namespace = k.ns
+         CROSS JOIN LATERAL (SELECT r.xmin::text::bigint IS DISTINCT FROM k.known AS changed) AS c",
         columns.join(", ")
     )
 }
 
-/// The compare-and-swap: writes the new values only if the row is still the version read
-/// ($3), and, when guarded ($11 false), only if it is not a live OPEN by the server's clock.
-/// Returns the server's `now()` and the new version, or no row when nothing was written.
-const SWAP_SQL: &str = "UPDATE public.rc_circuit_breakers SET state = $4, failure_count = $5,
-       open_until = $6, execution_log = $7::text::jsonb, rc_epoch = $8, rc_probes = $9,
-       rc_probes_until = $10, updated_at = now()
-     WHERE resource_key = $1 AND namespace = $2 AND xmin = $3::text::xid
-       AND ($11::bool OR NOT (state = 'OPEN' AND COALESCE(open_until > now(), false)))
-     RETURNING now(), xmin::text::bigint";
-
+/// Rows for keys that have none ($1 namespaces, $2 resource keys), as a fresh CLOSED.
 const INSERT_SQL: &str = "INSERT INTO public.rc_circuit_breakers
       (resource_key, namespace, state, failure_count, open_until, execution_log, rc_epoch, rc_probes, rc_probes_until)
-    VALUES ($1, $2, 'CLOSED', 0, NULL, '[]'::jsonb, 0, 0, NULL)
+    SELECT k.rk, k.ns, 'CLOSED', 0, NULL, '[]'::jsonb, 0, 0, NULL FROM unnest($1::text[], $2::text[]) AS k(ns, rk)
     ON CONFLICT (resource_key, namespace) DO NOTHING";
+
+/// The compare-and-swap of one batch: writes the new values only if the row is still the
+/// version read ($3), and, when guarded ($11 false), only if it is not a live OPEN by the
+/// server's clock; in the same statement, records that writer $12 wrote batch $13. Returns the
+/// server's `now()` and the new version, or no row when nothing was written.
+const SWAP_SQL: &str = "WITH written AS (
+      UPDATE public.rc_circuit_breakers SET state = $4, failure_count = $5,
+             open_until = $6, execution_log = $7::text::jsonb, rc_epoch = $8, rc_probes = $9,
+             rc_probes_until = $10, updated_at = now()
+       WHERE resource_key = $1 AND namespace = $2 AND xmin = $3::text::xid
+         AND ($11::bool OR NOT (state = 'OPEN' AND COALESCE(open_until > now(), false)))
+      RETURNING now() AS now, xmin::text::bigint AS version
+    ), mark AS (
+      INSERT INTO public.rc_circuit_breaker_writers (writer, batch, written_at)
+      SELECT $12, $13, now() FROM written
+      ON CONFLICT (writer) DO UPDATE SET batch = EXCLUDED.batch, written_at = EXCLUDED.written_at
+    )
+    SELECT now, version FROM written";
+
+/// The last batch writer $1 wrote, if any.
+const LAST_BATCH_SQL: &str =
+    "SELECT batch FROM public.rc_circuit_breaker_writers WHERE writer = $1";
 
 /// A version of a key's row: which write made it.
 pub(crate) type Version = i64;
 
-/// What a read returns: the server's time and the key's row with its version, if it has one.
-pub(crate) struct Read {
-    pub(crate) server_now: Instant,
-    pub(crate) row: Option<(StoredRow, Version)>,
+/// What a read found for one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// The key has no row.
+    Missing,
+    /// The row is still at the version known.
+    Unchanged,
+    /// The row, at this version.
+    Row(StoredRow, Version),
 }
 
-/// The row in the result columns from `first` on, or `None` when the key has none. A column of
-/// an unexpected type (the table changed under a running store) is an error, not a panic.
-fn row_at(
-    row: &postgres::Row,
-    first: usize,
-) -> Result<Option<(StoredRow, Version)>, postgres::Error> {
-    let version: Option<Version> = row.try_get(first)?;
-    let state: Option<String> = row.try_get(first + 1)?;
-    let (Some(version), Some(state)) = (version, state) else {
-        return Ok(None);
-    };
-    Ok(Some((
-        StoredRow {
-            state,
-            failure_count: row.try_get(first + 2)?,
-            open_until: row.try_get(first + 3)?,
-            execution_log: row.try_get(first + 4)?,
-            epoch: row.try_get(first + 5)?,
-            probes: row.try_get(first + 6)?,
-            probes_until: row.try_get(first + 7)?,
-        },
-        version,
-    )))
+/// How a round trip failed.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// The connection is gone or cannot be trusted (closed, timed out, the server shutting
+    /// down): every key waits for a new one.
+    Connection(String),
+    /// The statement failed and the connection is fine (a lock wait, a constraint, a read-only
+    /// server): the key's problem only.
+    Statement(String),
+}
+
+impl Fault {
+    pub(crate) fn of(error: &tokio_postgres::Error, client: &Client) -> Fault {
+        let connection_level = match error.code() {
+            None => true,
+            Some(code) => {
+                let class = &code.code()[..2];
+                class == "08"
+                    || *code == SqlState::ADMIN_SHUTDOWN
+                    || *code == SqlState::CRASH_SHUTDOWN
+                    || *code == SqlState::CANNOT_CONNECT_NOW
+            }
+        };
+        if connection_level || client.is_closed() {
+            Fault::Connection(describe(error))
+        } else {
+            Fault::Statement(describe(error))
+        }
+    }
+}
+
+/// A notification: a change of state or period of a key, written by transaction `xid`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Changed {
+    pub(crate) xid: Version,
+    pub(crate) namespace: String,
+    pub(crate) resource_key: String,
+}
+
+/// Reads the trigger's payload `<xid>:<namespace length>:<namespace><resource_key>`.
+pub(crate) fn parse_payload(payload: &str) -> Option<Changed> {
+    let (xid, rest) = payload.split_once(':')?;
+    let (length, keys) = rest.split_once(':')?;
+    let length: usize = length.parse().ok()?;
+    let split = keys
+        .char_indices()
+        .nth(length)
+        .map_or(keys.len(), |(i, _)| i);
+    let (namespace, resource_key) = keys.split_at(split);
+    Some(Changed {
+        xid: xid.parse().ok()?,
+        namespace: namespace.to_owned(),
+        resource_key: resource_key.to_owned(),
+    })
 }
 
 struct Statements {
     read: Statement,
-    check: Statement,
-    swap: Statement,
     insert: Statement,
+    swap: Statement,
+    last_batch: Statement,
 }
 
-/// A live connection with its statements prepared.
-pub(crate) struct Session {
+/// A live connection with its statements prepared and `LISTEN` issued.
+pub(crate) struct Conn {
     client: Client,
     statements: Statements,
+    /// Notifications, forwarded by the task that drives the connection.
+    pub(crate) notifications: UnboundedReceiver<String>,
+    driver: tokio::task::JoinHandle<()>,
 }
 
-impl Session {
-    /// Connects and prepares the statements.
-    pub(crate) fn open(settings: &DbSettings) -> Result<Session, postgres::Error> {
-        Session::prepare(Session::connect(settings)?)
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
     }
+}
 
-    /// Connects (within 5 s unless the settings say otherwise). A link that drops packets
-    /// silently is noticed within seconds, not at the kernel's retransmission timeout: the
-    /// breakers wait for it.
-    pub(crate) fn connect(settings: &DbSettings) -> Result<Client, postgres::Error> {
-        let mut config = settings.config().clone();
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(Duration::from_secs(5));
-        }
-        config
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(5));
-        config.connect(postgres::NoTls)
-    }
-
-    /// Prepares the statements on `client` (the table must be usable).
-    pub(crate) fn prepare(mut client: Client) -> Result<Session, postgres::Error> {
-        // No statement of the store may hang its callers.
-        client.batch_execute("SET statement_timeout = '5s'")?;
-        // One plan per statement, made once: re-planning for each call's values costs more than
-        // running it. (PostgreSQL 12 and later; older servers plan as they like.)
-        let _ = client.batch_execute("SET plan_cache_mode = force_generic_plan");
-        let statements = Statements {
-            read: client.prepare(&read_sql())?,
-            check: client.prepare(&check_sql())?,
-            swap: client.prepare(SWAP_SQL)?,
-            insert: client.prepare(INSERT_SQL)?,
+/// The `tokio-postgres` configuration of `settings`, with the store's network timeouts: a
+/// link that drops packets silently fails its connection within seconds.
+fn config_of(settings: &DbSettings, connect_timeout: Duration) -> tokio_postgres::Config {
+    let from = settings.config();
+    let mut config = tokio_postgres::Config::new();
+    for host in from.get_hosts() {
+        match host {
+            tokio_postgres::config::Host::Tcp(name) => config.host(name),
+            tokio_postgres::config::Host::Unix(path) => config.host_path(path),
         };
-        Ok(Session { client, statements })
     }
+    for addr in from.get_hostaddrs() {
+        config.hostaddr(*addr);
+    }
+    for port in from.get_ports() {
+        config.port(*port);
+    }
+    if let Some(user) = from.get_user() {
+        config.user(user);
+    }
+    if let Some(password) = from.get_password() {
+        config.password(password);
+    }
+    if let Some(dbname) = from.get_dbname() {
+        config.dbname(dbname);
+    }
+    if let Some(options) = from.get_options() {
+        config.options(options);
+    }
+    config.application_name(from.get_application_name().unwrap_or("resilient-circuit"));
+    config.ssl_mode(from.get_ssl_mode());
+    config.connect_timeout(
+        from.get_connect_timeout()
+            .copied()
+            .unwrap_or(connect_timeout),
+    );
+    config.tcp_user_timeout(
+        from.get_tcp_user_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(5)),
+    );
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5));
+    config
+}
 
-    pub(crate) fn read(&mut self, key: &BreakerKey) -> Result<Read, postgres::Error> {
-        let row = self.client.query_one(
-            &self.statements.read,
-            &[&key.resource_key(), &key.namespace()],
-        )?;
-        Ok(Read {
-            server_now: instant_of(row.try_get::<_, SystemTime>(0)?),
-            row: row_at(&row, 1)?,
+impl Conn {
+    /// Connects, sets the session up, prepares the statements and listens. Runs on the
+    /// worker's runtime; the caller bounds it with a deadline.
+    pub(crate) async fn open(
+        settings: &DbSettings,
+        connect_timeout: Duration,
+    ) -> Result<Conn, tokio_postgres::Error> {
+        let (client, mut connection) = config_of(settings, connect_timeout).connect(NoTls).await?;
+        let (sender, notifications) = unbounded_channel();
+        let driver = tokio::spawn(async move {
+            while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notification(n)) => {
+                        let _ = sender.send(n.payload().to_owned());
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        // The server ends a statement that runs long; a lock held on one key fails that key's
+        // statement quickly instead of delaying every other key.
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = '5s'; SET lock_timeout = '50ms'; LISTEN {NOTIFY_CHANNEL}"
+            ))
+            .await?;
+        // One plan per statement, made once. (PostgreSQL 12 and later; older servers plan as
+        // they like.)
+        let _ = client
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .await;
+        let statements = Statements {
+            read: client.prepare(&read_sql()).await?,
+            insert: client.prepare(INSERT_SQL).await?,
+            swap: client.prepare(SWAP_SQL).await?,
+            last_batch: client.prepare(LAST_BATCH_SQL).await?,
+        };
+        Ok(Conn {
+            client,
+            statements,
+            notifications,
+            driver,
         })
     }
 
-    /// Whether the row is still at `version`: `None` if so, else the row as it is now.
-    pub(crate) fn check(
-        &mut self,
-        key: &BreakerKey,
-        version: Version,
-    ) -> Result<(Instant, Option<Read>), postgres::Error> {
-        let row = self.client.query_one(
-            &self.statements.check,
-            &[&key.resource_key(), &key.namespace(), &version],
-        )?;
-        let server_now = instant_of(row.try_get::<_, SystemTime>(0)?);
-        let current: Option<Version> = row.try_get(1)?;
-        if current == Some(version) {
-            return Ok((server_now, None));
-        }
-        Ok((
-            server_now,
-            Some(Read {
-                server_now,
-                row: row_at(&row, 1)?,
-            }),
-        ))
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
-    pub(crate) fn insert_fresh(&mut self, key: &BreakerKey) -> Result<(), postgres::Error> {
-        self.client.execute(
-            &self.statements.insert,
-            &[&key.resource_key(), &key.namespace()],
-        )?;
+    /// The rows of `keys` (with the version already known of each), and the server's time.
+    pub(crate) async fn read(
+        &self,
+        keys: &[(&BreakerKey, Option<Version>)],
+    ) -> Result<(Instant, Vec<Found>), tokio_postgres::Error> {
+        let namespaces: Vec<&str> = keys.iter().map(|(key, _)| key.namespace()).collect();
+        let resources: Vec<&str> = keys.iter().map(|(key, _)| key.resource_key()).collect();
+        let known: Vec<Option<Version>> = keys.iter().map(|(_, version)| *version).collect();
+        let rows = self
+            .client
+            .query(&self.statements.read, &[&namespaces, &resources, &known])
+            .await?;
+        let mut found = vec![Found::Missing; keys.len()];
+        let mut server_now = None;
+        for row in &rows {
+            server_now = Some(instant_of(row.try_get::<_, SystemTime>(0)?));
+            let index = usize::try_from(row.try_get::<_, i64>(1)? - 1).unwrap_or(usize::MAX);
+            let Some((slot, (_, known))) = found.get_mut(index).zip(keys.get(index)) else {
+                continue;
+            };
+            let version: Option<Version> = row.try_get(2)?;
+            let state: Option<String> = row.try_get(3)?;
+            *slot = match (version, state) {
+                (None, _) => Found::Missing,
+                (Some(v), None) if Some(v) == *known => Found::Unchanged,
+                (Some(_), None) => Found::Missing,
+                (Some(version), Some(state)) => Found::Row(
+                    StoredRow {
+                        state,
+                        failure_count: row.try_get(4)?,
+                        open_until: row.try_get(5)?,
+                        execution_log: row.try_get(6)?,
+                        epoch: row.try_get(7)?,
+                        probes: row.try_get(8)?,
+                        probes_until: row.try_get(9)?,
+                    },
+                    version,
+                ),
+            };
+        }
+        let server_now = match server_now {
+            Some(now) => now,
+            None => self.server_now().await?,
+        };
+        Ok((server_now, found))
+    }
+
+    async fn server_now(&self) -> Result<Instant, tokio_postgres::Error> {
+        let row = self.client.query_one("SELECT now()", &[]).await?;
+        Ok(instant_of(row.try_get::<_, SystemTime>(0)?))
+    }
+
+    /// Makes a fresh row for each of `keys` that has none.
+    pub(crate) async fn insert(&self, keys: &[&BreakerKey]) -> Result<(), tokio_postgres::Error> {
+        let namespaces: Vec<&str> = keys.iter().map(|key| key.namespace()).collect();
+        let resources: Vec<&str> = keys.iter().map(|key| key.resource_key()).collect();
+        self.client
+            .execute(&self.statements.insert, &[&namespaces, &resources])
+            .await?;
         Ok(())
     }
 
-    /// Writes `new` if the row is still at `version`: the server's time and the new version,
-    /// or `None` if the row changed (or is a live OPEN and the write is guarded).
-    pub(crate) fn swap(
-        &mut self,
+    /// Writes `new` if the row is still at `version`, recording `(writer, batch)`: the server's
+    /// time and the new version, or `None` if the row changed (or is a live OPEN and the write
+    /// is guarded).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn swap(
+        &self,
         key: &BreakerKey,
         version: Version,
         new: &StoredRow,
         unguarded: bool,
-    ) -> Result<Option<(Instant, Version)>, postgres::Error> {
+        writer: &str,
+        batch: i64,
+    ) -> Result<Option<(Instant, Version)>, tokio_postgres::Error> {
         let version = version.to_string();
-        let written = self.client.query_opt(
-            &self.statements.swap,
-            &[
-                &key.resource_key(),
-                &key.namespace(),
-                &version,
-                &new.state,
-                &new.failure_count,
-                &new.open_until,
-                &new.execution_log,
-                &new.epoch,
-                &new.probes,
-                &new.probes_until,
-                &unguarded,
-            ],
-        )?;
+        let written = self
+            .client
+            .query_opt(
+                &self.statements.swap,
+                &[
+                    &key.resource_key(),
+                    &key.namespace(),
+                    &version,
+                    &new.state,
+                    &new.failure_count,
+                    &new.open_until,
+                    &new.execution_log,
+                    &new.epoch,
+                    &new.probes,
+                    &new.probes_until,
+                    &unguarded,
+                    &writer,
+                    &batch,
+                ],
+            )
+            .await?;
         written
             .map(|row| {
                 Ok((
@@ -237,6 +379,18 @@ impl Session {
                 ))
             })
             .transpose()
+    }
+
+    /// The last batch `writer` wrote.
+    pub(crate) async fn last_batch(
+        &self,
+        writer: &str,
+    ) -> Result<Option<i64>, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_opt(&self.statements.last_batch, &[&writer])
+            .await?;
+        row.map(|row| row.try_get(0)).transpose()
     }
 }
 
@@ -257,7 +411,62 @@ impl ServerTime {
         self.server
             .saturating_add(local_now.saturating_duration_since(self.local))
     }
+
+    /// `server`, a time on the server's timeline, on the local timeline.
+    pub(crate) fn local_of(&self, server: Instant) -> Instant {
+        if server >= self.server {
+            self.local
+                .saturating_add(server.saturating_duration_since(self.server))
+        } else {
+            Instant::from_nanos(
+                self.local
+                    .as_nanos()
+                    .saturating_sub(self.server.saturating_duration_since(server).as_nanos() as u64),
+            )
+        }
+    }
 }
 
-/// A local monotonic clock behind a trait object (tests give a fake one).
-pub(crate) type LocalClock = Box<dyn Clock + Send + Sync>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_the_key_whatever_it_contains() {
+        assert_eq!(
+            parse_payload("812:7:billingpay:ments-api"),
+            Some(Changed {
+                xid: 812,
+                namespace: "billing".to_owned(),
+                resource_key: "pay:ments-api".to_owned(),
+            })
+        );
+        assert_eq!(
+            parse_payload("5:2:ñxkey").map(|c| (c.namespace, c.resource_key)),
+            Some(("ñx".to_owned(), "key".to_owned()))
+        );
+        assert_eq!(parse_payload("garbage"), None);
+    }
+
+    #[test]
+    fn server_time_maps_both_ways_without_overflow() {
+        let time = ServerTime::new(Instant::from_secs(1_000), Instant::from_secs(10));
+        assert_eq!(
+            time.estimate(Instant::from_secs(12)),
+            Instant::from_secs(1_002)
+        );
+        assert_eq!(
+            time.local_of(Instant::from_secs(1_030)),
+            Instant::from_secs(40)
+        );
+        assert_eq!(
+            time.local_of(Instant::from_secs(995)),
+            Instant::from_secs(5)
+        );
+        assert_eq!(time.local_of(Instant::ZERO), Instant::ZERO);
+        let far = Instant::from_nanos(u64::MAX - 990_000_000_000);
+        assert_eq!(time.local_of(Instant::MAX), far);
+        let late = ServerTime::new(Instant::ZERO, Instant::MAX);
+        assert_eq!(late.local_of(Instant::MAX), Instant::MAX);
+    }
+}

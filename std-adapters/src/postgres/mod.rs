@@ -4,21 +4,24 @@
 //!
 //! The SQL lives here once; `cargo xtask pg-setup` and `pg-check` use it.
 
-mod breaker;
 mod link;
 mod row;
 mod schema;
 mod select;
 mod settings;
 mod store;
+mod worker;
 
+pub use crate::StoreUnavailable;
 /// The `postgres` crate's connection configuration, for [`DbSettings::from_config`].
 pub use ::postgres::Config;
-pub use breaker::{MAX_PENDING_OUTCOMES, PostgresBreaker, StoreUnavailable};
 pub use schema::{
-    INDEXES, Privileges, SchemaReport, SetupError, SetupOutcome, TABLE, TRIGGER, grant_sql,
-    inspect, privileges, quote_ident, setup, setup_sql,
+    INDEXES, NOTIFY_CHANNEL, Privileges, RC_TRIGGERS, SchemaReport, SetupError, SetupOutcome,
+    TABLE, TRIGGER, WRITERS_TABLE, grant_sql, inspect, privileges, quote_ident, setup, setup_sql,
 };
 pub use select::{AnyBreaker, AnyStore, StartError};
 pub use settings::{DbSettings, Selection, SettingsError, load_dotenv};
-pub use store::{OnOutage, PostgresStore, PostgresStoreBuilder, PostgresStoreError};
+pub use store::{
+    MAX_PENDING_OUTCOMES, OnOutage, PostgresBreaker, PostgresStore, PostgresStoreBuilder,
+    PostgresStoreError,
+};

@@ -52,7 +52,10 @@ pub(crate) fn instant_of(time: SystemTime) -> Instant {
 
 /// `instant` as a timestamp, truncated to the microseconds PostgreSQL keeps.
 pub(crate) fn timestamp_of(instant: Instant) -> SystemTime {
-    UNIX_EPOCH + Duration::from_micros(instant.as_nanos() / 1_000)
+    // Every u64 of nanoseconds fits a SystemTime (year 2554); the fallback is never needed.
+    UNIX_EPOCH
+        .checked_add(Duration::from_micros(instant.as_nanos() / 1_000))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 impl StoredRow {
@@ -63,18 +66,59 @@ impl StoredRow {
     }
 
     /// The state this row holds, as a breaker with `config` reads it: the log truncated to the
-    /// window the state uses, probes whose lease ended by `now` forgotten.
+    /// window the state uses, probes whose lease ended by `now` forgotten. A row that cannot be
+    /// fully read is never read as more permissive than it is: with an unreadable log, its state
+    /// with an empty window (a live OPEN still rejects until its deadline); with an unknown
+    /// state, an OPEN until `open_until` while that is ahead of `now`, else a fresh CLOSED in a
+    /// new period (the next write replaces it). What could not be read comes with it.
+    pub(crate) fn decode_lossy(
+        &self,
+        config: &BreakerConfig,
+        now: Instant,
+    ) -> (BreakerState<SharedWindow>, Option<Malformed>) {
+        match self.decode(config, now) {
+            Ok(state) => (state, None),
+            Err(malformed) => {
+                let open_until = self.open_until.map(instant_of).filter(|until| now < *until);
+                let epoch = self.epoch as u32;
+                let (status, until, epoch) = match (&malformed, self.status()) {
+                    (Malformed::Log(_), Some(status)) => (
+                        status,
+                        self.open_until.map_or(Instant::ZERO, instant_of),
+                        epoch,
+                    ),
+                    _ => match open_until {
+                        Some(until) => (CircuitState::Open, until, epoch),
+                        None => (CircuitState::Closed, Instant::ZERO, epoch.wrapping_add(1)),
+                    },
+                };
+                let failures = u32::try_from(self.failure_count).unwrap_or(0);
+                let state =
+                    BreakerState::restore(status, SharedWindow::EMPTY, failures, until, 0, epoch);
+                (state, Some(malformed))
+            }
+        }
+    }
+
+    fn status(&self) -> Option<CircuitState> {
+        match self.state.as_str() {
+            "CLOSED" => Some(CircuitState::Closed),
+            "OPEN" => Some(CircuitState::Open),
+            "HALF_OPEN" => Some(CircuitState::HalfOpen),
+            _ => None,
+        }
+    }
+
+    /// The state this row holds (see [`decode_lossy`](Self::decode_lossy)), or why it cannot
+    /// be read.
     pub(crate) fn decode(
         &self,
         config: &BreakerConfig,
         now: Instant,
     ) -> Result<BreakerState<SharedWindow>, Malformed> {
-        let status = match self.state.as_str() {
-            "CLOSED" => CircuitState::Closed,
-            "OPEN" => CircuitState::Open,
-            "HALF_OPEN" => CircuitState::HalfOpen,
-            other => return Err(Malformed::State(other.to_owned())),
-        };
+        let status = self
+            .status()
+            .ok_or_else(|| Malformed::State(self.state.clone()))?;
         let size = match status {
             CircuitState::Closed => config.closed_window(),
             CircuitState::HalfOpen => config.probe_window(),
@@ -142,8 +186,12 @@ pub(crate) fn format_log(window: &impl Window) -> String {
     log
 }
 
-/// The outcomes of a JSON array of booleans, oldest first; `None` if it is anything else.
+/// The outcomes of a JSON array of booleans, oldest first (JSON `null`: none); `None` if it
+/// is anything else.
 pub(crate) fn parse_log(log: &str) -> Option<Vec<Outcome>> {
+    if log.trim() == "null" {
+        return Some(Vec::new());
+    }
     let inner = log.trim().strip_prefix('[')?.strip_suffix(']')?.trim();
     if inner.is_empty() {
         return Some(Vec::new());
@@ -175,6 +223,7 @@ mod tests {
             Some(vec![Outcome::Success, Outcome::Failure, Outcome::Success])
         );
         assert_eq!(parse_log("[]"), Some(vec![]));
+        assert_eq!(parse_log("null"), Some(vec![]));
         assert_eq!(parse_log("[1, 0]"), None);
         assert_eq!(parse_log("{}"), None);
     }
@@ -219,5 +268,29 @@ mod tests {
             row.decode(&config, Instant::ZERO),
             Err(Malformed::State("closed".to_owned()))
         );
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_read_is_never_more_permissive_than_it_is() {
+        let config = BreakerConfig::new();
+        let now = Instant::from_secs(1_700_000_000);
+        let ahead = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_030));
+        let mut row = StoredRow::fresh();
+        row.state = "OPEN".to_owned();
+        row.open_until = ahead;
+        row.execution_log = Some("{\"broken\": 1}".to_owned());
+        let (state, malformed) = row.decode_lossy(&config, now);
+        assert!(matches!(malformed, Some(Malformed::Log(_))));
+        assert_eq!(state.status(), CircuitState::Open);
+        assert_eq!(state.open_until(), Some(Instant::from_secs(1_700_000_030)));
+        // An unknown state with a deadline ahead: OPEN until then; without, a fresh CLOSED.
+        row.state = "TRIPPED".to_owned();
+        assert_eq!(
+            row.decode_lossy(&config, now).0.status(),
+            CircuitState::Open
+        );
+        row.open_until = None;
+        let (state, _) = row.decode_lossy(&config, now);
+        assert_eq!((state.status(), state.epoch()), (CircuitState::Closed, 1));
     }
 }

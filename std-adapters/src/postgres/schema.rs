@@ -100,6 +100,58 @@ const CREATE_TRIGGER: &str = "CREATE TRIGGER update_rc_circuit_breakers_updated_
     FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*))
     EXECUTE FUNCTION public.update_rc_circuit_breakers_updated_at_column()";
 
+/// This crate's table of writers: the last batch each store wrote, so a batch whose reply was
+/// lost is recognised after a reconnection and never applied twice.
+pub const WRITERS_TABLE: &str = "public.rc_circuit_breaker_writers";
+
+const CREATE_WRITERS_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.rc_circuit_breaker_writers (
+    writer     text PRIMARY KEY,
+    batch      bigint NOT NULL,
+    written_at timestamp with time zone DEFAULT now() NOT NULL
+)";
+
+/// This crate's triggers on the table: `rc_circuit_breakers_rc_period` starts a new period
+/// (bumps `rc_epoch`, frees the probe slots) when a writer that does not know the column (the
+/// Python package) changes the state; `rc_circuit_breakers_rc_notify` tells listeners of every
+/// change of state or period, with `pg_notify`.
+pub const RC_TRIGGERS: [&str; 2] = [
+    "rc_circuit_breakers_rc_period",
+    "rc_circuit_breakers_rc_notify",
+];
+
+/// The channel `rc_circuit_breakers_rc_notify` notifies, with the payload
+/// `<xid>:<namespace length>:<namespace><resource_key>` (the writing transaction's id, as the
+/// row's `xmin` shows it).
+pub const NOTIFY_CHANNEL: &str = "rc_circuit_breakers";
+
+const RC_TRIGGER_SQL: [&str; 6] = [
+    "CREATE OR REPLACE FUNCTION public.rc_circuit_breakers_rc_period() RETURNS trigger
+    LANGUAGE plpgsql SET search_path TO 'public'
+    AS $$ BEGIN
+        IF NEW.state IS DISTINCT FROM OLD.state AND NEW.rc_epoch = OLD.rc_epoch THEN
+            NEW.rc_epoch := OLD.rc_epoch + 1;
+            NEW.rc_probes := 0;
+            NEW.rc_probes_until := NULL;
+        END IF;
+        RETURN NEW;
+    END; $$",
+    "CREATE OR REPLACE FUNCTION public.rc_circuit_breakers_rc_notify() RETURNS trigger
+    LANGUAGE plpgsql SET search_path TO 'public'
+    AS $$ BEGIN
+        IF TG_OP = 'INSERT' OR NEW.state IS DISTINCT FROM OLD.state OR NEW.rc_epoch IS DISTINCT FROM OLD.rc_epoch THEN
+            PERFORM pg_notify('rc_circuit_breakers',
+                (txid_current() % 4294967296)::text || ':' || length(NEW.namespace)::text || ':' || NEW.namespace || NEW.resource_key);
+        END IF;
+        RETURN NULL;
+    END; $$",
+    "DROP TRIGGER IF EXISTS rc_circuit_breakers_rc_period ON public.rc_circuit_breakers",
+    "CREATE TRIGGER rc_circuit_breakers_rc_period BEFORE UPDATE ON public.rc_circuit_breakers
+    FOR EACH ROW EXECUTE FUNCTION public.rc_circuit_breakers_rc_period()",
+    "DROP TRIGGER IF EXISTS rc_circuit_breakers_rc_notify ON public.rc_circuit_breakers",
+    "CREATE TRIGGER rc_circuit_breakers_rc_notify AFTER INSERT OR UPDATE ON public.rc_circuit_breakers
+    FOR EACH ROW EXECUTE FUNCTION public.rc_circuit_breakers_rc_notify()",
+];
+
 const COMMENTS: [&str; 9] = [
     "COMMENT ON TABLE public.rc_circuit_breakers IS 'Circuit breaker state storage with performance optimizations'",
     "COMMENT ON COLUMN public.rc_circuit_breakers.state IS 'Circuit breaker state: CLOSED, OPEN or HALF_OPEN'",
@@ -139,14 +191,25 @@ pub fn grant_sql(role: &str) -> String {
     )
 }
 
+/// The grant on this crate's writers table that `pg-setup --grant-to role` runs too.
+fn grant_writers_sql(role: &str) -> String {
+    format!(
+        "GRANT SELECT, INSERT, UPDATE ON public.rc_circuit_breaker_writers TO {}",
+        quote_ident(role)
+    )
+}
+
 /// Every statement setup may run on a database without the table, in order (for
 /// `pg-setup --dry-run`; on an existing table, setup adds only what is missing).
 pub fn setup_sql(grant_to: Option<&str>) -> Vec<String> {
     let mut sql = vec![CREATE_TABLE.to_owned()];
     sql.extend(INDEXES.iter().map(|(_, create)| (*create).to_owned()));
     sql.extend([TRIGGER_FUNCTION, DROP_TRIGGER, CREATE_TRIGGER].map(str::to_owned));
+    sql.push(CREATE_WRITERS_TABLE.to_owned());
+    sql.extend(RC_TRIGGER_SQL.map(str::to_owned));
     sql.extend(COMMENTS.iter().map(|c| (*c).to_owned()));
     sql.extend(grant_to.map(grant_sql));
+    sql.extend(grant_to.map(grant_writers_sql));
     sql
 }
 
@@ -163,12 +226,21 @@ pub struct SchemaReport {
     pub missing_indexes: Vec<&'static str>,
     /// The `updated_at` trigger exists.
     pub trigger: bool,
+    /// This crate's writers table ([`WRITERS_TABLE`]) exists.
+    pub writers_table: bool,
+    /// This crate's triggers ([`RC_TRIGGERS`]) that are missing.
+    pub missing_rc_triggers: Vec<&'static str>,
 }
 
 impl SchemaReport {
-    /// The breakers can use the table (what the Python package requires too).
+    /// This crate's store can use the table: what the Python package requires, plus this
+    /// crate's columns, writers table and triggers.
     pub fn usable(&self) -> bool {
-        self.table && self.column_problems.is_empty() && self.primary_key
+        self.table
+            && self.column_problems.is_empty()
+            && self.primary_key
+            && self.writers_table
+            && self.missing_rc_triggers.is_empty()
     }
 
     /// Usable, and every index and the trigger are there.
@@ -193,6 +265,14 @@ impl SchemaReport {
         if !self.trigger {
             problems.push(format!("trigger {TRIGGER} is missing"));
         }
+        if !self.writers_table {
+            problems.push(format!("table {WRITERS_TABLE} does not exist"));
+        }
+        problems.extend(
+            self.missing_rc_triggers
+                .iter()
+                .map(|name| format!("trigger {name} is missing")),
+        );
         problems
     }
 }
@@ -212,6 +292,8 @@ pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres
             primary_key: false,
             missing_indexes: INDEXES.iter().map(|(name, _)| *name).collect(),
             trigger: false,
+            writers_table: false,
+            missing_rc_triggers: RC_TRIGGERS.to_vec(),
         });
     }
     let columns: Vec<(String, String)> = client
@@ -255,11 +337,20 @@ pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let trigger: bool = client
+    let triggers: Vec<String> = client
+        .query(
+            "SELECT tgname::text FROM pg_trigger
+             WHERE tgrelid = 'public.rc_circuit_breakers'::regclass AND NOT tgisinternal",
+            &[],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let has_trigger = |name: &str| triggers.iter().any(|t| t == name);
+    let writers_table: bool = client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_trigger
-             WHERE tgrelid = 'public.rc_circuit_breakers'::regclass AND NOT tgisinternal AND tgname = $1)",
-            &[&TRIGGER],
+            "SELECT to_regclass('public.rc_circuit_breaker_writers') IS NOT NULL",
+            &[],
         )?
         .get(0);
     Ok(SchemaReport {
@@ -271,7 +362,12 @@ pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres
             .map(|(name, _)| *name)
             .filter(|name| !indexes.iter().any(|index| index == name))
             .collect(),
-        trigger,
+        trigger: has_trigger(TRIGGER),
+        writers_table,
+        missing_rc_triggers: RC_TRIGGERS
+            .into_iter()
+            .filter(|name| !has_trigger(name))
+            .collect(),
     })
 }
 
@@ -367,6 +463,19 @@ pub fn setup(client: &mut Client, grant_to: Option<&str>) -> Result<SetupOutcome
     if !before.trigger {
         changes.push(format!("created trigger {TRIGGER}"));
     }
+    tx.batch_execute(CREATE_WRITERS_TABLE)?;
+    if !before.writers_table {
+        changes.push(format!("created table {WRITERS_TABLE}"));
+    }
+    for sql in RC_TRIGGER_SQL {
+        tx.batch_execute(sql)?;
+    }
+    changes.extend(
+        before
+            .missing_rc_triggers
+            .iter()
+            .map(|name| format!("created trigger {name}")),
+    );
     for comment in COMMENTS {
         tx.batch_execute(comment)?;
     }
@@ -382,6 +491,7 @@ pub fn setup(client: &mut Client, grant_to: Option<&str>) -> Result<SetupOutcome
             return Err(SetupError::RoleOwnsTable(role.to_owned()));
         }
         tx.batch_execute(&grant_sql(role))?;
+        tx.batch_execute(&grant_writers_sql(role))?;
     }
     let after = inspect(&mut tx)?;
     if !after.complete() {

@@ -6,13 +6,10 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use resilient_circuit::{
-    Admission, AllErrors, Breaker, BreakerConfig, NoHook, Rejected, TransitionHook, Verdict,
-};
+use resilient_circuit::{AllErrors, BreakerConfig, NoHook};
 
 use super::{
-    PostgresBreaker, PostgresStore, PostgresStoreBuilder, PostgresStoreError, Selection,
-    SettingsError, load_dotenv,
+    PostgresStore, PostgresStoreBuilder, PostgresStoreError, Selection, SettingsError, load_dotenv,
 };
 use crate::{BreakerKey, CoarseClock, MemoryStore, SharedBreaker, StoreError, report};
 
@@ -116,6 +113,15 @@ impl AnyStore {
         }
     }
 
+    /// The PostgreSQL store, when the breakers are shared through it (for
+    /// [`flush`](PostgresStore::flush) and monitoring).
+    pub fn postgres(&self) -> Option<&PostgresStore> {
+        match &self.backend {
+            Backend::Postgres(store) => Some(store),
+            Backend::Memory(_) => None,
+        }
+    }
+
     /// Whether the breakers are shared through PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
@@ -133,10 +139,10 @@ impl AnyStore {
         config: BreakerConfig,
     ) -> Result<AnyBreaker, StoreError> {
         let key = BreakerKey::new(&self.namespace, resource_key)?;
-        Ok(match &self.backend {
-            Backend::Postgres(store) => AnyBreaker::Postgres(store.breaker(key, config)?),
-            Backend::Memory(store) => AnyBreaker::Memory(store.breaker(key, config)?),
-        })
+        match &self.backend {
+            Backend::Postgres(store) => store.breaker(key, config),
+            Backend::Memory(store) => store.breaker(key, config),
+        }
     }
 }
 
@@ -150,7 +156,7 @@ fn fall_back(strict: bool, error: StartError) -> Result<(), StartError> {
     Ok(())
 }
 
-/// A breaker of an [`AnyStore`]: on PostgreSQL or in process. It implements [`Breaker`].
+/// A breaker of an [`AnyStore`], on PostgreSQL or in process: the same type either way.
 ///
 /// ```
 /// use resilient_circuit_std::postgres::{AnyBreaker, AnyStore};
@@ -163,62 +169,4 @@ fn fall_back(strict: bool, error: StartError) -> Result<(), StartError> {
 /// let stock = breaker.call(|| Ok::<u32, std::io::Error>(3));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug)]
-pub enum AnyBreaker<K = AllErrors, H = NoHook> {
-    /// Shared through PostgreSQL.
-    Postgres(PostgresBreaker<K, H>),
-    /// Shared within this process.
-    Memory(SharedBreaker<CoarseClock, K, H>),
-}
-
-impl<H> AnyBreaker<AllErrors, H> {
-    /// Decide how errors count (the Python package's `should_handle`).
-    pub fn should_handle<K>(self, classifier: K) -> AnyBreaker<K, H> {
-        match self {
-            AnyBreaker::Postgres(b) => AnyBreaker::Postgres(b.should_handle(classifier)),
-            AnyBreaker::Memory(b) => AnyBreaker::Memory(b.should_handle(classifier)),
-        }
-    }
-}
-
-impl<K> AnyBreaker<K, NoHook> {
-    /// Call `hook(old, new)` after every transition this handle makes.
-    pub fn on_status_change<H: TransitionHook>(self, hook: H) -> AnyBreaker<K, H> {
-        match self {
-            AnyBreaker::Postgres(b) => AnyBreaker::Postgres(b.on_status_change(hook)),
-            AnyBreaker::Memory(b) => AnyBreaker::Memory(b.on_status_change(hook)),
-        }
-    }
-}
-
-impl<K, H: TransitionHook> Breaker for AnyBreaker<K, H> {
-    type Classifier = K;
-
-    fn admit(&self) -> Result<Admission, Rejected> {
-        match self {
-            AnyBreaker::Postgres(b) => b.admit(),
-            AnyBreaker::Memory(b) => b.admit(),
-        }
-    }
-
-    fn record(&self, admission: Admission, verdict: Verdict) {
-        match self {
-            AnyBreaker::Postgres(b) => b.record(admission, verdict),
-            AnyBreaker::Memory(b) => b.record(admission, verdict),
-        }
-    }
-
-    fn release(&self, admission: Admission) {
-        match self {
-            AnyBreaker::Postgres(b) => b.release(admission),
-            AnyBreaker::Memory(b) => b.release(admission),
-        }
-    }
-
-    fn classifier(&self) -> &K {
-        match self {
-            AnyBreaker::Postgres(b) => b.classifier(),
-            AnyBreaker::Memory(b) => b.classifier(),
-        }
-    }
-}
+pub type AnyBreaker<K = AllErrors, H = NoHook> = SharedBreaker<CoarseClock, K, H>;

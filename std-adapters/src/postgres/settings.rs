@@ -1,6 +1,10 @@
 //! Where the database is: `RC_DB_*` variables, filled in from a `.env` file.
 
-use std::{env, fmt};
+use std::{
+    collections::HashMap,
+    env, fmt,
+    sync::{Mutex, PoisonError},
+};
 
 use postgres::config::{Config, Host, SslMode};
 
@@ -52,10 +56,25 @@ impl fmt::Display for SettingsError {
 
 impl std::error::Error for SettingsError {}
 
-/// Fills in, from a `.env` file in the current directory or its parents, the variables the
-/// environment lacks (it never overrides one that is set). Returns whether a file was read.
+/// The variables of the `.env` file read last, consulted after the environment.
+static DOTENV: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+/// Reads a `.env` file from the current directory or its parents: its variables fill in, for
+/// the settings read after this, what the environment lacks (a variable that is set always
+/// wins). The process environment itself is never changed. Returns whether a file was read.
+///
+/// ```
+/// // Nothing to read is fine: the environment alone is used.
+/// let _read = resilient_circuit_std::postgres::load_dotenv();
+/// ```
 pub fn load_dotenv() -> bool {
-    dotenvy::dotenv().is_ok()
+    let values = dotenvy::dotenv_iter().ok().map(|iter| {
+        iter.filter_map(Result::ok)
+            .collect::<HashMap<String, String>>()
+    });
+    let read = values.is_some();
+    *DOTENV.lock().unwrap_or_else(PoisonError::into_inner) = values;
+    read
 }
 
 /// `RC_NAMESPACE`, or [`DEFAULT_NAMESPACE`](crate::DEFAULT_NAMESPACE) when unset or blank.
@@ -64,7 +83,15 @@ pub(crate) fn namespace_from_env() -> String {
 }
 
 fn var(name: &str) -> Option<String> {
-    env::var(name).ok().filter(|v| !v.trim().is_empty())
+    let set = |v: &String| !v.trim().is_empty();
+    env::var(name).ok().filter(set).or_else(|| {
+        DOTENV
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|values| values.get(name).cloned())
+            .filter(set)
+    })
 }
 
 pub(crate) fn flag(name: &str) -> bool {

@@ -1,22 +1,42 @@
-//! The PostgreSQL store: one persistent connection shared by every breaker made from it,
-//! reconnected with backoff after a failure.
+//! The PostgreSQL store: the in-process store, plus a worker thread that replicates each key's
+//! state to its row and the row's changes back.
 
 use std::{
     fmt,
     sync::{
-        Arc, Mutex, TryLockError,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc,
     },
+    thread::JoinHandle,
     time::Duration,
 };
 
-use resilient_circuit::{BreakerConfig, Clock, Instant};
+use resilient_circuit::{BreakerConfig, Clock};
+use tokio::sync::{Notify, mpsc::UnboundedSender};
 
 use super::{
-    DbSettings, PostgresBreaker, inspect,
-    link::{LocalClock, ServerTime, Session, describe, lock},
+    DbSettings,
+    worker::{self, Request},
 };
-use crate::{BreakerKey, SharedWindow, StdClock, StoreError, report};
+use crate::{
+    BreakerKey, CoarseClock, MemoryStore, SharedBreaker, SharedWindow, StoreError,
+    StoreUnavailable,
+    replica::{Manual, Replicator},
+    shared::SharedState,
+};
+
+/// A breaker whose state a [`PostgresStore`] shares: the same type as the in-process store's.
+pub type PostgresBreaker<K = resilient_circuit::AllErrors, H = resilient_circuit::NoHook> =
+    SharedBreaker<CoarseClock, K, H>;
+
+/// Outcomes kept per key while the database is unreachable, written when it is back (beyond
+/// this the oldest are dropped, with a warning).
+///
+/// ```
+/// assert_eq!(resilient_circuit_std::postgres::MAX_PENDING_OUTCOMES, 1024);
+/// ```
+pub const MAX_PENDING_OUTCOMES: usize = 1024;
 
 /// What a breaker does while its store cannot reach the database.
 ///
@@ -31,9 +51,9 @@ use crate::{BreakerKey, SharedWindow, StdClock, StoreError, report};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OnOutage {
-    /// Keep serving from the last known state, changed locally by this process's outcomes
-    /// (which are written once the database is back). One warning per outage. As the Python
-    /// package does.
+    /// Keep serving from this process's copy of the state, changed by its own outcomes (which
+    /// are written once the database is back). One warning per outage. As the Python package
+    /// does.
     FailOpen,
     /// Reject every call with [`RejectReason::StoreUnavailable`](crate::RejectReason) until
     /// the database is back: the state is unknown, so nothing runs.
@@ -71,15 +91,29 @@ impl fmt::Display for PostgresStoreError {
 
 impl std::error::Error for PostgresStoreError {}
 
-/// Builds a [`PostgresStore`]: `PostgresStore::builder(settings).max_staleness(..).connect()`.
+/// The store's options, as the worker reads them.
+#[derive(Clone)]
+pub(crate) struct Options {
+    pub(crate) max_staleness: Duration,
+    pub(crate) sync_interval: Duration,
+    pub(crate) on_outage: OnOutage,
+    pub(crate) probe_lease: Duration,
+    pub(crate) reconnect: (Duration, Duration),
+    pub(crate) round_trip_timeout: Duration,
+    pub(crate) local_clock: Arc<dyn Clock + Send + Sync>,
+}
+
+/// Builds a [`PostgresStore`]: `PostgresStore::builder(settings).sync_interval(..).connect()`.
 ///
 /// ```no_run
 /// use resilient_circuit_std::postgres::{DbSettings, OnOutage, PostgresStore};
 /// use std::time::Duration;
 ///
 /// let store = PostgresStore::builder(DbSettings::from_env()?)
-///     .max_staleness(Duration::ZERO) // read the row on every admission
+///     .sync_interval(Duration::from_millis(50))
+///     .max_staleness(Duration::from_millis(500))
 ///     .on_outage(OnOutage::FailClosed)
+///     .round_trip_timeout(Duration::from_secs(1))
 ///     .probe_lease(Duration::from_secs(30))
 ///     .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(2))
 ///     .connect()?;
@@ -87,112 +121,151 @@ impl std::error::Error for PostgresStoreError {}
 /// ```
 pub struct PostgresStoreBuilder {
     settings: DbSettings,
-    max_staleness: Duration,
-    on_outage: OnOutage,
-    probe_lease: Duration,
-    reconnect: (Duration, Duration),
-    local_clock: LocalClock,
+    options: Options,
 }
 
 impl PostgresStoreBuilder {
-    /// How old the last known state may be when a CLOSED or OPEN breaker admits a call without
-    /// asking the database: a peer's trip is seen within this. Default 1 s (the Python
-    /// package's refresh interval); `Duration::ZERO` reads the row on every admission.
+    /// How often this process's successes are sent to the row (failures, probes and manual
+    /// control go at once). Default 100 ms: peers see a recovering window within a tenth of a
+    /// second, a crash loses at most that much, and a hot key costs at most 10 statements a
+    /// second per process (none while its window and the row's stay full of successes).
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.options.sync_interval = interval;
+        self
+    }
+
+    /// How long the state may go without being read from the database when no notification
+    /// says it changed: the fallback for a lost `LISTEN`. Default 1 s (the Python package's
+    /// refresh interval). One statement reads every key of the store.
     pub fn max_staleness(mut self, max_staleness: Duration) -> Self {
-        self.max_staleness = max_staleness;
+        self.options.max_staleness = max_staleness;
         self
     }
 
     /// Fail open (the default) or fail closed while the database is unreachable.
     pub fn on_outage(mut self, on_outage: OnOutage) -> Self {
-        self.on_outage = on_outage;
+        self.options.on_outage = on_outage;
         self
     }
 
-    /// How long an admitted HALF_OPEN probe holds its slot without reporting before it is
-    /// presumed lost (its process died). Default 60 s.
+    /// How long a HALF_OPEN probe slot reserved for this process stays taken without a report
+    /// before it is presumed lost (its process died). Default 60 s.
     pub fn probe_lease(mut self, lease: Duration) -> Self {
-        self.probe_lease = lease;
+        self.options.probe_lease = lease;
         self
     }
 
     /// The reconnection backoff after a failure: first wait, doubled up to the second.
     /// Default 100 ms up to 5 s.
     pub fn reconnect_backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.reconnect = (first, max.max(first));
+        self.options.reconnect = (first, max.max(first));
+        self
+    }
+
+    /// The deadline of every round trip (and of connecting): a server that does not answer
+    /// within it (frozen, or behind a network that drops packets) is an outage. Default 2 s.
+    /// It also bounds how long making a breaker waits for its row, and manual control.
+    pub fn round_trip_timeout(mut self, timeout: Duration) -> Self {
+        self.options.round_trip_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// The local monotonic clock that carries the server's time forward between round trips
-    /// (default [`StdClock`]). Only differences of its readings are used.
+    /// and sets the deadlines the breakers read (default [`CoarseClock`], the breakers'
+    /// default clock). Breakers given another clock with `with_clock` must read this one's
+    /// timeline.
     pub fn local_clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
-        self.local_clock = Box::new(clock);
+        self.options.local_clock = Arc::new(clock);
         self
     }
 
-    /// Connects, checks the table and prepares the statements.
+    /// Starts the store's worker thread, which connects, checks the table and prepares the
+    /// statements; waits for it (at most the round-trip timeout plus the connection's).
+    /// Safe to call inside a tokio runtime: no database I/O runs on the calling thread.
     pub fn connect(self) -> Result<PostgresStore, PostgresStoreError> {
-        let settings = self.settings;
-        let fail = |e: postgres::Error| {
-            PostgresStoreError::Connect(settings.redact(&format!(
-                "{}: {}",
-                settings.describe(),
-                describe(&e)
-            )))
-        };
-        let mut client = Session::connect(&settings).map_err(fail)?;
-        let report = inspect(&mut client).map_err(fail)?;
-        if !report.usable() {
-            return Err(PostgresStoreError::SchemaNotReady(report.problems()));
+        let (requests, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let link = Arc::new(Link {
+            wake: Notify::new(),
+            requests,
+            round_trips: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            round_trip_timeout: self.options.round_trip_timeout,
+            store_alive: AtomicBool::new(true),
+        });
+        let memory = MemoryStore::with_max_entries(std::num::NonZeroUsize::MAX);
+        let (started, start) = mpsc::sync_channel(1);
+        let thread = worker::spawn(
+            self.settings.clone(),
+            self.options.clone(),
+            Arc::clone(&link),
+            inbox,
+            started,
+        )
+        .map_err(|e| {
+            PostgresStoreError::Connect(format!("cannot start the store's thread: {e}"))
+        })?;
+        let wait = self.options.round_trip_timeout * 3 + Duration::from_secs(5);
+        match start.recv_timeout(wait) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(PostgresStoreError::Connect(format!(
+                    "{}: no answer within {wait:?}",
+                    self.settings.describe()
+                )));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(PostgresStoreError::Connect(
+                    "the store's thread stopped while connecting".to_owned(),
+                ));
+            }
         }
-        let server_now = client
-            .query_one("SELECT now()", &[])
-            .map_err(fail)?
-            .get::<_, std::time::SystemTime>(0);
-        let session = Session::prepare(client).map_err(fail)?;
-        let local = self.local_clock.now();
         Ok(PostgresStore {
             inner: Arc::new(StoreInner {
-                link: Mutex::new(Link {
-                    session: Some(session),
-                    next_attempt: local,
-                    backoff: self.reconnect.0,
-                    outage_since: None,
-                }),
-                up: AtomicBool::new(true),
-                next_attempt: AtomicU64::new(0),
-                round_trips: AtomicU64::new(0),
-                time: Mutex::new(ServerTime::new(super::row::instant_of(server_now), local)),
-                settings,
-                max_staleness: self.max_staleness,
-                on_outage: self.on_outage,
-                probe_lease: self.probe_lease,
-                reconnect: self.reconnect,
-                local_clock: self.local_clock,
+                memory,
+                link,
+                settings: self.settings,
+                options: self.options,
+                thread: Mutex::new(Some(thread)),
             }),
         })
     }
 }
 
-/// Breaker states in PostgreSQL's `rc_circuit_breakers`, shared with every process (Rust or
-/// Python) that uses the same table. Clones share one connection.
+/// Breaker states shared with every process (Rust or Python) that uses the same
+/// `rc_circuit_breakers` table. Clones share one store: one worker thread, one connection.
 ///
-/// - Every admission and outcome that changes the row is one compare-and-swap statement on the
-///   row's version (`xmin`): it writes only if nobody wrote since this process read the row;
-///   otherwise the row is read again and the change applied to it. No outcome is lost, whatever
-///   the number of writers, and nothing is locked while a protected call runs.
-/// - Deadlines are on the server's clock: each round trip returns `now()`, carried forward by the
-///   local monotonic clock; the host's wall clock is never read. A live OPEN is never left early
-///   (the statement checks it against the server's `now()`), and the HALF_OPEN probe cap holds
-///   across processes (the count is in the row, with a lease in case a process dies).
-/// - A CLOSED breaker admits from the last known state while it is younger than
-///   [`max_staleness`](PostgresStoreBuilder::max_staleness); each outcome is one round trip
-///   (a write, or a version check when the outcome changes nothing), which also refreshes that
-///   state.
-/// - The connection is shared by threads (their round trips take turns) and re-opened with
-///   backoff after a failure. Meanwhile breakers follow [`OnOutage`].
+/// The store is the in-process store plus a replicator. Its breakers are
+/// [`SharedBreaker`]s, as fast as the in-process store's: admission and recording act on this
+/// process's copy of each key's state and never wait for the database. The store's worker
+/// thread (it owns the one connection; nothing of the store runs on a caller's thread or
+/// inside a caller's tokio runtime) carries the outcomes to the row and the row's changes
+/// back:
 ///
-/// This is a blocking store: in async code, call its breakers from `spawn_blocking`.
+/// - Outcomes are logged per key, in order, and sent as one batch per key: the core's
+///   transition functions applied to the row in one compare-and-swap statement on the row's
+///   version (`xmin`), which also records the batch's number for this writer, so a batch whose
+///   reply was lost is recognised after reconnecting and never applied twice. A failure, a
+///   probe's outcome and a wanted probe wake the worker at once; successes go every
+///   [`sync_interval`](PostgresStoreBuilder::sync_interval), and cost nothing while the window
+///   and the row's are full of successes.
+/// - Transitions are decided on the row; this process adopts the row's state and fires its
+///   hooks (on the worker thread) once for each change of state it observes, its own or a
+///   peer's. Peers' changes arrive by `LISTEN`/`NOTIFY` (the trigger `pg-setup` installs), and
+///   every key is re-read at least every
+///   [`max_staleness`](PostgresStoreBuilder::max_staleness), in one statement.
+/// - Deadlines are on the server's clock: each round trip returns `now()`, carried forward by
+///   the local monotonic clock. A live OPEN is never left early (the statement checks it
+///   against the server's `now()`), and a HALF_OPEN probe runs only in a slot the worker
+///   reserved in the row (until then the caller is told `ProbesBusy`), so the probe cap holds
+///   across the fleet; a dead process's slot comes back when its
+///   [lease](PostgresStoreBuilder::probe_lease) ends.
+/// - Every round trip has a deadline ([`round_trip_timeout`](PostgresStoreBuilder::round_trip_timeout));
+///   a connection that fails or misses it is an outage, and breakers follow [`OnOutage`]
+///   meanwhile. An error of one key's statement (a lock held elsewhere) delays that key only.
 ///
 /// ```no_run
 /// use resilient_circuit_std::postgres::{DbSettings, OnOutage, PostgresStore};
@@ -200,59 +273,102 @@ impl PostgresStoreBuilder {
 /// use std::time::Duration;
 ///
 /// let store = PostgresStore::builder(DbSettings::from_env()?)
-///     .max_staleness(Duration::from_millis(250))
 ///     .on_outage(OnOutage::FailOpen)
 ///     .connect()?;
 /// let config = BreakerConfig::new().failure_limit(Ratio::new(5, 10)?).cooldown(Duration::from_secs(30));
 /// let breaker = store.breaker(BreakerKey::resource("payments-api")?, config)?;
 /// let reply = breaker.call(|| Ok::<_, std::io::Error>("paid"));
+/// store.flush(Duration::from_secs(1))?; // everything recorded so far is in the row
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct PostgresStore {
-    pub(crate) inner: Arc<StoreInner>,
+    inner: Arc<StoreInner>,
 }
 
-pub(crate) struct StoreInner {
-    link: Mutex<Link>,
-    up: AtomicBool,
-    /// A copy of `Link::next_attempt`, readable without the lock.
-    next_attempt: AtomicU64,
-    round_trips: AtomicU64,
-    time: Mutex<ServerTime>,
+struct StoreInner {
+    memory: MemoryStore,
+    link: Arc<Link>,
     settings: DbSettings,
-    pub(crate) max_staleness: Duration,
-    pub(crate) on_outage: OnOutage,
-    pub(crate) probe_lease: Duration,
-    reconnect: (Duration, Duration),
-    local_clock: LocalClock,
+    options: Options,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-struct Link {
-    session: Option<Session>,
-    /// When (local clock) to try connecting again.
-    next_attempt: Instant,
-    backoff: Duration,
-    outage_since: Option<Instant>,
+/// What breakers and the store share with the worker.
+pub(crate) struct Link {
+    pub(crate) wake: Notify,
+    pub(crate) requests: UnboundedSender<Request>,
+    pub(crate) round_trips: AtomicU64,
+    pub(crate) connected: AtomicBool,
+    pub(crate) round_trip_timeout: Duration,
+    /// Cleared when the last clone of the store is dropped.
+    pub(crate) store_alive: AtomicBool,
 }
 
-/// The database cannot be reached now; try again after this long.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Unreachable {
-    pub(crate) retry_after: Duration,
+impl Link {
+    /// Sends `request` (made with a reply channel) and waits up to `wait` for the answer.
+    fn ask<T>(
+        &self,
+        wait: Duration,
+        request: impl FnOnce(mpsc::SyncSender<T>) -> Request,
+    ) -> Option<T> {
+        if worker::on_worker_thread() {
+            // A hook calling back into its store would wait for itself.
+            return None;
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.requests.send(request(reply)).ok()?;
+        answer.recv_timeout(wait).ok()
+    }
+
+    fn unavailable(&self) -> StoreUnavailable {
+        StoreUnavailable {
+            retry_after: self.round_trip_timeout,
+        }
+    }
+}
+
+impl Replicator for Link {
+    fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn manual(&self, key: &BreakerKey, manual: Manual) -> Result<(), StoreUnavailable> {
+        let key = key.clone();
+        self.ask(self.round_trip_timeout * 2, |reply| Request::Manual {
+            key,
+            manual,
+            reply,
+        })
+        .unwrap_or_else(|| Err(self.unavailable()))
+    }
+
+    fn handle_dropped(&self, references: usize) {
+        // The store is gone and this is the last handle (the worker holds the other
+        // reference): send what is pending now, bounded, before the process may exit.
+        if !self.store_alive.load(Ordering::Acquire) && references <= 2 {
+            self.ask(self.round_trip_timeout * 2, |reply| Request::Flush {
+                reply,
+            });
+        }
+    }
 }
 
 impl PostgresStore {
-    /// A builder with the defaults: staleness 1 s, fail open, probe lease 60 s, reconnection
-    /// backoff 100 ms to 5 s, [`StdClock`].
+    /// A builder with the defaults: sync interval 100 ms, staleness 1 s, fail open, probe
+    /// lease 60 s, round-trip timeout 2 s, reconnection backoff 100 ms to 5 s, [`CoarseClock`].
     pub fn builder(settings: DbSettings) -> PostgresStoreBuilder {
         PostgresStoreBuilder {
             settings,
-            max_staleness: Duration::from_secs(1),
-            on_outage: OnOutage::FailOpen,
-            probe_lease: Duration::from_secs(60),
-            reconnect: (Duration::from_millis(100), Duration::from_secs(5)),
-            local_clock: Box::new(StdClock),
+            options: Options {
+                max_staleness: Duration::from_secs(1),
+                sync_interval: Duration::from_millis(100),
+                on_outage: OnOutage::FailOpen,
+                probe_lease: Duration::from_secs(60),
+                reconnect: (Duration::from_millis(100), Duration::from_secs(5)),
+                round_trip_timeout: Duration::from_secs(2),
+                local_clock: Arc::new(CoarseClock),
+            },
         }
     }
 
@@ -261,15 +377,51 @@ impl PostgresStore {
         PostgresStore::builder(settings).connect()
     }
 
-    /// A breaker on `key`'s row. Breakers of one key share their state through the row, in
-    /// this process and in every other; they should share one configuration.
+    /// A breaker on `key`'s row. Breakers of one key share their state, in this process and
+    /// (through the row) in every other; the row's state is loaded before this returns (at
+    /// most the round-trip timeout; when the database cannot answer in time, the outage policy
+    /// applies). The key keeps the configuration it was first made with; handles should share
+    /// it.
     pub fn breaker(
         &self,
         key: BreakerKey,
         config: BreakerConfig,
     ) -> Result<PostgresBreaker, StoreError> {
         config.validate::<SharedWindow>()?;
-        Ok(PostgresBreaker::new(self.clone(), key, config))
+        let inner = &self.inner;
+        let replicator: Arc<dyn Replicator> = inner.link.clone();
+        let (shared, made) = inner.memory.entry(key.clone(), |tick| {
+            SharedState::replicated(tick, config, replicator)
+        })?;
+        if made {
+            if inner.options.on_outage == OnOutage::FailClosed {
+                // Unknown until loaded.
+                let wait = inner.link.round_trip_timeout;
+                shared.replicate(|_, replica| replica.unavailable = Some(wait));
+            }
+            let shared = Arc::clone(&shared);
+            let key = key.clone();
+            inner
+                .link
+                .ask(inner.link.round_trip_timeout, |reply| Request::Load {
+                    key,
+                    shared,
+                    reply,
+                });
+        }
+        Ok(SharedBreaker::new(shared, key, config))
+    }
+
+    /// Sends everything recorded so far and waits until it is in the rows (or `timeout`).
+    pub fn flush(&self, timeout: Duration) -> Result<(), StoreUnavailable> {
+        match self
+            .inner
+            .link
+            .ask(timeout, |reply| Request::Flush { reply })
+        {
+            Some(true) => Ok(()),
+            _ => Err(self.inner.link.unavailable()),
+        }
     }
 
     /// The namespace `RC_NAMESPACE` names (default `default`), for [`BreakerKey::new`].
@@ -277,115 +429,30 @@ impl PostgresStore {
         self.inner.settings.namespace()
     }
 
-    /// How many statements the breakers of this store have sent (each is one round trip;
-    /// connecting and preparing are not counted). For monitoring and tests.
+    /// How many statements the worker has sent (each is one round trip; connecting and
+    /// preparing are not counted). For monitoring and tests.
     pub fn round_trips(&self) -> u64 {
-        self.inner.round_trips.load(Ordering::Relaxed)
+        self.inner.link.round_trips.load(Ordering::Relaxed)
     }
 
-    /// Whether the store's last round trip reached the database.
+    /// Whether the worker's connection is up.
     pub fn is_connected(&self) -> bool {
-        self.inner.is_up()
+        self.inner.link.connected.load(Ordering::Relaxed)
     }
 }
 
-impl StoreInner {
-    pub(crate) fn local_now(&self) -> Instant {
-        self.local_clock.now()
-    }
-
-    /// The server's time as best known now.
-    pub(crate) fn server_now(&self) -> Instant {
-        lock(&self.time).estimate(self.local_now())
-    }
-
-    /// Records the server's time as read just now.
-    pub(crate) fn synced(&self, server_now: Instant) {
-        *lock(&self.time) = ServerTime::new(server_now, self.local_now());
-    }
-
-    /// Whether the last round trip reached the database.
-    pub(crate) fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
-    /// Runs `exchange` on the connection (opening it first if it is down and its backoff has
-    /// passed). A failure closes the connection and starts (or continues) an outage.
-    pub(crate) fn with_session<R>(
-        &self,
-        exchange: impl FnOnce(&mut Session) -> Result<R, postgres::Error>,
-    ) -> Result<R, Unreachable> {
-        let now = self.local_now();
-        let mut link = if self.is_up() {
-            lock(&self.link)
-        } else {
-            // Down: never queue behind a reconnection attempt (up to the connect timeout), and
-            // do not even try before the backoff has passed.
-            let next_attempt = Instant::from_nanos(self.next_attempt.load(Ordering::Relaxed));
-            if now < next_attempt {
-                return Err(Unreachable {
-                    retry_after: next_attempt.saturating_duration_since(now),
-                });
-            }
-            match self.link.try_lock() {
-                Ok(link) => link,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    return Err(Unreachable {
-                        retry_after: self.reconnect.0,
-                    });
-                }
-            }
-        };
-        if link.session.is_none() {
-            if now < link.next_attempt {
-                return Err(Unreachable {
-                    retry_after: link.next_attempt.saturating_duration_since(now),
-                });
-            }
-            match Session::open(&self.settings) {
-                Ok(session) => {
-                    link.session = Some(session);
-                    self.up.store(true, Ordering::Relaxed);
-                    if let Some(since) = link.outage_since.take() {
-                        report::store_info(&format!(
-                            "PostgreSQL store: reconnected to {} after {:?}",
-                            self.settings.describe(),
-                            self.local_now().saturating_duration_since(since)
-                        ));
-                    }
-                    link.backoff = self.reconnect.0;
-                }
-                Err(e) => return Err(self.failed(&mut link, &e)),
-            }
+impl Drop for StoreInner {
+    /// The last clone of the store: what is pending is sent (bounded by twice the round-trip
+    /// timeout); the worker stops once no breaker handle is left either.
+    fn drop(&mut self) {
+        self.link.store_alive.store(false, Ordering::Release);
+        let wait = self.link.round_trip_timeout * 2;
+        let _ = self.link.ask(wait, |reply| Request::Shutdown { reply });
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take())
+            && thread.is_finished()
+        {
+            let _ = thread.join();
         }
-        let session = link.session.as_mut().expect("a session was just ensured");
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
-        exchange(session).map_err(|e| self.failed(&mut link, &e))
-    }
-
-    fn failed(&self, link: &mut Link, error: &postgres::Error) -> Unreachable {
-        link.session = None;
-        self.up.store(false, Ordering::Relaxed);
-        let now = self.local_now();
-        if link.outage_since.is_none() {
-            link.outage_since = Some(now);
-            let policy = match self.on_outage {
-                OnOutage::FailOpen => "serving from the last known state (fail open)",
-                OnOutage::FailClosed => "rejecting calls (fail closed)",
-            };
-            report::store_warning(&self.settings.redact(&format!(
-                "PostgreSQL store: {} is unreachable: {}; {policy} until it is back",
-                self.settings.describe(),
-                describe(error)
-            )));
-        }
-        let wait = link.backoff;
-        link.next_attempt = now.saturating_add(wait);
-        self.next_attempt
-            .store(link.next_attempt.as_nanos(), Ordering::Relaxed);
-        link.backoff = (wait * 2).min(self.reconnect.1);
-        Unreachable { retry_after: wait }
     }
 }
 
@@ -393,8 +460,9 @@ impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
             .field("settings", &self.inner.settings)
-            .field("max_staleness", &self.inner.max_staleness)
-            .field("on_outage", &self.inner.on_outage)
+            .field("sync_interval", &self.inner.options.sync_interval)
+            .field("max_staleness", &self.inner.options.max_staleness)
+            .field("on_outage", &self.inner.options.on_outage)
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
     }

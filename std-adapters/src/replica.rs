@@ -1,0 +1,313 @@
+//! What a replicated key adds to its in-process state: this process's changes not yet in the
+//! shared copy, the probe slots reserved for it there, and the hooks its transitions fire.
+//!
+//! Callers change the in-process copy as the in-process store does and append each change to
+//! [`Replica::pending`]; a replicator (the PostgreSQL store's worker) takes the log, applies it
+//! to the shared copy with the same transition functions, and hands back the shared state,
+//! on which the log's newer part is replayed. Callers never wait for it.
+
+// Only the PostgreSQL store replicates today.
+#![cfg_attr(not(feature = "postgres"), allow(dead_code))]
+
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use resilient_circuit::{
+    Admission, BreakerConfig, BreakerState, CircuitState, Clock, FastPath, Instant, RejectReason,
+    Rejected, Transition, TransitionHook, Verdict,
+};
+
+use crate::{BreakerKey, SharedWindow, StoreUnavailable};
+
+/// A hook as the replicator holds it: alive while a breaker handle holds it.
+pub(crate) type SharedHook = Arc<dyn TransitionHook + Send + Sync>;
+
+/// One change a process made to a key, in the order it made them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// CLOSED successes of period `epoch` (a run; only the last window's worth can matter).
+    Successes { epoch: u32, count: u32 },
+    /// The outcome of an admitted call (a failure, a probe's outcome, a late outcome).
+    Outcome {
+        admission: Admission,
+        verdict: Verdict,
+    },
+    /// A probe that will never report gives its slot back.
+    Release { admission: Admission },
+}
+
+impl Event {
+    /// Applies the change to `state` with the core's transition functions.
+    pub(crate) fn apply(
+        &self,
+        state: &mut BreakerState<SharedWindow>,
+        config: &BreakerConfig,
+        clock: &impl Clock,
+    ) -> Option<Transition> {
+        match *self {
+            Event::Successes { epoch, count } => {
+                state.record_closed_successes(config, epoch, count);
+                None
+            }
+            Event::Outcome { admission, verdict } => {
+                state.record(config, admission, verdict, clock)
+            }
+            Event::Release { admission } => {
+                state.release(admission);
+                None
+            }
+        }
+    }
+
+    /// The period the change belongs to.
+    pub(crate) fn epoch(&self) -> u32 {
+        match *self {
+            Event::Successes { epoch, .. } => epoch,
+            Event::Outcome { admission, .. } | Event::Release { admission } => admission.epoch(),
+        }
+    }
+
+    /// Whether the change is only CLOSED successes.
+    pub(crate) fn is_successes(&self) -> bool {
+        matches!(self, Event::Successes { .. })
+    }
+}
+
+/// Manual control, carried out by the replicator on the shared copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Manual {
+    ForceOpen,
+    ForceClosed,
+    Reset,
+}
+
+impl Manual {
+    pub(crate) fn apply(
+        self,
+        state: &mut BreakerState<SharedWindow>,
+        config: &BreakerConfig,
+        clock: &impl Clock,
+    ) -> Option<Transition> {
+        match self {
+            Manual::ForceOpen => state.force_open(config, clock),
+            Manual::ForceClosed => state.force_closed(),
+            Manual::Reset => state.reset(),
+        }
+    }
+}
+
+/// What a replicated key's state needs from its replicator.
+pub(crate) trait Replicator: Send + Sync {
+    /// Something urgent was logged (a failure, a probe's outcome, a probe wanted).
+    fn wake(&self);
+    /// Applies `manual` to the shared copy of `key` and waits (bounded) for the answer.
+    fn manual(&self, key: &BreakerKey, manual: Manual) -> Result<(), StoreUnavailable>;
+    /// A breaker handle of a key is being dropped; `references` to the key's state remain,
+    /// its own among them.
+    fn handle_dropped(&self, references: usize);
+}
+
+/// The replication part of a key's state, kept under the key's lock.
+pub(crate) struct Replica {
+    /// The configuration the key was first made with: the replicator applies it to the row.
+    pub(crate) config: BreakerConfig,
+    /// Changes not yet taken by the replicator, oldest first.
+    pub(crate) pending: Vec<Event>,
+    /// The last pending change is a run of successes as long as the window: more change nothing.
+    saturated: bool,
+    /// The replicator should run at once.
+    pub(crate) urgent: bool,
+    /// Probe slots reserved in the shared copy for this process, not yet given to a caller.
+    pub(crate) reserved: u16,
+    /// When (local clock) the oldest unused reservation was made.
+    pub(crate) reserved_at: Option<Instant>,
+    /// The period the reservations belong to.
+    pub(crate) reserved_epoch: u32,
+    /// A caller found no probe slot: the replicator should reserve one.
+    pub(crate) wants_probe: bool,
+    /// Set while failing closed: every admission is rejected with this wait.
+    pub(crate) unavailable: Option<Duration>,
+    /// The status last announced to the hooks: the shared copy's, as last adopted.
+    pub(crate) announced: CircuitState,
+    /// The period of the shared copy as last adopted (reservations belong to it).
+    adopted_epoch: u32,
+    hooks: Vec<Weak<dyn TransitionHook + Send + Sync>>,
+}
+
+impl Replica {
+    pub(crate) fn new(config: BreakerConfig) -> Self {
+        Replica {
+            config,
+            pending: Vec::new(),
+            saturated: false,
+            urgent: false,
+            reserved: 0,
+            reserved_at: None,
+            reserved_epoch: 0,
+            wants_probe: false,
+            unavailable: None,
+            announced: CircuitState::Closed,
+            adopted_epoch: 0,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Appends a change to the log.
+    pub(crate) fn push(&mut self, event: Event) {
+        if let (Event::Successes { epoch, count }, Some(Event::Successes { epoch: e, count: c })) =
+            (event, self.pending.last_mut())
+            && *e == epoch
+        {
+            let window = u32::from(self.config.closed_window());
+            *c = c.saturating_add(count).min(window);
+            self.saturated = *c >= window;
+            return;
+        }
+        self.saturated = match event {
+            Event::Successes { count, .. } => count >= u32::from(self.config.closed_window()),
+            _ => false,
+        };
+        if !event.is_successes() {
+            self.urgent = true;
+        }
+        self.pending.push(event);
+    }
+
+    /// Takes the log, for the replicator.
+    pub(crate) fn take(&mut self) -> Vec<Event> {
+        self.saturated = false;
+        self.urgent = false;
+        std::mem::take(&mut self.pending)
+    }
+
+    /// The digest to publish for `state`: held while failing closed, and counting every success
+    /// until the log holds a window's worth of them.
+    pub(crate) fn digest(&self, state: &BreakerState<SharedWindow>) -> FastPath {
+        let digest = FastPath::of(state, &self.config);
+        if self.unavailable.is_some() {
+            digest.held()
+        } else if self.saturated {
+            digest
+        } else {
+            digest.counting()
+        }
+    }
+
+    /// Admission on the in-process copy: CLOSED admits; OPEN rejects until its deadline; a
+    /// probe runs only in a slot reserved in the shared copy, and until one is the caller is
+    /// told the probes are busy. Never a transition: those are the shared copy's to make.
+    pub(crate) fn admit(
+        &mut self,
+        state: &BreakerState<SharedWindow>,
+        config: &BreakerConfig,
+        clock: &impl Clock,
+    ) -> Result<Admission, Rejected> {
+        if let Some(retry_after) = self.unavailable {
+            return Err(Rejected::new(retry_after, RejectReason::StoreUnavailable));
+        }
+        match state.status() {
+            CircuitState::Closed => Ok(Admission::in_period(state.epoch(), false)),
+            CircuitState::Open => {
+                let now = clock.now();
+                match state.open_until() {
+                    Some(until) if now < until => Err(Rejected::new(
+                        until.saturating_duration_since(now),
+                        RejectReason::Open,
+                    )),
+                    _ => Err(self.probe_wanted(config)),
+                }
+            }
+            CircuitState::HalfOpen if self.reserved > 0 => {
+                self.reserved -= 1;
+                if self.reserved == 0 {
+                    self.reserved_at = None;
+                }
+                Ok(Admission::in_period(state.epoch(), true))
+            }
+            CircuitState::HalfOpen => Err(self.probe_wanted(config)),
+        }
+    }
+
+    fn probe_wanted(&mut self, config: &BreakerConfig) -> Rejected {
+        self.wants_probe = true;
+        self.urgent = true;
+        Rejected::new(config.get_busy_retry_after(), RejectReason::ProbesBusy)
+    }
+
+    /// Logs the outcome of an admitted call (already applied to the in-process copy).
+    pub(crate) fn record(&mut self, admission: Admission, verdict: Verdict) {
+        if verdict == Verdict::Ignore && !admission.is_probe() {
+            return;
+        }
+        self.push(Event::Outcome { admission, verdict });
+    }
+
+    /// Registers a hook, fired for every transition of the shared copy this process adopts.
+    pub(crate) fn add_hook(&mut self, hook: Weak<dyn TransitionHook + Send + Sync>) {
+        self.hooks.retain(|hook| hook.strong_count() > 0);
+        self.hooks.push(hook);
+    }
+
+    /// The hooks still held by a breaker handle.
+    pub(crate) fn hooks(&self) -> Vec<SharedHook> {
+        self.hooks.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Makes `shared` (the shared copy, on the local timeline) the in-process copy, with the
+    /// changes not yet in it (`unsent`, then the log) replayed on it, and `reserved` more probe
+    /// slots for this process. The transition to announce, if the shared copy's status changed.
+    pub(crate) fn adopt(
+        &mut self,
+        state: &mut BreakerState<SharedWindow>,
+        shared: BreakerState<SharedWindow>,
+        unsent: &[Event],
+        reserved: u16,
+        clock: &impl Clock,
+    ) -> Option<Transition> {
+        let mut local = shared;
+        for event in unsent.iter().chain(&self.pending) {
+            event.apply(&mut local, &self.config, clock);
+        }
+        *state = local;
+        self.unavailable = None;
+        if shared.status() != CircuitState::HalfOpen || shared.epoch() != self.adopted_epoch {
+            self.reserved = 0;
+            self.reserved_at = None;
+        }
+        self.adopted_epoch = shared.epoch();
+        self.reserve(reserved, shared.epoch(), clock.now());
+        self.announce(shared.status())
+    }
+
+    /// `count` more probe slots reserved for this process in period `epoch`.
+    pub(crate) fn reserve(&mut self, count: u16, epoch: u32, now: Instant) {
+        if count > 0 {
+            self.reserved = self.reserved.saturating_add(count);
+            self.reserved_epoch = epoch;
+            self.reserved_at.get_or_insert(now);
+        }
+    }
+
+    /// Gives back the reservations no caller used within `ttl`: the admissions to release.
+    pub(crate) fn expire_reservations(&mut self, now: Instant, ttl: Duration) -> Vec<Admission> {
+        let expired = self
+            .reserved_at
+            .is_some_and(|at| now.saturating_duration_since(at) >= ttl);
+        if !expired {
+            return Vec::new();
+        }
+        let admission = Admission::in_period(self.reserved_epoch, true);
+        let released = vec![admission; usize::from(self.reserved)];
+        self.reserved = 0;
+        self.reserved_at = None;
+        released
+    }
+
+    /// Records `status` as observed: the transition to announce, if it changed.
+    pub(crate) fn announce(&mut self, status: CircuitState) -> Option<Transition> {
+        let from = std::mem::replace(&mut self.announced, status);
+        (from != status).then_some(Transition { from, to: status })
+    }
+}
