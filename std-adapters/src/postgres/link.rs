@@ -166,6 +166,8 @@ struct Statements {
 pub(crate) struct Conn {
     client: Client,
     statements: Statements,
+    /// The server process serving this connection.
+    pub(crate) backend: i32,
     /// Notifications, forwarded by the task that drives the connection.
     pub(crate) notifications: UnboundedReceiver<String>,
     driver: tokio::task::JoinHandle<()>,
@@ -256,6 +258,10 @@ impl Conn {
         let _ = client
             .batch_execute("SET plan_cache_mode = force_generic_plan")
             .await;
+        let backend: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .try_get(0)?;
         let statements = Statements {
             read: client.prepare(&read_sql()).await?,
             insert: client.prepare(INSERT_SQL).await?,
@@ -265,6 +271,7 @@ impl Conn {
         Ok(Conn {
             client,
             statements,
+            backend,
             notifications,
             driver,
         })
@@ -379,6 +386,19 @@ impl Conn {
                 ))
             })
             .transpose()
+    }
+
+    /// Whether the server process `backend` (an earlier connection's) still runs; asks it to
+    /// end if so.
+    pub(crate) async fn end_backend(&self, backend: i32) -> Result<bool, tokio_postgres::Error> {
+        let rows = self
+            .client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1",
+                &[&backend],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     /// The last batch `writer` wrote.

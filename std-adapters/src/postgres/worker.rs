@@ -85,9 +85,11 @@ struct KeyState {
     warned_statement: bool,
 }
 
-/// The batch whose reply was lost: was it written?
+/// The batch whose reply was lost: was it written? Known once the server process that
+/// received it has ended (until then it may still commit).
 struct InDoubt {
     key: BreakerKey,
+    backend: i32,
     batch: i64,
     events: usize,
     /// The probe slot the batch reserved, if it did: the period it is in.
@@ -112,6 +114,8 @@ struct Worker {
     next_attempt: Instant,
     backoff: Duration,
     shutting_down: bool,
+    /// Flushes waiting until everything is in the rows (their callers bound the wait).
+    flushes: Vec<SyncSender<bool>>,
 }
 
 /// Starts the worker thread; it says on `started` whether the store is usable.
@@ -156,6 +160,7 @@ pub(crate) fn spawn(
                 outage_since: None,
                 next_attempt: now,
                 shutting_down: false,
+                flushes: Vec::new(),
             };
             let outcome = worker.start();
             let ok = outcome.is_ok();
@@ -285,9 +290,15 @@ impl Worker {
         if self.conn.is_none() && self.local_now() >= self.next_attempt {
             self.reconnect();
         }
+        if self.conn.is_some() && self.in_doubt.is_some() {
+            self.resolve_doubt();
+        }
         let mut loads = Vec::new();
         let mut manuals = Vec::new();
-        let mut flushes = Vec::new();
+        let mut flushes = std::mem::take(&mut self.flushes);
+        let new_flush = requests
+            .iter()
+            .any(|r| matches!(r, Request::Flush { .. } | Request::Shutdown { .. }));
         for request in requests {
             match request {
                 Request::Load { key, shared, reply } => {
@@ -323,7 +334,7 @@ impl Worker {
         let now = self.local_now();
         let poll_due = now.saturating_duration_since(self.last_poll) >= self.options.max_staleness;
         let mut stale: Vec<BreakerKey> = loads.iter().map(|(key, _)| key.clone()).collect();
-        if poll_due || flush {
+        if poll_due || new_flush {
             stale = self.keys.keys().cloned().collect();
             self.last_poll = now;
         } else {
@@ -345,9 +356,16 @@ impl Worker {
         for key in self.keys.values_mut() {
             key.confirmed = false;
         }
-        let done = self.conn.is_some() && self.keys.values().all(|key| key.unsent.is_empty());
-        for reply in flushes {
-            let _ = reply.send(done);
+        let done = self.conn.is_some()
+            && self.in_doubt.is_none()
+            && self.keys.values().all(|key| key.unsent.is_empty());
+        if done {
+            for reply in flushes {
+                let _ = reply.send(true);
+            }
+        } else {
+            // Answered once done; a flush whose caller stopped waiting is dropped.
+            self.flushes = flushes;
         }
     }
 
@@ -598,6 +616,16 @@ impl Worker {
         force: bool,
         manual: Option<Manual>,
     ) -> Result<(), StoreUnavailable> {
+        if self
+            .in_doubt
+            .as_ref()
+            .is_some_and(|doubt| doubt.key == *key)
+        {
+            // Not before its last batch is known to be written or not.
+            return Err(StoreUnavailable {
+                retry_after: self.options.sync_interval,
+            });
+        }
         for _ in 0..MAX_ATTEMPTS {
             let state = self.keys.get(key).ok_or_else(|| self.unavailable())?;
             if state.unsent.is_empty() && !wants_probe && manual.is_none() {
@@ -668,6 +696,7 @@ impl Worker {
             let events = state.unsent.len();
             let writer = self.writer.clone();
             let unguarded = manual.is_some();
+            let backend = self.conn.as_ref().map_or(0, |conn| conn.backend);
             let written = self.round_trip(async |conn: &Conn| {
                 conn.swap(key, version, &new_row, unguarded, &writer, batch)
                     .await
@@ -695,6 +724,7 @@ impl Worker {
                 Err(Fault::Connection(_)) => {
                     self.in_doubt = Some(InDoubt {
                         key: key.clone(),
+                        backend,
                         batch,
                         events,
                         reserved_in: (reserved > 0).then(|| next.epoch()),
@@ -764,6 +794,39 @@ impl Worker {
         }
     }
 
+    /// Settles the batch whose reply was lost: once the server process that received it has
+    /// ended, the writers table says whether it was written. Its changes are then dropped from
+    /// the key's unsent ones (a probe slot it reserved is given back), or sent again.
+    fn resolve_doubt(&mut self) {
+        let Some(doubt) = self.in_doubt.take() else {
+            return;
+        };
+        let backend = doubt.backend;
+        match self.round_trip(async |conn: &Conn| conn.end_backend(backend).await) {
+            Ok(false) => {}
+            Ok(true) | Err(_) => {
+                self.in_doubt = Some(doubt);
+                return;
+            }
+        }
+        let writer = self.writer.clone();
+        let Ok(last) = self.round_trip(async |conn: &Conn| conn.last_batch(&writer).await) else {
+            self.in_doubt = Some(doubt);
+            return;
+        };
+        if last.is_some_and(|last| last >= doubt.batch)
+            && let Some(state) = self.keys.get_mut(&doubt.key)
+        {
+            let written = doubt.events.min(state.unsent.len());
+            state.unsent.drain(..written);
+            if let Some(epoch) = doubt.reserved_in {
+                let admission = resilient_circuit::Admission::in_period(epoch, true);
+                state.unsent.insert(0, Event::Release { admission });
+            }
+            state.row = None;
+        }
+    }
+
     fn reconnect(&mut self) {
         let timeout = self.options.round_trip_timeout;
         let opened = self.rt.block_on(async {
@@ -779,29 +842,6 @@ impl Worker {
         self.conn = Some(conn);
         self.link.connected.store(true, Ordering::Relaxed);
         self.backoff = self.options.reconnect.0;
-        if let Some(doubt) = self.in_doubt.take() {
-            let writer = self.writer.clone();
-            match self.round_trip(async |conn: &Conn| conn.last_batch(&writer).await) {
-                Ok(last) => {
-                    if last.is_some_and(|last| last >= doubt.batch)
-                        && let Some(state) = self.keys.get_mut(&doubt.key)
-                    {
-                        // Written: its reply was lost. Those changes are in the row; a probe
-                        // slot it reserved went to no caller, so it is given back.
-                        let written = doubt.events.min(state.unsent.len());
-                        state.unsent.drain(..written);
-                        if let Some(epoch) = doubt.reserved_in {
-                            let admission = resilient_circuit::Admission::in_period(epoch, true);
-                            state.unsent.insert(0, Event::Release { admission });
-                        }
-                    }
-                }
-                Err(_) => {
-                    self.in_doubt = Some(doubt);
-                    return;
-                }
-            }
-        }
         if let Some(since) = self.outage_since.take() {
             report::store_info(&format!(
                 "PostgreSQL store: reconnected to {} after {:?}",

@@ -1,0 +1,332 @@
+//! The PostgreSQL store when the database misbehaves (SEMANTICS §5): a reply lost after its
+//! write committed, a black-holed network, a frozen (SIGSTOPped) server process, a terminated
+//! one, a lock held on one key. Each case checks the exact row afterwards and that no caller
+//! waited. Faults come from a TCP proxy in the test process (`host_tests::proxy`) or from the
+//! server's own tools.
+
+use std::time::{Duration, Instant};
+
+use host_tests::{pg, proxy::FaultProxy};
+use postgres::Client;
+use resilient_circuit_std::{
+    AllErrors, Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason, Verdict,
+    postgres::{DbSettings, OnOutage, PostgresStore},
+};
+
+fn key(name: &str) -> BreakerKey {
+    BreakerKey::resource(name).unwrap()
+}
+
+/// Runs `call` and checks that it did not wait: callers never touch the database.
+fn quick<T>(call: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let result = call();
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(100), "a call waited {took:?}");
+    result
+}
+
+fn fail(breaker: &impl Breaker<Classifier = AllErrors>) {
+    quick(|| {
+        let result = breaker.call(|| Err::<(), _>("upstream failed"));
+        assert!(
+            result.unwrap_err().operation_error().is_some(),
+            "the call ran"
+        );
+    });
+}
+
+fn succeed(breaker: &impl Breaker<Classifier = AllErrors>) {
+    quick(|| breaker.call(|| Ok::<_, &str>(())).expect("the call ran"));
+}
+
+/// The key's `execution_log` and `failure_count`.
+fn row(client: &mut Client, key: &str) -> (String, i32) {
+    let r = client
+        .query_one(
+            "SELECT execution_log::text, failure_count FROM rc_circuit_breakers WHERE resource_key = $1",
+            &[&key],
+        )
+        .expect("the key has a row");
+    (r.get(0), r.get(1))
+}
+
+/// A window of 100 that never trips in these tests (they count outcomes).
+fn counting() -> BreakerConfig {
+    BreakerConfig::new().failure_limit(Ratio::new(100, 100).unwrap())
+}
+
+/// A store with a short round-trip deadline and quick reconnection, for outages.
+fn store(settings: &DbSettings) -> PostgresStore {
+    PostgresStore::builder(settings.clone())
+        .max_staleness(Duration::from_secs(3600))
+        .round_trip_timeout(Duration::from_millis(500))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .connect()
+        .expect("connect")
+}
+
+fn flush(store: &PostgresStore) {
+    store.flush(Duration::from_secs(10)).expect("flushed");
+}
+
+/// The server process of the store's connection (the only one of `application_name`
+/// resilient-circuit in `db`).
+fn backend_of_store(client: &mut Client, db: &str) -> i32 {
+    pg::until("the store's server process", || {
+        let rows = client
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'resilient-circuit'",
+                &[&db],
+            )
+            .unwrap();
+        (rows.len() == 1).then(|| rows[0].get(0))
+    })
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_write_whose_reply_was_lost_is_applied_once() {
+    let port = pg::port();
+    let (db, _) = pg::fresh_database(port, "lost_reply");
+    let proxy = FaultProxy::start(port);
+    let settings = DbSettings::from_config(pg::config(proxy.port(), &db));
+    let mut client = pg::connect(port, &db);
+    let store = store(&settings);
+    let breaker = store.breaker(key("a"), counting()).unwrap();
+    fail(&breaker);
+    flush(&store);
+    assert_eq!(row(&mut client, "a"), ("[false]".to_owned(), 1));
+    // The next reply from the server (the write of this failure) is lost and the link cut.
+    proxy.drop_next_reply_and_cut();
+    fail(&breaker);
+    pg::until("the lost reply", || {
+        (proxy.replies_dropped() == 1).then_some(())
+    });
+    succeed(&breaker);
+    flush(&store);
+    assert_eq!(
+        row(&mut client, "a"),
+        ("[false, false, true]".to_owned(), 0),
+        "the failure whose reply was lost counted once"
+    );
+    assert!(proxy.connections() >= 2, "the store reconnected");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_probe_reservation_whose_reply_was_lost_gives_its_slot_back() {
+    let port = pg::port();
+    let (db, _) = pg::fresh_database(port, "lost_reservation");
+    let proxy = FaultProxy::start(port);
+    let settings = DbSettings::from_config(pg::config(proxy.port(), &db));
+    let mut client = pg::connect(port, &db);
+    let store = store(&settings);
+    let config = BreakerConfig::new().cooldown(Duration::from_millis(200));
+    let breaker = store.breaker(key("a"), config).unwrap();
+    fail(&breaker);
+    flush(&store);
+    std::thread::sleep(Duration::from_millis(250)); // the cooldown ends
+    proxy.drop_next_reply_and_cut();
+    // The first caller asks for a slot; the worker's reservation commits, its reply is lost.
+    assert_eq!(
+        quick(|| breaker.try_acquire()).unwrap_err().reason(),
+        RejectReason::ProbesBusy
+    );
+    pg::until("the lost reply", || {
+        (proxy.replies_dropped() == 1).then_some(())
+    });
+    // Once the store knows the batch was written (a flush waits for that), the slot it
+    // reserved comes back (not at its lease's end, a minute on): a new reservation gets it,
+    // and the row counts one probe.
+    pg::until("the reconnection", || store.is_connected().then_some(()));
+    flush(&store);
+    let probe = pg::until("a probe", || breaker.try_acquire().ok());
+    let probes: i32 = client
+        .query_one("SELECT rc_probes FROM rc_circuit_breakers", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(probes, 1);
+    probe.record(Verdict::Success);
+    flush(&store);
+    let state: String = client
+        .query_one("SELECT state FROM rc_circuit_breakers", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "CLOSED");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_black_hole_is_an_outage_within_the_deadline_and_loses_nothing() {
+    let port = pg::port();
+    let (db, _) = pg::fresh_database(port, "black_hole");
+    let proxy = FaultProxy::start(port);
+    let settings = DbSettings::from_config(pg::config(proxy.port(), &db));
+    let mut client = pg::connect(port, &db);
+    let store = store(&settings);
+    let breaker = store.breaker(key("a"), counting()).unwrap();
+    fail(&breaker);
+    flush(&store);
+    proxy.black_hole();
+    let start = Instant::now();
+    fail(&breaker); // its write goes into the hole
+    pg::until("the outage", || (!store.is_connected()).then_some(()));
+    let noticed = start.elapsed();
+    assert!(
+        noticed < Duration::from_millis(1500),
+        "noticed after {noticed:?}"
+    );
+    // Ten seconds of calls that never wait.
+    let mut expected = vec![false, false];
+    while start.elapsed() < Duration::from_secs(10) {
+        succeed(&breaker);
+        fail(&breaker);
+        expected.extend([true, false]);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    proxy.pass();
+    pg::until("the reconnection", || store.is_connected().then_some(()));
+    flush(&store);
+    let log: Vec<String> = expected.iter().map(bool::to_string).collect();
+    let (stored, failures) = row(&mut client, "a");
+    let wanted: Vec<&str> = log.iter().map(String::as_str).collect();
+    let tail = wanted[wanted.len().saturating_sub(100)..].join(", ");
+    assert_eq!(stored, format!("[{tail}]"), "every outcome once, in order");
+    assert_eq!(failures, 1);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_frozen_server_process_is_an_outage_and_nothing_is_counted_twice() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "sigstop");
+    let mut client = pg::connect(port, &db);
+    let store = store(&settings);
+    let breaker = store.breaker(key("a"), counting()).unwrap();
+    fail(&breaker);
+    flush(&store);
+    let backend = backend_of_store(&mut client, &db);
+    // Frozen, as an operator's `kill -STOP` would: its TCP connection stays acknowledged.
+    assert_eq!(signal(backend, "STOP"), 0);
+    fail(&breaker); // its write reaches the frozen process
+    pg::until("the outage", || (!store.is_connected()).then_some(()));
+    for _ in 0..5 {
+        fail(&breaker);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(signal(backend, "CONT"), 0);
+    pg::until("the reconnection", || store.is_connected().then_some(()));
+    flush(&store);
+    assert_eq!(
+        row(&mut client, "a"),
+        (
+            "[false, false, false, false, false, false, false]".to_owned(),
+            7
+        )
+    );
+}
+
+/// `kill -SIGNAL pid`, through the system's `kill` command.
+fn signal(pid: i32, signal: &str) -> i32 {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs")
+        .code()
+        .unwrap_or(-1)
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_terminated_server_process_is_replaced_and_nothing_is_lost() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "terminate");
+    let mut client = pg::connect(port, &db);
+    let store = store(&settings);
+    let breaker = store.breaker(key("a"), counting()).unwrap();
+    fail(&breaker);
+    flush(&store);
+    let backend = backend_of_store(&mut client, &db);
+    client
+        .execute("SELECT pg_terminate_backend($1)", &[&backend])
+        .unwrap();
+    fail(&breaker);
+    succeed(&breaker);
+    flush(&store);
+    assert_eq!(
+        row(&mut client, "a"),
+        ("[false, false, true]".to_owned(), 0)
+    );
+    assert_ne!(backend_of_store(&mut client, &db), backend);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_lock_held_on_one_key_delays_no_other_and_keeps_the_connection() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "row_lock");
+    let mut client = pg::connect(port, &db);
+    let store = store(&settings);
+    let a = store.breaker(key("a"), counting()).unwrap();
+    let b = store.breaker(key("b"), counting()).unwrap();
+    succeed(&a);
+    succeed(&b);
+    flush(&store);
+    // Another session holds key b's row.
+    let mut holder = pg::connect(port, &db);
+    let mut lock = holder.transaction().unwrap();
+    lock.execute(
+        "SELECT 1 FROM rc_circuit_breakers WHERE resource_key = 'b' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    fail(&b);
+    let start = Instant::now();
+    fail(&a);
+    pg::until("a's failure in its row", || {
+        (row(&mut client, "a").1 == 1).then_some(())
+    });
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "a waited {took:?} for b's lock"
+    );
+    assert!(store.is_connected(), "a statement error is not an outage");
+    assert_eq!(row(&mut client, "b").1, 0, "b's write waits for the lock");
+    lock.commit().unwrap();
+    flush(&store);
+    assert_eq!(row(&mut client, "a"), ("[true, false]".to_owned(), 1));
+    assert_eq!(row(&mut client, "b"), ("[true, false]".to_owned(), 1));
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn fail_closed_rejects_at_once_while_the_server_is_frozen() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "fail_closed_frozen");
+    let mut client = pg::connect(port, &db);
+    let store = PostgresStore::builder(settings.clone())
+        .on_outage(OnOutage::FailClosed)
+        .max_staleness(Duration::from_millis(50))
+        .round_trip_timeout(Duration::from_millis(300))
+        .reconnect_backoff(Duration::MAX, Duration::MAX)
+        .connect()
+        .unwrap();
+    let breaker = store.breaker(key("a"), counting()).unwrap();
+    succeed(&breaker);
+    flush(&store);
+    let backend = backend_of_store(&mut client, &db);
+    assert_eq!(signal(backend, "STOP"), 0);
+    let rejected = pg::until("fail closed", || {
+        quick(|| breaker.try_acquire())
+            .err()
+            .filter(|r| r.reason() == RejectReason::StoreUnavailable)
+    });
+    assert!(rejected.retry_after() > Duration::ZERO);
+    assert_eq!(signal(backend, "CONT"), 0);
+    // A reconnection backoff of Duration::MAX is a configured value: nothing overflows, the
+    // store just waits.
+    assert!(quick(|| breaker.try_acquire()).is_err());
+}
