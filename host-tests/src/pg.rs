@@ -80,6 +80,16 @@ pub fn fresh_database(port: u16, test: &str) -> (String, DbSettings) {
 /// until each says `ready`, lets them go at once, and returns the line each printed last (after
 /// checking that it exited successfully).
 pub fn run_peers(exe: &str, args: &[&str], count: usize) -> Vec<String> {
+    run_peers_with(exe, args, count, || {})
+}
+
+/// As [`run_peers`], running `meanwhile` once every peer has been told to go.
+pub fn run_peers_with(
+    exe: &str,
+    args: &[&str],
+    count: usize,
+    meanwhile: impl FnOnce(),
+) -> Vec<String> {
     let mut peers: Vec<_> = (0..count)
         .map(|_| {
             let mut child = Command::new(exe)
@@ -98,6 +108,7 @@ pub fn run_peers(exe: &str, args: &[&str], count: usize) -> Vec<String> {
     for (child, _) in &mut peers {
         writeln!(child.stdin.as_mut().expect("piped stdin"), "go").expect("tell pg_peer to go");
     }
+    meanwhile();
     peers
         .into_iter()
         .map(|(mut child, mut out)| {

@@ -788,3 +788,189 @@ fn a_table_made_by_the_python_package_needs_our_setup_first() {
         "the Python row's failure counted"
     );
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn eight_processes_of_four_threads_count_every_failure_once_despite_lost_replies() {
+    let port = pg::port();
+    let (db, _) = pg::fresh_database(port, "eight_processes");
+    let proxy = host_tests::proxy::FaultProxy::start(port);
+    let args = [
+        "threads",
+        &proxy.port().to_string(),
+        &db,
+        KEY,
+        "4",
+        "25",
+        "1000",
+    ];
+    // Replies lost while the peers write (once all are connected): each one a batch in
+    // doubt, settled by the writers table once its store has reconnected.
+    let lines = pg::run_peers_with(env!("CARGO_BIN_EXE_pg_peer"), &args, 8, || {
+        for _ in 0..5 {
+            let before = proxy.replies_dropped();
+            proxy.drop_next_reply_and_cut();
+            let armed = std::time::Instant::now();
+            while proxy.replies_dropped() == before && armed.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let lost = proxy.replies_dropped();
+    assert!(lost >= 1, "no reply was lost");
+    let total = 8 * 4 * 25;
+    let mut client = pg::connect(port, &db);
+    let stored = row(&mut client, KEY);
+    assert_eq!(stored.failure_count, total);
+    assert_eq!(stored.log.unwrap().matches("false").count(), total as usize);
+    // Each process reports its own copy after its flush; the one that wrote last holds the
+    // row as it is.
+    let seen: Vec<i32> = lines
+        .iter()
+        .map(|line| line.strip_prefix("done ").expect("done F").parse().unwrap())
+        .collect();
+    assert!(seen.iter().all(|&f| f <= total), "{seen:?}");
+    assert!(seen.contains(&total), "{seen:?}");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_killed_writers_probe_slot_comes_back_when_its_lease_ends() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "killed_writer");
+    let mut writer = std::process::Command::new(env!("CARGO_BIN_EXE_pg_peer"))
+        .args(["hold", &port.to_string(), &db, KEY, "1500"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pg_peer");
+    let mut out = std::io::BufReader::new(writer.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "holding");
+    let killed = std::time::Instant::now();
+    writer.kill().expect("SIGKILL");
+    writer.wait().unwrap();
+    // The others continue: their calls are answered at once, probes busy while the slot's
+    // lease runs...
+    let store = eager_store(&settings);
+    let other = store.breaker(key(), BreakerConfig::new()).unwrap();
+    pg::until("the HALF_OPEN row", || {
+        (other.status() == CircuitState::HalfOpen).then_some(())
+    });
+    while killed.elapsed() < Duration::from_millis(1000) {
+        assert_eq!(
+            other.try_acquire().unwrap_err().reason(),
+            RejectReason::ProbesBusy
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ...and the slot comes back when it ends.
+    probe(&other).record(Verdict::Success);
+    assert!(killed.elapsed() >= Duration::from_millis(1400));
+    flush(&store);
+    let mut client = pg::connect(port, &db);
+    assert_eq!(row(&mut client, KEY).state, "CLOSED");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_rust_call_admitted_before_a_python_transition_does_not_count_after_it() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "mixed_fleet");
+    let mut client = pg::connect(port, &db);
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(1, 1).unwrap())
+        .success_limit(Ratio::new(1, 1).unwrap());
+    let store = eager_store(&settings);
+    let breaker = store.breaker(key(), config).unwrap();
+    succeed(&breaker);
+    flush(&store);
+    let held = breaker.try_acquire().expect("admitted while CLOSED");
+    // The Python package trips the row, then lets probes in; its writes do not know rc_epoch,
+    // the trigger starts a new period for each.
+    python_writes(&mut client, "OPEN", 1, Some(0.05), "[false]");
+    std::thread::sleep(Duration::from_millis(60));
+    python_writes(&mut client, "HALF_OPEN", 0, None, "[]");
+    pg::until("the HALF_OPEN row", || {
+        (breaker.status() == CircuitState::HalfOpen).then_some(())
+    });
+    // The late success of the call admitted before would close the new HALF_OPEN if it
+    // counted there.
+    held.record(Verdict::Success);
+    flush(&store);
+    let stored = row(&mut client, KEY);
+    assert_eq!(stored.state, "HALF_OPEN");
+    assert_eq!(stored.log.as_deref(), Some("[]"));
+    let epoch: i64 = client
+        .query_one("SELECT rc_epoch FROM rc_circuit_breakers", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(epoch, 2, "one new period per Python transition");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_python_trip_is_seen_through_notify_within_50_ms() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "notify_latency");
+    let mut client = pg::connect(port, &db);
+    // Polling an hour apart: only the notification can bring the trip.
+    let store = PostgresStore::builder(settings.clone())
+        .max_staleness(Duration::from_secs(3600))
+        .connect()
+        .unwrap();
+    let breaker = store.breaker(key(), BreakerConfig::new()).unwrap();
+    let mut seen_after = Vec::new();
+    for _ in 0..5 {
+        breaker.reset().unwrap();
+        pg::until("CLOSED", || breaker.try_acquire().ok().map(drop));
+        let tripped = std::time::Instant::now();
+        python_writes(&mut client, "OPEN", 1, Some(30.0), "[false]");
+        until_rejected(&breaker, RejectReason::Open);
+        seen_after.push(tripped.elapsed());
+    }
+    seen_after.sort();
+    let median = seen_after[2];
+    assert!(median <= Duration::from_millis(50), "{seen_after:?}");
+}
+
+/// Runs `pg_peer tokio FLAVOR` with only `RC_DB_DSN` naming the database, from a directory
+/// without a `.env`.
+fn run_in_tokio(port: u16, db: &str, flavor: &str) {
+    let dir = std::env::temp_dir().join(format!("rc-tokio-{}-{flavor}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pg_peer"))
+        .args(["tokio", flavor])
+        .current_dir(&dir)
+        .env_remove("RC_DB_HOST")
+        .env_remove("RC_DB_PASSWORD")
+        .env_remove("RC_NAMESPACE")
+        .env(
+            "RC_DB_DSN",
+            format!("postgresql://postgres@127.0.0.1:{port}/{db}"),
+        )
+        .env("RC_DB_STRICT", "1")
+        .output()
+        .expect("run pg_peer");
+    assert!(
+        output.status.success(),
+        "{flavor}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn any_store_runs_inside_tokio_on_both_runtimes_without_spawn_blocking() {
+    let port = pg::port();
+    for flavor in ["multi-thread", "current-thread"] {
+        let db = pg::fresh_database(port, &format!("tokio_{}", flavor.replace('-', "_"))).0;
+        run_in_tokio(port, &db, flavor);
+        let mut client = pg::connect(port, &db);
+        let stored = row(&mut client, "tokio");
+        let log = stored.log.unwrap();
+        assert_eq!(log.matches("false").count(), 80, "{flavor}");
+        assert_eq!(log.matches("true").count(), 720, "{flavor}");
+    }
+}

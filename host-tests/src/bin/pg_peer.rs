@@ -7,6 +7,14 @@
 //!   stdin, then makes protected calls (all succeeding) for MILLIS ms and prints how many.
 //! - `pg_peer select`: chooses a store from the environment (`AnyStore::from_env`) and prints
 //!   `postgres` or `memory`; exits 1 with the error when it refuses to start.
+//! - `pg_peer threads PORT DBNAME KEY THREADS COUNT WINDOW`: as `fail`, from THREADS threads at
+//!   once (COUNT failures each); then flushes and prints `done F`, F being the failures in its
+//!   own copy of the window.
+//! - `pg_peer hold PORT DBNAME KEY LEASE_MS`: trips KEY (cooldown 100 ms), takes a probe slot
+//!   with a lease of LEASE_MS, prints `holding` and waits to be killed.
+//! - `pg_peer tokio FLAVOR`: inside a tokio runtime (`multi-thread` or `current-thread`), as
+//!   `#[tokio::main]` would run it: `AnyStore::from_env()`, then 8 spawned tasks x 100 calls
+//!   on key `tokio` (every tenth failing), a flush, and `ok`.
 
 use std::io::BufRead;
 
@@ -22,9 +30,12 @@ fn main() {
         Some("fail") => fail(&args[1..]),
         Some("hammer") => hammer(&args[1..]),
         Some("select") => select(),
+        Some("threads") => threads(&args[1..]),
+        Some("hold") => hold(&args[1..]),
+        Some("tokio") => in_tokio(&args[1..]),
         _ => {
             eprintln!(
-                "usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW | hammer PORT DBNAME KEY MILLIS | select"
+                "usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW | hammer PORT DBNAME KEY MILLIS | select | threads PORT DBNAME KEY THREADS COUNT WINDOW | hold PORT DBNAME KEY LEASE_MS | tokio FLAVOR"
             );
             std::process::exit(2);
         }
@@ -39,6 +50,15 @@ fn breaker_at_the_start_line(
     key: &str,
     config: BreakerConfig,
 ) -> PostgresBreaker {
+    breaker_and_store_at_the_start_line(port, dbname, key, config).0
+}
+
+fn breaker_and_store_at_the_start_line(
+    port: u16,
+    dbname: &str,
+    key: &str,
+    config: BreakerConfig,
+) -> (PostgresBreaker, PostgresStore) {
     let store =
         PostgresStore::connect(DbSettings::from_config(pg::config(port, dbname))).expect("connect");
     let breaker = store
@@ -47,7 +67,102 @@ fn breaker_at_the_start_line(
     println!("ready");
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).expect("stdin");
-    breaker
+    (breaker, store)
+}
+
+fn threads(args: &[String]) {
+    let [port, dbname, key, threads, count, window] = args else {
+        panic!("threads takes PORT DBNAME KEY THREADS COUNT WINDOW");
+    };
+    let port: u16 = port.parse().expect("PORT");
+    let threads: usize = threads.parse().expect("THREADS");
+    let count: u32 = count.parse().expect("COUNT");
+    let window: u16 = window.parse().expect("WINDOW");
+    let config = BreakerConfig::new().failure_limit(Ratio::new(window, window).expect("ratio"));
+    let (breaker, store) = breaker_and_store_at_the_start_line(port, dbname, key, config);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..count {
+                    let result = breaker.call(|| Err::<(), _>("upstream failed"));
+                    assert!(
+                        result.unwrap_err().operation_error().is_some(),
+                        "the call ran"
+                    );
+                }
+            });
+        }
+    });
+    store
+        .flush(std::time::Duration::from_secs(30))
+        .expect("flushed");
+    println!("done {}", breaker.execution_log().failures());
+}
+
+fn hold(args: &[String]) {
+    let [port, dbname, key, lease_ms] = args else {
+        panic!("hold takes PORT DBNAME KEY LEASE_MS");
+    };
+    let port: u16 = port.parse().expect("PORT");
+    let lease = std::time::Duration::from_millis(lease_ms.parse().expect("LEASE_MS"));
+    let store = PostgresStore::builder(DbSettings::from_config(pg::config(port, dbname)))
+        .probe_lease(lease)
+        .connect()
+        .expect("connect");
+    let config = BreakerConfig::new().cooldown(std::time::Duration::from_millis(100));
+    let breaker = store
+        .breaker(BreakerKey::resource(key).expect("key"), config)
+        .expect("breaker");
+    let _ = breaker.call(|| Err::<(), _>("upstream failed"));
+    store
+        .flush(std::time::Duration::from_secs(10))
+        .expect("flushed");
+    let probe = pg::until("a probe slot", || breaker.try_acquire().ok());
+    println!("holding");
+    std::mem::forget(probe);
+    loop {
+        std::thread::park();
+    }
+}
+
+fn in_tokio(args: &[String]) {
+    let runtime = match args.first().map(String::as_str) {
+        Some("multi-thread") => tokio::runtime::Builder::new_multi_thread(),
+        Some("current-thread") => tokio::runtime::Builder::new_current_thread(),
+        _ => panic!("tokio takes multi-thread or current-thread"),
+    }
+    .enable_all()
+    .build()
+    .expect("a runtime");
+    runtime.block_on(async {
+        let store = AnyStore::from_env().expect("a store");
+        assert!(store.is_postgres(), "RC_DB_DSN names the test database");
+        let config = BreakerConfig::new().failure_limit(Ratio::new(1000, 1000).expect("ratio"));
+        let breaker = store.breaker("tokio", config).expect("breaker");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let breaker = breaker.clone();
+                tokio::spawn(async move {
+                    for i in 0..100 {
+                        let outcome = breaker
+                            .call_async(async || if i % 10 == 0 { Err("down") } else { Ok(()) })
+                            .await;
+                        assert_eq!(outcome.is_ok(), i % 10 != 0);
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("a task");
+        }
+        store
+            .postgres()
+            .expect("PostgreSQL")
+            .flush(std::time::Duration::from_secs(10))
+            .expect("flushed");
+    });
+    println!("ok");
 }
 
 fn fail(args: &[String]) {
