@@ -1,203 +1,242 @@
-//! The PostgreSQL store side by side with bare statements on the same server, in one run.
+//! The PostgreSQL-backed breaker side by side with the in-process one, in one run.
 //!
 //! `cargo xtask bench` (or `cargo bench -p host-tests --bench postgres` with `RC_TEST_PG_PORT`
 //! naming a server; without it, this starts a throwaway server of its own).
 //!
-//! Per call, one thread, interleaved rounds: a bare prepared single-row `UPDATE ... RETURNING`,
-//! then protected calls on our store (a healthy key, and one with 1 call in 50 failing, whose
-//! every outcome is a write); criterion for a rejection (no round trip). Then throughput with
-//! 1, 2 and 4 processes calling one key.
+//! - Per call (criterion): CLOSED success into a healthy window, 1 call in 50 failing, and a
+//!   rejection while OPEN, on the in-process store and on the PostgreSQL store, with a bare
+//!   closure as the baseline.
+//! - Threads: calls/s with 1, 4 and 16 threads on one key of each store, and the statements/s
+//!   the server saw meanwhile (`pg_stat_database.xact_commit`).
+//! - Trip propagation: from the failure that trips a key in one store to the first rejection in
+//!   another (its own connection), p50 and p99.
+//! - A fleet: 8 processes, one hot key and 1000 cold keys each; calls/s, statements/s, and the
+//!   failures recorded on an audit key against those the row holds.
 
 use std::{
     hint::black_box,
-    process::{Command, Stdio},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant as StdInstant},
 };
 
 use criterion::Criterion;
 use host_tests::{pg, pg_server::PgServer};
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, Ratio,
+    Breaker, BreakerConfig, BreakerKey, MemoryStore, Ratio, RejectReason, SharedBreaker,
     postgres::{DbSettings, PostgresStore},
 };
 
-type Subject<'a> = Box<dyn FnMut() + 'a>;
+fn key(name: &str) -> BreakerKey {
+    BreakerKey::resource(name).unwrap()
+}
 
-fn per_call(c: &mut Criterion, port: u16, db: &str) {
-    let mut client = pg::connect(port, db);
-    let settings = DbSettings::from_config(pg::config(port, db));
-    let store = PostgresStore::connect(settings).expect("connect");
-    let config = BreakerConfig::new()
+/// A window of 100 that trips at 50 failures, a long cooldown.
+fn config() -> BreakerConfig {
+    BreakerConfig::new()
         .failure_limit(Ratio::new(50, 100).unwrap())
-        .cooldown(Duration::from_secs(3600));
-    let healthy = store
-        .breaker(BreakerKey::resource("healthy").unwrap(), config)
-        .unwrap();
-    let mixed = store
-        .breaker(BreakerKey::resource("mixed").unwrap(), config)
-        .unwrap();
-    let small = BreakerConfig::new()
-        .failure_limit(Ratio::new(5, 10).unwrap())
-        .cooldown(Duration::from_secs(3600));
-    let mixed_small = store
-        .breaker(BreakerKey::resource("mixed-small").unwrap(), small)
-        .unwrap();
-    let open = store
-        .breaker(BreakerKey::resource("open").unwrap(), config)
-        .unwrap();
+        .cooldown(Duration::from_secs(3600))
+}
+
+/// Statements the server committed in `db` so far (each autocommit statement is one).
+fn commits(client: &mut postgres::Client, db: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+            &[&db],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until the statistics collector has caught up (it reports with a delay).
+fn settled_commits(client: &mut postgres::Client, db: &str) -> i64 {
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = client.batch_execute("SELECT pg_stat_clear_snapshot()");
+    commits(client, db)
+}
+
+fn per_call(c: &mut Criterion, store: &PostgresStore) {
+    let memory = MemoryStore::new();
+    let subjects = |name: &str| -> [(&str, SharedBreaker); 2] {
+        [
+            ("in process", memory.breaker(key(name), config()).unwrap()),
+            ("PostgreSQL", store.breaker(key(name), config()).unwrap()),
+        ]
+    };
+    let mut group = c.benchmark_group("per call");
+    group.bench_function("bare closure", |b| {
+        b.iter(|| black_box(Ok::<_, ()>(black_box(1))))
+    });
+    for (place, breaker) in subjects("healthy") {
+        for _ in 0..200 {
+            let _ = breaker.call(|| Ok::<_, ()>(()));
+        }
+        group.bench_function(format!("CLOSED success, {place}"), |b| {
+            b.iter(|| breaker.call(|| Ok::<_, ()>(black_box(1))))
+        });
+    }
+    for (place, breaker) in subjects("mixed") {
+        let mut n = 0u64;
+        group.bench_function(format!("1 call in 50 failing, {place}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let fails = n.is_multiple_of(50);
+                breaker.call(|| if fails { Err(()) } else { Ok(1) })
+            })
+        });
+    }
+    for (place, breaker) in subjects("open") {
+        breaker.force_open().unwrap();
+        group.bench_function(format!("rejected while OPEN, {place}"), |b| {
+            b.iter(|| breaker.call(|| Ok::<_, ()>(1)))
+        });
+    }
+    group.finish();
+}
+
+/// Calls/s of `threads` threads calling `breaker` for `run` (1 call in 50 failing).
+fn calls_per_second(breaker: &SharedBreaker, threads: usize, run: Duration) -> f64 {
+    let calls = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..1000 {
+                        n += 1;
+                        let fails = n.is_multiple_of(50);
+                        let _ = black_box(breaker.call(|| if fails { Err(()) } else { Ok(1) }));
+                    }
+                }
+                calls.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(run);
+        stop.store(true, Ordering::Relaxed);
+    });
+    calls.load(Ordering::Relaxed) as f64 / run.as_secs_f64()
+}
+
+fn threads(store: &PostgresStore, client: &mut postgres::Client, db: &str) {
+    let run = Duration::from_secs(2);
+    let memory = MemoryStore::new();
+    println!("\n1 call in 50 failing, window 100, threads on one key ({run:?} each)");
+    println!(
+        "{:<8} {:>18} {:>18} {:>8} {:>22}",
+        "threads", "in process calls/s", "PostgreSQL calls/s", "ratio", "statements/s (server)"
+    );
+    for threads in [1, 4, 16] {
+        let name = format!("threads-{threads}");
+        let local = memory.breaker(key(&name), config()).unwrap();
+        let shared = store.breaker(key(&name), config()).unwrap();
+        let local_rate = calls_per_second(&local, threads, run);
+        let before = settled_commits(client, db);
+        let shared_rate = calls_per_second(&shared, threads, run);
+        store.flush(Duration::from_secs(10)).unwrap();
+        // The two statements of the count itself are not the store's.
+        let statements = (settled_commits(client, db) - before - 2) as f64 / run.as_secs_f64();
+        println!(
+            "{threads:<8} {local_rate:>18.0} {shared_rate:>18.0} {:>7.2}x {statements:>22.1}",
+            shared_rate / local_rate
+        );
+    }
+    // All successes: nothing to write while the window and the row are full of successes.
+    let healthy = store.breaker(key("threads-healthy"), config()).unwrap();
     for _ in 0..200 {
         let _ = healthy.call(|| Ok::<_, ()>(()));
     }
-    open.force_open().unwrap();
-    client
-        .execute(
-            "INSERT INTO rc_circuit_breakers (resource_key, state) VALUES ('bare', 'CLOSED')",
-            &[],
-        )
-        .unwrap();
-    let update = client
-        .prepare(
-            "UPDATE rc_circuit_breakers SET failure_count = failure_count + 1
-             WHERE resource_key = $1 AND namespace = 'default' RETURNING now()",
-        )
-        .unwrap();
-
-    let select = client
-        .prepare(
-            "SELECT now(), xmin FROM rc_circuit_breakers WHERE resource_key = $1 AND namespace = 'default'",
-        )
-        .unwrap();
-    // Two subjects use the bench's own connection, one after the other.
-    let client = std::cell::RefCell::new(client);
-    let (mut n, mut m) = (0u64, 0u64);
-    let mut subjects: Vec<(&str, Subject)> = vec![
-        (
-            "bare prepared UPDATE ... RETURNING",
-            Box::new(|| {
-                black_box(client.borrow_mut().query_one(&update, &[&"bare"]).unwrap());
-            }),
-        ),
-        (
-            "bare prepared SELECT of the row's version",
-            Box::new(|| {
-                black_box(client.borrow_mut().query_one(&select, &[&"bare"]).unwrap());
-            }),
-        ),
-        (
-            "ours, closed success (healthy, window 100)",
-            Box::new(|| {
-                let _ = black_box(healthy.call(|| Ok::<_, ()>(black_box(1))));
-            }),
-        ),
-        (
-            "ours, 1 in 50 failing, window 10",
-            Box::new(|| {
-                n += 1;
-                let fails = n.is_multiple_of(50);
-                let _ = black_box(mixed_small.call(|| if fails { Err(()) } else { Ok(1) }));
-            }),
-        ),
-        (
-            "ours, 1 in 50 failing, window 100",
-            Box::new(|| {
-                m += 1;
-                let fails = m.is_multiple_of(50);
-                let _ = black_box(mixed.call(|| if fails { Err(()) } else { Ok(1) }));
-            }),
-        ),
-    ];
-    interleaved("as the scheduler places them", &mut subjects);
-    // On this virtual machine, a round trip between a client and a server process on different
-    // CPUs pays for waking the idle one (tens of µs); on one CPU it does not.
-    let pinned = pin_to_one_cpu(&mut client.borrow_mut());
-    match pinned {
-        Ok(()) => interleaved(
-            "the bench and its server processes on one CPU",
-            &mut subjects,
-        ),
-        Err(why) => println!("not pinned to one CPU ({why}): no second table"),
-    }
-    drop(subjects);
-    let mut group = c.benchmark_group("postgres, no round trip");
-    group.bench_function("ours, rejected while OPEN", |b| {
-        b.iter(|| black_box(open.call(|| Ok::<_, ()>(1))))
+    store.flush(Duration::from_secs(10)).unwrap();
+    let before = settled_commits(client, db);
+    let stop = AtomicBool::new(false);
+    let calls = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..1000 {
+                        let _ = black_box(healthy.call(|| Ok::<_, ()>(1)));
+                    }
+                    n += 1000;
+                }
+                calls.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(run);
+        stop.store(true, Ordering::Relaxed);
     });
-    group.finish();
+    let statements = (settled_commits(client, db) - before - 2) as f64 / run.as_secs_f64();
     println!(
-        "round trips by our store during the run: {} (one per admitted call)",
-        store.round_trips()
+        "all successes, 4 threads: {:.0} calls/s, {statements:.1} statements/s (the poll of every key, once a second)",
+        calls.load(Ordering::Relaxed) as f64 / run.as_secs_f64()
     );
 }
 
-const ROUNDS: usize = 21;
-const CALLS: u32 = 200;
-
-/// Interleaved rounds: each round times every subject in turn, so drift on this shared machine
-/// (autovacuum, other load) hits them alike; the median round is reported.
-fn interleaved(placement: &str, subjects: &mut [(&str, Subject)]) {
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); subjects.len()];
-    for round in 0..ROUNDS {
-        for i in 0..subjects.len() {
-            let index = (i + round) % subjects.len();
-            let subject = &mut subjects[index].1;
-            let start = StdInstant::now();
-            for _ in 0..CALLS {
-                subject();
-            }
-            times[index].push(start.elapsed().as_secs_f64() * 1e6 / f64::from(CALLS));
-        }
+fn propagation(port: u16, db: &str) {
+    let settings = DbSettings::from_config(pg::config(port, db));
+    let connect = || {
+        PostgresStore::builder(settings.clone())
+            .max_staleness(Duration::from_secs(3600))
+            .connect()
+            .unwrap()
+    };
+    let (a_store, b_store) = (connect(), connect());
+    let trips = BreakerConfig::new().cooldown(Duration::from_secs(3600));
+    let a = a_store.breaker(key("propagation"), trips).unwrap();
+    let b = b_store.breaker(key("propagation"), trips).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        a.reset().unwrap();
+        pg::until("B admits again", || b.try_acquire().ok().map(drop));
+        let start = StdInstant::now();
+        let _ = a.call(|| Err::<(), _>("down"));
+        pg::until("B rejects", || match b.try_acquire() {
+            Err(r) if r.reason() == RejectReason::Open => Some(()),
+            _ => None,
+        });
+        seen.push(start.elapsed());
     }
-    let medians: Vec<f64> = times
-        .iter_mut()
-        .map(|t| {
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect();
+    seen.sort();
     println!(
-        "\npostgres, one protected call, {placement} ({ROUNDS} interleaved rounds of {CALLS} calls, median)"
+        "\ntrip propagation, failure in store A to first rejection in store B (own connections), {} trips: p50 {:?}, p99 {:?}, max {:?}",
+        seen.len(),
+        seen[seen.len() / 2],
+        seen[seen.len() * 99 / 100],
+        seen[seen.len() - 1]
     );
-    println!(
-        "{:<44} {:>10} {:>16}",
-        "subject", "µs/call", "vs bare UPDATE"
-    );
-    for ((name, _), median) in subjects.iter().zip(&medians) {
-        println!("{name:<44} {median:>10.1} {:>15.2}x", median / medians[0]);
-    }
 }
 
-/// Pins this process and every server process of this database to the first CPU (`taskset`).
-fn pin_to_one_cpu(client: &mut postgres::Client) -> Result<(), String> {
-    let mut pids = vec![std::process::id()];
-    let rows = client
-        .query(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
+fn fleet(port: u16, client: &mut postgres::Client, db: &str) {
+    let processes = 8;
+    let millis = 3000u64;
+    let args = ["fleet", &port.to_string(), db, &millis.to_string()];
+    let mut before = 0;
+    let lines = pg::run_peers_with(env!("CARGO_BIN_EXE_pg_peer"), &args, processes, || {
+        before = commits(client, db);
+    });
+    let after = settled_commits(client, db);
+    let (mut calls, mut failures) = (0u64, 0u64);
+    for line in &lines {
+        let (c, f) = line.split_once(' ').expect("CALLS FAILURES");
+        calls += c.parse::<u64>().unwrap();
+        failures += f.parse::<u64>().unwrap();
+    }
+    let in_row: String = client
+        .query_one(
+            "SELECT execution_log::text FROM rc_circuit_breakers WHERE resource_key = 'audit'",
             &[],
         )
-        .map_err(|e| e.to_string())?;
-    pids.extend(rows.iter().map(|row| row.get::<_, i32>(0) as u32));
-    for pid in pids {
-        let status = Command::new("taskset")
-            .args(["-a", "-p", "0x1", &pid.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| format!("taskset: {e}"))?;
-        if !status.success() {
-            return Err(format!("taskset could not pin process {pid}"));
-        }
-    }
-    Ok(())
-}
-
-/// Total calls per second with `processes` processes calling one key for `millis` ms.
-fn throughput(port: u16, db: &str, processes: usize, millis: u64) -> f64 {
-    let key = format!("throughput-{processes}");
-    let args = ["hammer", &port.to_string(), db, &key, &millis.to_string()];
-    let calls: u64 = pg::run_peers(env!("CARGO_BIN_EXE_pg_peer"), &args, processes)
-        .iter()
-        .map(|line| line.parse::<u64>().expect("a count"))
-        .sum();
-    calls as f64 / (millis as f64 / 1000.0)
+        .unwrap()
+        .get(0);
+    let stored = in_row.matches("false").count() as u64;
+    let seconds = millis as f64 / 1000.0;
+    println!(
+        "\nfleet: {processes} processes x (1 hot key + 1000 cold keys), {seconds} s: {:.0} calls/s in all, {:.1} statements/s (server, run and final flush), audit failures recorded {failures}, in the row {stored} (lost or doubled: {})",
+        calls as f64 / seconds,
+        (after - before - 1) as f64 / seconds,
+        failures.abs_diff(stored)
+    );
 }
 
 fn main() {
@@ -209,19 +248,19 @@ fn main() {
             own_server.port()
         }
     };
-    let (db, _) = pg::fresh_database(port, "bench");
-    // Short defaults; the command line may override them.
+    let (db, settings) = pg::fresh_database(port, "bench");
+    let mut client = pg::connect(port, &db);
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    // Throughput first: the per-call tables end by pinning this process to one CPU.
-    println!("closed success, processes calling one key (each its own connection)");
-    println!("{:<12} {:>14}", "processes", "calls/s");
-    for processes in [1, 2, 4] {
-        let rate = throughput(port, &db, processes, 3000);
-        println!("{processes:<12} {rate:>14.0}");
-    }
-    per_call(&mut criterion, port, &db);
+    let store = PostgresStore::connect(settings).expect("connect");
+    per_call(&mut criterion, &store);
+    threads(&store, &mut client, &db);
+    drop(store);
+    propagation(port, &db);
+    let (fleet_db, _) = pg::fresh_database(port, "bench_fleet");
+    let mut fleet_client = pg::connect(port, &fleet_db);
+    fleet(port, &mut fleet_client, &fleet_db);
     criterion.final_summary();
 }

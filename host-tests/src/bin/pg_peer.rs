@@ -12,6 +12,10 @@
 //!   own copy of the window.
 //! - `pg_peer hold PORT DBNAME KEY LEASE_MS`: trips KEY (cooldown 100 ms), takes a probe slot
 //!   with a lease of LEASE_MS, prints `holding` and waits to be killed.
+//! - `pg_peer fleet PORT DBNAME MILLIS`: makes breakers on `hot`, `audit` and 1000 cold keys
+//!   (`cold-0` ...), prints `ready`, waits for a line on stdin, then for MILLIS ms calls `hot`
+//!   (all succeeding), every 100th call a cold key in turn, and every 1000th call records a
+//!   failure on `audit` (at most 100); flushes and prints `CALLS FAILURES`.
 //! - `pg_peer tokio FLAVOR`: inside a tokio runtime (`multi-thread` or `current-thread`), as
 //!   `#[tokio::main]` would run it: `AnyStore::from_env()`, then 8 spawned tasks x 100 calls
 //!   on key `tokio` (every tenth failing), a flush, and `ok`.
@@ -33,6 +37,7 @@ fn main() {
         Some("threads") => threads(&args[1..]),
         Some("hold") => hold(&args[1..]),
         Some("tokio") => in_tokio(&args[1..]),
+        Some("fleet") => fleet(&args[1..]),
         _ => {
             eprintln!(
                 "usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW | hammer PORT DBNAME KEY MILLIS | select | threads PORT DBNAME KEY THREADS COUNT WINDOW | hold PORT DBNAME KEY LEASE_MS | tokio FLAVOR"
@@ -123,6 +128,48 @@ fn hold(args: &[String]) {
     loop {
         std::thread::park();
     }
+}
+
+fn fleet(args: &[String]) {
+    let [port, dbname, millis] = args else {
+        panic!("fleet takes PORT DBNAME MILLIS");
+    };
+    let port: u16 = port.parse().expect("PORT");
+    let millis: u64 = millis.parse().expect("MILLIS");
+    let store =
+        PostgresStore::connect(DbSettings::from_config(pg::config(port, dbname))).expect("connect");
+    let config = BreakerConfig::new().failure_limit(Ratio::new(1000, 1000).expect("ratio"));
+    let breaker = |key: &str| {
+        store
+            .breaker(BreakerKey::resource(key).expect("key"), config)
+            .expect("breaker")
+    };
+    let (hot, audit) = (breaker("hot"), breaker("audit"));
+    let cold: Vec<_> = (0..1000).map(|i| breaker(&format!("cold-{i}"))).collect();
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("stdin");
+    let end = std::time::Instant::now() + std::time::Duration::from_millis(millis);
+    let (mut calls, mut failures) = (0u64, 0u64);
+    while std::time::Instant::now() < end {
+        for _ in 0..100 {
+            hot.call(|| Ok::<_, &str>(())).expect("admitted");
+        }
+        calls += 100;
+        cold[(calls / 100 % 1000) as usize]
+            .call(|| Ok::<_, &str>(()))
+            .expect("admitted");
+        calls += 1;
+        if calls % 1000 < 101 && failures < 100 {
+            let _ = audit.call(|| Err::<(), _>("upstream failed"));
+            failures += 1;
+            calls += 1;
+        }
+    }
+    store
+        .flush(std::time::Duration::from_secs(30))
+        .expect("flushed");
+    println!("{calls} {failures}");
 }
 
 fn in_tokio(args: &[String]) {

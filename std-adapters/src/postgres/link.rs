@@ -63,27 +63,49 @@ const INSERT_SQL: &str = "INSERT INTO public.rc_circuit_breakers
     SELECT k.rk, k.ns, 'CLOSED', 0, NULL, '[]'::jsonb, 0, 0, NULL FROM unnest($1::text[], $2::text[]) AS k(ns, rk)
     ON CONFLICT (resource_key, namespace) DO NOTHING";
 
-/// The compare-and-swap of one batch: writes the new values only if the row is still the
-/// version read ($3), and, when guarded ($11 false), only if it is not a live OPEN by the
-/// server's clock; in the same statement, records that writer $12 wrote batch $13. Returns the
-/// server's `now()` and the new version, or no row when nothing was written.
-const SWAP_SQL: &str = "WITH written AS (
-      UPDATE public.rc_circuit_breakers SET state = $4, failure_count = $5,
-             open_until = $6, execution_log = $7::text::jsonb, rc_epoch = $8, rc_probes = $9,
-             rc_probes_until = $10, updated_at = now()
-       WHERE resource_key = $1 AND namespace = $2 AND xmin = $3::text::xid
-         AND ($11::bool OR NOT (state = 'OPEN' AND COALESCE(open_until > now(), false)))
-      RETURNING now() AS now, xmin::text::bigint AS version
+/// The compare-and-swap of one batch, for many keys in one statement ($1 to $11 one array
+/// element per key): each key's new values are written only if its row is still the version
+/// read ($3), and, unless unguarded ($11), only if it is not a live OPEN by the server's clock.
+/// In the same statement, writer $12 records batch $13 and the keys it wrote. Returns the
+/// server's `now()` (a row without a key), then each key written with its new version.
+const SWAP_SQL: &str = "WITH b AS (
+      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
+                           $6::timestamptz[], $7::text[], $8::int8[], $9::int4[],
+                           $10::timestamptz[], $11::bool[])
+        AS b(ns, rk, version, state, failure_count, open_until, execution_log, epoch, probes,
+             probes_until, unguarded)
+    ), written AS (
+      UPDATE public.rc_circuit_breakers r SET state = b.state, failure_count = b.failure_count,
+             open_until = b.open_until, execution_log = b.execution_log::jsonb,
+             rc_epoch = b.epoch, rc_probes = b.probes, rc_probes_until = b.probes_until,
+             updated_at = now()
+        FROM b
+       WHERE r.resource_key = b.rk AND r.namespace = b.ns AND r.xmin = b.version::xid
+         AND (b.unguarded OR NOT (r.state = 'OPEN' AND COALESCE(r.open_until > now(), false)))
+      RETURNING r.namespace, r.resource_key, r.xmin::text::bigint AS version
     ), mark AS (
-      INSERT INTO public.rc_circuit_breaker_writers (writer, batch, written_at)
-      SELECT $12, $13, now() FROM written
-      ON CONFLICT (writer) DO UPDATE SET batch = EXCLUDED.batch, written_at = EXCLUDED.written_at
+      INSERT INTO public.rc_circuit_breaker_writers (writer, batch, namespaces, resource_keys, written_at)
+      SELECT $12, $13, array_agg(namespace::text), array_agg(resource_key::text), now()
+        FROM written HAVING count(*) > 0
+      ON CONFLICT (writer) DO UPDATE SET batch = EXCLUDED.batch,
+        namespaces = EXCLUDED.namespaces, resource_keys = EXCLUDED.resource_keys,
+        written_at = EXCLUDED.written_at
     )
-    SELECT now, version FROM written";
+    SELECT now(), NULL::text, NULL::text, NULL::bigint
+    UNION ALL SELECT now(), namespace::text, resource_key::text, version FROM written";
 
 /// The last batch writer $1 wrote, if any.
-const LAST_BATCH_SQL: &str =
-    "SELECT batch FROM public.rc_circuit_breaker_writers WHERE writer = $1";
+const LAST_BATCH_SQL: &str = "SELECT batch, namespaces, resource_keys
+    FROM public.rc_circuit_breaker_writers WHERE writer = $1";
+
+/// One key's part of a batch: its new row, written if the row is still at `version`.
+pub(crate) struct Swap<'a> {
+    pub(crate) key: &'a BreakerKey,
+    pub(crate) version: Version,
+    pub(crate) row: &'a StoredRow,
+    /// Manual control: may overwrite a live OPEN.
+    pub(crate) unguarded: bool,
+}
 
 /// A version of a key's row: which write made it.
 pub(crate) type Version = i64;
@@ -343,49 +365,66 @@ impl Conn {
         Ok(())
     }
 
-    /// Writes `new` if the row is still at `version`, recording `(writer, batch)`: the server's
-    /// time and the new version, or `None` if the row changed (or is a live OPEN and the write
-    /// is guarded).
-    #[allow(clippy::too_many_arguments)]
+    /// Writes each of `batch`'s new rows whose row is still at the version read, recording
+    /// `(writer, number)` and the keys written: the server's time and each key written, with
+    /// its new version.
     pub(crate) async fn swap(
         &self,
-        key: &BreakerKey,
-        version: Version,
-        new: &StoredRow,
-        unguarded: bool,
+        batch: &[Swap<'_>],
         writer: &str,
-        batch: i64,
-    ) -> Result<Option<(Instant, Version)>, tokio_postgres::Error> {
-        let version = version.to_string();
-        let written = self
+        number: i64,
+    ) -> Result<(Instant, Vec<(BreakerKey, Version)>), tokio_postgres::Error> {
+        let namespaces: Vec<&str> = batch.iter().map(|s| s.key.namespace()).collect();
+        let resources: Vec<&str> = batch.iter().map(|s| s.key.resource_key()).collect();
+        let versions: Vec<String> = batch.iter().map(|s| s.version.to_string()).collect();
+        let states: Vec<&str> = batch.iter().map(|s| s.row.state.as_str()).collect();
+        let failures: Vec<i32> = batch.iter().map(|s| s.row.failure_count).collect();
+        let open_until: Vec<Option<SystemTime>> = batch.iter().map(|s| s.row.open_until).collect();
+        let logs: Vec<Option<&str>> = batch
+            .iter()
+            .map(|s| s.row.execution_log.as_deref())
+            .collect();
+        let epochs: Vec<i64> = batch.iter().map(|s| s.row.epoch).collect();
+        let probes: Vec<i32> = batch.iter().map(|s| s.row.probes).collect();
+        let leases: Vec<Option<SystemTime>> = batch.iter().map(|s| s.row.probes_until).collect();
+        let unguarded: Vec<bool> = batch.iter().map(|s| s.unguarded).collect();
+        let rows = self
             .client
-            .query_opt(
+            .query(
                 &self.statements.swap,
                 &[
-                    &key.resource_key(),
-                    &key.namespace(),
-                    &version,
-                    &new.state,
-                    &new.failure_count,
-                    &new.open_until,
-                    &new.execution_log,
-                    &new.epoch,
-                    &new.probes,
-                    &new.probes_until,
+                    &namespaces,
+                    &resources,
+                    &versions,
+                    &states,
+                    &failures,
+                    &open_until,
+                    &logs,
+                    &epochs,
+                    &probes,
+                    &leases,
                     &unguarded,
                     &writer,
-                    &batch,
+                    &number,
                 ],
             )
             .await?;
-        written
-            .map(|row| {
-                Ok((
-                    instant_of(row.try_get::<_, SystemTime>(0)?),
-                    row.try_get(1)?,
-                ))
-            })
-            .transpose()
+        let mut server_now = Instant::ZERO;
+        let mut written = Vec::new();
+        for row in &rows {
+            server_now = instant_of(row.try_get::<_, SystemTime>(0)?);
+            let (Some(namespace), Some(resource), Some(version)) = (
+                row.try_get::<_, Option<String>>(1)?,
+                row.try_get::<_, Option<String>>(2)?,
+                row.try_get::<_, Option<Version>>(3)?,
+            ) else {
+                continue;
+            };
+            if let Ok(key) = BreakerKey::new(&namespace, &resource) {
+                written.push((key, version));
+            }
+        }
+        Ok((server_now, written))
     }
 
     /// Whether the server process `backend` (an earlier connection's) still runs; asks it to
@@ -401,16 +440,26 @@ impl Conn {
         Ok(!rows.is_empty())
     }
 
-    /// The last batch `writer` wrote.
+    /// The last batch `writer` wrote, and the keys it wrote.
     pub(crate) async fn last_batch(
         &self,
         writer: &str,
-    ) -> Result<Option<i64>, tokio_postgres::Error> {
-        let row = self
+    ) -> Result<Option<(i64, Vec<BreakerKey>)>, tokio_postgres::Error> {
+        let Some(row) = self
             .client
             .query_opt(&self.statements.last_batch, &[&writer])
-            .await?;
-        row.map(|row| row.try_get(0)).transpose()
+            .await?
+        else {
+            return Ok(None);
+        };
+        let namespaces: Vec<String> = row.try_get(1)?;
+        let resources: Vec<String> = row.try_get(2)?;
+        let keys = namespaces
+            .iter()
+            .zip(&resources)
+            .filter_map(|(namespace, resource)| BreakerKey::new(namespace, resource).ok())
+            .collect();
+        Ok(Some((row.try_get(0)?, keys)))
     }
 }
 

@@ -100,14 +100,16 @@ const CREATE_TRIGGER: &str = "CREATE TRIGGER update_rc_circuit_breakers_updated_
     FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*))
     EXECUTE FUNCTION public.update_rc_circuit_breakers_updated_at_column()";
 
-/// This crate's table of writers: the last batch each store wrote, so a batch whose reply was
-/// lost is recognised after a reconnection and never applied twice.
+/// This crate's table of writers: the last batch each store wrote and the keys it wrote, so a
+/// batch whose reply was lost is recognised after a reconnection and never applied twice.
 pub const WRITERS_TABLE: &str = "public.rc_circuit_breaker_writers";
 
 const CREATE_WRITERS_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.rc_circuit_breaker_writers (
-    writer     text PRIMARY KEY,
-    batch      bigint NOT NULL,
-    written_at timestamp with time zone DEFAULT now() NOT NULL
+    writer        text PRIMARY KEY,
+    batch         bigint NOT NULL,
+    namespaces    text[] DEFAULT '{}' NOT NULL,
+    resource_keys text[] DEFAULT '{}' NOT NULL,
+    written_at    timestamp with time zone DEFAULT now() NOT NULL
 )";
 
 /// This crate's triggers on the table: `rc_circuit_breakers_rc_period` starts a new period

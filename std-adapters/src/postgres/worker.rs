@@ -19,7 +19,7 @@ use tokio::{runtime::Runtime, sync::mpsc::UnboundedReceiver};
 
 use super::{
     DbSettings, MAX_PENDING_OUTCOMES, OnOutage, PostgresStoreError, inspect,
-    link::{Conn, Fault, Found, ServerTime, Version, describe, parse_payload},
+    link::{Conn, Fault, Found, ServerTime, Swap, Version, describe, parse_payload},
     row::{StoredRow, timestamp_of},
     store::{Link, Options},
 };
@@ -30,9 +30,13 @@ use crate::{
     shared::SharedState,
 };
 
-/// Compare-and-swap attempts for one batch before it waits for the next turn (each failed
-/// attempt means another writer's change went in first).
+/// Attempts of a manual change (each failed attempt means another writer's change went in
+/// first).
 const MAX_ATTEMPTS: u32 = 16;
+
+/// The least time between two rounds of reads and writes: at most 50 rounds a second, each at
+/// most one read and one write statement, whatever the call rate.
+const MIN_ROUND_GAP: Duration = Duration::from_millis(20);
 
 thread_local! {
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
@@ -74,8 +78,10 @@ struct KeyState {
     row_epoch: u32,
     /// Changes taken from the key's log and not yet in the row.
     unsent: Vec<Event>,
-    /// The row was read this turn (so a change that is a no-op on it is a no-op).
+    /// The row was read this round (so a change that is a no-op on it is a no-op).
     confirmed: bool,
+    /// The row must be read before the next write (notified, conflicting, or never read).
+    stale: bool,
     /// When (local clock) the log was last taken.
     last_taken: Instant,
     /// After a statement error: not before this.
@@ -88,12 +94,36 @@ struct KeyState {
 /// The batch whose reply was lost: was it written? Known once the server process that
 /// received it has ended (until then it may still commit).
 struct InDoubt {
-    key: BreakerKey,
-    backend: i32,
     batch: i64,
+    backend: i32,
+    /// Each key of the batch: how many of its unsent changes the batch held, and the period of
+    /// the probe slot it reserved, if it did.
+    keys: Vec<(BreakerKey, usize, Option<u32>)>,
+}
+
+impl InDoubt {
+    fn has(&self, key: &BreakerKey) -> bool {
+        self.keys.iter().any(|(k, ..)| k == key)
+    }
+}
+
+/// One key's part of a batch, ready to write.
+struct Entry {
+    key: BreakerKey,
+    version: Version,
+    new_row: StoredRow,
+    next_epoch: u32,
+    /// How many of the key's unsent changes it holds.
     events: usize,
-    /// The probe slot the batch reserved, if it did: the period it is in.
-    reserved_in: Option<u32>,
+    reserved: u16,
+    unguarded: bool,
+}
+
+/// What a key's unsent changes come to.
+enum Prepared {
+    /// Nothing to write now.
+    Nothing,
+    Write(Entry),
 }
 
 struct Worker {
@@ -116,6 +146,12 @@ struct Worker {
     shutting_down: bool,
     /// Flushes waiting until everything is in the rows (their callers bound the wait).
     flushes: Vec<SyncSender<bool>>,
+    /// When the last round began, and whether one is owed (woken within the gap).
+    last_round: Instant,
+    round_due: bool,
+    /// Keys whose last batch failed as a statement: each is written alone next, so one key's
+    /// error does not hold back the others.
+    write_alone: Vec<BreakerKey>,
 }
 
 /// Starts the worker thread; it says on `started` whether the store is usable.
@@ -161,6 +197,9 @@ pub(crate) fn spawn(
                 next_attempt: now,
                 shutting_down: false,
                 flushes: Vec::new(),
+                last_round: now,
+                round_due: false,
+                write_alone: Vec::new(),
             };
             let outcome = worker.start();
             let ok = outcome.is_ok();
@@ -272,6 +311,10 @@ impl Worker {
             .saturating_add(self.options.max_staleness)
             .saturating_duration_since(now);
         let mut wait = self.options.sync_interval.min(poll);
+        if self.round_due {
+            let gap_end = self.last_round.saturating_add(MIN_ROUND_GAP);
+            wait = wait.min(gap_end.saturating_duration_since(now));
+        }
         if self.conn.is_none() {
             wait = wait.min(self.next_attempt.saturating_duration_since(now));
         }
@@ -296,9 +339,6 @@ impl Worker {
         let mut loads = Vec::new();
         let mut manuals = Vec::new();
         let mut flushes = std::mem::take(&mut self.flushes);
-        let new_flush = requests
-            .iter()
-            .any(|r| matches!(r, Request::Flush { .. } | Request::Shutdown { .. }));
         for request in requests {
             match request {
                 Request::Load { key, shared, reply } => {
@@ -313,6 +353,7 @@ impl Worker {
                             row_epoch: 0,
                             unsent: Vec::new(),
                             confirmed: false,
+                            stale: true,
                             last_taken: now,
                             retry_at: None,
                             warned_malformed: false,
@@ -330,31 +371,29 @@ impl Worker {
                 }
             }
         }
+        for key in self.notified_keys(&notified) {
+            if let Some(state) = self.keys.get_mut(&key) {
+                state.stale = true;
+            }
+        }
         let flush = !flushes.is_empty();
         let now = self.local_now();
-        let poll_due = now.saturating_duration_since(self.last_poll) >= self.options.max_staleness;
-        let mut stale: Vec<BreakerKey> = loads.iter().map(|(key, _)| key.clone()).collect();
-        if poll_due || new_flush {
-            stale = self.keys.keys().cloned().collect();
-            self.last_poll = now;
+        // At most one read and one write a round, and a round at most every MIN_ROUND_GAP: a
+        // process's statements stay bounded whatever its call rate. A load, a flush or manual
+        // control (an answer someone waits for) does not wait for the gap.
+        let waited_for = !loads.is_empty() || flush || !manuals.is_empty();
+        if waited_for || now.saturating_duration_since(self.last_round) >= MIN_ROUND_GAP {
+            self.last_round = now;
+            self.round_due = false;
+            self.round(flush, loads.iter().map(|(key, _)| key));
         } else {
-            stale.extend(self.notified_keys(&notified));
-        }
-        if self.conn.is_some() && !stale.is_empty() {
-            self.read_keys(&stale, loads.iter().map(|(key, _)| key));
+            self.round_due = true;
         }
         for (_, reply) in loads {
             let _ = reply.send(());
         }
-        let keys: Vec<BreakerKey> = self.keys.keys().cloned().collect();
-        for key in &keys {
-            self.sync_key(key, flush, None);
-        }
         for (key, manual, reply) in manuals {
             let _ = reply.send(self.manual(&key, manual));
-        }
-        for key in self.keys.values_mut() {
-            key.confirmed = false;
         }
         let done = self.conn.is_some()
             && self.in_doubt.is_none()
@@ -366,6 +405,59 @@ impl Worker {
         } else {
             // Answered once done; a flush whose caller stopped waiting is dropped.
             self.flushes = flushes;
+        }
+    }
+
+    /// One round: a read of every key that needs one (loaded, notified, conflicting, or all of
+    /// them when the poll or a flush is due), then one write of every key's batch.
+    fn round<'a>(&mut self, flush: bool, loading: impl Iterator<Item = &'a BreakerKey> + Clone) {
+        let now = self.local_now();
+        if self.conn.is_some() {
+            let poll = flush
+                || now.saturating_duration_since(self.last_poll) >= self.options.max_staleness;
+            if poll {
+                self.last_poll = now;
+            }
+            let stale: Vec<BreakerKey> = self
+                .keys
+                .iter()
+                .filter(|(_, state)| poll || state.stale || state.row.is_none())
+                .map(|(key, _)| key.clone())
+                .collect();
+            if !stale.is_empty() {
+                self.read_keys(&stale, loading);
+            }
+        }
+        let keys: Vec<BreakerKey> = self.keys.keys().cloned().collect();
+        let mut batch = Vec::new();
+        for key in &keys {
+            let Some(wants_probe) = self.take(key, flush) else {
+                continue;
+            };
+            if self.conn.is_none() {
+                continue;
+            }
+            match self.prepare(key, wants_probe, None, flush) {
+                Prepared::Nothing => {}
+                Prepared::Write(entry) => batch.push(entry),
+            }
+        }
+        // Keys whose last batch failed as a statement go alone, so that one key's error (a
+        // lock held elsewhere) holds back no other.
+        let (single, batch): (Vec<Entry>, Vec<Entry>) = batch
+            .into_iter()
+            .partition(|entry| self.write_alone.contains(&entry.key));
+        if !batch.is_empty() {
+            let _ = self.write_batch(batch);
+        }
+        for entry in single {
+            let key = entry.key.clone();
+            if let Ok(true) = self.write_batch(vec![entry]) {
+                self.write_alone.retain(|k| *k != key);
+            }
+        }
+        for state in self.keys.values_mut() {
+            state.confirmed = false;
         }
     }
 
@@ -450,9 +542,13 @@ impl Worker {
                 };
                 match found {
                     Found::Missing => missing.push(key.clone()),
-                    Found::Unchanged => state.confirmed = true,
+                    Found::Unchanged => {
+                        state.confirmed = true;
+                        state.stale = false;
+                    }
                     Found::Row(row, version) => {
                         state.confirmed = true;
+                        state.stale = false;
                         state.row = Some((row, version));
                         let load = loading.clone().any(|k| k == key);
                         self.adopt_row(key, 0, load);
@@ -508,29 +604,24 @@ impl Worker {
         }
     }
 
-    /// Takes `key`'s log when it is due and sends it (with a manual change, if any), or keeps it
-    /// during an outage.
-    fn sync_key(
-        &mut self,
-        key: &BreakerKey,
-        force: bool,
-        manual: Option<Manual>,
-    ) -> Option<Result<(), StoreUnavailable>> {
+    /// Takes `key`'s log when it is due (urgent, or `sync_interval` since the last, or a
+    /// flush): into its unsent changes when connected, kept for the row otherwise. Whether a
+    /// probe slot is wanted; `None` when nothing was due.
+    fn take(&mut self, key: &BreakerKey, force: bool) -> Option<bool> {
         let now = self.local_now();
         let sync_interval = self.options.sync_interval;
         let state = self.keys.get_mut(key)?;
-        let ttl = reservation_ttl(&state.config);
-        if state.retry_at.is_some_and(|at| now < at) && !force && manual.is_none() {
+        if state.retry_at.is_some_and(|at| now < at) && !force {
             return None;
         }
+        let ttl = reservation_ttl(&state.config);
         let last_taken = state.last_taken;
-        let taken = state.shared.replicate(|copy, replica| {
+        let (events, wants_probe) = state.shared.replicate(|copy, replica| {
             let mut released = replica.expire_reservations(now, ttl);
             for admission in &released {
                 copy.release(*admission);
             }
             let due = force
-                || manual.is_some()
                 || replica.urgent
                 || replica.wants_probe
                 || !released.is_empty()
@@ -547,16 +638,14 @@ impl Worker {
             // One unused reservation at a time is enough.
             let wants_probe = std::mem::take(&mut replica.wants_probe) && replica.reserved == 0;
             Some((events, wants_probe))
-        })?;
-        let (events, wants_probe) = taken?;
+        })??;
         state.last_taken = now;
         if self.conn.is_none() {
             self.keep(key, events, wants_probe);
-            return Some(Err(self.unavailable()));
+            return None;
         }
-        let state = self.keys.get_mut(key)?;
         state.unsent.extend(events);
-        Some(self.write(key, wants_probe, force, manual))
+        Some(wants_probe)
     }
 
     /// The store cannot reach the database now: when it tries again.
@@ -607,168 +696,215 @@ impl Worker {
         }
     }
 
-    /// Writes `key`'s unsent changes (and a wanted probe reservation, and a manual change) to
-    /// its row in one compare-and-swap, reading the row again after a conflict.
-    fn write(
+    /// `key`'s unsent changes (a wanted probe reservation, a manual change) applied to its row
+    /// as last known: the new row to write, or nothing to write (then the changes are done
+    /// with, or wait for the row to be read).
+    fn prepare(
         &mut self,
         key: &BreakerKey,
         wants_probe: bool,
-        force: bool,
         manual: Option<Manual>,
-    ) -> Result<(), StoreUnavailable> {
-        if self
-            .in_doubt
-            .as_ref()
-            .is_some_and(|doubt| doubt.key == *key)
-        {
+        force: bool,
+    ) -> Prepared {
+        if self.in_doubt.as_ref().is_some_and(|doubt| doubt.has(key)) {
             // Not before its last batch is known to be written or not.
-            return Err(StoreUnavailable {
-                retry_after: self.options.sync_interval,
-            });
+            return Prepared::Nothing;
         }
-        for _ in 0..MAX_ATTEMPTS {
-            let state = self.keys.get(key).ok_or_else(|| self.unavailable())?;
-            if state.unsent.is_empty() && !wants_probe && manual.is_none() {
-                return Ok(());
-            }
-            let Some((row, version)) = state.row.clone() else {
-                self.read_keys(std::slice::from_ref(key), std::iter::empty());
-                if self.conn.is_none() {
-                    return Err(self.unavailable());
-                }
-                continue;
-            };
-            let config = state.config;
-            let server_now = self.server_now();
-            let (base, malformed) = row.decode_lossy(&config, server_now);
-            let mut next = base;
-            for event in &state.unsent {
-                event.apply(&mut next, &config, &server_now);
-            }
-            if let Some(manual) = manual {
-                manual.apply(&mut next, &config, &server_now);
-            }
-            let mut reserved = 0;
-            if wants_probe
-                && next.status() != CircuitState::Closed
-                && let Ok((admission, _)) = next.admit(&config, &server_now)
-                && admission.is_probe()
-            {
-                reserved = 1;
-            }
-            let lease = if next.probes_in_flight() > base.probes_in_flight() {
-                Some(timestamp_of(
-                    server_now.saturating_add(self.options.probe_lease),
-                ))
-            } else {
-                row.probes_until
-            };
-            let new_row = StoredRow::encode(&next, lease);
-            // Compared as this breaker reads the row, not byte for byte: a row another writer
-            // left in another shape (a longer log, a lapsed probe count) is not a change.
-            if malformed.is_none() && new_row == StoredRow::encode(&base, row.probes_until) {
-                let successes_only = state.unsent.iter().all(Event::is_successes);
-                if successes_only && !state.confirmed {
-                    // A no-op on the row as last known, which may be stale: the next read
-                    // (a notification's, the poll's, a flush's) confirms it or shows the change.
-                    if !force && manual.is_none() {
-                        return Ok(());
-                    }
-                    self.read_keys(std::slice::from_ref(key), std::iter::empty());
-                    if self.conn.is_none() {
-                        return Err(self.unavailable());
-                    }
-                    continue;
-                }
-                // Late outcomes of an earlier period change no later row either; a slot given
-                // back and reserved again in one batch leaves the row as it is, and the slot
-                // with this process.
-                if let Some(state) = self.keys.get_mut(key) {
-                    state.unsent.clear();
-                }
-                if reserved > 0 {
-                    self.adopt_row(key, reserved, false);
-                }
-                return Ok(());
-            }
-            self.batch += 1;
-            let batch = self.batch;
-            let events = state.unsent.len();
-            let writer = self.writer.clone();
-            let unguarded = manual.is_some();
-            let backend = self.conn.as_ref().map_or(0, |conn| conn.backend);
-            let written = self.round_trip(async |conn: &Conn| {
-                conn.swap(key, version, &new_row, unguarded, &writer, batch)
-                    .await
-            });
-            match written {
-                Ok(Some((server_now, version))) => {
-                    self.synced(server_now);
-                    if let Some(state) = self.keys.get_mut(key) {
-                        state.row = Some((new_row, version));
-                        state.unsent.clear();
-                        state.retry_at = None;
-                        state.warned_statement = false;
-                    }
-                    self.adopt_row(key, reserved, false);
-                    return Ok(());
-                }
-                Ok(None) => {
-                    // Another writer got there first, or the row is a live OPEN by the
-                    // server's clock: start again from the row as it is.
-                    self.read_keys(std::slice::from_ref(key), std::iter::empty());
-                    if self.conn.is_none() {
-                        return Err(self.unavailable());
-                    }
-                }
-                Err(Fault::Connection(_)) => {
-                    self.in_doubt = Some(InDoubt {
-                        key: key.clone(),
-                        backend,
-                        batch,
-                        events,
-                        reserved_in: (reserved > 0).then(|| next.epoch()),
-                    });
-                    return Err(self.unavailable());
-                }
-                Err(Fault::Statement(why)) => {
-                    let retry_at = self.local_now().saturating_add(self.options.sync_interval);
-                    if let Some(state) = self.keys.get_mut(key) {
-                        state.retry_at = Some(retry_at);
-                        if !state.warned_statement {
-                            state.warned_statement = true;
-                            report::store_warning(&self.settings.redact(&format!(
-                                "PostgreSQL store: breaker {key}: the write failed ({why}); it is tried again, other breakers are not affected"
-                            )));
-                        }
-                    }
-                    return Err(StoreUnavailable {
-                        retry_after: self.options.sync_interval,
-                    });
-                }
-            }
+        let server_now = self.server_now();
+        let lease_for = self.options.probe_lease;
+        let Some(state) = self.keys.get_mut(key) else {
+            return Prepared::Nothing;
+        };
+        if state.unsent.is_empty() && !wants_probe && manual.is_none() {
+            return Prepared::Nothing;
         }
-        // Conflicts every time: try again next turn.
-        Err(StoreUnavailable {
-            retry_after: self.options.sync_interval,
+        let Some((row, version)) = state.row.clone() else {
+            state.stale = true;
+            return Prepared::Nothing;
+        };
+        let config = state.config;
+        let (base, malformed) = row.decode_lossy(&config, server_now);
+        let mut next = base;
+        for event in &state.unsent {
+            event.apply(&mut next, &config, &server_now);
+        }
+        if let Some(manual) = manual {
+            manual.apply(&mut next, &config, &server_now);
+        }
+        let mut reserved = 0;
+        if wants_probe
+            && next.status() != CircuitState::Closed
+            && let Ok((admission, _)) = next.admit(&config, &server_now)
+            && admission.is_probe()
+        {
+            reserved = 1;
+        }
+        let lease = if next.probes_in_flight() > base.probes_in_flight() {
+            Some(timestamp_of(server_now.saturating_add(lease_for)))
+        } else {
+            row.probes_until
+        };
+        let new_row = StoredRow::encode(&next, lease);
+        // Compared as this breaker reads the row, not byte for byte: a row another writer left
+        // in another shape (a longer log, a lapsed probe count) is not a change.
+        if malformed.is_none() && new_row == StoredRow::encode(&base, row.probes_until) {
+            let successes_only = state.unsent.iter().all(Event::is_successes);
+            if successes_only && !state.confirmed {
+                // A no-op on the row as last known, which may be stale: the next read (a
+                // notification's, the poll's, a flush's) confirms it or shows the change.
+                if force || manual.is_some() {
+                    state.stale = true;
+                }
+                return Prepared::Nothing;
+            }
+            // Late outcomes of an earlier period change no later row either; a slot given back
+            // and reserved again in one batch leaves the row as it is, and the slot with this
+            // process.
+            state.unsent.clear();
+            if reserved > 0 {
+                self.adopt_row(key, reserved, false);
+            }
+            return Prepared::Nothing;
+        }
+        Prepared::Write(Entry {
+            key: key.clone(),
+            version,
+            events: state.unsent.len(),
+            new_row,
+            next_epoch: next.epoch(),
+            reserved,
+            unguarded: manual.is_some(),
         })
     }
 
-    /// Manual control: what is pending first, then the change, on the row (unguarded).
+    /// Writes `batch` in one statement. Keys written adopt their new rows; the others (another
+    /// writer got there first, or a live OPEN refused the change) are read again next round.
+    /// Whether every key was written.
+    fn write_batch(&mut self, batch: Vec<Entry>) -> Result<bool, StoreUnavailable> {
+        self.batch += 1;
+        let number = self.batch;
+        let writer = self.writer.clone();
+        let backend = self.conn.as_ref().map_or(0, |conn| conn.backend);
+        let written = self.round_trip(async |conn: &Conn| {
+            let swaps: Vec<Swap<'_>> = batch
+                .iter()
+                .map(|entry| Swap {
+                    key: &entry.key,
+                    version: entry.version,
+                    row: &entry.new_row,
+                    unguarded: entry.unguarded,
+                })
+                .collect();
+            conn.swap(&swaps, &writer, number).await
+        });
+        match written {
+            Ok((server_now, written)) => {
+                self.synced(server_now);
+                let mut all = true;
+                for entry in batch {
+                    let version = written.iter().find(|(k, _)| *k == entry.key).map(|w| w.1);
+                    let Some(state) = self.keys.get_mut(&entry.key) else {
+                        continue;
+                    };
+                    match version {
+                        Some(version) => {
+                            state.row = Some((entry.new_row, version));
+                            state.unsent.drain(..entry.events.min(state.unsent.len()));
+                            state.retry_at = None;
+                            state.warned_statement = false;
+                            self.adopt_row(&entry.key, entry.reserved, false);
+                        }
+                        None => {
+                            state.stale = true;
+                            all = false;
+                        }
+                    }
+                }
+                Ok(all)
+            }
+            Err(Fault::Connection(_)) => {
+                self.in_doubt = Some(InDoubt {
+                    batch: number,
+                    backend,
+                    keys: batch
+                        .into_iter()
+                        .map(|entry| {
+                            let reserved_in = (entry.reserved > 0).then_some(entry.next_epoch);
+                            (entry.key, entry.events, reserved_in)
+                        })
+                        .collect(),
+                });
+                Err(self.unavailable())
+            }
+            Err(Fault::Statement(why)) => {
+                let retry_at = self.local_now().saturating_add(self.options.sync_interval);
+                let mut first = None;
+                for entry in &batch {
+                    if let Some(state) = self.keys.get_mut(&entry.key) {
+                        state.retry_at = Some(retry_at);
+                        if !state.warned_statement {
+                            state.warned_statement = true;
+                            first.get_or_insert(entry.key.clone());
+                        }
+                    }
+                }
+                if batch.len() > 1 {
+                    // One key's error must not hold back the others: each goes alone next.
+                    for entry in batch {
+                        if !self.write_alone.contains(&entry.key) {
+                            self.write_alone.push(entry.key);
+                        }
+                    }
+                } else if let Some(key) = first {
+                    report::store_warning(&self.settings.redact(&format!(
+                        "PostgreSQL store: breaker {key}: the write failed ({why}); it is tried again, other breakers are not affected"
+                    )));
+                }
+                Err(StoreUnavailable {
+                    retry_after: self.options.sync_interval,
+                })
+            }
+        }
+    }
+
+    /// Manual control: what is pending first, then the change, on the row (unguarded), read
+    /// again and retried after a conflict.
     fn manual(&mut self, key: &BreakerKey, manual: Manual) -> Result<(), StoreUnavailable> {
-        if !self.keys.contains_key(key) {
-            return Err(self.unavailable());
+        for _ in 0..MAX_ATTEMPTS {
+            if self.conn.is_none() || !self.keys.contains_key(key) {
+                return Err(self.unavailable());
+            }
+            if self
+                .keys
+                .get(key)
+                .is_some_and(|state| state.stale || state.row.is_none())
+            {
+                self.read_keys(std::slice::from_ref(key), std::iter::empty());
+                continue;
+            }
+            let wants_probe = self.take(key, true).unwrap_or(false);
+            match self.prepare(key, wants_probe, Some(manual), true) {
+                Prepared::Write(entry) => {
+                    if self.write_batch(vec![entry])? {
+                        return Ok(());
+                    }
+                }
+                Prepared::Nothing => {
+                    let state = self.keys.get(key);
+                    if state.is_some_and(|state| state.unsent.is_empty() && !state.stale) {
+                        return Ok(()); // already so on the current row
+                    }
+                    if self.in_doubt.as_ref().is_some_and(|doubt| doubt.has(key)) {
+                        return Err(self.unavailable());
+                    }
+                }
+            }
         }
-        if self.conn.is_none() {
-            return Err(self.unavailable());
-        }
-        self.sync_key(key, true, Some(manual))
-            .unwrap_or_else(|| Err(self.unavailable()))
+        Err(self.unavailable())
     }
 
     fn connection_lost(&mut self, why: &str) {
         self.conn = None;
-        self.link.connected.store(false, Ordering::Relaxed);
         let now = self.local_now();
         if self.outage_since.is_none() {
             self.outage_since = Some(now);
@@ -792,11 +928,14 @@ impl Worker {
                     .replicate(|_, replica| replica.unavailable = Some(retry_after));
             }
         }
+        // Last: whoever sees the store disconnected sees its policy in force.
+        self.link.connected.store(false, Ordering::Relaxed);
     }
 
     /// Settles the batch whose reply was lost: once the server process that received it has
-    /// ended, the writers table says whether it was written. Its changes are then dropped from
-    /// the key's unsent ones (a probe slot it reserved is given back), or sent again.
+    /// ended, the writers table says whether it was written, and which keys it wrote. Their
+    /// changes are then dropped from the keys' unsent ones (a probe slot it reserved is given
+    /// back); the other keys' are sent again.
     fn resolve_doubt(&mut self) {
         let Some(doubt) = self.in_doubt.take() else {
             return;
@@ -814,16 +953,22 @@ impl Worker {
             self.in_doubt = Some(doubt);
             return;
         };
-        if last.is_some_and(|last| last >= doubt.batch)
-            && let Some(state) = self.keys.get_mut(&doubt.key)
-        {
-            let written = doubt.events.min(state.unsent.len());
-            state.unsent.drain(..written);
-            if let Some(epoch) = doubt.reserved_in {
-                let admission = resilient_circuit::Admission::in_period(epoch, true);
-                state.unsent.insert(0, Event::Release { admission });
+        let written: Vec<BreakerKey> = match last {
+            Some((batch, keys)) if batch == doubt.batch => keys,
+            _ => Vec::new(),
+        };
+        for (key, events, reserved_in) in doubt.keys {
+            let Some(state) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            state.stale = true;
+            if written.contains(&key) {
+                state.unsent.drain(..events.min(state.unsent.len()));
+                if let Some(epoch) = reserved_in {
+                    let admission = resilient_circuit::Admission::in_period(epoch, true);
+                    state.unsent.insert(0, Event::Release { admission });
+                }
             }
-            state.row = None;
         }
     }
 
@@ -853,12 +998,8 @@ impl Worker {
         // changes kept for an old one are no-ops.
         for state in self.keys.values_mut() {
             state.row = None;
+            state.stale = true;
         }
-        let keys: Vec<BreakerKey> = self.keys.keys().cloned().collect();
-        if !keys.is_empty() {
-            self.read_keys(&keys, std::iter::empty());
-        }
-        self.last_poll = self.local_now();
     }
 }
 
