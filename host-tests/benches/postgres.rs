@@ -64,9 +64,7 @@ fn per_call(c: &mut Criterion, store: &PostgresStore) {
         ]
     };
     let mut group = c.benchmark_group("per call");
-    group.bench_function("bare closure", |b| {
-        b.iter(|| black_box(Ok::<_, ()>(black_box(1))))
-    });
+    group.bench_function("bare closure", |b| b.iter(|| Ok::<_, ()>(black_box(1))));
     for (place, breaker) in subjects("healthy") {
         for _ in 0..200 {
             let _ = breaker.call(|| Ok::<_, ()>(()));

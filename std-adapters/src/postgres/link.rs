@@ -74,13 +74,21 @@ const SWAP_SQL: &str = "WITH b AS (
                            $10::timestamptz[], $11::bool[])
         AS b(ns, rk, version, state, failure_count, open_until, execution_log, epoch, probes,
              probes_until, unguarded)
+    ), locked AS (
+      -- Rows locked in one order by every writer, so batches of many keys never deadlock.
+      SELECT r.namespace, r.resource_key FROM public.rc_circuit_breakers r
+        JOIN b ON r.resource_key = b.rk AND r.namespace = b.ns
+       ORDER BY r.namespace, r.resource_key
+         FOR UPDATE OF r
     ), written AS (
       UPDATE public.rc_circuit_breakers r SET state = b.state, failure_count = b.failure_count,
              open_until = b.open_until, execution_log = b.execution_log::jsonb,
              rc_epoch = b.epoch, rc_probes = b.probes, rc_probes_until = b.probes_until,
              updated_at = now()
-        FROM b
-       WHERE r.resource_key = b.rk AND r.namespace = b.ns AND r.xmin = b.version::xid
+        FROM b, locked l
+       WHERE r.resource_key = b.rk AND r.namespace = b.ns
+         AND l.resource_key = b.rk AND l.namespace = b.ns
+         AND r.xmin = b.version::xid
          AND (b.unguarded OR NOT (r.state = 'OPEN' AND COALESCE(r.open_until > now(), false)))
       RETURNING r.namespace, r.resource_key, r.xmin::text::bigint AS version
     ), mark AS (

@@ -34,9 +34,12 @@ use crate::{
 /// first).
 const MAX_ATTEMPTS: u32 = 16;
 
-/// The least time between two rounds of reads and writes: at most 50 rounds a second, each at
-/// most one read and one write statement, whatever the call rate.
-const MIN_ROUND_GAP: Duration = Duration::from_millis(20);
+/// Statements a second a store sends, at most, sustained, whatever its call rate (a round of
+/// work is at most one read and one write), and how many may go at once after a quiet time
+/// (so a sporadic trip goes out at once). Loads, flushes and manual control, which a caller
+/// waits for, are not held back.
+const STATEMENTS_PER_SECOND: u32 = 100;
+const STATEMENT_BURST: f64 = 8.0;
 
 thread_local! {
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
@@ -82,6 +85,8 @@ struct KeyState {
     confirmed: bool,
     /// The row must be read before the next write (notified, conflicting, or never read).
     stale: bool,
+    /// A caller wants a probe slot reserved.
+    wants_probe: bool,
     /// When (local clock) the log was last taken.
     last_taken: Instant,
     /// After a statement error: not before this.
@@ -146,8 +151,10 @@ struct Worker {
     shutting_down: bool,
     /// Flushes waiting until everything is in the rows (their callers bound the wait).
     flushes: Vec<SyncSender<bool>>,
-    /// When the last round began, and whether one is owed (woken within the gap).
-    last_round: Instant,
+    /// Statements that may go now (a token bucket, refilled at `STATEMENTS_PER_SECOND`), when
+    /// it was last refilled, and whether a round is owed (work held back by an empty bucket).
+    round_tokens: f64,
+    refilled_at: Instant,
     round_due: bool,
     /// Keys whose last batch failed as a statement: each is written alone next, so one key's
     /// error does not hold back the others.
@@ -197,7 +204,8 @@ pub(crate) fn spawn(
                 next_attempt: now,
                 shutting_down: false,
                 flushes: Vec::new(),
-                last_round: now,
+                round_tokens: STATEMENT_BURST,
+                refilled_at: now,
                 round_due: false,
                 write_alone: Vec::new(),
             };
@@ -312,8 +320,11 @@ impl Worker {
             .saturating_duration_since(now);
         let mut wait = self.options.sync_interval.min(poll);
         if self.round_due {
-            let gap_end = self.last_round.saturating_add(MIN_ROUND_GAP);
-            wait = wait.min(gap_end.saturating_duration_since(now));
+            // Until the bucket holds a statement again.
+            let missing = (1.0 - self.round_tokens).max(0.0);
+            wait = wait.min(Duration::from_secs_f64(
+                missing / f64::from(STATEMENTS_PER_SECOND),
+            ));
         }
         if self.conn.is_none() {
             wait = wait.min(self.next_attempt.saturating_duration_since(now));
@@ -354,6 +365,7 @@ impl Worker {
                             unsent: Vec::new(),
                             confirmed: false,
                             stale: true,
+                            wants_probe: false,
                             last_taken: now,
                             retry_at: None,
                             warned_malformed: false,
@@ -377,18 +389,9 @@ impl Worker {
             }
         }
         let flush = !flushes.is_empty();
-        let now = self.local_now();
-        // At most one read and one write a round, and a round at most every MIN_ROUND_GAP: a
-        // process's statements stay bounded whatever its call rate. A load, a flush or manual
-        // control (an answer someone waits for) does not wait for the gap.
         let waited_for = !loads.is_empty() || flush || !manuals.is_empty();
-        if waited_for || now.saturating_duration_since(self.last_round) >= MIN_ROUND_GAP {
-            self.last_round = now;
-            self.round_due = false;
-            self.round(flush, loads.iter().map(|(key, _)| key));
-        } else {
-            self.round_due = true;
-        }
+        self.round_due = false;
+        self.round(waited_for, flush, loads.iter().map(|(key, _)| key));
         for (_, reply) in loads {
             let _ = reply.send(());
         }
@@ -408,9 +411,33 @@ impl Worker {
         }
     }
 
+    /// Takes a statement from the bucket (or goes past it, for an answer a caller waits for);
+    /// when it is empty, the round's work waits for the next round.
+    fn spend(&mut self, waited_for: bool) -> bool {
+        let now = self.local_now();
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.round_tokens =
+            (self.round_tokens + elapsed * f64::from(STATEMENTS_PER_SECOND)).min(STATEMENT_BURST);
+        self.refilled_at = now;
+        if self.round_tokens >= 1.0 || waited_for {
+            self.round_tokens = (self.round_tokens - 1.0).max(0.0);
+            true
+        } else {
+            self.round_due = true;
+            false
+        }
+    }
+
     /// One round: a read of every key that needs one (loaded, notified, conflicting, or all of
     /// them when the poll or a flush is due), then one write of every key's batch.
-    fn round<'a>(&mut self, flush: bool, loading: impl Iterator<Item = &'a BreakerKey> + Clone) {
+    fn round<'a>(
+        &mut self,
+        waited_for: bool,
+        flush: bool,
+        loading: impl Iterator<Item = &'a BreakerKey> + Clone,
+    ) {
         let now = self.local_now();
         if self.conn.is_some() {
             let poll = flush
@@ -424,19 +451,20 @@ impl Worker {
                 .filter(|(_, state)| poll || state.stale || state.row.is_none())
                 .map(|(key, _)| key.clone())
                 .collect();
-            if !stale.is_empty() {
+            if !stale.is_empty() && self.spend(waited_for) {
                 self.read_keys(&stale, loading);
             }
         }
         let keys: Vec<BreakerKey> = self.keys.keys().cloned().collect();
         let mut batch = Vec::new();
         for key in &keys {
-            let Some(wants_probe) = self.take(key, flush) else {
-                continue;
-            };
+            // Changes taken earlier and not yet written (held back by the bucket, or a
+            // conflict) go too.
+            self.take(key, flush);
             if self.conn.is_none() {
                 continue;
             }
+            let wants_probe = self.keys.get(key).is_some_and(|state| state.wants_probe);
             match self.prepare(key, wants_probe, None, flush) {
                 Prepared::Nothing => {}
                 Prepared::Write(entry) => batch.push(entry),
@@ -447,12 +475,12 @@ impl Worker {
         let (single, batch): (Vec<Entry>, Vec<Entry>) = batch
             .into_iter()
             .partition(|entry| self.write_alone.contains(&entry.key));
-        if !batch.is_empty() {
+        if !batch.is_empty() && self.spend(waited_for) {
             let _ = self.write_batch(batch);
         }
         for entry in single {
             let key = entry.key.clone();
-            if let Ok(true) = self.write_batch(vec![entry]) {
+            if self.spend(waited_for) && matches!(self.write_batch(vec![entry]), Ok(true)) {
                 self.write_alone.retain(|k| *k != key);
             }
         }
@@ -645,7 +673,9 @@ impl Worker {
             return None;
         }
         state.unsent.extend(events);
-        Some(wants_probe)
+        // Kept until a write settles it (the round's write may be held back).
+        state.wants_probe |= wants_probe;
+        Some(state.wants_probe)
     }
 
     /// The store cannot reach the database now: when it tries again.
@@ -761,6 +791,7 @@ impl Worker {
             // and reserved again in one batch leaves the row as it is, and the slot with this
             // process.
             state.unsent.clear();
+            state.wants_probe = false;
             if reserved > 0 {
                 self.adopt_row(key, reserved, false);
             }
@@ -810,6 +841,7 @@ impl Worker {
                         Some(version) => {
                             state.row = Some((entry.new_row, version));
                             state.unsent.drain(..entry.events.min(state.unsent.len()));
+                            state.wants_probe = false;
                             state.retry_at = None;
                             state.warned_statement = false;
                             self.adopt_row(&entry.key, entry.reserved, false);
@@ -882,7 +914,8 @@ impl Worker {
                 self.read_keys(std::slice::from_ref(key), std::iter::empty());
                 continue;
             }
-            let wants_probe = self.take(key, true).unwrap_or(false);
+            self.take(key, true);
+            let wants_probe = self.keys.get(key).is_some_and(|state| state.wants_probe);
             match self.prepare(key, wants_probe, Some(manual), true) {
                 Prepared::Write(entry) => {
                     if self.write_batch(vec![entry])? {
