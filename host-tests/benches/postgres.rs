@@ -209,16 +209,23 @@ fn fleet(port: u16, client: &mut postgres::Client, db: &str) {
     let processes = 8;
     let millis = 3000u64;
     let args = ["fleet", &port.to_string(), db, &millis.to_string()];
-    let mut before = 0;
+    // The server's count over the run itself (the peers' final flushes come after it).
+    let (mut before, mut after) = (0, 0);
+    let window = Duration::from_millis(millis - 500);
     let lines = pg::run_peers_with(env!("CARGO_BIN_EXE_pg_peer"), &args, processes, || {
         before = commits(client, db);
+        std::thread::sleep(window);
+        after = commits(client, db);
     });
-    let after = settled_commits(client, db);
-    let (mut calls, mut failures) = (0u64, 0u64);
+    let (mut calls, mut failures, mut sent) = (0u64, 0u64, 0u64);
     for line in &lines {
-        let (c, f) = line.split_once(' ').expect("CALLS FAILURES");
-        calls += c.parse::<u64>().unwrap();
-        failures += f.parse::<u64>().unwrap();
+        let counts: Vec<u64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
+        let [c, f, s] = counts[..] else {
+            panic!("CALLS FAILURES STATEMENTS: {line}")
+        };
+        calls += c;
+        failures += f;
+        sent += s;
     }
     let in_row: String = client
         .query_one(
@@ -230,9 +237,10 @@ fn fleet(port: u16, client: &mut postgres::Client, db: &str) {
     let stored = in_row.matches("false").count() as u64;
     let seconds = millis as f64 / 1000.0;
     println!(
-        "\nfleet: {processes} processes x (1 hot key + 1000 cold keys), {seconds} s: {:.0} calls/s in all, {:.1} statements/s (server, run and final flush), audit failures recorded {failures}, in the row {stored} (lost or doubled: {})",
+        "\nfleet: {processes} processes x (1 hot key + 1000 cold keys), {seconds} s: {:.0} calls/s in all; statements/s: {:.1} sent by each store, {:.1} seen by the server in all (over {window:?} of the run); audit failures recorded {failures}, in the row {stored} (lost or doubled: {})",
         calls as f64 / seconds,
-        (after - before - 1) as f64 / seconds,
+        sent as f64 / seconds / processes as f64,
+        (after - before - 1) as f64 / window.as_secs_f64(),
         failures.abs_diff(stored)
     );
 }

@@ -15,7 +15,8 @@
 //! - `pg_peer fleet PORT DBNAME MILLIS`: makes breakers on `hot`, `audit` and 1000 cold keys
 //!   (`cold-0` ...), prints `ready`, waits for a line on stdin, then for MILLIS ms calls `hot`
 //!   (all succeeding), every 100th call a cold key in turn, and every 1000th call records a
-//!   failure on `audit` (at most 100); flushes and prints `CALLS FAILURES`.
+//!   failure on `audit` (at most 100); flushes and prints `CALLS FAILURES STATEMENTS` (the
+//!   statements its store sent during the run, before the flush).
 //! - `pg_peer tokio FLAVOR`: inside a tokio runtime (`multi-thread` or `current-thread`), as
 //!   `#[tokio::main]` would run it: `AnyStore::from_env()`, then 8 spawned tasks x 100 calls
 //!   on key `tokio` (every tenth failing), a flush, and `ok`.
@@ -150,6 +151,7 @@ fn fleet(args: &[String]) {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).expect("stdin");
     let end = std::time::Instant::now() + std::time::Duration::from_millis(millis);
+    let statements_before = store.round_trips();
     let (mut calls, mut failures) = (0u64, 0u64);
     while std::time::Instant::now() < end {
         for _ in 0..100 {
@@ -166,10 +168,11 @@ fn fleet(args: &[String]) {
             calls += 1;
         }
     }
+    let statements = store.round_trips() - statements_before;
     store
         .flush(std::time::Duration::from_secs(30))
         .expect("flushed");
-    println!("{calls} {failures}");
+    println!("{calls} {failures} {statements}");
 }
 
 fn in_tokio(args: &[String]) {
