@@ -102,7 +102,7 @@ fn usage() -> &'static str {
                create or complete the shared table (RC_DB_* and .env say where)\n  \
      pg-check [--role ROLE]\n  \
                0 complete, 1 unusable or privileges missing, 2 cannot connect,\n  \
-               3 usable but an index or the trigger is missing\n\n\
+               3 usable but an index or the updated_at trigger is missing\n\n\
      XTASK_REQUIRE_FIRMWARE=1 makes `test` fail when QEMU is missing instead of skipping the run."
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Exit statuses follow the Python package's `resilient-circuit-cli`: `pg-setup` 0 done, 1
 //! cancelled or failed; `pg-check` 0 complete, 1 unusable or privileges missing, 2 cannot
-//! connect, 3 usable but an index or the trigger is missing.
+//! connect, 3 usable but an index or the updated_at trigger is missing.
 
 use std::io::{self, BufRead, Write};
 
@@ -163,7 +163,9 @@ pub fn pg_check(args: &[String]) -> u8 {
         println!("usable, but: {}", report.problems().join("; "));
         return 3;
     }
-    println!("schema complete: table, primary key, 6 indexes and the updated_at trigger");
+    println!(
+        "schema complete: table, primary key, 6 indexes, the updated_at trigger, and this crate's writers table and triggers"
+    );
     0
 }
 

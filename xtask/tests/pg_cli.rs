@@ -178,6 +178,31 @@ fn setup_then_check_exit_codes_and_idempotence() {
         text(&repair)
     );
     assert_eq!(status(&xtask(&["pg-check"], &env, &here, "")), 0);
+
+    // This crate's triggers and writers table are what its store needs: without them the
+    // table is unusable for it, and pg-setup puts them back.
+    connect(port, &db)
+        .batch_execute(
+            "DROP TRIGGER rc_circuit_breakers_rc_notify ON rc_circuit_breakers;
+             DROP TABLE rc_circuit_breaker_writers",
+        )
+        .unwrap();
+    let check = xtask(&["pg-check"], &env, &here, "");
+    assert_eq!(status(&check), 1, "{}", text(&check));
+    for missing in [
+        "trigger rc_circuit_breakers_rc_notify is missing",
+        "table public.rc_circuit_breaker_writers does not exist",
+    ] {
+        assert!(text(&check).contains(missing), "{}", text(&check));
+    }
+    let repair = xtask(&["pg-setup", "--yes"], &env, &here, "");
+    for created in [
+        "created trigger rc_circuit_breakers_rc_notify",
+        "created table public.rc_circuit_breaker_writers",
+    ] {
+        assert!(text(&repair).contains(created), "{}", text(&repair));
+    }
+    assert_eq!(status(&xtask(&["pg-check"], &env, &here, "")), 0);
 }
 
 /// A column: name, type, length, nullable, default.
