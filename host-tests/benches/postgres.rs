@@ -121,8 +121,8 @@ fn threads(store: &PostgresStore, client: &mut postgres::Client, db: &str) {
     let memory = MemoryStore::new();
     println!("\n1 call in 50 failing, window 100, threads on one key ({run:?} each)");
     println!(
-        "{:<8} {:>18} {:>18} {:>8} {:>22}",
-        "threads", "in process calls/s", "PostgreSQL calls/s", "ratio", "statements/s (server)"
+        "{:<8} {:>18} {:>18} {:>8} {:>10} {:>11}",
+        "threads", "in process calls/s", "PostgreSQL calls/s", "ratio", "sent/s", "server/s"
     );
     for threads in [1, 4, 16] {
         let name = format!("threads-{threads}");
@@ -130,12 +130,14 @@ fn threads(store: &PostgresStore, client: &mut postgres::Client, db: &str) {
         let shared = store.breaker(key(&name), config()).unwrap();
         let local_rate = calls_per_second(&local, threads, run);
         let before = settled_commits(client, db);
+        let sent_before = store.round_trips();
         let shared_rate = calls_per_second(&shared, threads, run);
+        let sent = (store.round_trips() - sent_before) as f64 / run.as_secs_f64();
         store.flush(Duration::from_secs(10)).unwrap();
         // The two statements of the count itself are not the store's.
         let statements = (settled_commits(client, db) - before - 2) as f64 / run.as_secs_f64();
         println!(
-            "{threads:<8} {local_rate:>18.0} {shared_rate:>18.0} {:>7.2}x {statements:>22.1}",
+            "{threads:<8} {local_rate:>18.0} {shared_rate:>18.0} {:>7.2}x {sent:>10.1} {statements:>11.1}",
             shared_rate / local_rate
         );
     }
@@ -209,14 +211,17 @@ fn fleet(port: u16, client: &mut postgres::Client, db: &str) {
     let processes = 8;
     let millis = 3000u64;
     let args = ["fleet", &port.to_string(), db, &millis.to_string()];
-    // The server's count over the run itself (the peers' final flushes come after it).
-    let (mut before, mut after) = (0, 0);
-    let window = Duration::from_millis(millis - 500);
-    let lines = pg::run_peers_with(env!("CARGO_BIN_EXE_pg_peer"), &args, processes, || {
-        before = commits(client, db);
-        std::thread::sleep(window);
-        after = commits(client, db);
-    });
+    // The server's count from the start line (after the peers' start-up statements have
+    // reached the statistics) to the end, the peers' final flushes included.
+    let mut before = 0;
+    let lines = pg::run_peers_with(
+        env!("CARGO_BIN_EXE_pg_peer"),
+        &args,
+        processes,
+        || before = settled_commits(client, db),
+        || {},
+    );
+    let after = settled_commits(client, db);
     let (mut calls, mut failures, mut sent) = (0u64, 0u64, 0u64);
     for line in &lines {
         let counts: Vec<u64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
@@ -237,10 +242,10 @@ fn fleet(port: u16, client: &mut postgres::Client, db: &str) {
     let stored = in_row.matches("false").count() as u64;
     let seconds = millis as f64 / 1000.0;
     println!(
-        "\nfleet: {processes} processes x (1 hot key + 1000 cold keys), {seconds} s: {:.0} calls/s in all; statements/s: {:.1} sent by each store, {:.1} seen by the server in all (over {window:?} of the run); audit failures recorded {failures}, in the row {stored} (lost or doubled: {})",
+        "\nfleet: {processes} processes x (1 hot key + 1000 cold keys), {seconds} s: {:.0} calls/s in all; statements/s: {:.1} sent by each store during the run, {:.1} seen by the server in all (the run and the final flushes); audit failures recorded {failures}, in the row {stored} (lost or doubled: {})",
         calls as f64 / seconds,
         sent as f64 / seconds / processes as f64,
-        (after - before - 1) as f64 / window.as_secs_f64(),
+        (after - before - 2) as f64 / seconds,
         failures.abs_diff(stored)
     );
 }

@@ -80,14 +80,16 @@ pub fn fresh_database(port: u16, test: &str) -> (String, DbSettings) {
 /// until each says `ready`, lets them go at once, and returns the line each printed last (after
 /// checking that it exited successfully).
 pub fn run_peers(exe: &str, args: &[&str], count: usize) -> Vec<String> {
-    run_peers_with(exe, args, count, || {})
+    run_peers_with(exe, args, count, || {}, || {})
 }
 
-/// As [`run_peers`], running `meanwhile` once every peer has been told to go.
+/// As [`run_peers`], running `before_go` once every peer is ready, and `meanwhile` once every
+/// peer has been told to go.
 pub fn run_peers_with(
     exe: &str,
     args: &[&str],
     count: usize,
+    before_go: impl FnOnce(),
     meanwhile: impl FnOnce(),
 ) -> Vec<String> {
     let mut peers: Vec<_> = (0..count)
@@ -105,6 +107,7 @@ pub fn run_peers_with(
             (child, out)
         })
         .collect();
+    before_go();
     for (child, _) in &mut peers {
         writeln!(child.stdin.as_mut().expect("piped stdin"), "go").expect("tell pg_peer to go");
     }

@@ -806,16 +806,23 @@ fn eight_processes_of_four_threads_count_every_failure_once_despite_lost_replies
     ];
     // Replies lost while the peers write (once all are connected): each one a batch in
     // doubt, settled by the writers table once its store has reconnected.
-    let lines = pg::run_peers_with(env!("CARGO_BIN_EXE_pg_peer"), &args, 8, || {
-        for _ in 0..5 {
-            let before = proxy.replies_dropped();
-            proxy.drop_next_reply_and_cut();
-            let armed = std::time::Instant::now();
-            while proxy.replies_dropped() == before && armed.elapsed() < Duration::from_secs(1) {
-                std::thread::sleep(Duration::from_millis(1));
+    let lines = pg::run_peers_with(
+        env!("CARGO_BIN_EXE_pg_peer"),
+        &args,
+        8,
+        || {},
+        || {
+            for _ in 0..5 {
+                let before = proxy.replies_dropped();
+                proxy.drop_next_reply_and_cut();
+                let armed = std::time::Instant::now();
+                while proxy.replies_dropped() == before && armed.elapsed() < Duration::from_secs(1)
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
-        }
-    });
+        },
+    );
     let lost = proxy.replies_dropped();
     assert!(lost >= 1, "no reply was lost");
     let total = 8 * 4 * 25;

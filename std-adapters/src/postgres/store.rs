@@ -125,10 +125,11 @@ pub struct PostgresStoreBuilder {
 }
 
 impl PostgresStoreBuilder {
-    /// How often this process's successes are sent to the row (failures, probes and manual
+    /// How often this process's successes are sent to the rows (failures, probes and manual
     /// control go at once). Default 100 ms: peers see a recovering window within a tenth of a
-    /// second, a crash loses at most that much, and a hot key costs at most 10 statements a
-    /// second per process (none while its window and the row's stay full of successes).
+    /// second, a crash loses at most that much, and successes cost at most 10 writes a second
+    /// per process, for all its keys together (none while its windows and rows stay full of
+    /// successes).
     pub fn sync_interval(mut self, interval: Duration) -> Self {
         self.options.sync_interval = interval;
         self
@@ -245,13 +246,14 @@ impl PostgresStoreBuilder {
 /// inside a caller's tokio runtime) carries the outcomes to the row and the row's changes
 /// back:
 ///
-/// - Outcomes are logged per key, in order, and sent as one batch per key: the core's
-///   transition functions applied to the row in one compare-and-swap statement on the row's
-///   version (`xmin`), which also records the batch's number for this writer, so a batch whose
-///   reply was lost is recognised after reconnecting and never applied twice. A failure, a
-///   probe's outcome and a wanted probe wake the worker at once; successes go every
-///   [`sync_interval`](PostgresStoreBuilder::sync_interval), and cost nothing while the window
-///   and the row's are full of successes.
+/// - Outcomes are logged per key, in order, and sent in batches: the core's transition
+///   functions applied to each key's row, written by compare-and-swap on the row's version
+///   (`xmin`), every key in one statement, which also records the batch's number and keys for
+///   this writer, so a batch whose reply was lost is recognised after reconnecting and never
+///   applied twice. A failure, a probe's outcome and a wanted probe wake the worker at once;
+///   successes go every [`sync_interval`](PostgresStoreBuilder::sync_interval), and cost
+///   nothing while the windows and rows are full of successes. A store sends at most 80
+///   statements a second (bursts of 8), whatever its call rate and number of keys.
 /// - Transitions are decided on the row; this process adopts the row's state and fires its
 ///   hooks (on the worker thread) once for each change of state it observes, its own or a
 ///   peer's. Peers' changes arrive by `LISTEN`/`NOTIFY` (the trigger `pg-setup` installs), and

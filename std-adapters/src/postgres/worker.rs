@@ -38,7 +38,7 @@ const MAX_ATTEMPTS: u32 = 16;
 /// work is at most one read and one write), and how many may go at once after a quiet time
 /// (so a sporadic trip goes out at once). Loads, flushes and manual control, which a caller
 /// waits for, are not held back.
-const STATEMENTS_PER_SECOND: u32 = 100;
+const STATEMENTS_PER_SECOND: u32 = 80;
 const STATEMENT_BURST: f64 = 8.0;
 
 thread_local! {
