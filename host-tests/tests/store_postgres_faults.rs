@@ -84,18 +84,33 @@ fn backend_of_store(client: &mut Client, db: &str) -> i32 {
     })
 }
 
+/// A fresh database `test`, a store connected to it through a fault proxy, a breaker of it on
+/// key `a` with one failure in the row, and a client of the database beside the proxy.
+fn one_failure_through_a_proxy(
+    test: &str,
+    config: BreakerConfig,
+) -> (
+    FaultProxy,
+    Client,
+    PostgresStore,
+    resilient_circuit_std::SharedBreaker,
+) {
+    let port = pg::port();
+    let (db, _) = pg::fresh_database(port, test);
+    let proxy = FaultProxy::start(port);
+    let settings = DbSettings::from_config(pg::config(proxy.port(), &db));
+    let client = pg::connect(port, &db);
+    let store = store(&settings);
+    let breaker = store.breaker(key("a"), config).unwrap();
+    fail(&breaker);
+    flush(&store);
+    (proxy, client, store, breaker)
+}
+
 #[test]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 fn a_write_whose_reply_was_lost_is_applied_once() {
-    let port = pg::port();
-    let (db, _) = pg::fresh_database(port, "lost_reply");
-    let proxy = FaultProxy::start(port);
-    let settings = DbSettings::from_config(pg::config(proxy.port(), &db));
-    let mut client = pg::connect(port, &db);
-    let store = store(&settings);
-    let breaker = store.breaker(key("a"), counting()).unwrap();
-    fail(&breaker);
-    flush(&store);
+    let (proxy, mut client, store, breaker) = one_failure_through_a_proxy("lost_reply", counting());
     assert_eq!(row(&mut client, "a"), ("[false]".to_owned(), 1));
     // The next reply from the server (the write of this failure) is lost and the link cut.
     proxy.drop_next_reply_and_cut();
@@ -116,16 +131,9 @@ fn a_write_whose_reply_was_lost_is_applied_once() {
 #[test]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 fn a_probe_reservation_whose_reply_was_lost_gives_its_slot_back() {
-    let port = pg::port();
-    let (db, _) = pg::fresh_database(port, "lost_reservation");
-    let proxy = FaultProxy::start(port);
-    let settings = DbSettings::from_config(pg::config(proxy.port(), &db));
-    let mut client = pg::connect(port, &db);
-    let store = store(&settings);
     let config = BreakerConfig::new().cooldown(Duration::from_millis(200));
-    let breaker = store.breaker(key("a"), config).unwrap();
-    fail(&breaker);
-    flush(&store);
+    let (proxy, mut client, store, breaker) =
+        one_failure_through_a_proxy("lost_reservation", config);
     std::thread::sleep(Duration::from_millis(250)); // the cooldown ends
     proxy.drop_next_reply_and_cut();
     // The first caller asks for a slot; the worker's reservation commits, its reply is lost.
@@ -159,15 +167,7 @@ fn a_probe_reservation_whose_reply_was_lost_gives_its_slot_back() {
 #[test]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 fn a_black_hole_is_an_outage_within_the_deadline_and_loses_nothing() {
-    let port = pg::port();
-    let (db, _) = pg::fresh_database(port, "black_hole");
-    let proxy = FaultProxy::start(port);
-    let settings = DbSettings::from_config(pg::config(proxy.port(), &db));
-    let mut client = pg::connect(port, &db);
-    let store = store(&settings);
-    let breaker = store.breaker(key("a"), counting()).unwrap();
-    fail(&breaker);
-    flush(&store);
+    let (proxy, mut client, store, breaker) = one_failure_through_a_proxy("black_hole", counting());
     proxy.black_hole();
     let start = Instant::now();
     fail(&breaker); // its write goes into the hole

@@ -123,6 +123,11 @@ fn configured_and_reachable_is_postgres_from_the_environment_or_a_dotenv_file() 
         (Some(0), "postgres default"),
         "{stderr}"
     );
+    // Read, but never put into the process environment.
+    assert!(
+        stderr.contains("RC_DB_DSN in the environment: false"),
+        "{stderr}"
+    );
 
     // A table that is not ready is a fallback too (strict: an error naming the fix).
     let empty = pg::empty_database(port, "selection_empty");

@@ -6,7 +6,8 @@
 //! - `pg_peer hammer PORT DBNAME KEY MILLIS`: connects, prints `ready`, waits for a line on
 //!   stdin, then makes protected calls (all succeeding) for MILLIS ms and prints how many.
 //! - `pg_peer select`: chooses a store from the environment (`AnyStore::from_env`) and prints
-//!   `postgres` or `memory`; exits 1 with the error when it refuses to start.
+//!   `postgres` or `memory`; exits 1 with the error when it refuses to start. On stderr, whether
+//!   `RC_DB_DSN` is in its environment afterwards.
 //! - `pg_peer threads PORT DBNAME KEY THREADS COUNT WINDOW`: as `fail`, from THREADS threads at
 //!   once (COUNT failures each); then flushes and prints `done F`, F being the failures in its
 //!   own copy of the window.
@@ -256,7 +257,13 @@ fn select() {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    match AnyStore::from_env() {
+    let chosen = AnyStore::from_env();
+    // Reading `.env` must leave the process environment as it was.
+    eprintln!(
+        "RC_DB_DSN in the environment: {}",
+        std::env::var_os("RC_DB_DSN").is_some()
+    );
+    match chosen {
         Ok(store) if store.is_postgres() => println!("postgres {}", store.namespace()),
         Ok(store) => println!("memory {}", store.namespace()),
         Err(e) => {

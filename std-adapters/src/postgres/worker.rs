@@ -442,17 +442,19 @@ impl Worker {
         if self.conn.is_some() {
             let poll = flush
                 || now.saturating_duration_since(self.last_poll) >= self.options.max_staleness;
-            if poll {
-                self.last_poll = now;
-            }
             let stale: Vec<BreakerKey> = self
                 .keys
                 .iter()
                 .filter(|(_, state)| poll || state.stale || state.row.is_none())
                 .map(|(key, _)| key.clone())
                 .collect();
-            if !stale.is_empty() && self.spend(waited_for) {
+            // The poll counts as done once its read went (or there was nothing to read).
+            let read = stale.is_empty() || self.spend(waited_for);
+            if read && !stale.is_empty() {
                 self.read_keys(&stale, loading);
+            }
+            if read && poll {
+                self.last_poll = now;
             }
         }
         let keys: Vec<BreakerKey> = self.keys.keys().cloned().collect();
