@@ -425,6 +425,14 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
             }
             now = Some(read);
         }
+        self.admit_with_lock(now)
+    }
+
+    /// Admission under the lock (HALF_OPEN, an OPEN whose deadline passed, a held digest): out
+    /// of line, so that a rejection before the deadline stays a small function. `now` is a
+    /// clock reading already taken, if any.
+    #[inline(never)]
+    fn admit_with_lock(&self, now: Option<Instant>) -> Result<Admission, Rejected> {
         // Read the clock at most once: reuse the reading taken above.
         let clock = now.map_or_else(
             || ClockOrReading::Clock(&self.clock),
