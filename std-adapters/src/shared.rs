@@ -60,8 +60,9 @@ pub type SharedWindow = OutcomeWindow<1024, 32>;
 /// caller.
 pub(crate) struct SharedState {
     state: Mutex<Cell>,
-    /// Set for a key whose state is replicated (the PostgreSQL store).
-    replicator: Option<Arc<dyn Replicator>>,
+    /// Set for a key whose state is replicated (the PostgreSQL store), with the configuration
+    /// the replicator applies (the one the key was made with).
+    replicator: Option<(Arc<dyn Replicator>, BreakerConfig)>,
     digest: AtomicU64,
     open_until: AtomicU64,
     /// The OPEN deadline on the store's own timeline ([`CoarseClock`]), whatever clock the
@@ -98,6 +99,7 @@ impl SharedState {
     fn with_replica(tick: u64, replica: Option<(Replica, Arc<dyn Replicator>)>) -> Self {
         let state = BreakerState::new();
         let (replica, replicator) = replica.unzip();
+        let replicator = replicator.zip(replica.as_ref().map(|replica| replica.config));
         let digest = match &replica {
             Some(replica) => replica.digest(&state),
             None => FastPath::of(&state, &BreakerConfig::new()),
@@ -131,7 +133,7 @@ impl SharedState {
 
     /// Tells the replicator that something urgent was logged.
     fn wake(&self) {
-        if let Some(replicator) = &self.replicator {
+        if let Some((replicator, _)) = &self.replicator {
             replicator.wake();
         }
     }
@@ -141,7 +143,7 @@ impl SharedState {
         &self,
         change: impl FnOnce(&mut BreakerState<SharedWindow>, &mut Replica) -> R,
     ) -> Option<R> {
-        let config = lock(&self.state).replica.as_ref()?.config;
+        let config = self.replicator.as_ref()?.1;
         Some(self.update(&config, |state, replica| {
             change(state, replica.expect("a replicated key has a replica"))
         }))
@@ -315,7 +317,7 @@ impl std::ops::Deref for KeyHandle {
 
 impl Drop for KeyHandle {
     fn drop(&mut self) {
-        if let Some(replicator) = &self.0.replicator {
+        if let Some((replicator, _)) = &self.0.replicator {
             replicator.handle_dropped(Arc::strong_count(&self.0));
         }
     }
@@ -529,7 +531,7 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
     }
 
     fn manual(&self, manual: Manual) -> Result<(), StoreUnavailable> {
-        if let Some(replicator) = &self.shared.replicator {
+        if let Some((replicator, _)) = &self.shared.replicator {
             return replicator.manual(&self.key, manual);
         }
         let transition = self.shared.update(&self.config, |state, _| {
