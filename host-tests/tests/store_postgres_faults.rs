@@ -84,33 +84,46 @@ fn backend_of_store(client: &mut Client, db: &str) -> i32 {
     })
 }
 
-/// A fresh database `test`, a store connected to it through a fault proxy, a breaker of it on
-/// key `a` with one failure in the row, and a client of the database beside the proxy.
-fn one_failure_through_a_proxy(
-    test: &str,
-    config: BreakerConfig,
-) -> (
-    FaultProxy,
-    Client,
-    PostgresStore,
-    resilient_circuit_std::SharedBreaker,
-) {
+/// A fresh database, a store of it (connected through a fault proxy, or directly), a breaker
+/// of that store on key `a` with one failure in the row, and a client of the database beside
+/// the proxy.
+struct OneFailure {
+    proxy: Option<FaultProxy>,
+    db: String,
+    client: Client,
+    store: PostgresStore,
+    breaker: resilient_circuit_std::SharedBreaker,
+}
+
+fn one_failure(test: &str, config: BreakerConfig, through_a_proxy: bool) -> OneFailure {
     let port = pg::port();
     let (db, _) = pg::fresh_database(port, test);
-    let proxy = FaultProxy::start(port);
-    let settings = DbSettings::from_config(pg::config(proxy.port(), &db));
-    let client = pg::connect(port, &db);
-    let store = store(&settings);
+    let proxy = through_a_proxy.then(|| FaultProxy::start(port));
+    let store_port = proxy.as_ref().map_or(port, FaultProxy::port);
+    let store = store(&DbSettings::from_config(pg::config(store_port, &db)));
     let breaker = store.breaker(key("a"), config).unwrap();
     fail(&breaker);
     flush(&store);
-    (proxy, client, store, breaker)
+    OneFailure {
+        proxy,
+        client: pg::connect(port, &db),
+        db,
+        store,
+        breaker,
+    }
 }
 
 #[test]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 fn a_write_whose_reply_was_lost_is_applied_once() {
-    let (proxy, mut client, store, breaker) = one_failure_through_a_proxy("lost_reply", counting());
+    let OneFailure {
+        proxy,
+        mut client,
+        store,
+        breaker,
+        ..
+    } = one_failure("lost_reply", counting(), true);
+    let proxy = proxy.unwrap();
     assert_eq!(row(&mut client, "a"), ("[false]".to_owned(), 1));
     // The next reply from the server (the write of this failure) is lost and the link cut.
     proxy.drop_next_reply_and_cut();
@@ -132,8 +145,14 @@ fn a_write_whose_reply_was_lost_is_applied_once() {
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 fn a_probe_reservation_whose_reply_was_lost_gives_its_slot_back() {
     let config = BreakerConfig::new().cooldown(Duration::from_millis(200));
-    let (proxy, mut client, store, breaker) =
-        one_failure_through_a_proxy("lost_reservation", config);
+    let OneFailure {
+        proxy,
+        mut client,
+        store,
+        breaker,
+        ..
+    } = one_failure("lost_reservation", config, true);
+    let proxy = proxy.unwrap();
     std::thread::sleep(Duration::from_millis(250)); // the cooldown ends
     proxy.drop_next_reply_and_cut();
     // The first caller asks for a slot; the worker's reservation commits, its reply is lost.
@@ -167,7 +186,14 @@ fn a_probe_reservation_whose_reply_was_lost_gives_its_slot_back() {
 #[test]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 fn a_black_hole_is_an_outage_within_the_deadline_and_loses_nothing() {
-    let (proxy, mut client, store, breaker) = one_failure_through_a_proxy("black_hole", counting());
+    let OneFailure {
+        proxy,
+        mut client,
+        store,
+        breaker,
+        ..
+    } = one_failure("black_hole", counting(), true);
+    let proxy = proxy.unwrap();
     proxy.black_hole();
     let start = Instant::now();
     fail(&breaker); // its write goes into the hole
@@ -199,13 +225,13 @@ fn a_black_hole_is_an_outage_within_the_deadline_and_loses_nothing() {
 #[test]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 fn a_frozen_server_process_is_an_outage_and_nothing_is_counted_twice() {
-    let port = pg::port();
-    let (db, settings) = pg::fresh_database(port, "sigstop");
-    let mut client = pg::connect(port, &db);
-    let store = store(&settings);
-    let breaker = store.breaker(key("a"), counting()).unwrap();
-    fail(&breaker);
-    flush(&store);
+    let OneFailure {
+        db,
+        mut client,
+        store,
+        breaker,
+        ..
+    } = one_failure("sigstop", counting(), false);
     let backend = backend_of_store(&mut client, &db);
     // Frozen, as an operator's `kill -STOP` would: its TCP connection stays acknowledged.
     assert_eq!(signal(backend, "STOP"), 0);
@@ -241,13 +267,13 @@ fn signal(pid: i32, signal: &str) -> i32 {
 #[test]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 fn a_terminated_server_process_is_replaced_and_nothing_is_lost() {
-    let port = pg::port();
-    let (db, settings) = pg::fresh_database(port, "terminate");
-    let mut client = pg::connect(port, &db);
-    let store = store(&settings);
-    let breaker = store.breaker(key("a"), counting()).unwrap();
-    fail(&breaker);
-    flush(&store);
+    let OneFailure {
+        db,
+        mut client,
+        store,
+        breaker,
+        ..
+    } = one_failure("terminate", counting(), false);
     let backend = backend_of_store(&mut client, &db);
     client
         .execute("SELECT pg_terminate_backend($1)", &[&backend])
