@@ -6,7 +6,10 @@ use std::{
 };
 
 use postgres::{Client, Config, NoTls};
-use resilient_circuit_std::postgres::{DbSettings, setup};
+use resilient_circuit_std::{
+    AllErrors, Breaker,
+    postgres::{DbSettings, setup},
+};
 
 /// Why a PostgreSQL test is ignored by a plain `cargo test`.
 pub const NEEDS_POSTGRES: &str = "needs PostgreSQL: cargo xtask test";
@@ -17,6 +20,44 @@ pub fn port() -> u16 {
     let port = std::env::var("RC_TEST_PG_PORT")
         .expect("RC_TEST_PG_PORT is not set: run `cargo xtask test` for the PostgreSQL tests");
     port.parse().expect("RC_TEST_PG_PORT is a port number")
+}
+
+/// A protected call that fails; it must run (not be rejected).
+pub fn fail(breaker: &impl Breaker<Classifier = AllErrors>) {
+    let result = breaker.call(|| Err::<(), _>("upstream failed"));
+    assert!(
+        result.unwrap_err().operation_error().is_some(),
+        "the call ran"
+    );
+}
+
+/// A protected call that succeeds; it must run (not be rejected).
+pub fn succeed(breaker: &impl Breaker<Classifier = AllErrors>) {
+    breaker.call(|| Ok::<_, &str>(())).expect("the call ran");
+}
+
+/// Runs `call` and checks that it did not wait (a breaker's call never touches the database).
+pub fn quick<T>(call: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let result = call();
+    let took = start.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(100),
+        "a call waited {took:?}"
+    );
+    result
+}
+
+/// The `execution_log` (as text) and `failure_count` of `resource_key`'s row, in the default
+/// namespace.
+pub fn log_and_failure_count(client: &mut Client, resource_key: &str) -> (Option<String>, i32) {
+    let row = client
+        .query_one(
+            "SELECT execution_log::text, failure_count FROM rc_circuit_breakers WHERE resource_key = $1 AND namespace = 'default'",
+            &[&resource_key],
+        )
+        .expect("the key has a row");
+    (row.get(0), row.get(1))
 }
 
 /// Waits (up to 10 s) until `check` gives a value: for what a store's worker does on its own

@@ -10,7 +10,10 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use host_tests::{TransitionCounts, pg};
+use host_tests::{
+    TransitionCounts, pg,
+    pg::{fail, succeed},
+};
 use postgres::Client;
 use resilient_circuit_std::{
     Breaker, BreakerConfig, BreakerKey, CircuitState, Clock, Instant, Outcome, Ratio, RejectReason,
@@ -90,18 +93,6 @@ fn until_rejected<B: Breaker>(
         Err(rejected) if rejected.reason() == reason => Some(rejected),
         _ => None,
     })
-}
-
-fn fail(breaker: &impl Breaker<Classifier = resilient_circuit_std::AllErrors>) {
-    let result = breaker.call(|| Err::<(), _>("upstream failed"));
-    assert!(
-        result.unwrap_err().operation_error().is_some(),
-        "the call ran"
-    );
-}
-
-fn succeed(breaker: &impl Breaker<Classifier = resilient_circuit_std::AllErrors>) {
-    breaker.call(|| Ok::<_, &str>(())).expect("the call ran");
 }
 
 fn outcomes(log: &[bool]) -> Vec<Outcome> {

@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use host_tests::{pg, proxy::FaultProxy};
+use host_tests::{
+    pg::{self, quick},
+    proxy::FaultProxy,
+};
 use postgres::Client;
 use resilient_circuit_std::{
     AllErrors, Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason, Verdict,
@@ -17,38 +20,20 @@ fn key(name: &str) -> BreakerKey {
     BreakerKey::resource(name).unwrap()
 }
 
-/// Runs `call` and checks that it did not wait: callers never touch the database.
-fn quick<T>(call: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let result = call();
-    let took = start.elapsed();
-    assert!(took < Duration::from_millis(100), "a call waited {took:?}");
-    result
-}
-
+/// A failing call, which must run at once.
 fn fail(breaker: &impl Breaker<Classifier = AllErrors>) {
-    quick(|| {
-        let result = breaker.call(|| Err::<(), _>("upstream failed"));
-        assert!(
-            result.unwrap_err().operation_error().is_some(),
-            "the call ran"
-        );
-    });
+    quick(|| pg::fail(breaker));
 }
 
+/// A succeeding call, which must run at once.
 fn succeed(breaker: &impl Breaker<Classifier = AllErrors>) {
-    quick(|| breaker.call(|| Ok::<_, &str>(())).expect("the call ran"));
+    quick(|| pg::succeed(breaker));
 }
 
 /// The key's `execution_log` and `failure_count`.
 fn row(client: &mut Client, key: &str) -> (String, i32) {
-    let r = client
-        .query_one(
-            "SELECT execution_log::text, failure_count FROM rc_circuit_breakers WHERE resource_key = $1",
-            &[&key],
-        )
-        .expect("the key has a row");
-    (r.get(0), r.get(1))
+    let (log, failures) = pg::log_and_failure_count(client, key);
+    (log.expect("a log"), failures)
 }
 
 /// A window of 100 that never trips in these tests (they count outcomes).

@@ -4,10 +4,13 @@
 
 use std::time::Duration;
 
-use host_tests::{capture_tracing_of_every_thread, pg, pg_server::PgServer};
-use postgres::Client;
+use host_tests::{
+    capture_tracing_of_every_thread, pg,
+    pg::{fail, quick, succeed},
+    pg_server::PgServer,
+};
 use resilient_circuit_std::{
-    AllErrors, Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason,
+    Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason,
     postgres::{OnOutage, PostgresStore},
 };
 
@@ -15,28 +18,6 @@ const KEY: &str = "payments-api";
 
 fn key() -> BreakerKey {
     BreakerKey::resource(KEY).unwrap()
-}
-
-fn fail(breaker: &impl Breaker<Classifier = AllErrors>) {
-    let result = breaker.call(|| Err::<(), _>("upstream failed"));
-    assert!(
-        result.unwrap_err().operation_error().is_some(),
-        "the call ran"
-    );
-}
-
-fn succeed(breaker: &impl Breaker<Classifier = AllErrors>) {
-    breaker.call(|| Ok::<_, &str>(())).expect("the call ran");
-}
-
-fn log_and_failure_count(client: &mut Client) -> (Option<String>, i32) {
-    let r = client
-        .query_one(
-            "SELECT execution_log::text, failure_count FROM rc_circuit_breakers WHERE resource_key = $1",
-            &[&KEY],
-        )
-        .expect("the key has a row");
-    (r.get(0), r.get(1))
 }
 
 #[test]
@@ -58,15 +39,6 @@ fn an_outage_follows_the_chosen_policy_and_loses_nothing_acknowledged() {
             .any(|w| w.contains("is unreachable") && w.contains("(fail closed)"))
     );
     assert_eq!(log.matches("reconnected").count(), 2, "{log}");
-}
-
-/// Runs `call` and checks that it did not wait (it never touches the database).
-fn quick<T>(call: impl FnOnce() -> T) -> T {
-    let start = std::time::Instant::now();
-    let result = call();
-    let took = start.elapsed();
-    assert!(took < Duration::from_millis(100), "a call waited {took:?}");
-    result
 }
 
 fn outage_run() {
@@ -123,7 +95,7 @@ fn outage_run() {
     succeed(&fail_closed);
     closed_store.flush(Duration::from_secs(5)).unwrap();
     let mut client = pg::connect(port, &db);
-    let (log, failure_count) = log_and_failure_count(&mut client);
+    let (log, failure_count) = pg::log_and_failure_count(&mut client, KEY);
     // 5 failures and a success before; the 4 failures kept during the outage, once each and
     // in order; then a success after it.
     assert_eq!(
