@@ -13,8 +13,11 @@ use std::{
 };
 
 use resilient_circuit::{
-    BreakerConfig, CircuitProtector, Clock, Error, ExponentialDelay, InlineStore, Instant, Policy,
-    Ratio, RetryWithBackoff, SafetyNet, Sleep, SplitMix64, fixed_point::U1F31,
+    BreakerConfig, CircuitProtector, Error, Policy, Ratio, RetryWithBackoff, SafetyNet,
+    backoff::{ExponentialDelay, SplitMix64},
+    fixed_point::U1F31,
+    store::InlineStore,
+    time::{Clock, Instant, Sleep},
 };
 
 /// Monotonic time since the start of the run.

@@ -1,5 +1,7 @@
 //! How long to wait after a failed attempt (SEMANTICS §3).
 
+pub use crate::rng::SplitMix64;
+
 use core::{fmt, time::Duration};
 
 use fixed::types::{U1F31, U32F32};
@@ -14,7 +16,7 @@ use crate::time::duration_to_nanos;
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{Backoff, ExponentialDelay};
+/// use resilient_circuit::{backoff::{Backoff, ExponentialDelay}};
 ///
 /// let mut backoff = ExponentialDelay::new(Duration::from_millis(50), Duration::from_secs(100)).unwrap();
 /// assert_eq!(backoff.delay(1), Duration::from_millis(50));
@@ -48,7 +50,7 @@ impl Backoff for NoBackoff {
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{Backoff, FixedDelay};
+/// use resilient_circuit::{backoff::{Backoff, FixedDelay}};
 /// assert_eq!(FixedDelay(Duration::from_secs(1)).delay(7), Duration::from_secs(1));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +67,7 @@ impl Backoff for FixedDelay {
 /// Why a backoff could not be built (the Python package's messages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum BackoffError {
     /// The jitter fraction was above 1.
     JitterOutOfRange,
@@ -120,7 +123,7 @@ impl<R> defmt::Format for UniformJitter<R> {
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{Backoff, BackoffError, ExponentialDelay, fixed_point::{U1F31, U32F32}};
+/// use resilient_circuit::{fixed_point::{U1F31, U32F32}, backoff::{Backoff, BackoffError, ExponentialDelay}};
 ///
 /// let mut triple = ExponentialDelay::new(Duration::from_secs(1), Duration::from_secs(10))?
 ///     .with_factor(U32F32::from_num(3))?;
@@ -160,14 +163,14 @@ impl ExponentialDelay {
     /// From `MIN_MS` doubling up to `MAX_MS` milliseconds, checked at compile time.
     ///
     /// ```
-    /// use resilient_circuit::{Backoff, ExponentialDelay};
+    /// use resilient_circuit::{backoff::{Backoff, ExponentialDelay}};
     /// const BACKOFF: ExponentialDelay = ExponentialDelay::millis::<10, 40>();
     /// assert_eq!(BACKOFF.clone().delay(3), core::time::Duration::from_millis(40));
     /// ```
     ///
     /// ```compile_fail
-    /// // max below min: rejected by the compiler.
-    /// const BAD: resilient_circuit::ExponentialDelay = resilient_circuit::ExponentialDelay::millis::<40, 10>();
+    /// // max below min: does not compile.
+    /// const BAD: resilient_circuit::backoff::ExponentialDelay = resilient_circuit::backoff::ExponentialDelay::millis::<40, 10>();
     /// let _ = BAD;
     /// ```
     pub const fn millis<const MIN_MS: u64, const MAX_MS: u64>() -> Self {
@@ -178,22 +181,23 @@ impl ExponentialDelay {
         }
     }
 
-    /// [`with_factor`](Self::with_factor) for `const` items: an invalid factor is a
-    /// compile-time error there. At run time prefer `with_factor`, which returns the error.
+    /// [`with_factor`](Self::with_factor), checked at compile time in a `const` item (an invalid
+    /// factor does not compile there). At run time prefer `with_factor`, which returns the error
+    /// as a value. Every `*_validated` method of the crate works this way.
     ///
     /// ```
-    /// use resilient_circuit::{Backoff, ExponentialDelay, fixed_point::U32F32};
-    /// const BACKOFF: ExponentialDelay = ExponentialDelay::millis::<100, 1_000>().factor_checked(U32F32::lit("1.5"));
+    /// use resilient_circuit::{fixed_point::U32F32, backoff::{Backoff, ExponentialDelay}};
+    /// const BACKOFF: ExponentialDelay = ExponentialDelay::millis::<100, 1_000>().with_factor_validated(U32F32::lit("1.5"));
     /// assert_eq!(BACKOFF.clone().delay(3), core::time::Duration::from_millis(225));
     /// ```
     ///
     /// ```compile_fail
-    /// use resilient_circuit::{ExponentialDelay, fixed_point::U32F32};
-    /// // A factor below 1: rejected by the compiler.
-    /// const BAD: ExponentialDelay = ExponentialDelay::millis::<1, 9>().factor_checked(U32F32::lit("0.5"));
+    /// use resilient_circuit::{fixed_point::U32F32, backoff::ExponentialDelay};
+    /// // A factor below 1: does not compile.
+    /// const BAD: ExponentialDelay = ExponentialDelay::millis::<1, 9>().with_factor_validated(U32F32::lit("0.5"));
     /// let _ = BAD;
     /// ```
-    pub const fn factor_checked(self, factor: U32F32) -> Self {
+    pub const fn with_factor_validated(self, factor: U32F32) -> Self {
         match self.with_factor(factor) {
             Ok(backoff) => backoff,
             Err(error) => panic!("{}", error.message()),
@@ -304,8 +308,8 @@ impl<R: Rng> Backoff for ExponentialDelay<UniformJitter<R>> {
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{Backoff, ExponentialDelay, FullJitter};
-/// let rng = resilient_circuit::SplitMix64::new(7); // seed per device or process
+/// use resilient_circuit::{backoff::{Backoff, ExponentialDelay, FullJitter}};
+/// let rng = resilient_circuit::backoff::SplitMix64::new(7); // seed per device or process
 /// let exponential = ExponentialDelay::new(Duration::from_millis(100), Duration::from_secs(10)).unwrap();
 /// let mut backoff = FullJitter::new(exponential, rng);
 /// assert!(backoff.delay(3) <= Duration::from_millis(400));
@@ -342,8 +346,8 @@ impl<R> defmt::Format for FullJitter<R> {
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{Backoff, DecorrelatedJitter};
-/// let rng = resilient_circuit::SplitMix64::new(7); // seed per device or process
+/// use resilient_circuit::{backoff::{Backoff, DecorrelatedJitter}};
+/// let rng = resilient_circuit::backoff::SplitMix64::new(7); // seed per device or process
 /// let mut backoff =
 ///     DecorrelatedJitter::new(Duration::from_millis(100), Duration::from_secs(10), rng).unwrap();
 /// let first = backoff.delay(1);

@@ -3,8 +3,10 @@
 use core::{fmt, future::Future, time::Duration};
 
 use crate::{
-    Admission, AsyncLayer, AsyncPolicy, AsyncStack, BlockingLayer, BlockingStack, Classify, Error,
-    Layer, Leave, Policy, Rejected, Verdict,
+    AsyncPolicy, Classify, Error, Policy, Rejected,
+    classify::Verdict,
+    compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
+    state::Admission,
 };
 
 /// A circuit protector: admit a call, then record its outcome or release its admission.
@@ -16,7 +18,7 @@ use crate::{
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{Breaker, BreakerConfig, CircuitProtector, Error, InlineStore, Instant};
+/// use resilient_circuit::{Breaker, BreakerConfig, CircuitProtector, Error, store::InlineStore, time::Instant};
 ///
 /// let breaker = CircuitProtector::new(
 ///     BreakerConfig::new().cooldown(Duration::from_secs(5)).validate().unwrap(),
@@ -149,9 +151,9 @@ impl<B: Breaker + ?Sized> defmt::Format for Permit<'_, B> {
     }
 }
 
-// Every breaker is a layer by reference: it admits on the way in and records on the way out.
+// Every breaker is a stage by reference: it admits on the way in and records on the way out.
 
-impl<E, B: Breaker + ?Sized> Layer<E> for &B
+impl<E, B: Breaker + ?Sized> Stage<E> for &B
 where
     B::Classifier: Classify<E>,
 {
@@ -164,7 +166,7 @@ where
 
     #[inline]
     fn leave<T>(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
-        self.record(*admission, self.classifier().verdict_of_layered(&result));
+        self.record(*admission, self.classifier().verdict_of_staged(&result));
         Leave::Return(result)
     }
 
@@ -173,7 +175,7 @@ where
     }
 }
 
-impl<E, B: Breaker + ?Sized> BlockingLayer<E> for &B
+impl<E, B: Breaker + ?Sized> BlockingStage<E> for &B
 where
     B::Classifier: Classify<E>,
 {
@@ -181,7 +183,7 @@ where
     fn wait(&self, _: Duration) {}
 }
 
-impl<E, B: Breaker + ?Sized> AsyncLayer<E> for &B
+impl<E, B: Breaker + ?Sized> AsyncStage<E> for &B
 where
     B::Classifier: Classify<E>,
 {

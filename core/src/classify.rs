@@ -31,7 +31,7 @@ impl From<bool> for Verdict {
 /// Python package's `should_handle`) and by any `Fn(&E) -> Verdict` closure.
 ///
 /// ```
-/// use resilient_circuit::{Classify, ShouldHandle, Verdict};
+/// use resilient_circuit::{Classify, ShouldHandle, classify::Verdict};
 ///
 /// #[derive(Debug)]
 /// enum SensorError { Nak, Timeout, BadRequest }
@@ -64,7 +64,7 @@ pub trait Classify<E> {
     /// How a finished call counts when its error came through inner policies: a rejection by an
     /// inner breaker is not recorded; a retry that gave up counts as its last error.
     #[inline]
-    fn verdict_of_layered<T>(&self, result: &Result<T, Error<E>>) -> Verdict {
+    fn verdict_of_staged<T>(&self, result: &Result<T, Error<E>>) -> Verdict {
         match result {
             Ok(_) => Verdict::Success,
             Err(Error::Rejected(_)) => Verdict::Ignore,

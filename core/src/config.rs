@@ -2,9 +2,10 @@
 
 use core::{fmt, marker::PhantomData, time::Duration};
 
-use crate::{Ratio, Window};
+use crate::{Ratio, state::Window};
 
-/// How a circuit protector decides. Plain data, `Copy`, buildable in `const` items.
+/// How a circuit protector decides. Plain data, `Copy`, buildable in `const` items: build it
+/// with the methods, read it through the fields.
 ///
 /// Defaults equal the Python package's: `failure_limit` 1/1, no `success_limit` (HALF_OPEN
 /// decides by `failure_limit`), `cooldown` 0. A configuration is checked against the window
@@ -12,12 +13,13 @@ use crate::{Ratio, Window};
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{BreakerConfig, ConfigError, OutcomeWindow, Ratio};
+/// use resilient_circuit::{BreakerConfig, ConfigError, Ratio, state::OutcomeWindow};
 ///
 /// let config = BreakerConfig::new()
 ///     .failure_limit(Ratio::of::<3, 5>())
 ///     .success_limit(Ratio::of::<2, 2>())
 ///     .cooldown(Duration::from_secs(30));
+/// assert_eq!(config.cooldown, Duration::from_secs(30));
 /// assert!(config.validate::<OutcomeWindow<64>>().is_ok());
 ///
 /// // A window of 100 outcomes does not fit a 64-outcome capacity.
@@ -29,11 +31,18 @@ use crate::{Ratio, Window};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct BreakerConfig {
-    failure_limit: Ratio,
-    success_limit: Option<Ratio>,
-    cooldown: Duration,
-    busy_retry_after: Duration,
+    /// Trip once the CLOSED window of the last `failure_limit.denominator()` outcomes is full
+    /// and holds at least `failure_limit.numerator()` failures.
+    pub failure_limit: Ratio,
+    /// In HALF_OPEN, close once `numerator()` of `denominator()` probes succeeded; `None`:
+    /// HALF_OPEN decides by `failure_limit`.
+    pub success_limit: Option<Ratio>,
+    /// How long OPEN rejects calls before letting probes through.
+    pub cooldown: Duration,
+    /// The `retry_after` of a call rejected in HALF_OPEN because all probe slots are taken.
+    pub busy_retry_after: Duration,
 }
 
 impl Default for BreakerConfig {
@@ -86,26 +95,6 @@ impl BreakerConfig {
         self
     }
 
-    /// The failure limit.
-    pub const fn get_failure_limit(&self) -> Ratio {
-        self.failure_limit
-    }
-
-    /// The success limit, if one is set.
-    pub const fn get_success_limit(&self) -> Option<Ratio> {
-        self.success_limit
-    }
-
-    /// The cooldown.
-    pub const fn get_cooldown(&self) -> Duration {
-        self.cooldown
-    }
-
-    /// The `retry_after` of a call rejected for want of a probe slot.
-    pub const fn get_busy_retry_after(&self) -> Duration {
-        self.busy_retry_after
-    }
-
     /// Size of the CLOSED window.
     pub const fn closed_window(&self) -> u16 {
         self.failure_limit.denominator()
@@ -142,17 +131,18 @@ impl BreakerConfig {
         })
     }
 
-    /// [`validate`](Self::validate) for `const` items: an invalid configuration is a compile-time
-    /// error there. At run time prefer `validate`, which returns the error as a value.
+    /// [`validate`](Self::validate), checked at compile time in a `const` item (an invalid
+    /// configuration does not compile there). At run time prefer `validate`, which returns the
+    /// error as a value. Every `*_validated` method of the crate works this way.
     ///
     /// ```
-    /// use resilient_circuit::{BreakerConfig, OutcomeWindow, Ratio, ValidConfig};
+    /// use resilient_circuit::{BreakerConfig, Ratio, ValidConfig, state::OutcomeWindow};
     /// const CONFIG: ValidConfig<OutcomeWindow<8>> =
     ///     BreakerConfig::new().failure_limit(Ratio::of::<2, 4>()).validated();
     /// ```
     ///
     /// ```compile_fail
-    /// use resilient_circuit::{BreakerConfig, OutcomeWindow, Ratio, ValidConfig};
+    /// use resilient_circuit::{BreakerConfig, Ratio, ValidConfig, state::OutcomeWindow};
     /// // A window of 16 in a capacity of 8: does not compile.
     /// const CONFIG: ValidConfig<OutcomeWindow<8>> =
     ///     BreakerConfig::new().failure_limit(Ratio::of::<2, 16>()).validated();
@@ -190,6 +180,7 @@ impl<Win> ValidConfig<Win> {
 /// Why a [`BreakerConfig`] does not fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A limit's window is larger than the outcome window's capacity.
     WindowAboveCapacity {

@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 
-use crate::{AsyncSleep, Clock, Instant};
+use crate::time::{AsyncSleep, Clock, Instant};
 
 /// [`Clock`] reading `embassy_time::Instant::now()`.
 ///

@@ -81,6 +81,7 @@ impl defmt::Format for Rejected {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum RejectReason {
     /// The breaker is OPEN and its cooldown has not ended.
     Open,
@@ -124,6 +125,7 @@ impl core::error::Error for Rejected {}
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Error<E> {
     /// The operation ran and failed with this error, returned unchanged.
     Operation(E),

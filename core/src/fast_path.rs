@@ -1,6 +1,9 @@
 //! A one-word digest of a breaker state, for stores with a lock-free hot path.
 
-use crate::{Admission, BreakerConfig, BreakerState, CircuitState, Window};
+use crate::{
+    BreakerConfig, CircuitState,
+    state::{Admission, BreakerState, Window},
+};
 
 /// What a lock-free reader needs to know about a [`BreakerState`], packed into 64 bits so a
 /// thread-shared store can publish it in one atomic after every change it makes under its lock.
@@ -9,10 +12,10 @@ use crate::{Admission, BreakerConfig, BreakerState, CircuitState, Window};
 /// nothing (CLOSED, same period, a full window of successes, no consecutive failures): the two
 /// things a healthy service's calls do. Everything else goes through the store's lock (a store
 /// may also count other CLOSED successes and fold them in later with
-/// [`BreakerState::record_closed_successes`](crate::BreakerState::record_closed_successes)).
+/// [`BreakerState::record_closed_successes`](crate::state::BreakerState::record_closed_successes)).
 ///
 /// ```
-/// use resilient_circuit::{BreakerConfig, BreakerState, FastPath, OutcomeWindow, Instant, Ratio, Verdict};
+/// use resilient_circuit::{BreakerConfig, Ratio, state::{BreakerState, OutcomeWindow}, store::FastPath, time::Instant, classify::Verdict};
 ///
 /// let config = BreakerConfig::new().failure_limit(Ratio::of::<1, 2>());
 /// let mut state = BreakerState::<OutcomeWindow<64>>::new();
@@ -83,7 +86,7 @@ impl FastPath {
     /// the state (failing closed during an outage).
     ///
     /// ```
-    /// use resilient_circuit::{BreakerConfig, BreakerState, CircuitState, FastPath, OutcomeWindow};
+    /// use resilient_circuit::{BreakerConfig, CircuitState, state::{BreakerState, OutcomeWindow}, store::FastPath};
     ///
     /// let digest = FastPath::of(&BreakerState::<OutcomeWindow<64>>::new(), &BreakerConfig::new());
     /// assert!(digest.admit().is_some());
@@ -98,7 +101,7 @@ impl FastPath {
     /// count successes that would not change its own copy, because they change the shared one.
     ///
     /// ```
-    /// use resilient_circuit::{BreakerConfig, BreakerState, FastPath, OutcomeWindow, Ratio, Verdict, Instant};
+    /// use resilient_circuit::{BreakerConfig, Ratio, state::{BreakerState, OutcomeWindow}, store::FastPath, classify::Verdict, time::Instant};
     ///
     /// let config = BreakerConfig::new().failure_limit(Ratio::of::<1, 1>());
     /// let mut state = BreakerState::<OutcomeWindow<64>>::new();

@@ -2,14 +2,18 @@
 //!
 //! A circuit protector (circuit breaker), retry with backoff, and their composition
 //! ([`SafetyNet`]), in a `#![no_std]`, allocation-free core. The same state machine guards a
-//! flaky sensor on firmware and a flaky API on a server; only the [`StateStore`] (where the
-//! state lives) and the [`Clock`] / sleeper (how time passes) change.
+//! flaky sensor on firmware and a flaky API on a server; only the [`StateStore`](store::StateStore) (where
+//! the state lives) and the [`Clock`](time::Clock) / sleeper (how time passes) change.
+//!
+//! The root holds what a user names; the rest is in modules: [`backoff`] (delays and jitter),
+//! [`store`] (where state lives, and the seam for a store of your own), [`time`] (clocks and
+//! sleepers), [`state`] (the state machine's values), [`classify`], [`hook`] and [`compose`]
+//! (how a [`SafetyNet`] runs its stages).
 //!
 //! ```
 //! use core::time::Duration;
-//! use resilient_circuit::{
-//!     Breaker, BreakerConfig, CircuitProtector, CircuitState, Error, InlineStore, Instant, Ratio,
-//! };
+//! use resilient_circuit::{Breaker, BreakerConfig, CircuitProtector, CircuitState, Error, Ratio};
+//! use resilient_circuit::{store::InlineStore, time::Instant};
 //!
 //! // Trip once 2 of the last 3 calls failed; stay open for 10 s.
 //! let config = BreakerConfig::new()
@@ -35,17 +39,18 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod backoff;
+pub mod backoff;
 mod breaker;
-mod classify;
+pub mod classify;
+pub mod compose;
 mod config;
 #[cfg(feature = "embassy")]
 mod embassy;
 mod error;
 mod fast_path;
-mod hook;
-mod layer;
+pub mod hook;
 mod policy;
 mod protector;
 mod ratio;
@@ -53,35 +58,22 @@ mod retry;
 mod rng;
 mod safety_net;
 mod sleep;
-mod state;
-mod store;
-mod time;
+pub mod state;
+pub mod store;
+pub mod time;
 mod window;
 
-pub use backoff::{
-    Backoff, BackoffError, DecorrelatedJitter, ExponentialDelay, FixedDelay, FullJitter, NoBackoff,
-    NoJitter, UniformJitter,
-};
 pub use breaker::{Breaker, Permit};
-pub use classify::{AllErrors, Classify, ShouldHandle, Verdict};
+pub use classify::{Classify, ShouldHandle};
 pub use config::{BreakerConfig, ConfigError, ValidConfig};
-#[cfg(feature = "embassy")]
-pub use embassy::{EmbassyClock, EmbassySleep};
 pub use error::{Error, RejectReason, Rejected};
-pub use fast_path::FastPath;
-pub use hook::{NoHook, TransitionHook};
-pub use layer::{AsyncLayer, AsyncStack, BlockingLayer, BlockingStack, Layer, Leave};
+pub use hook::TransitionHook;
 pub use policy::{AsyncPolicy, Policy};
 pub use protector::CircuitProtector;
 pub use ratio::{Ratio, RatioError};
 pub use retry::RetryWithBackoff;
-pub use rng::SplitMix64;
 pub use safety_net::SafetyNet;
-pub use sleep::{AsyncSleep, NoSleep, Sleep};
-pub use state::{Admission, BreakerState, CircuitState, Transition};
-pub use store::{CriticalSectionStore, InlineStore, StateStore};
-pub use time::{Clock, Instant};
-pub use window::{Outcome, OutcomeWindow, Outcomes, Window};
+pub use state::CircuitState;
 
 /// The `rand_core` crate, whose generators drive jitter.
 pub use rand_core;
@@ -90,3 +82,8 @@ pub use rand_core;
 pub mod fixed_point {
     pub use fixed::types::{U1F31, U32F32};
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -8,7 +8,7 @@ use crate::Error;
 /// and returns its result or the policy's [`Error`].
 ///
 /// Implemented by every policy and by [`SafetyNet`](crate::SafetyNet); each is a
-/// [`Layer`](crate::Layer) run on its own. [`call`](Policy::call) takes a plain operation;
+/// [`Stage`](crate::compose::Stage) run on its own. [`call`](Policy::call) takes a plain operation;
 /// `run` takes one that already speaks [`Error`].
 ///
 /// ```

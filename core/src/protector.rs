@@ -3,14 +3,18 @@
 use core::fmt;
 
 use crate::{
-    Admission, AllErrors, Breaker, BreakerConfig, BreakerState, CircuitState, Clock, NoHook,
-    Permit, Rejected, StateStore, Transition, TransitionHook, ValidConfig, Verdict,
+    Breaker, BreakerConfig, CircuitState, Permit, Rejected, TransitionHook, ValidConfig,
+    classify::{AllErrors, Verdict},
+    hook::NoHook,
+    state::{Admission, BreakerState, Transition},
+    store::StateStore,
+    time::Clock,
 };
 
 /// A circuit breaker (the Python package's `CircuitProtectorPolicy`).
 ///
-/// - `St`: where the state lives ([`InlineStore`](crate::InlineStore) for one owner,
-///   [`CriticalSectionStore`](crate::CriticalSectionStore) for a `static` shared with
+/// - `St`: where the state lives ([`InlineStore`](crate::store::InlineStore) for one owner,
+///   [`CriticalSectionStore`](crate::store::CriticalSectionStore) for a `static` shared with
 ///   interrupts; the std adapters add thread-shared and PostgreSQL stores).
 /// - `C`: the [`Clock`].
 /// - `K`: the [`Classify`](crate::Classify)er deciding how errors count (default [`AllErrors`]).
@@ -23,8 +27,8 @@ use crate::{
 /// ```
 /// use core::time::Duration;
 /// use resilient_circuit::{
-///     Breaker, BreakerConfig, CircuitProtector, CircuitState, InlineStore, Instant, Ratio,
-///     ShouldHandle,
+///     Breaker, BreakerConfig, CircuitProtector, CircuitState, Ratio, ShouldHandle,
+///     store::InlineStore, time::Instant,
 /// };
 ///
 /// #[derive(Debug)]
@@ -135,7 +139,7 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
     }
 
     /// A copy of the current window: the outcomes, oldest first (use
-    /// [`Window::iter`](crate::Window::iter)).
+    /// [`Window::iter`](crate::state::Window::iter)).
     pub fn execution_log(&self) -> St::Window {
         self.store.update(|state| *state.window())
     }

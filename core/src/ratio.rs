@@ -29,6 +29,7 @@ pub struct Ratio {
 /// Why a [`Ratio`] could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum RatioError {
     /// `b` was 0: a window must hold at least one outcome.
     ZeroDenominator,
@@ -91,7 +92,7 @@ impl Ratio {
     /// `A` out of `B`, checked at compile time.
     ///
     /// ```compile_fail
-    /// // 3 out of 2 is rejected by the compiler.
+    /// // 3 out of 2: does not compile.
     /// const BAD: resilient_circuit::Ratio = resilient_circuit::Ratio::of::<3, 2>();
     /// let _ = BAD;
     /// ```

@@ -3,8 +3,11 @@
 use core::{future::Future, time::Duration};
 
 use crate::{
-    AllErrors, AsyncLayer, AsyncPolicy, AsyncSleep, AsyncStack, Backoff, BlockingLayer,
-    BlockingStack, Classify, Error, Layer, Leave, NoBackoff, NoSleep, Policy, Sleep, Verdict,
+    AsyncPolicy, Classify, Error, Policy,
+    backoff::{Backoff, NoBackoff},
+    classify::{AllErrors, Verdict},
+    compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
+    time::{AsyncSleep, NoSleep, Sleep},
 };
 
 /// Runs an operation again after it fails (the Python package's `RetryWithBackoffPolicy`).
@@ -22,7 +25,7 @@ use crate::{
 ///
 /// ```
 /// use core::{cell::Cell, time::Duration};
-/// use resilient_circuit::{Error, FixedDelay, Policy, RetryWithBackoff, Sleep};
+/// use resilient_circuit::{Error, Policy, RetryWithBackoff, backoff::FixedDelay, time::Sleep};
 ///
 /// struct Recorder<'a>(&'a Cell<Duration>);
 /// impl Sleep for Recorder<'_> {
@@ -149,7 +152,7 @@ impl<B: Backoff, S, K> RetryWithBackoff<B, S, K> {
     }
 }
 
-impl<E, B: Backoff, S, K: Classify<E>> Layer<E> for RetryWithBackoff<B, S, K> {
+impl<E, B: Backoff, S, K: Classify<E>> Stage<E> for RetryWithBackoff<B, S, K> {
     /// The attempt under way (1-based).
     type Ticket = u32;
 
@@ -174,13 +177,13 @@ impl<E, B: Backoff, S, K: Classify<E>> Layer<E> for RetryWithBackoff<B, S, K> {
     fn abandon(&mut self, _: u32) {}
 }
 
-impl<E, B: Backoff, S: Sleep, K: Classify<E>> BlockingLayer<E> for RetryWithBackoff<B, S, K> {
+impl<E, B: Backoff, S: Sleep, K: Classify<E>> BlockingStage<E> for RetryWithBackoff<B, S, K> {
     fn wait(&self, duration: Duration) {
         self.sleeper.sleep(duration)
     }
 }
 
-impl<E, B: Backoff, S: AsyncSleep, K: Classify<E>> AsyncLayer<E> for RetryWithBackoff<B, S, K> {
+impl<E, B: Backoff, S: AsyncSleep, K: Classify<E>> AsyncStage<E> for RetryWithBackoff<B, S, K> {
     fn wait(&self, duration: Duration) -> impl Future<Output = ()> {
         self.sleeper.sleep(duration)
     }

@@ -6,7 +6,7 @@
 ///
 /// ```
 /// use rand_core::Rng;
-/// use resilient_circuit::SplitMix64;
+/// use resilient_circuit::backoff::SplitMix64;
 ///
 /// let mut a = SplitMix64::new(0xC0FFEE);
 /// let mut b = SplitMix64::new(0xC0FFEE);

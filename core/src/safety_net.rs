@@ -2,20 +2,23 @@
 
 use core::future::Future;
 
-use crate::{AsyncPolicy, AsyncStack, BlockingStack, Error, Policy};
+use crate::{
+    AsyncPolicy, Error, Policy,
+    compose::{AsyncStack, BlockingStack},
+};
 
 /// Policies composed into one: the first listed is the outermost.
 ///
 /// With `(retry, breaker)` every attempt passes through the breaker; with `(breaker, retry)`
 /// the breaker sees one outcome per retried call. Generic over a tuple of up to four
-/// [`Layer`](crate::Layer)s: no boxing, no allocation, and one [`Error`] type for every way of
+/// [`Stage`](crate::compose::Stage)s: no boxing, no allocation, and one [`Error`] type for every way of
 /// saying no. An async safety net is `Send` when its policies are, so a server can spawn it.
 ///
 /// ```
 /// use core::time::Duration;
 /// use resilient_circuit::{
-///     BreakerConfig, CircuitProtector, CircuitState, Error, InlineStore, Instant, Policy,
-///     RetryWithBackoff, SafetyNet,
+///     BreakerConfig, CircuitProtector, CircuitState, Error, Policy, RetryWithBackoff, SafetyNet,
+///     store::InlineStore, time::Instant,
 /// };
 ///
 /// let breaker = CircuitProtector::new(

@@ -3,22 +3,20 @@
 use core::{future::Future, time::Duration};
 
 /// Blocks the current thread for a while (servers: `std::thread::sleep`; tests: a fake that
-/// advances a fake clock).
+/// advances a fake clock). Every `Fn(Duration)` closure is one.
 ///
 /// ```
 /// use core::{cell::Cell, time::Duration};
-/// use resilient_circuit::Sleep;
+/// use resilient_circuit::{RetryWithBackoff, backoff::FixedDelay, time::Sleep};
 ///
-/// /// Remembers how long it was asked to sleep instead of sleeping.
-/// struct Recorder(Cell<Duration>);
-/// impl Sleep for Recorder {
-///     fn sleep(&self, duration: Duration) {
-///         self.0.set(self.0.get() + duration);
-///     }
-/// }
-/// let r = Recorder(Cell::new(Duration::ZERO));
-/// r.sleep(Duration::from_millis(5));
-/// assert_eq!(r.0.get(), Duration::from_millis(5));
+/// // Remembers how long it was asked to sleep instead of sleeping.
+/// let slept = Cell::new(Duration::ZERO);
+/// let record = |duration| slept.set(slept.get() + duration);
+/// record.sleep(Duration::from_millis(5));
+/// assert_eq!(slept.get(), Duration::from_millis(5));
+///
+/// let retry = RetryWithBackoff::new(3).with_backoff(FixedDelay(Duration::from_secs(1)), record);
+/// # let _ = retry;
 /// ```
 pub trait Sleep {
     /// Returns after `duration`.
@@ -26,16 +24,16 @@ pub trait Sleep {
 }
 
 /// Waits asynchronously (firmware: `embassy_time::Timer`; servers: `tokio::time::sleep`).
+/// Every closure `Fn(Duration) -> impl Future<Output = ()>` is one.
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::AsyncSleep;
+/// use resilient_circuit::{RetryWithBackoff, backoff::FixedDelay, time::AsyncSleep};
 ///
-/// /// Returns at once: a stand-in for a timer.
-/// struct Instantly;
-/// impl AsyncSleep for Instantly {
-///     async fn sleep(&self, _: Duration) {}
-/// }
+/// // Returns at once: a stand-in for a timer such as `tokio::time::sleep`.
+/// let instantly = |_: Duration| core::future::ready(());
+/// let retry = RetryWithBackoff::new(3).with_backoff(FixedDelay(Duration::from_secs(1)), instantly);
+/// # let _ = retry;
 /// ```
 pub trait AsyncSleep {
     /// Completes after `duration`.
@@ -55,14 +53,20 @@ impl AsyncSleep for NoSleep {
     async fn sleep(&self, _: Duration) {}
 }
 
-impl<S: Sleep + ?Sized> Sleep for &S {
+impl<F: Fn(Duration)> Sleep for F {
+    #[inline]
     fn sleep(&self, duration: Duration) {
-        (**self).sleep(duration)
+        self(duration)
     }
 }
 
-impl<S: AsyncSleep + ?Sized> AsyncSleep for &S {
+impl<F, Fut> AsyncSleep for F
+where
+    F: Fn(Duration) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    #[inline]
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> {
-        (**self).sleep(duration)
+        self(duration)
     }
 }

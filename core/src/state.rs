@@ -1,9 +1,13 @@
 //! The breaker's state and its pure transition functions (SEMANTICS §2).
 
+pub use crate::window::{Outcome, OutcomeWindow, Outcomes, Window};
+
 use core::{fmt, time::Duration};
 
 use crate::{
-    BreakerConfig, Clock, Instant, Outcome, OutcomeWindow, RejectReason, Rejected, Verdict, Window,
+    BreakerConfig, RejectReason, Rejected,
+    classify::Verdict,
+    time::{Clock, Instant},
 };
 
 /// Where a circuit protector stands.
@@ -63,7 +67,7 @@ pub struct Admission {
 
 impl Admission {
     /// An admission in the period numbered `epoch` (see [`BreakerState::epoch`]). Stores that
-    /// admit without the state at hand (from a [`FastPath`](crate::FastPath)) build it here.
+    /// admit without the state at hand (from a [`FastPath`](crate::store::FastPath)) build it here.
     pub const fn in_period(epoch: u32, probe: bool) -> Self {
         Admission { epoch, probe }
     }
@@ -88,8 +92,8 @@ impl Admission {
 /// ```
 /// use core::time::Duration;
 /// use resilient_circuit::{
-///     BreakerConfig, BreakerState, CircuitState, Instant, OutcomeWindow, Ratio, Transition,
-///     Verdict,
+///     BreakerConfig, CircuitState, Ratio, state::{BreakerState, OutcomeWindow, Transition},
+///     time::Instant, classify::Verdict,
 /// };
 ///
 /// let config = BreakerConfig::new().cooldown(Duration::from_secs(5));
@@ -137,7 +141,7 @@ impl<Win: Window> BreakerState<Win> {
     /// `probes_in_flight` only when it is HALF_OPEN.
     ///
     /// ```
-    /// use resilient_circuit::{BreakerState, CircuitState, Instant, Outcome, OutcomeWindow, Window};
+    /// use resilient_circuit::{CircuitState, state::{BreakerState, Outcome, OutcomeWindow, Window}, time::Instant};
     ///
     /// let mut window = OutcomeWindow::<64>::EMPTY;
     /// window.push(Outcome::Failure, 64);
@@ -238,7 +242,7 @@ impl<Win: Window> BreakerState<Win> {
                 let taken = self.window.len() as u32 + self.probes_in_flight as u32;
                 if taken >= config.probe_window() as u32 {
                     return Err(Rejected::new(
-                        config.get_busy_retry_after(),
+                        config.busy_retry_after,
                         RejectReason::ProbesBusy,
                     ));
                 }
@@ -293,12 +297,12 @@ impl<Win: Window> BreakerState<Win> {
         };
         match self.state {
             CircuitState::Closed => {
-                let limit = config.get_failure_limit();
+                let limit = config.failure_limit;
                 self.push(outcome, limit.denominator());
                 let trips = outcome == Outcome::Failure
                     && self.window.len() >= limit.denominator()
                     && self.window.failures() >= limit.numerator();
-                trips.then(|| self.enter_open(config.get_cooldown(), clock.now()))
+                trips.then(|| self.enter_open(config.cooldown, clock.now()))
             }
             CircuitState::Open => None,
             CircuitState::HalfOpen => {
@@ -307,19 +311,19 @@ impl<Win: Window> BreakerState<Win> {
                 let len = self.window.len();
                 let failures = self.window.failures();
                 let left = size.saturating_sub(len);
-                let (close, reopen) = match config.get_success_limit() {
+                let (close, reopen) = match config.success_limit {
                     Some(limit) => {
                         let successes = len - failures;
                         let needed = limit.numerator();
                         (successes >= needed, successes + left < needed)
                     }
                     None => {
-                        let needed = config.get_failure_limit().numerator();
+                        let needed = config.failure_limit.numerator();
                         (failures + left < needed, failures >= needed)
                     }
                 };
                 if reopen {
-                    Some(self.enter_open(config.get_cooldown(), clock.now()))
+                    Some(self.enter_open(config.cooldown, clock.now()))
                 } else if close {
                     Some(self.enter_closed())
                 } else {
@@ -355,7 +359,7 @@ impl<Win: Window> BreakerState<Win> {
     /// Moves to OPEN with a fresh deadline `now + cooldown`. Already OPEN: the deadline restarts
     /// and no transition is reported.
     pub fn force_open(&mut self, config: &BreakerConfig, clock: &impl Clock) -> Option<Transition> {
-        let transition = self.enter_open(config.get_cooldown(), clock.now());
+        let transition = self.enter_open(config.cooldown, clock.now());
         (transition.from != transition.to).then_some(transition)
     }
 

@@ -1,8 +1,10 @@
 //! Where a breaker's state lives and how a change to it is made atomic.
 
+pub use crate::fast_path::FastPath;
+
 use core::cell::RefCell;
 
-use crate::{BreakerState, OutcomeWindow, Window};
+use crate::state::{BreakerState, OutcomeWindow, Window};
 
 /// Holds one breaker's state and applies each change atomically.
 ///
@@ -10,7 +12,7 @@ use crate::{BreakerState, OutcomeWindow, Window};
 /// its outcome; the closure is short and never runs the protected call.
 ///
 /// ```
-/// use resilient_circuit::{BreakerState, CircuitState, InlineStore, StateStore};
+/// use resilient_circuit::{CircuitState, state::BreakerState, store::{InlineStore, StateStore}};
 ///
 /// let store = InlineStore::<64>::new();
 /// assert_eq!(store.update(|state| state.status()), CircuitState::Closed);
@@ -75,8 +77,8 @@ impl<const N: usize, const W: usize> defmt::Format for InlineStore<N, W> {
 ///
 /// ```
 /// use resilient_circuit::{
-///     BreakerConfig, CircuitProtector, CriticalSectionStore, Instant, OutcomeWindow, Ratio,
-///     ValidConfig,
+///     BreakerConfig, CircuitProtector, Ratio, ValidConfig, store::CriticalSectionStore,
+///     time::Instant, state::OutcomeWindow,
 /// };
 ///
 /// const CONFIG: ValidConfig<OutcomeWindow<16>> =

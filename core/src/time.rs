@@ -1,5 +1,9 @@
 //! Monotonic time as a plain value.
 
+#[cfg(feature = "embassy")]
+pub use crate::embassy::{EmbassyClock, EmbassySleep};
+pub use crate::sleep::{AsyncSleep, NoSleep, Sleep};
+
 use core::time::Duration;
 
 /// A point on a monotonic clock, in nanoseconds since the clock's own origin.
@@ -9,7 +13,7 @@ use core::time::Duration;
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::Instant;
+/// use resilient_circuit::time::Instant;
 ///
 /// let t = Instant::from_millis(1_500);
 /// assert_eq!(t.saturating_add(Duration::from_millis(500)), Instant::from_secs(2));
@@ -90,7 +94,7 @@ pub(crate) const fn duration_to_nanos(duration: Duration) -> u64 {
 ///
 /// ```
 /// use core::cell::Cell;
-/// use resilient_circuit::{Clock, Instant};
+/// use resilient_circuit::{time::{Clock, Instant}};
 ///
 /// /// A clock a test moves by hand.
 /// struct FakeClock(Cell<Instant>);

@@ -8,8 +8,8 @@ use core::{
 
 use critical_section::Mutex;
 use resilient_circuit::{
-    AllErrors, BreakerConfig, CircuitProtector, CircuitState, CriticalSectionStore, EmbassyClock,
-    OutcomeWindow, Ratio, ValidConfig,
+    BreakerConfig, CircuitProtector, CircuitState, Ratio, ValidConfig, classify::AllErrors,
+    state::OutcomeWindow, store::CriticalSectionStore, time::EmbassyClock,
 };
 
 /// Trip when 3 of the last 4 reads failed; stay open 300 ms; close after 2 good probes.

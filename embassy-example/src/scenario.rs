@@ -5,8 +5,10 @@ use core::time::Duration;
 
 use embassy_time::{Instant, Timer};
 use resilient_circuit::{
-    AsyncPolicy, CircuitState, EmbassySleep, Error, ExponentialDelay, RetryWithBackoff, SafetyNet,
-    SplitMix64, fixed_point::U1F31,
+    AsyncPolicy, CircuitState, Error, RetryWithBackoff, SafetyNet,
+    backoff::{ExponentialDelay, SplitMix64},
+    fixed_point::U1F31,
+    time::EmbassySleep,
 };
 
 use crate::{
@@ -121,6 +123,11 @@ pub async fn run() -> Result<Report, Failure> {
             Err(Error::Operation(e)) => {
                 failed += 1;
                 log!(info, "read {}: failed: {}", request, e);
+            }
+            // `Error` is non-exhaustive: a later version may say more.
+            Err(other) => {
+                failed += 1;
+                log!(info, "read {}: failed: {}", request, other);
             }
         }
         Timer::after_millis(50).await;

@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 
-use resilient_circuit::AsyncSleep;
+use resilient_circuit::time::AsyncSleep;
 
 /// Rounds every wait up to a whole millisecond, then waits with `inner`.
 ///

@@ -11,7 +11,9 @@ use std::{
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use resilient_circuit::{
-    Breaker, BreakerConfig, CircuitProtector, CircuitState, Clock, InlineStore, Instant, Ratio,
+    Breaker, BreakerConfig, CircuitProtector, CircuitState, Ratio,
+    store::InlineStore,
+    time::{Clock, Instant},
 };
 
 /// A monotonic clock on `std::time::Instant`, for the rejection path with a real clock read.

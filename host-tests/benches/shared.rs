@@ -18,9 +18,14 @@ use criterion::Criterion;
 use failsafe::{CircuitBreaker, Config, backoff, failure_policy};
 use recloser::Recloser;
 use resilient_circuit::{
-    Breaker, BreakerConfig, CircuitProtector, Clock, InlineStore, Instant, Ratio,
+    Breaker, BreakerConfig, CircuitProtector, Ratio,
+    store::InlineStore,
+    time::{Clock, Instant},
 };
-use resilient_circuit_std::{BreakerKey, CoarseClock, MemoryStore, SharedBreaker, StdClock};
+use resilient_circuit_std::{
+    BreakerKey, MemoryStore, SharedBreaker,
+    time::{CoarseClock, StdClock},
+};
 
 fn failsafe_consecutive() -> impl CircuitBreaker + Clone + Send + Sync + 'static {
     let backoff = backoff::exponential(Duration::from_secs(10), Duration::from_secs(60));

@@ -10,10 +10,14 @@ use std::{
 };
 
 pub mod pg;
-pub mod pg_server;
+/// The throwaway PostgreSQL server (the `test-postgres` crate, shared with xtask).
+pub use test_postgres as pg_server;
 pub mod proxy;
 
-use resilient_circuit::{AsyncSleep, CircuitState, Clock, Instant, Sleep};
+use resilient_circuit::{
+    CircuitState,
+    time::{AsyncSleep, Clock, Instant, Sleep},
+};
 
 /// A clock that moves only when told to.
 #[derive(Debug, Default)]
@@ -88,6 +92,19 @@ impl AsyncSleep for FakeSleep<'_> {
     }
 }
 
+// By reference too, so a test keeps the sleeper to read its waits afterwards.
+impl Sleep for &FakeSleep<'_> {
+    fn sleep(&self, duration: Duration) {
+        Sleep::sleep(*self, duration);
+    }
+}
+
+impl AsyncSleep for &FakeSleep<'_> {
+    async fn sleep(&self, duration: Duration) {
+        AsyncSleep::sleep(*self, duration).await;
+    }
+}
+
 /// Pending once, then ready: makes fake async waits real suspension points.
 struct YieldOnce(bool);
 
@@ -143,7 +160,7 @@ pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-pub use resilient_circuit::SplitMix64;
+pub use resilient_circuit::backoff::SplitMix64;
 
 /// A fake clock that threads can share and move.
 #[derive(Clone, Debug, Default)]

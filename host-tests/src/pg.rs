@@ -7,7 +7,8 @@ use std::{
 
 use postgres::{Client, Config, NoTls};
 use resilient_circuit_std::{
-    AllErrors, Breaker,
+    Breaker,
+    classify::AllErrors,
     postgres::{DbSettings, setup},
 };
 

@@ -8,9 +8,12 @@ use std::{
 
 use host_tests::{FakeClock, Transitions, block_on};
 use resilient_circuit::{
-    AllErrors, Breaker, BreakerConfig, CircuitProtector, CircuitState, ConfigError, Error,
-    InlineStore, Instant, Outcome, OutcomeWindow, Ratio, RatioError, RejectReason, Rejected,
-    ShouldHandle, TransitionHook, Verdict,
+    Breaker, BreakerConfig, CircuitProtector, CircuitState, ConfigError, Error, Ratio, RatioError,
+    RejectReason, Rejected, ShouldHandle, TransitionHook,
+    classify::{AllErrors, Verdict},
+    state::{Outcome, OutcomeWindow},
+    store::InlineStore,
+    time::Instant,
 };
 
 use CircuitState::{Closed, HalfOpen, Open};
@@ -564,7 +567,7 @@ fn half_open_without_success_limit_opens_at_a_failures_and_closes_when_out_of_re
 /// The seed's verdict on a full HALF_OPEN window.
 fn seed_verdict(window: &[bool], config: &BreakerConfig) -> CircuitState {
     let failures = window.iter().filter(|&&failed| failed).count() as u16;
-    match config.get_success_limit() {
+    match config.success_limit {
         Some(limit) => {
             if window.len() as u16 - failures >= limit.numerator() {
                 Closed
@@ -573,7 +576,7 @@ fn seed_verdict(window: &[bool], config: &BreakerConfig) -> CircuitState {
             }
         }
         None => {
-            if failures >= config.get_failure_limit().numerator() {
+            if failures >= config.failure_limit.numerator() {
                 Open
             } else {
                 Closed
@@ -793,7 +796,7 @@ fn hook_fires_once_per_real_transition_after_the_state_is_stored() {
     )
     .on_status_change(|old, new| {
         // The store already holds the new state when the hook runs.
-        let stored = resilient_circuit::StateStore::update(&store, |s| s.status());
+        let stored = resilient_circuit::store::StateStore::update(&store, |s| s.status());
         seen.borrow_mut().push((old, new, stored));
     });
     let _ = b.call(|| Err::<(), _>("x")); // C -> O
@@ -902,9 +905,9 @@ fn async_call_follows_the_same_rules() {
 #[test]
 fn defaults_are_the_seeds() {
     let config = BreakerConfig::new();
-    assert_eq!(config.get_failure_limit(), limit(1, 1));
-    assert_eq!(config.get_success_limit(), None);
-    assert_eq!(config.get_cooldown(), Duration::ZERO);
+    assert_eq!(config.failure_limit, limit(1, 1));
+    assert_eq!(config.success_limit, None);
+    assert_eq!(config.cooldown, Duration::ZERO);
     assert_eq!(BreakerConfig::default(), config);
     assert_eq!(
         config.probe_window(),

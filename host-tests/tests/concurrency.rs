@@ -11,7 +11,8 @@ use std::{
 
 use host_tests::{SharedFakeClock, TransitionCounts};
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Outcome, Ratio, Verdict,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio, classify::Verdict,
+    state::Outcome,
 };
 
 use CircuitState::{Closed, HalfOpen, Open};

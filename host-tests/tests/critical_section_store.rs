@@ -7,8 +7,8 @@ use std::{
 };
 
 use resilient_circuit::{
-    Breaker, BreakerConfig, CircuitProtector, CircuitState, CriticalSectionStore, Instant,
-    OutcomeWindow, Ratio, ValidConfig,
+    Breaker, BreakerConfig, CircuitProtector, CircuitState, Ratio, ValidConfig,
+    state::OutcomeWindow, store::CriticalSectionStore, time::Instant,
 };
 
 const CONFIG: ValidConfig<OutcomeWindow<64>> = BreakerConfig::new()
@@ -26,13 +26,13 @@ fn count_transition(_: CircuitState, _: CircuitState) {
 static SHARED: CircuitProtector<
     CriticalSectionStore<64>,
     Instant,
-    resilient_circuit::AllErrors,
+    resilient_circuit::classify::AllErrors,
     fn(CircuitState, CircuitState),
 > = CircuitProtector::with_parts(
     CONFIG,
     CriticalSectionStore::new(),
     Instant::ZERO,
-    resilient_circuit::AllErrors,
+    resilient_circuit::classify::AllErrors,
     count_transition,
 );
 

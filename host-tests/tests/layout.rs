@@ -2,7 +2,10 @@
 
 use std::mem::size_of;
 
-use resilient_circuit::{BreakerState, Error, OutcomeWindow, Rejected};
+use resilient_circuit::{
+    Error, Rejected,
+    state::{BreakerState, OutcomeWindow},
+};
 
 #[test]
 fn breaker_state_with_a_64_outcome_window_fits_in_32_bytes() {

@@ -7,11 +7,13 @@ use std::{collections::VecDeque, time::Duration};
 use host_tests::{FakeClock, SharedFakeClock, TransitionCounts, Transitions};
 use proptest::{prelude::*, test_runner::TestCaseError};
 use resilient_circuit::{
-    AllErrors, Breaker, BreakerConfig, BreakerState, CircuitProtector, CircuitState, Clock,
-    FastPath, InlineStore, Instant, Outcome, Permit, Ratio, StateStore, TransitionHook, Verdict,
-    Window,
+    Breaker, BreakerConfig, CircuitProtector, CircuitState, Permit, Ratio, TransitionHook,
+    classify::{AllErrors, Verdict},
+    state::{BreakerState, Outcome, Window},
+    store::{FastPath, InlineStore, StateStore},
+    time::{Clock, Instant},
 };
-use resilient_circuit_std::{BreakerKey, MemoryStore, SharedBreaker, SharedWindow};
+use resilient_circuit_std::{BreakerKey, MemoryStore, SharedBreaker, store::SharedWindow};
 
 #[derive(Clone, Copy, Debug)]
 struct Limits {

@@ -4,8 +4,10 @@ use std::{cell::Cell, time::Duration};
 
 use host_tests::{FakeClock, FakeSleep, SplitMix64, block_on, secs};
 use resilient_circuit::{
-    AsyncPolicy, Backoff, BackoffError, DecorrelatedJitter, Error, ExponentialDelay, FixedDelay,
-    FullJitter, Policy, RejectReason, Rejected, RetryWithBackoff, ShouldHandle,
+    AsyncPolicy, Error, Policy, RejectReason, Rejected, RetryWithBackoff, ShouldHandle,
+    backoff::{
+        Backoff, BackoffError, DecorrelatedJitter, ExponentialDelay, FixedDelay, FullJitter,
+    },
     fixed_point::{U1F31, U32F32},
 };
 
@@ -208,7 +210,7 @@ trait NowSecs {
 }
 impl NowSecs for FakeClock {
     fn now_secs(&self) -> f64 {
-        let nanos = resilient_circuit::Clock::now(self).as_nanos();
+        let nanos = resilient_circuit::time::Clock::now(self).as_nanos();
         (nanos as f64 / 1e6).round() / 1e3
     }
 }

@@ -4,8 +4,8 @@ use std::{cell::Cell, time::Duration};
 
 use host_tests::{FakeClock, FakeSleep, block_on, secs};
 use resilient_circuit::{
-    AsyncPolicy, BreakerConfig, CircuitProtector, CircuitState, Error, FixedDelay, InlineStore,
-    Policy, Ratio, RejectReason, Rejected, RetryWithBackoff, SafetyNet,
+    AsyncPolicy, BreakerConfig, CircuitProtector, CircuitState, Error, Policy, Ratio, RejectReason,
+    Rejected, RetryWithBackoff, SafetyNet, backoff::FixedDelay, store::InlineStore,
 };
 
 fn breaker(

@@ -13,10 +13,13 @@ use std::{
 use CircuitState::{Closed as C, HalfOpen as H, Open as O};
 use host_tests::{FakeClock, FakeSleep, Transitions, secs};
 use resilient_circuit::{
-    Breaker, BreakerConfig, CircuitProtector, CircuitState, Error, ExponentialDelay, FixedDelay,
-    InlineStore, Outcome, OutcomeWindow, Policy, Ratio, RatioError, RejectReason, Rejected,
-    RetryWithBackoff, SafetyNet, ShouldHandle, StateStore, Verdict,
+    Breaker, BreakerConfig, CircuitProtector, CircuitState, Error, Policy, Ratio, RatioError,
+    RejectReason, Rejected, RetryWithBackoff, SafetyNet, ShouldHandle,
+    backoff::{ExponentialDelay, FixedDelay},
+    classify::Verdict,
     fixed_point::{U1F31, U32F32},
+    state::{Outcome, OutcomeWindow},
+    store::{InlineStore, StateStore},
 };
 
 type SeedBreaker<'a> = CircuitProtector<
@@ -250,7 +253,7 @@ const VECTORS: &[Vector] = &[
                 assert_eq!(r.at(10.0, 'F'), Res::Raised);
                 assert_eq!(
                     r.breaker.state().open_until(),
-                    Some(resilient_circuit::Instant::from_secs(20))
+                    Some(resilient_circuit::time::Instant::from_secs(20))
                 );
                 assert_eq!(r.at(15.0, 'S'), Res::Rej);
                 assert_eq!(r.at(20.0, 'S'), Res::Ok);
@@ -322,7 +325,7 @@ const VECTORS: &[Vector] = &[
                 r.is(O, "FFFFF", 5);
                 assert_eq!(
                     r.breaker.state().open_until(),
-                    Some(resilient_circuit::Instant::from_secs(14))
+                    Some(resilient_circuit::time::Instant::from_secs(14))
                 );
                 r.at(14.0, 'F');
                 r.is(H, "F", 1);
@@ -755,7 +758,7 @@ const VECTORS: &[Vector] = &[
         check: || {
             let mut e = ExponentialDelay::new(Duration::from_millis(50), secs(100.0)).unwrap();
             let got: Vec<f64> = (1..=11)
-                .map(|k| resilient_circuit::Backoff::delay(&mut e, k).as_secs_f64())
+                .map(|k| resilient_circuit::backoff::Backoff::delay(&mut e, k).as_secs_f64())
                 .collect();
             assert_eq!(
                 got,
@@ -772,12 +775,12 @@ const VECTORS: &[Vector] = &[
                 .with_factor(U32F32::from_num(3))
                 .unwrap();
             let got: Vec<f64> = (1..=5)
-                .map(|k| resilient_circuit::Backoff::delay(&mut e, k).as_secs_f64())
+                .map(|k| resilient_circuit::backoff::Backoff::delay(&mut e, k).as_secs_f64())
                 .collect();
             assert_eq!(got, [1.0, 3.0, 9.0, 10.0, 10.0]);
             let mut two = ExponentialDelay::new(secs(1.0), secs(10.0)).unwrap();
             assert_eq!(
-                resilient_circuit::Backoff::delay(&mut two, 1_000_000),
+                resilient_circuit::backoff::Backoff::delay(&mut two, 1_000_000),
                 secs(10.0)
             );
         },
@@ -791,11 +794,11 @@ const VECTORS: &[Vector] = &[
                 .with_jitter(U1F31::from_num(0.5), host_tests::SplitMix64::new(3))
                 .unwrap();
             for _ in 0..1_000 {
-                let d = resilient_circuit::Backoff::delay(&mut e, 3);
+                let d = resilient_circuit::backoff::Backoff::delay(&mut e, 3);
                 assert!(d >= secs(2.0) && d <= secs(6.0));
             }
             let at_min = (0..1_000)
-                .filter(|_| resilient_circuit::Backoff::delay(&mut e, 1) == secs(1.0))
+                .filter(|_| resilient_circuit::backoff::Backoff::delay(&mut e, 1) == secs(1.0))
                 .count();
             assert!(
                 (400..600).contains(&at_min),

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, CircuitState, ConfigError, KeyError, MAX_KEY_CHARS,
-    MemoryStore, Ratio, StoreError,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, ConfigError, KeyError, MemoryStore, Ratio,
+    StoreError, key::MAX_KEY_CHARS,
 };
 
 fn key(name: &str) -> BreakerKey {
@@ -189,7 +189,7 @@ fn a_live_open_is_kept_whatever_clock_its_breaker_reads() {
             BreakerConfig::new().cooldown(Duration::from_secs(3600)),
         )
         .unwrap()
-        .with_clock(resilient_circuit_std::Instant::ZERO);
+        .with_clock(resilient_circuit_std::time::Instant::ZERO);
     let _ = open.call(|| Err::<(), _>("down"));
     drop(open);
     assert_eq!(

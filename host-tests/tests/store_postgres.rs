@@ -16,9 +16,11 @@ use host_tests::{
 };
 use postgres::Client;
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, CircuitState, Clock, Instant, Outcome, Ratio, RejectReason,
-    Verdict,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, Ratio, RejectReason,
+    classify::Verdict,
     postgres::{DbSettings, PostgresBreaker, PostgresStore, PostgresStoreError},
+    state::Outcome,
+    time::{Clock, Instant},
 };
 
 const KEY: &str = "payments-api";

@@ -12,7 +12,8 @@ use host_tests::{
 };
 use postgres::Client;
 use resilient_circuit_std::{
-    AllErrors, Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason, Verdict,
+    Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason,
+    classify::{AllErrors, Verdict},
     postgres::{DbSettings, OnOutage, PostgresStore},
 };
 

@@ -12,8 +12,10 @@ use host_tests::{SharedFakeClock, pg};
 use postgres::Client;
 use proptest::{prelude::*, test_runner::TestCaseError};
 use resilient_circuit_std::{
-    Admission, Breaker, BreakerConfig, BreakerKey, MemoryStore, Ratio, RejectReason, Verdict,
+    Breaker, BreakerConfig, BreakerKey, MemoryStore, Ratio, RejectReason,
+    classify::Verdict,
     postgres::{DbSettings, PostgresStore},
+    state::Admission,
 };
 
 #[derive(Clone, Copy, Debug)]

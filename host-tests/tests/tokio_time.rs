@@ -4,9 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 use resilient_circuit_std::{
-    AsyncPolicy, Breaker, BreakerConfig, BreakerKey, CircuitState, Error, ExponentialDelay,
-    MemoryStore, Ratio, RejectReason, Rejected, RetryWithBackoff, SafetyNet, TokioClock,
-    TokioSleep,
+    AsyncPolicy, Breaker, BreakerConfig, BreakerKey, CircuitState, Error, MemoryStore, Ratio,
+    RejectReason, Rejected, RetryWithBackoff, SafetyNet,
+    backoff::ExponentialDelay,
+    time::{TokioClock, TokioSleep},
 };
 use tokio::time::{Instant, advance};
 

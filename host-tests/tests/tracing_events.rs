@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use host_tests::capture_tracing;
-use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, Instant, MemoryStore};
+use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, MemoryStore, time::Instant};
 
 #[test]
 fn transitions_rejections_and_hook_panics_are_tracing_events_with_the_key() {

@@ -15,8 +15,10 @@ use std::{
 };
 
 use resilient_circuit_std::{
-    AsyncPolicy, BreakerConfig, BreakerKey, Error, ExponentialDelay, MemoryStore, Ratio,
-    RetryWithBackoff, SafetyNet, SplitMix64, TokioSleep, fixed_point::U1F31,
+    AsyncPolicy, BreakerConfig, BreakerKey, Error, MemoryStore, Ratio, RetryWithBackoff, SafetyNet,
+    backoff::{ExponentialDelay, SplitMix64},
+    fixed_point::U1F31,
+    time::TokioSleep,
 };
 use tokio::time::Instant;
 
@@ -96,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 counter.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
-            Ok::<_, resilient_circuit_std::BackoffError>(())
+            Ok::<_, resilient_circuit_std::backoff::BackoffError>(())
         }));
     }
     for task in tasks {

@@ -27,6 +27,7 @@ pub struct BreakerKey {
 
 /// Why a key was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The part was empty.
     Empty {

@@ -3,12 +3,12 @@
 //! [`resilient-circuit`](resilient_circuit) for servers: everything the core has (re-exported,
 //! so a server needs this one dependency), plus
 //!
-//! - [`StdClock`] and [`CoarseClock`], monotonic clocks (the coarse one, read only when a
-//!   breaker opens or rejects, is the default), and [`ThreadSleep`], a blocking sleeper;
+//! - [`StdClock`](time::StdClock) and [`CoarseClock`](time::CoarseClock), monotonic clocks (the coarse one, read only when a
+//!   breaker opens or rejects, is the default), and [`ThreadSleep`](time::ThreadSleep), a blocking sleeper;
 //! - [`MemoryStore`], a thread-safe in-process store keyed by `(namespace, resource_key)`, and
 //!   [`SharedBreaker`], its `Send + Sync` breaker handle: no lock and no allocation on a
 //!   CLOSED call, every transition reported exactly once;
-//! - feature `tokio`: [`TokioSleep`] and [`TokioClock`] for async retries and cooldowns on
+//! - feature `tokio`: [`TokioSleep`](time::TokioSleep) and [`TokioClock`](time::TokioClock) for async retries and cooldowns on
 //!   tokio time;
 //! - feature `tracing`: an event for every transition, rejection and hook panic, with the key;
 //! - feature `postgres`: breakers shared by every instance, Rust or Python, through the Python
@@ -34,9 +34,10 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
-mod key;
+pub mod key;
 mod memory_store;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -44,19 +45,20 @@ mod replica;
 mod report;
 mod shared;
 mod sleep;
+pub mod store;
 mod sync;
+pub mod time;
 
 pub use resilient_circuit::*;
 
-#[cfg(feature = "tokio")]
-pub use clock::TokioClock;
-pub use clock::{CoarseClock, StdClock};
-pub use key::{BreakerKey, DEFAULT_NAMESPACE, KeyError, MAX_KEY_CHARS};
-pub use memory_store::{DEFAULT_MAX_ENTRIES, MemoryStore, StoreError};
-pub use shared::{MAX_WINDOW, SharedBreaker, SharedWindow, StoreUnavailable};
-pub use sleep::ThreadSleep;
-#[cfg(feature = "tokio")]
-pub use sleep::TokioSleep;
+pub use key::{BreakerKey, KeyError};
+pub use memory_store::{MemoryStore, StoreError};
+pub use shared::{SharedBreaker, StoreUnavailable};
+
+/// This crate's README example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;
 
 /// The README's examples, compiled and run as doc tests (they use tokio).
 #[cfg(all(doctest, feature = "tokio"))]

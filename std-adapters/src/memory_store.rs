@@ -2,12 +2,14 @@
 
 use std::{collections::HashMap, fmt, num::NonZeroUsize};
 
-use resilient_circuit::{BreakerConfig, Clock, ConfigError};
+use resilient_circuit::{BreakerConfig, ConfigError, time::Clock};
 
 use crate::{
-    BreakerKey, CoarseClock, KeyError, SharedBreaker, SharedWindow,
+    BreakerKey, KeyError, SharedBreaker,
     shared::SharedState,
+    store::SharedWindow,
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
+    time::CoarseClock,
 };
 
 /// How many keys a [`MemoryStore`] holds by default (as the Python package's `InMemoryStorage`).
@@ -46,10 +48,11 @@ struct Registry {
 
 /// Why a breaker could not be made.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The key is not usable.
     Key(KeyError),
-    /// The configuration does not fit ([`MAX_WINDOW`](crate::MAX_WINDOW) outcomes at most).
+    /// The configuration does not fit ([`MAX_WINDOW`](crate::store::MAX_WINDOW) outcomes at most).
     Config(ConfigError),
     /// Every key is held by a breaker or OPEN, so no room for a new one.
     Full {
@@ -117,7 +120,7 @@ impl MemoryStore {
     }
 
     /// A breaker on `key`'s state, made on first use. `config`'s windows must fit
-    /// [`MAX_WINDOW`](crate::MAX_WINDOW).
+    /// [`MAX_WINDOW`](crate::store::MAX_WINDOW).
     pub fn breaker(
         &self,
         key: BreakerKey,

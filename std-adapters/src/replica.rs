@@ -15,11 +15,14 @@ use std::{
 };
 
 use resilient_circuit::{
-    Admission, BreakerConfig, BreakerState, CircuitState, Clock, FastPath, Instant, RejectReason,
-    Rejected, Transition, TransitionHook, Verdict,
+    BreakerConfig, CircuitState, RejectReason, Rejected, TransitionHook,
+    classify::Verdict,
+    state::{Admission, BreakerState, Transition},
+    store::FastPath,
+    time::{Clock, Instant},
 };
 
-use crate::{BreakerKey, SharedWindow, StoreUnavailable};
+use crate::{BreakerKey, StoreUnavailable, store::SharedWindow};
 
 /// A hook as the replicator holds it: alive while a breaker handle holds it.
 pub(crate) type SharedHook = Arc<dyn TransitionHook + Send + Sync>;
@@ -233,7 +236,7 @@ impl Replica {
     fn probe_wanted(&mut self, config: &BreakerConfig) -> Rejected {
         self.wants_probe = true;
         self.urgent = true;
-        Rejected::new(config.get_busy_retry_after(), RejectReason::ProbesBusy)
+        Rejected::new(config.busy_retry_after, RejectReason::ProbesBusy)
     }
 
     /// Logs the outcome of an admitted call (already applied to the in-process copy).

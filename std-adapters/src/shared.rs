@@ -3,15 +3,20 @@
 use std::{fmt, time::Duration};
 
 use resilient_circuit::{
-    Admission, AllErrors, Breaker, BreakerConfig, BreakerState, CircuitState, Clock, FastPath,
-    Instant, NoHook, OutcomeWindow, RejectReason, Rejected, Transition, TransitionHook, Verdict,
+    Breaker, BreakerConfig, CircuitState, RejectReason, Rejected, TransitionHook,
+    classify::{AllErrors, Verdict},
+    hook::NoHook,
+    state::{Admission, BreakerState, OutcomeWindow, Transition},
+    store::FastPath,
+    time::{Clock, Instant},
 };
 
 use crate::{
-    BreakerKey, CoarseClock,
+    BreakerKey,
     replica::{Event, Manual, Replica, Replicator, SharedHook},
     report,
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
+    time::CoarseClock,
 };
 
 /// Manual control could not reach the shared state in time; nothing was changed.
@@ -183,7 +188,7 @@ impl SharedState {
             self.open_until.store(until.as_nanos(), Ordering::Relaxed);
             if new_period {
                 // Just opened: the same cooldown, measured on the store's timeline.
-                let live = CoarseClock.now().saturating_add(config.get_cooldown());
+                let live = CoarseClock.now().saturating_add(config.cooldown);
                 self.live_open_until
                     .store(live.as_nanos(), Ordering::Relaxed);
             }
@@ -337,8 +342,8 @@ impl SharedBreaker {
 }
 
 impl<K, H> SharedBreaker<CoarseClock, K, H> {
-    /// Use another clock than [`CoarseClock`]: [`StdClock`](crate::StdClock) for full
-    /// resolution, [`TokioClock`](crate::TokioClock) under a paused runtime, a fake in tests.
+    /// Use another clock than [`CoarseClock`]: [`StdClock`](crate::time::StdClock) for full
+    /// resolution, [`TokioClock`](crate::time::TokioClock) under a paused runtime, a fake in tests.
     /// Breakers sharing a key must read the same timeline.
     pub fn with_clock<C: Clock>(self, clock: C) -> SharedBreaker<C, K, H> {
         let SharedBreaker {

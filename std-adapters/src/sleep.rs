@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use resilient_circuit::Sleep;
+use resilient_circuit::time::Sleep;
 
 /// Waits by blocking the thread (`std::thread::sleep`).
 ///
 /// ```
-/// use resilient_circuit_std::{ExponentialDelay, RetryWithBackoff, ThreadSleep};
+/// use resilient_circuit_std::{RetryWithBackoff, backoff::ExponentialDelay, time::ThreadSleep};
 /// use std::time::Duration;
 ///
 /// let backoff = ExponentialDelay::new(Duration::from_millis(10), Duration::from_secs(1)).unwrap();
@@ -26,7 +26,7 @@ impl Sleep for ThreadSleep {
 /// Waits on tokio's timer (`tokio::time::sleep`), without blocking the runtime.
 ///
 /// ```
-/// use resilient_circuit_std::{AsyncPolicy, Error, FixedDelay, RetryWithBackoff, TokioSleep};
+/// use resilient_circuit_std::{AsyncPolicy, Error, RetryWithBackoff, backoff::FixedDelay, time::TokioSleep};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -41,7 +41,7 @@ impl Sleep for ThreadSleep {
 pub struct TokioSleep;
 
 #[cfg(feature = "tokio")]
-impl resilient_circuit::AsyncSleep for TokioSleep {
+impl resilient_circuit::time::AsyncSleep for TokioSleep {
     async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await
     }

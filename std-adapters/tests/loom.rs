@@ -15,7 +15,8 @@ use loom::{
     thread,
 };
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, CircuitState, Instant, MemoryStore, Ratio, SharedBreaker,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio, SharedBreaker,
+    time::Instant,
 };
 
 type LoomBreaker = SharedBreaker<Instant>;
@@ -117,7 +118,7 @@ fn a_counted_success_racing_a_failure_lands_in_one_order() {
         let log: Vec<bool> = state
             .window()
             .iter()
-            .map(|o| o == resilient_circuit_std::Outcome::Failure)
+            .map(|o| o == resilient_circuit_std::state::Outcome::Failure)
             .collect();
         match state.status() {
             // The success first: [F, S], then the failure: [S, F], 1 of 2.

@@ -108,7 +108,7 @@ fn usage() -> &'static str {
 
 fn test() -> Result<(), String> {
     println!("xtask: starting a throwaway PostgreSQL server for the tests");
-    let server = host_tests::pg_server::PgServer::start()?;
+    let server = test_postgres::PgServer::start()?;
     println!(
         "xtask: PostgreSQL on 127.0.0.1:{} (pid {})",
         server.port(),
@@ -183,7 +183,7 @@ fn test() -> Result<(), String> {
 
 fn bench(extra: &[String]) -> Result<(), String> {
     // The PostgreSQL benchmark runs against a throwaway server, as the tests do.
-    let server = host_tests::pg_server::PgServer::start()?;
+    let server = test_postgres::PgServer::start()?;
     TEST_PG_PORT
         .set(server.port())
         .expect("the server starts once");

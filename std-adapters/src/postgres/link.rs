@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use resilient_circuit::Instant;
+use resilient_circuit::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Statement, error::SqlState};
 

@@ -6,9 +6,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use resilient_circuit::{BreakerConfig, BreakerState, CircuitState, Instant, Outcome, Window};
+use resilient_circuit::{
+    BreakerConfig, CircuitState,
+    state::{BreakerState, Outcome, Window},
+    time::Instant,
+};
 
-use crate::SharedWindow;
+use crate::store::SharedWindow;
 
 /// One row's breaker columns, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,7 +213,7 @@ pub(crate) fn parse_log(log: &str) -> Option<Vec<Outcome>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use resilient_circuit::{Ratio, Verdict};
+    use resilient_circuit::{Ratio, classify::Verdict};
 
     #[test]
     fn logs_round_trip_in_the_jsonb_spelling() {

@@ -384,6 +384,7 @@ pub struct SetupOutcome {
 
 /// Why setup did nothing.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SetupError {
     /// The database refused a statement (the transaction was rolled back).
     Database(postgres::Error),

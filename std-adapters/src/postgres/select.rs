@@ -6,12 +6,12 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use resilient_circuit::{AllErrors, BreakerConfig, NoHook};
+use resilient_circuit::{BreakerConfig, classify::AllErrors, hook::NoHook};
 
 use super::{
     PostgresStore, PostgresStoreBuilder, PostgresStoreError, Selection, SettingsError, load_dotenv,
 };
-use crate::{BreakerKey, CoarseClock, MemoryStore, SharedBreaker, StoreError, report};
+use crate::{BreakerKey, MemoryStore, SharedBreaker, StoreError, report, time::CoarseClock};
 
 /// Why [`AnyStore::from_env`] refused to start (only with `RC_DB_STRICT` set: otherwise it
 /// falls back to the in-process store). Never contains a password or a DSN's user info.
@@ -23,6 +23,7 @@ use crate::{BreakerKey, CoarseClock, MemoryStore, SharedBreaker, StoreError, rep
 /// assert_eq!(e.to_string(), "RC_DB_PORT is not a port number");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StartError {
     /// A `RC_DB_*` setting cannot be used.
     Settings(SettingsError),

@@ -30,6 +30,7 @@ pub enum Selection {
 
 /// A setting that cannot be used. Never contains a password or a DSN's user info.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SettingsError {
     /// `RC_DB_DSN` did not parse.
     BadDsn(String),
@@ -77,9 +78,9 @@ pub fn load_dotenv() -> bool {
     read
 }
 
-/// `RC_NAMESPACE`, or [`DEFAULT_NAMESPACE`](crate::DEFAULT_NAMESPACE) when unset or blank.
+/// `RC_NAMESPACE`, or [`DEFAULT_NAMESPACE`](crate::key::DEFAULT_NAMESPACE) when unset or blank.
 pub(crate) fn namespace_from_env() -> String {
-    var("RC_NAMESPACE").unwrap_or_else(|| crate::DEFAULT_NAMESPACE.to_owned())
+    var("RC_NAMESPACE").unwrap_or_else(|| crate::key::DEFAULT_NAMESPACE.to_owned())
 }
 
 fn var(name: &str) -> Option<String> {
@@ -136,7 +137,7 @@ impl DbSettings {
             .collect();
         DbSettings {
             config,
-            namespace: crate::DEFAULT_NAMESPACE.to_owned(),
+            namespace: crate::key::DEFAULT_NAMESPACE.to_owned(),
             strict: false,
             app_user: None,
             secrets,

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use resilient_circuit::{BreakerConfig, Clock};
+use resilient_circuit::{BreakerConfig, time::Clock};
 use tokio::sync::{Notify, mpsc::UnboundedSender};
 
 use super::{
@@ -20,15 +20,18 @@ use super::{
     worker::{self, Request},
 };
 use crate::{
-    BreakerKey, CoarseClock, MemoryStore, SharedBreaker, SharedWindow, StoreError,
-    StoreUnavailable,
+    BreakerKey, MemoryStore, SharedBreaker, StoreError, StoreUnavailable,
     replica::{Manual, Replicator},
     shared::SharedState,
+    store::SharedWindow,
+    time::CoarseClock,
 };
 
 /// A breaker whose state a [`PostgresStore`] shares: the same type as the in-process store's.
-pub type PostgresBreaker<K = resilient_circuit::AllErrors, H = resilient_circuit::NoHook> =
-    SharedBreaker<CoarseClock, K, H>;
+pub type PostgresBreaker<
+    K = resilient_circuit::classify::AllErrors,
+    H = resilient_circuit::hook::NoHook,
+> = SharedBreaker<CoarseClock, K, H>;
 
 /// Outcomes kept per key while the database is unreachable, written when it is back (beyond
 /// this the oldest are dropped, with a warning).
@@ -69,6 +72,7 @@ pub enum OnOutage {
 /// assert!(e.to_string().ends_with("run `cargo xtask pg-setup`"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PostgresStoreError {
     /// The database could not be reached or refused the connection.
     Connect(String),

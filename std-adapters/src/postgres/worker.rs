@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use resilient_circuit::{BreakerConfig, BreakerState, CircuitState, Instant};
+use resilient_circuit::{BreakerConfig, CircuitState, state::BreakerState, time::Instant};
 use tokio::{runtime::Runtime, sync::mpsc::UnboundedReceiver};
 
 use super::{
@@ -24,10 +24,11 @@ use super::{
     store::{Link, Options},
 };
 use crate::{
-    BreakerKey, SharedWindow, StoreUnavailable,
+    BreakerKey, StoreUnavailable,
     replica::{Event, Manual, SharedHook},
     report,
     shared::SharedState,
+    store::SharedWindow,
 };
 
 /// Attempts of a manual change (each failed attempt means another writer's change went in
@@ -1000,7 +1001,7 @@ impl Worker {
             if written.contains(&key) {
                 state.unsent.drain(..events.min(state.unsent.len()));
                 if let Some(epoch) = reserved_in {
-                    let admission = resilient_circuit::Admission::in_period(epoch, true);
+                    let admission = resilient_circuit::state::Admission::in_period(epoch, true);
                     state.unsent.insert(0, Event::Release { admission });
                 }
             }
@@ -1042,7 +1043,7 @@ impl Worker {
 /// the callers that asked for it were told.
 fn reservation_ttl(config: &BreakerConfig) -> Duration {
     config
-        .get_busy_retry_after()
+        .busy_retry_after
         .saturating_mul(4)
         .max(Duration::from_millis(50))
 }
@@ -1068,7 +1069,7 @@ fn on_local_timeline(
 /// Reports a transition and runs every hook on it.
 fn announce(
     key: &BreakerKey,
-    transition: Option<resilient_circuit::Transition>,
+    transition: Option<resilient_circuit::state::Transition>,
     hooks: &[SharedHook],
 ) {
     if let Some(transition) = transition {

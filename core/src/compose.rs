@@ -1,7 +1,7 @@
-//! Policies as layers: what [`SafetyNet`](crate::SafetyNet) and every single policy run.
+//! Policies as stages of one call: what [`SafetyNet`](crate::SafetyNet) and every single policy run.
 //!
-//! A composed call is a loop, not a nest of closures: enter each layer from the outermost in,
-//! run the operation, then leave each layer from the innermost out; a layer may send the call
+//! A composed call is a loop, not a nest of closures: enter each stage from the outermost in,
+//! run the operation, then leave each stage from the innermost out; a stage may send the call
 //! back in (a retry) after a wait. Keeping the operation out of nested closures is what lets an
 //! async composed call be `Send` when its parts are, so servers can spawn it.
 
@@ -9,29 +9,29 @@ use core::{future::Future, marker::PhantomData, time::Duration};
 
 use crate::Error;
 
-/// What a layer decides once the layers inside it have finished.
+/// What a stage decides once the stages inside it have finished.
 #[derive(Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Leave<T, E> {
     /// Pass this result outward.
     Return(Result<T, Error<E>>),
-    /// Run the layers inside again after waiting this long.
+    /// Run the stages inside again after waiting this long.
     Again(Duration),
 }
 
 /// One policy's part in a call.
 ///
-/// `enter` runs before the layers inside it (a breaker admits or rejects), `leave` after them
+/// `enter` runs before the stages inside it (a breaker admits or rejects), `leave` after them
 /// with their result (a breaker records it; a retry decides whether to go again). A ticket
 /// entered but never left (the call panicked, or its future was dropped) is `abandon`ed.
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{BlockingLayer, Error, Layer, Leave, SafetyNet, Policy};
+/// use resilient_circuit::{Error, SafetyNet, Policy, compose::{BlockingStage, Stage, Leave}};
 ///
 /// /// Counts the calls that pass through it.
 /// struct Counter(u32);
-/// impl<E> Layer<E> for Counter {
+/// impl<E> Stage<E> for Counter {
 ///     type Ticket = ();
 ///     fn enter(&mut self) -> Result<(), Error<E>> {
 ///         self.0 += 1;
@@ -42,7 +42,7 @@ pub enum Leave<T, E> {
 ///     }
 ///     fn abandon(&mut self, _: ()) {}
 /// }
-/// impl<E> BlockingLayer<E> for Counter {
+/// impl<E> BlockingStage<E> for Counter {
 ///     fn wait(&self, _: Duration) {}
 /// }
 ///
@@ -50,33 +50,33 @@ pub enum Leave<T, E> {
 /// let _: Result<(), Error<&str>> = net.call(|| Err("down"));
 /// assert_eq!(net.policies().1.0, 3);
 /// ```
-pub trait Layer<E> {
-    /// What the layer keeps while the layers inside it run.
+pub trait Stage<E> {
+    /// What the stage keeps while the stages inside it run.
     type Ticket;
 
-    /// Before the layers inside: `Err` refuses the call.
+    /// Before the stages inside: `Err` refuses the call.
     fn enter(&mut self) -> Result<Self::Ticket, Error<E>>;
 
-    /// After the layers inside, with their result.
+    /// After the stages inside, with their result.
     fn leave<T>(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E>;
 
-    /// The call will never come back through this layer.
+    /// The call will never come back through this stage.
     fn abandon(&mut self, ticket: Self::Ticket);
 }
 
-/// A layer usable in a blocking call: it waits by blocking.
-pub trait BlockingLayer<E>: Layer<E> {
+/// A stage usable in a blocking call: it waits by blocking.
+pub trait BlockingStage<E>: Stage<E> {
     /// Waits before [`Leave::Again`].
     fn wait(&self, duration: Duration);
 }
 
-/// A layer usable in an async call: it waits asynchronously.
-pub trait AsyncLayer<E>: Layer<E> {
+/// A stage usable in an async call: it waits asynchronously.
+pub trait AsyncStage<E>: Stage<E> {
     /// Waits before [`Leave::Again`].
     fn wait(&self, duration: Duration) -> impl Future<Output = ()>;
 }
 
-impl<E, L: Layer<E> + ?Sized> Layer<E> for &mut L {
+impl<E, L: Stage<E> + ?Sized> Stage<E> for &mut L {
     type Ticket = L::Ticket;
     fn enter(&mut self) -> Result<Self::Ticket, Error<E>> {
         (**self).enter()
@@ -89,32 +89,32 @@ impl<E, L: Layer<E> + ?Sized> Layer<E> for &mut L {
     }
 }
 
-impl<E, L: BlockingLayer<E> + ?Sized> BlockingLayer<E> for &mut L {
+impl<E, L: BlockingStage<E> + ?Sized> BlockingStage<E> for &mut L {
     fn wait(&self, duration: Duration) {
         (**self).wait(duration)
     }
 }
 
-impl<E, L: AsyncLayer<E> + ?Sized> AsyncLayer<E> for &mut L {
+impl<E, L: AsyncStage<E> + ?Sized> AsyncStage<E> for &mut L {
     fn wait(&self, duration: Duration) -> impl Future<Output = ()> {
         (**self).wait(duration)
     }
 }
 
-/// Layers outermost first, run as one blocking call. Implemented for tuples of one to four
-/// [`BlockingLayer`]s.
+/// Stages outermost first, run as one blocking call. Implemented for tuples of one to four
+/// [`BlockingStage`]s.
 pub trait BlockingStack<E> {
-    /// Runs `operation` through every layer.
+    /// Runs `operation` through every stage.
     fn run_stack<T>(
         &mut self,
         operation: impl FnMut() -> Result<T, Error<E>>,
     ) -> Result<T, Error<E>>;
 }
 
-/// Layers outermost first, run as one async call. Implemented for tuples of one to four
-/// [`AsyncLayer`]s.
+/// Stages outermost first, run as one async call. Implemented for tuples of one to four
+/// [`AsyncStage`]s.
 pub trait AsyncStack<E> {
-    /// Runs `operation` through every layer.
+    /// Runs `operation` through every stage.
     fn run_stack_async<T>(
         &mut self,
         operation: impl AsyncFnMut() -> Result<T, Error<E>>,
@@ -124,21 +124,21 @@ pub trait AsyncStack<E> {
 macro_rules! stack {
     ($run:ident; $depth:literal; $($i:tt $L:ident),+) => {
         /// One call's tickets; abandons those still held if the call ends early.
-        struct $run<'a, E, $($L: Layer<E>),+> {
-            layers: &'a mut ($($L,)+),
+        struct $run<'a, E, $($L: Stage<E>),+> {
+            stages: &'a mut ($($L,)+),
             tickets: ($(Option<$L::Ticket>,)+),
             error: PhantomData<fn() -> E>,
         }
 
-        impl<'a, E, $($L: Layer<E>),+> $run<'a, E, $($L),+> {
-            fn new(layers: &'a mut ($($L,)+)) -> Self {
-                $run { layers, tickets: ($(None::<$L::Ticket>,)+), error: PhantomData }
+        impl<'a, E, $($L: Stage<E>),+> $run<'a, E, $($L),+> {
+            fn new(stages: &'a mut ($($L,)+)) -> Self {
+                $run { stages, tickets: ($(None::<$L::Ticket>,)+), error: PhantomData }
             }
 
             fn enter(&mut self, level: usize) -> Result<(), Error<E>> {
                 match level {
-                    $($i => self.tickets.$i = Some(self.layers.$i.enter()?),)+
-                    _ => unreachable!("no layer {level}"),
+                    $($i => self.tickets.$i = Some(self.stages.$i.enter()?),)+
+                    _ => unreachable!("no stage {level}"),
                 }
                 Ok(())
             }
@@ -146,27 +146,27 @@ macro_rules! stack {
             fn leave<T>(&mut self, level: usize, result: Result<T, Error<E>>) -> Leave<T, E> {
                 match level {
                     $($i => {
-                        let ticket = self.tickets.$i.as_mut().expect("a layer is left only after it was entered");
-                        let leave = self.layers.$i.leave(ticket, result);
+                        let ticket = self.tickets.$i.as_mut().expect("a stage is left only after it was entered");
+                        let leave = self.stages.$i.leave(ticket, result);
                         if let Leave::Return(_) = leave {
                             self.tickets.$i = None;
                         }
                         leave
                     })+
-                    _ => unreachable!("no layer {level}"),
+                    _ => unreachable!("no stage {level}"),
                 }
             }
         }
 
-        impl<E, $($L: Layer<E>),+> Drop for $run<'_, E, $($L),+> {
+        impl<E, $($L: Stage<E>),+> Drop for $run<'_, E, $($L),+> {
             fn drop(&mut self) {
                 $(if let Some(ticket) = self.tickets.$i.take() {
-                    self.layers.$i.abandon(ticket);
+                    self.stages.$i.abandon(ticket);
                 })+
             }
         }
 
-        impl<E, $($L: BlockingLayer<E>),+> BlockingStack<E> for ($($L,)+) {
+        impl<E, $($L: BlockingStage<E>),+> BlockingStack<E> for ($($L,)+) {
             fn run_stack<T>(
                 &mut self,
                 mut operation: impl FnMut() -> Result<T, Error<E>>,
@@ -193,8 +193,8 @@ macro_rules! stack {
                             Leave::Again(delay) => {
                                 if !delay.is_zero() {
                                     match level {
-                                        $($i => run.layers.$i.wait(delay),)+
-                                        _ => unreachable!("no layer {level}"),
+                                        $($i => run.stages.$i.wait(delay),)+
+                                        _ => unreachable!("no stage {level}"),
                                     }
                                 }
                                 level += 1;
@@ -206,7 +206,7 @@ macro_rules! stack {
             }
         }
 
-        impl<E, $($L: AsyncLayer<E>),+> AsyncStack<E> for ($($L,)+) {
+        impl<E, $($L: AsyncStage<E>),+> AsyncStack<E> for ($($L,)+) {
             async fn run_stack_async<T>(
                 &mut self,
                 mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
@@ -233,8 +233,8 @@ macro_rules! stack {
                             Leave::Again(delay) => {
                                 if !delay.is_zero() {
                                     match level {
-                                        $($i => run.layers.$i.wait(delay).await,)+
-                                        _ => unreachable!("no layer {level}"),
+                                        $($i => run.stages.$i.wait(delay).await,)+
+                                        _ => unreachable!("no stage {level}"),
                                     }
                                 }
                                 level += 1;
