@@ -204,3 +204,34 @@ impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
         }
     }
 }
+
+/// Manual control could not reach the breaker's state in time; nothing was changed.
+///
+/// Only a store whose state lives elsewhere (a database shared by a fleet) says this; the
+/// core's stores and the in-process store always succeed.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::StoreUnavailable;
+///
+/// let e = StoreUnavailable { retry_after: Duration::from_millis(400) };
+/// assert_eq!(e.to_string(), "the shared breaker store is unreachable; it tries again in 400ms");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StoreUnavailable {
+    /// When the store expects to reach its state again.
+    pub retry_after: Duration,
+}
+
+impl fmt::Display for StoreUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the shared breaker store is unreachable; it tries again in {:?}",
+            self.retry_after
+        )
+    }
+}
+
+impl core::error::Error for StoreUnavailable {}

@@ -66,7 +66,7 @@ mod window;
 pub use breaker::{Breaker, Permit};
 pub use classify::{Classify, ShouldHandle};
 pub use config::{BreakerConfig, ConfigError, ValidConfig};
-pub use error::{Error, RejectReason, Rejected};
+pub use error::{Error, RejectReason, Rejected, StoreUnavailable};
 pub use hook::TransitionHook;
 pub use policy::{AsyncPolicy, Policy};
 pub use protector::CircuitProtector;

@@ -3,11 +3,12 @@
 use core::fmt;
 
 use crate::{
-    Breaker, BreakerConfig, CircuitState, Permit, Rejected, TransitionHook, ValidConfig,
+    Breaker, BreakerConfig, CircuitState, Permit, Rejected, StoreUnavailable, TransitionHook,
+    ValidConfig,
     classify::{AllErrors, Verdict},
     hook::NoHook,
     state::{Admission, BreakerState, Transition},
-    store::StateStore,
+    store::{Control, StateStore},
     time::Clock,
 };
 
@@ -135,44 +136,46 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
     /// The current state. Reading never changes it: an OPEN breaker whose cooldown ended stays
     /// OPEN until a call arrives.
     pub fn status(&self) -> CircuitState {
-        self.store.update(|state| state.status())
+        self.store.status()
     }
 
     /// A copy of the current window: the outcomes, oldest first (use
     /// [`Window::iter`](crate::state::Window::iter)).
     pub fn execution_log(&self) -> St::Window {
-        self.store.update(|state| *state.window())
+        *self.store.state().window()
     }
 
     /// Consecutive failures recorded.
     pub fn failure_count(&self) -> u32 {
-        self.store.update(|state| state.failure_count())
+        self.store.state().failure_count()
     }
 
     /// A copy of the whole state.
     pub fn state(&self) -> BreakerState<St::Window> {
-        self.store.update(|state| *state)
+        self.store.state()
     }
 
-    /// Opens the breaker for a full cooldown from now.
-    pub fn force_open(&self) {
-        let transition = self
-            .store
-            .update(|state| state.force_open(&self.config, &self.clock));
-        self.announce(transition);
+    /// Opens the breaker for a full cooldown from now. Only a store whose state lives
+    /// elsewhere can fail to (then nothing changed).
+    pub fn force_open(&self) -> Result<(), StoreUnavailable> {
+        self.control(Control::ForceOpen)
     }
 
     /// Closes the breaker with an empty window (nothing happens if it is CLOSED).
-    pub fn force_closed(&self) {
-        let transition = self.store.update(|state| state.force_closed());
-        self.announce(transition);
+    pub fn force_closed(&self) -> Result<(), StoreUnavailable> {
+        self.control(Control::ForceClosed)
     }
 
     /// Back to the initial state: CLOSED, empty window, no failures; calls in flight are not
     /// counted.
-    pub fn reset(&self) {
-        let transition = self.store.update(|state| state.reset());
+    pub fn reset(&self) -> Result<(), StoreUnavailable> {
+        self.control(Control::Reset)
+    }
+
+    fn control(&self, control: Control) -> Result<(), StoreUnavailable> {
+        let transition = self.store.control(&self.config, control, &self.clock)?;
         self.announce(transition);
+        Ok(())
     }
 
     /// The configuration.
@@ -195,7 +198,7 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
 
 impl<St: StateStore, C, K, H> fmt::Debug for CircuitProtector<St, C, K, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.store.update(|state| *state);
+        let state = self.store.state();
         f.debug_struct("CircuitProtector")
             .field("config", &self.config)
             .field("state", &state)
@@ -209,7 +212,7 @@ where
     St::Window: defmt::Format,
 {
     fn format(&self, f: defmt::Formatter<'_>) {
-        let state = self.store.update(|state| *state);
+        let state = self.store.state();
         defmt::write!(
             f,
             "CircuitProtector {{ config: {}, state: {} }}",
@@ -224,9 +227,7 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> Breaker for CircuitProtecto
 
     #[inline]
     fn admit(&self) -> Result<Admission, Rejected> {
-        let (admission, transition) = self
-            .store
-            .update(|state| state.admit(&self.config, &self.clock))?;
+        let (admission, transition) = self.store.admit(&self.config, &self.clock)?;
         if transition.is_some() {
             // The admission holds a probe slot before the hook runs: if the hook panics, the
             // permit gives the slot back as the panic unwinds.
@@ -241,15 +242,13 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> Breaker for CircuitProtecto
     fn record(&self, admission: Admission, verdict: Verdict) {
         let transition = self
             .store
-            .update(|state| state.record(&self.config, admission, verdict, &self.clock));
+            .record(&self.config, admission, verdict, &self.clock);
         self.announce(transition);
     }
 
     #[inline]
     fn release(&self, admission: Admission) {
-        if admission.is_probe() {
-            self.store.update(|state| state.release(admission));
-        }
+        self.store.release(admission);
     }
 
     fn classifier(&self) -> &K {

@@ -63,7 +63,7 @@ fn core_paths(c: &mut Criterion) {
         b.iter(|| {
             let result = failing.call(|| Err::<u64, u64>(black_box(1)));
             if tripped.replace(false) {
-                failing.reset();
+                failing.reset().unwrap();
             }
             result
         })
@@ -73,7 +73,7 @@ fn core_paths(c: &mut Criterion) {
         .cooldown(Duration::from_secs(1_000_000))
         .validated();
     let open = CircuitProtector::new(open_config, InlineStore::<64>::new(), Instant::ZERO);
-    open.force_open();
+    open.force_open().unwrap();
     group.bench_function("inline: rejected (fixed clock)", |b| {
         b.iter(|| open.call(|| Ok::<u64, u64>(black_box(1))))
     });
@@ -83,7 +83,7 @@ fn core_paths(c: &mut Criterion) {
         InlineStore::<64>::new(),
         MonotonicClock(std::time::Instant::now()),
     );
-    open_std.force_open();
+    open_std.force_open().unwrap();
     group.bench_function("inline: rejected (std clock)", |b| {
         b.iter(|| open_std.call(|| Ok::<u64, u64>(black_box(1))))
     });
@@ -101,12 +101,12 @@ fn core_paths(c: &mut Criterion) {
         Instant::ZERO,
     )
     .on_status_change(|_, new| closed_again.set(new == CircuitState::Closed));
-    probing.force_open();
+    probing.force_open().unwrap();
     group.bench_function("inline: half-open probe", |b| {
         b.iter(|| {
             let result = probing.call(|| Ok::<u64, u64>(black_box(1)));
             if closed_again.replace(false) {
-                probing.force_open();
+                probing.force_open().unwrap();
             }
             result
         })

@@ -140,12 +140,12 @@ fn rejected(c: &mut Criterion) {
     });
     group.bench_function("recloser default", |b| b.iter(|| rc.call(ok)));
     let inline = ours_inline(StdClock);
-    inline.force_open();
+    inline.force_open().unwrap();
     group.bench_function("ours: core inline, StdClock", |b| {
         b.iter(|| inline.call(ok))
     });
     let coarse = ours_inline(CoarseClock);
-    coarse.force_open();
+    coarse.force_open().unwrap();
     group.bench_function("ours: core inline, CoarseClock", |b| {
         b.iter(|| coarse.call(ok))
     });

@@ -377,9 +377,9 @@ fn open_state_always_carries_its_deadline() {
         BreakerConfig::new().cooldown(Duration::from_secs(1)),
         &clock,
     );
-    b.force_open();
+    b.force_open().unwrap();
     assert_eq!(b.state().open_until(), Some(Instant::from_secs(6)));
-    b.force_closed();
+    b.force_closed().unwrap();
     assert_eq!(b.state().open_until(), None);
 }
 
@@ -397,7 +397,7 @@ fn open_cooldown_zero_never_rejects() {
 
 fn tripped(config: BreakerConfig, clock: &FakeClock) -> TestBreaker<'_> {
     let b = breaker(config.cooldown(Duration::from_secs(10)), clock);
-    b.force_open();
+    b.force_open().unwrap();
     clock.advance(Duration::from_secs(10));
     b
 }
@@ -750,7 +750,7 @@ fn classification_ignored_probe_gives_its_slot_back() {
         &clock,
     )
     .should_handle(|_: &ApiError| Verdict::Ignore);
-    b.force_open();
+    b.force_open().unwrap();
     clock.advance(Duration::from_secs(1));
     let _ = b.call(|| Err::<(), _>(ApiError::Cancelled));
     assert_eq!((b.status(), b.state().probes_in_flight()), (HalfOpen, 0));
@@ -822,14 +822,14 @@ fn hook_never_fires_for_same_to_same() {
         &clock,
     )
     .on_status_change(transitions.hook());
-    b.force_closed();
-    b.reset();
+    b.force_closed().unwrap();
+    b.reset().unwrap();
     assert_eq!(transitions.take(), []);
-    b.force_open();
-    b.force_open();
+    b.force_open().unwrap();
+    b.force_open().unwrap();
     assert_eq!(transitions.take(), [(Closed, Open)]);
-    b.reset();
-    b.reset();
+    b.reset().unwrap();
+    b.reset().unwrap();
     assert_eq!(transitions.take(), [(Open, Closed)]);
 }
 
@@ -851,7 +851,7 @@ fn inspection_and_manual_control() {
 
     // force_open restarts the cooldown from now, keeping the window as evidence.
     clock.set_secs(1.0);
-    b.force_open();
+    b.force_open().unwrap();
     assert_eq!(b.state().open_until(), Some(Instant::from_secs(6)));
     assert_eq!(
         succeed(&b),
@@ -862,7 +862,7 @@ fn inspection_and_manual_control() {
     );
 
     // force_closed: CLOSED with an empty window.
-    b.force_closed();
+    b.force_closed().unwrap();
     assert_eq!(
         (b.status(), b.failure_count(), log(&b)),
         (Closed, 0, vec![])
@@ -871,7 +871,7 @@ fn inspection_and_manual_control() {
     // reset clears a CLOSED window too, and late outcomes are not counted.
     fail(&b).unwrap_err();
     let in_flight = b.try_acquire().unwrap();
-    b.reset();
+    b.reset().unwrap();
     in_flight.record(Verdict::Failure);
     assert_eq!(
         (b.status(), b.failure_count(), log(&b)),
@@ -952,7 +952,7 @@ fn a_panicking_hook_on_the_way_into_half_open_gives_back_the_probe_slot() {
             panic!("hook bug");
         }
     });
-    b.force_open();
+    b.force_open().unwrap();
     clock.advance(Duration::from_secs(1));
     let unwound = catch_unwind(AssertUnwindSafe(|| {
         let _ = b.call(|| Ok::<_, &str>(()));

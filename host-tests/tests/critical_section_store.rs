@@ -63,7 +63,7 @@ fn static_breaker_shared_by_threads_loses_no_outcome_and_caps_probes() {
     // with fixed clocks: one opens it at 5 s, the other arrives at the 6 s deadline.
     let probing: CircuitProtector<CriticalSectionStore<64>, Instant> =
         CircuitProtector::new(CONFIG, CriticalSectionStore::new(), Instant::from_secs(5));
-    probing.force_open();
+    probing.force_open().unwrap();
     let later = CircuitProtector::new(CONFIG, probing.store(), Instant::from_secs(6));
     let admitted = AtomicU32::new(0);
     std::thread::scope(|s| {

@@ -252,13 +252,13 @@ impl<St: StateStore, C: Clock, H: TransitionHook> UnderTest
         self.state()
     }
     fn open_now(&self) {
-        self.force_open()
+        self.force_open().unwrap()
     }
     fn close_now(&self) {
-        self.force_closed()
+        self.force_closed().unwrap()
     }
     fn reset_now(&self) {
-        self.reset()
+        self.reset().unwrap()
     }
 }
 

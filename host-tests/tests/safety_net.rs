@@ -175,7 +175,7 @@ fn one_probe_left(clock: &FakeClock) -> CircuitProtector<InlineStore<64>, &FakeC
         InlineStore::new(),
         clock,
     );
-    b.force_open();
+    b.force_open().unwrap();
     clock.advance(secs(10.0));
     b
 }

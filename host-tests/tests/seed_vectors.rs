@@ -492,7 +492,7 @@ const VECTORS: &[Vector] = &[
         differs: None,
         check: || {
             with(config((1, 1), None, 10.0), |r| {
-                r.breaker.force_open();
+                r.breaker.force_open().unwrap();
                 r.clock.set_secs(100.0);
                 assert_eq!(r.breaker.status(), O);
             })
@@ -505,9 +505,9 @@ const VECTORS: &[Vector] = &[
         ),
         check: || {
             with(config((1, 1), None, 10.0), |r| {
-                r.breaker.force_closed();
-                r.breaker.force_open();
-                r.breaker.force_open();
+                r.breaker.force_closed().unwrap();
+                r.breaker.force_open().unwrap();
+                r.breaker.force_open().unwrap();
                 assert_eq!(r.hooks(), [(C, O)]);
             })
         },
@@ -584,7 +584,7 @@ const VECTORS: &[Vector] = &[
         ),
         check: || {
             shared(|a, b, clock| {
-                a.breaker.force_open(); // OPEN until 10 s on the shared store
+                a.breaker.force_open().unwrap(); // OPEN until 10 s on the shared store
                 clock.set_secs(10.0);
                 assert_eq!(b.at(10.0, 'S'), Res::Ok);
                 assert_eq!(a.breaker.status(), C);
@@ -599,7 +599,7 @@ const VECTORS: &[Vector] = &[
         ),
         check: || {
             with(config((1, 1), None, 1.5), |r| {
-                r.breaker.force_open();
+                r.breaker.force_open().unwrap();
                 assert!(r.breaker.state().open_until().is_some());
                 assert_eq!(r.at(1.5, 'S'), Res::Ok);
             })

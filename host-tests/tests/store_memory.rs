@@ -81,12 +81,8 @@ fn the_store_is_bounded_and_forgets_the_least_recently_used_free_key() {
 #[test]
 fn the_store_never_forgets_a_live_open_or_a_held_key() {
     let store = MemoryStore::with_max_entries(std::num::NonZeroUsize::new(2).unwrap());
-    let open = store
-        .breaker(
-            key("open"),
-            BreakerConfig::new().cooldown(Duration::from_secs(3600)),
-        )
-        .unwrap();
+    let an_hour = BreakerConfig::new().cooldown(Duration::from_secs(3600));
+    let open = store.breaker(key("open"), an_hour).unwrap();
     let _ = open.call(|| Err::<(), _>("down"));
     drop(open); // no handle, but OPEN for an hour
     let held = store.breaker(key("held"), BreakerConfig::new()).unwrap();
@@ -99,7 +95,7 @@ fn the_store_never_forgets_a_live_open_or_a_held_key() {
         "the breaker store is full: all 2 keys are in use or OPEN; raise its max_entries"
     );
     // The OPEN state survived: a new handle sees it.
-    let again = store.breaker(key("open"), BreakerConfig::new()).unwrap();
+    let again = store.breaker(key("open"), an_hour).unwrap();
     assert_eq!(again.status(), CircuitState::Open);
     drop((again, held));
     assert!(
@@ -198,4 +194,34 @@ fn a_live_open_is_kept_whatever_clock_its_breaker_reads() {
             .unwrap_err(),
         StoreError::Full { max_entries: 1 }
     );
+}
+
+/// One configuration per key: a second handle asking for another is refused, saying which the
+/// key has; the same configuration shares the state.
+#[test]
+fn a_second_handle_with_another_configuration_is_refused() {
+    let store = MemoryStore::new();
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(1, 1).unwrap())
+        .cooldown(Duration::from_secs(60));
+    let first = store.breaker(key("payments"), config).unwrap();
+    let other = config.cooldown(Duration::from_secs(1));
+    let refused = store.breaker(key("payments"), other).unwrap_err();
+    assert_eq!(
+        refused,
+        StoreError::ConfigMismatch {
+            key: key("payments"),
+            existing: config
+        }
+    );
+    assert!(
+        refused
+            .to_string()
+            .starts_with("breaker default/payments already exists with another configuration"),
+        "{refused}"
+    );
+
+    let second = store.breaker(key("payments"), config).unwrap();
+    let _ = first.call(|| Err::<(), _>("down"));
+    assert_eq!(second.status(), CircuitState::Open);
 }

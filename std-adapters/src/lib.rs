@@ -53,7 +53,7 @@ pub use resilient_circuit::*;
 
 pub use key::{BreakerKey, KeyError};
 pub use memory_store::{MemoryStore, StoreError};
-pub use shared::{SharedBreaker, StoreUnavailable};
+pub use shared::SharedBreaker;
 
 /// This crate's README example, compiled and run as a doc test.
 #[cfg(doctest)]

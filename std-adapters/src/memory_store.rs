@@ -59,6 +59,14 @@ pub enum StoreError {
         /// The store's bound.
         max_entries: usize,
     },
+    /// The key's state was made with another configuration: every handle of a key applies
+    /// the same limits.
+    ConfigMismatch {
+        /// The key.
+        key: BreakerKey,
+        /// The configuration the key was made with.
+        existing: BreakerConfig,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -70,6 +78,10 @@ impl fmt::Display for StoreError {
                 f,
                 "the breaker store is full: all {max_entries} keys are in use or OPEN; raise its max_entries"
             ),
+            StoreError::ConfigMismatch { key, existing } => write!(
+                f,
+                "breaker {key} already exists with another configuration ({existing:?}); every handle of a key must use the same one"
+            ),
         }
     }
 }
@@ -79,7 +91,7 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Key(e) => Some(e),
             StoreError::Config(e) => Some(e),
-            StoreError::Full { .. } => None,
+            StoreError::Full { .. } | StoreError::ConfigMismatch { .. } => None,
         }
     }
 }
@@ -119,15 +131,16 @@ impl MemoryStore {
         }
     }
 
-    /// A breaker on `key`'s state, made on first use. `config`'s windows must fit
-    /// [`MAX_WINDOW`](crate::store::MAX_WINDOW).
+    /// A breaker on `key`'s state, made on first use with `config`, whose windows must fit
+    /// [`MAX_WINDOW`](crate::store::MAX_WINDOW). Every later handle of the key must bring the
+    /// same configuration ([`StoreError::ConfigMismatch`] otherwise).
     pub fn breaker(
         &self,
         key: BreakerKey,
         config: BreakerConfig,
     ) -> Result<SharedBreaker, StoreError> {
         config.validate::<SharedWindow>()?;
-        let (shared, _) = self.entry(key.clone(), SharedState::new)?;
+        let (shared, _) = self.entry(key.clone(), config, |tick| SharedState::new(tick, config))?;
         Ok(SharedBreaker::new(shared, key, config))
     }
 
@@ -151,16 +164,24 @@ impl MemoryStore {
         self.registry.max_entries
     }
 
-    /// `key`'s state, made with `make` on first use; whether it was just made.
+    /// `key`'s state, made with `make` on first use; whether it was just made. An existing
+    /// state must have been made with `config`.
     pub(crate) fn entry(
         &self,
         key: BreakerKey,
+        config: BreakerConfig,
         make: impl FnOnce(u64) -> SharedState,
     ) -> Result<(Arc<SharedState>, bool), StoreError> {
         let registry = &self.registry;
         let tick = registry.tick.fetch_add(1, Ordering::Relaxed) + 1;
         let mut entries = lock(&registry.entries);
         if let Some(shared) = entries.get(&key) {
+            if shared.config != config {
+                return Err(StoreError::ConfigMismatch {
+                    key,
+                    existing: shared.config,
+                });
+            }
             shared.last_handed_out.store(tick, Ordering::Relaxed);
             return Ok((Arc::clone(shared), false));
         }

@@ -18,7 +18,7 @@ use resilient_circuit::{
     BreakerConfig, CircuitState, RejectReason, Rejected, TransitionHook,
     classify::Verdict,
     state::{Admission, BreakerState, Transition},
-    store::FastPath,
+    store::{Control, FastPath},
     time::{Clock, Instant},
 };
 
@@ -78,35 +78,12 @@ impl Event {
     }
 }
 
-/// Manual control, carried out by the replicator on the shared copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Manual {
-    ForceOpen,
-    ForceClosed,
-    Reset,
-}
-
-impl Manual {
-    pub(crate) fn apply(
-        self,
-        state: &mut BreakerState<SharedWindow>,
-        config: &BreakerConfig,
-        clock: &impl Clock,
-    ) -> Option<Transition> {
-        match self {
-            Manual::ForceOpen => state.force_open(config, clock),
-            Manual::ForceClosed => state.force_closed(),
-            Manual::Reset => state.reset(),
-        }
-    }
-}
-
 /// What a replicated key's state needs from its replicator.
 pub(crate) trait Replicator: Send + Sync {
     /// Something urgent was logged (a failure, a probe's outcome, a probe wanted).
     fn wake(&self);
     /// Applies `manual` to the shared copy of `key` and waits (bounded) for the answer.
-    fn manual(&self, key: &BreakerKey, manual: Manual) -> Result<(), StoreUnavailable>;
+    fn manual(&self, key: &BreakerKey, manual: Control) -> Result<(), StoreUnavailable>;
     /// A breaker handle of a key is being dropped; `references` to the key's state remain,
     /// its own among them.
     fn handle_dropped(&self, references: usize);

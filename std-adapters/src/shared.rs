@@ -1,52 +1,23 @@
 //! A breaker whose state is shared by threads: lock-free while CLOSED, exact always.
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 use resilient_circuit::{
-    Breaker, BreakerConfig, CircuitState, RejectReason, Rejected, TransitionHook,
+    Breaker, BreakerConfig, CircuitState, RejectReason, Rejected, StoreUnavailable, TransitionHook,
     classify::{AllErrors, Verdict},
     hook::NoHook,
     state::{Admission, BreakerState, OutcomeWindow, Transition},
-    store::FastPath,
+    store::{Control, FastPath},
     time::{Clock, Instant},
 };
 
 use crate::{
     BreakerKey,
-    replica::{Event, Manual, Replica, Replicator, SharedHook},
+    replica::{Event, Replica, Replicator, SharedHook},
     report,
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
     time::CoarseClock,
 };
-
-/// Manual control could not reach the shared state in time; nothing was changed.
-///
-/// Only a replicated store (PostgreSQL) can say this; the in-process store always succeeds.
-///
-/// ```
-/// use resilient_circuit_std::StoreUnavailable;
-/// use std::time::Duration;
-///
-/// let e = StoreUnavailable { retry_after: Duration::from_millis(400) };
-/// assert_eq!(e.to_string(), "the shared breaker store is unreachable; it tries again in 400ms");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreUnavailable {
-    /// When the store expects to reach its database again.
-    pub retry_after: Duration,
-}
-
-impl fmt::Display for StoreUnavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the shared breaker store is unreachable; it tries again in {:?}",
-            self.retry_after
-        )
-    }
-}
-
-impl std::error::Error for StoreUnavailable {}
 
 /// The largest window (a ratio's denominator) a shared breaker accepts.
 pub const MAX_WINDOW: u16 = 1024;
@@ -65,9 +36,10 @@ pub type SharedWindow = OutcomeWindow<1024, 32>;
 /// caller.
 pub(crate) struct SharedState {
     state: Mutex<Cell>,
-    /// Set for a key whose state is replicated (the PostgreSQL store), with the configuration
-    /// the replicator applies (the one the key was made with).
-    replicator: Option<(Arc<dyn Replicator>, BreakerConfig)>,
+    /// The configuration the key was made with: every handle of the key has it.
+    pub(crate) config: BreakerConfig,
+    /// Set for a key whose state is replicated (the PostgreSQL store).
+    replicator: Option<Arc<dyn Replicator>>,
     digest: AtomicU64,
     open_until: AtomicU64,
     /// The OPEN deadline on the store's own timeline ([`CoarseClock`]), whatever clock the
@@ -87,8 +59,9 @@ struct Cell {
 }
 
 impl SharedState {
-    pub(crate) fn new(tick: u64) -> Self {
-        Self::with_replica(tick, None)
+    /// A key made with `config`.
+    pub(crate) fn new(tick: u64, config: BreakerConfig) -> Self {
+        Self::with_replica(tick, config, None)
     }
 
     /// A key whose state `replicator` replicates; `config` is the configuration it applies.
@@ -98,20 +71,24 @@ impl SharedState {
         config: BreakerConfig,
         replicator: Arc<dyn Replicator>,
     ) -> Self {
-        Self::with_replica(tick, Some((Replica::new(config), replicator)))
+        Self::with_replica(tick, config, Some((Replica::new(config), replicator)))
     }
 
-    fn with_replica(tick: u64, replica: Option<(Replica, Arc<dyn Replicator>)>) -> Self {
+    fn with_replica(
+        tick: u64,
+        config: BreakerConfig,
+        replica: Option<(Replica, Arc<dyn Replicator>)>,
+    ) -> Self {
         let state = BreakerState::new();
         let (replica, replicator) = replica.unzip();
-        let replicator = replicator.zip(replica.as_ref().map(|replica| replica.config));
         let digest = match &replica {
             Some(replica) => replica.digest(&state),
-            None => FastPath::of(&state, &BreakerConfig::new()),
+            None => FastPath::of(&state, &config),
         };
         SharedState {
             digest: AtomicU64::new(digest.to_bits()),
             state: Mutex::new(Cell { state, replica }),
+            config,
             replicator,
             open_until: AtomicU64::new(0),
             live_open_until: AtomicU64::new(0),
@@ -138,7 +115,7 @@ impl SharedState {
 
     /// Tells the replicator that something urgent was logged.
     fn wake(&self) {
-        if let Some((replicator, _)) = &self.replicator {
+        if let Some(replicator) = &self.replicator {
             replicator.wake();
         }
     }
@@ -148,8 +125,8 @@ impl SharedState {
         &self,
         change: impl FnOnce(&mut BreakerState<SharedWindow>, &mut Replica) -> R,
     ) -> Option<R> {
-        let config = self.replicator.as_ref()?.1;
-        Some(self.update(&config, |state, replica| {
+        self.replicator.as_ref()?;
+        Some(self.update(&self.config, |state, replica| {
             change(state, replica.expect("a replicated key has a replica"))
         }))
     }
@@ -245,7 +222,8 @@ impl SharedState {
 /// free of locks and allocation on every CLOSED call.
 ///
 /// Made by [`MemoryStore::breaker`](crate::MemoryStore::breaker); every breaker made with the
-/// same [`BreakerKey`] shares one state, whatever its own configuration, classifier and hook.
+/// same [`BreakerKey`] shares one state and its configuration (a handle asking for another is
+/// refused), whatever its own classifier and hook.
 /// The protected-call methods (`call`, `call_async`, `try_acquire`) come from the [`Breaker`]
 /// trait.
 ///
@@ -260,8 +238,6 @@ impl SharedState {
 ///   it, after the state is stored and the lock released (hooks of transitions made on
 ///   different threads may therefore run in either order). A panic in the hook is caught and
 ///   reported; the breaker carries on.
-/// - Handles of one key should share one configuration: each applies its own limits (window
-///   sizes, probe cap, cooldown) to the shared state.
 ///
 /// ```
 /// use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio};
@@ -322,7 +298,7 @@ impl std::ops::Deref for KeyHandle {
 
 impl Drop for KeyHandle {
     fn drop(&mut self) {
-        if let Some((replicator, _)) = &self.0.replicator {
+        if let Some(replicator) = &self.0.replicator {
             replicator.handle_dropped(Arc::strong_count(&self.0));
         }
     }
@@ -520,23 +496,23 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
     /// Opens the breaker for a full cooldown from now. On a replicated key, in every process:
     /// the store's worker changes the shared state, and this waits (bounded) for it.
     pub fn force_open(&self) -> Result<(), StoreUnavailable> {
-        self.manual(Manual::ForceOpen)
+        self.manual(Control::ForceOpen)
     }
 
     /// Closes the breaker with an empty window (nothing happens if it is CLOSED); on a
     /// replicated key, in every process.
     pub fn force_closed(&self) -> Result<(), StoreUnavailable> {
-        self.manual(Manual::ForceClosed)
+        self.manual(Control::ForceClosed)
     }
 
     /// Back to CLOSED with an empty window; calls in flight are not counted. On a replicated
     /// key, in every process.
     pub fn reset(&self) -> Result<(), StoreUnavailable> {
-        self.manual(Manual::Reset)
+        self.manual(Control::Reset)
     }
 
-    fn manual(&self, manual: Manual) -> Result<(), StoreUnavailable> {
-        if let Some((replicator, _)) = &self.shared.replicator {
+    fn manual(&self, manual: Control) -> Result<(), StoreUnavailable> {
+        if let Some(replicator) = &self.shared.replicator {
             return replicator.manual(&self.key, manual);
         }
         let transition = self.shared.update(&self.config, |state, _| {

@@ -3,4 +3,4 @@
 pub use resilient_circuit::store::*;
 
 pub use crate::memory_store::{DEFAULT_MAX_ENTRIES, MemoryStore, StoreError};
-pub use crate::shared::{MAX_WINDOW, SharedWindow, StoreUnavailable};
+pub use crate::shared::{MAX_WINDOW, SharedWindow};

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use resilient_circuit::{BreakerConfig, time::Clock};
+use resilient_circuit::{BreakerConfig, store::Control, time::Clock};
 use tokio::sync::{Notify, mpsc::UnboundedSender};
 
 use super::{
@@ -20,11 +20,8 @@ use super::{
     worker::{self, Request},
 };
 use crate::{
-    BreakerKey, MemoryStore, SharedBreaker, StoreError, StoreUnavailable,
-    replica::{Manual, Replicator},
-    shared::SharedState,
-    store::SharedWindow,
-    time::CoarseClock,
+    BreakerKey, MemoryStore, SharedBreaker, StoreError, StoreUnavailable, replica::Replicator,
+    shared::SharedState, store::SharedWindow, time::CoarseClock,
 };
 
 /// A breaker whose state a [`PostgresStore`] shares: the same type as the in-process store's.
@@ -339,7 +336,7 @@ impl Replicator for Link {
         self.wake.notify_one();
     }
 
-    fn manual(&self, key: &BreakerKey, manual: Manual) -> Result<(), StoreUnavailable> {
+    fn manual(&self, key: &BreakerKey, manual: Control) -> Result<(), StoreUnavailable> {
         let key = key.clone();
         self.ask(self.round_trip_timeout * 2, |reply| Request::Manual {
             key,
@@ -386,8 +383,8 @@ impl PostgresStore {
     /// A breaker on `key`'s row. Breakers of one key share their state, in this process and
     /// (through the row) in every other; the row's state is loaded before this returns (at
     /// most the round-trip timeout; when the database cannot answer in time, the outage policy
-    /// applies). The key keeps the configuration it was first made with; handles should share
-    /// it.
+    /// applies). Every handle of a key in this process must bring the configuration it was
+    /// first made with ([`StoreError::ConfigMismatch`] otherwise).
     pub fn breaker(
         &self,
         key: BreakerKey,
@@ -396,7 +393,7 @@ impl PostgresStore {
         config.validate::<SharedWindow>()?;
         let inner = &self.inner;
         let replicator: Arc<dyn Replicator> = inner.link.clone();
-        let (shared, made) = inner.memory.entry(key.clone(), |tick| {
+        let (shared, made) = inner.memory.entry(key.clone(), config, |tick| {
             SharedState::replicated(tick, config, replicator)
         })?;
         if made {

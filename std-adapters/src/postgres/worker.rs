@@ -14,7 +14,9 @@ use std::{
     time::Duration,
 };
 
-use resilient_circuit::{BreakerConfig, CircuitState, state::BreakerState, time::Instant};
+use resilient_circuit::{
+    BreakerConfig, CircuitState, state::BreakerState, store::Control, time::Instant,
+};
 use tokio::{runtime::Runtime, sync::mpsc::UnboundedReceiver};
 
 use super::{
@@ -25,7 +27,7 @@ use super::{
 };
 use crate::{
     BreakerKey, StoreUnavailable,
-    replica::{Event, Manual, SharedHook},
+    replica::{Event, SharedHook},
     report,
     shared::SharedState,
     store::SharedWindow,
@@ -62,7 +64,7 @@ pub(crate) enum Request {
     /// Manual control of a key, on its row.
     Manual {
         key: BreakerKey,
-        manual: Manual,
+        manual: Control,
         reply: SyncSender<Result<(), StoreUnavailable>>,
     },
     /// Send everything recorded so far; answer whether it is all in the rows.
@@ -736,7 +738,7 @@ impl Worker {
         &mut self,
         key: &BreakerKey,
         wants_probe: bool,
-        manual: Option<Manual>,
+        manual: Option<Control>,
         force: bool,
     ) -> Prepared {
         if self.in_doubt.as_ref().is_some_and(|doubt| doubt.has(key)) {
@@ -904,7 +906,7 @@ impl Worker {
 
     /// Manual control: what is pending first, then the change, on the row (unguarded), read
     /// again and retried after a conflict.
-    fn manual(&mut self, key: &BreakerKey, manual: Manual) -> Result<(), StoreUnavailable> {
+    fn manual(&mut self, key: &BreakerKey, manual: Control) -> Result<(), StoreUnavailable> {
         for _ in 0..MAX_ATTEMPTS {
             if self.conn.is_none() || !self.keys.contains_key(key) {
                 return Err(self.unavailable());
