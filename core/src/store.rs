@@ -182,6 +182,7 @@ pub enum Control {
 
 impl Control {
     /// Applies this control to `state`; the transition it made, if any.
+    #[inline]
     pub fn apply<Win: Window>(
         self,
         state: &mut BreakerState<Win>,
