@@ -14,7 +14,6 @@ use host_tests::{FakeClock, SharedFakeClock, TransitionCounts, Transitions, secs
 use resilient_circuit::{
     Breaker, BreakerConfig, CircuitProtector, CircuitState, Error, Policy, Ratio, RejectReason,
     Rejected, RetryWithBackoff, SafetyNet, StoreUnavailable,
-    classify::Verdict,
     state::{Admission, BreakerState, Outcome, OutcomeWindow, Transition},
     store::{Control, StateStore},
     time::Clock,
@@ -185,16 +184,6 @@ impl StateStore for RemoteStore {
             return Err(Rejected::new(RECONNECT, RejectReason::StoreUnavailable));
         }
         self.update(|state| state.admit(config, clock))
-    }
-
-    fn record(
-        &self,
-        config: &BreakerConfig,
-        admission: Admission,
-        verdict: Verdict,
-        clock: &impl Clock,
-    ) -> Option<Transition> {
-        self.update(|state| state.record(config, admission, verdict, clock))
     }
 
     fn control(
