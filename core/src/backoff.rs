@@ -16,7 +16,7 @@ use crate::time::duration_to_nanos;
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{backoff::{Backoff, ExponentialDelay}};
+/// use resilient_circuit::backoff::{Backoff, ExponentialDelay};
 ///
 /// let mut backoff = ExponentialDelay::new(Duration::from_millis(50), Duration::from_secs(100)).unwrap();
 /// assert_eq!(backoff.delay(1), Duration::from_millis(50));
@@ -50,7 +50,7 @@ impl Backoff for NoBackoff {
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{backoff::{Backoff, FixedDelay}};
+/// use resilient_circuit::backoff::{Backoff, FixedDelay};
 /// assert_eq!(FixedDelay(Duration::from_secs(1)).delay(7), Duration::from_secs(1));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -163,7 +163,7 @@ impl ExponentialDelay {
     /// From `MIN_MS` doubling up to `MAX_MS` milliseconds, checked at compile time.
     ///
     /// ```
-    /// use resilient_circuit::{backoff::{Backoff, ExponentialDelay}};
+    /// use resilient_circuit::backoff::{Backoff, ExponentialDelay};
     /// const BACKOFF: ExponentialDelay = ExponentialDelay::millis::<10, 40>();
     /// assert_eq!(BACKOFF.clone().delay(3), core::time::Duration::from_millis(40));
     /// ```
@@ -183,7 +183,8 @@ impl ExponentialDelay {
 
     /// [`with_factor`](Self::with_factor), checked at compile time in a `const` item (an invalid
     /// factor does not compile there). At run time prefer `with_factor`, which returns the error
-    /// as a value. Every `*_validated` method of the crate works this way.
+    /// as a value. The crate's other const-checked forms (`validated`,
+    /// `with_factor_validated`) work the same way.
     ///
     /// ```
     /// use resilient_circuit::{fixed_point::U32F32, backoff::{Backoff, ExponentialDelay}};
@@ -308,7 +309,7 @@ impl<R: Rng> Backoff for ExponentialDelay<UniformJitter<R>> {
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{backoff::{Backoff, ExponentialDelay, FullJitter}};
+/// use resilient_circuit::backoff::{Backoff, ExponentialDelay, FullJitter};
 /// let rng = resilient_circuit::backoff::SplitMix64::new(7); // seed per device or process
 /// let exponential = ExponentialDelay::new(Duration::from_millis(100), Duration::from_secs(10)).unwrap();
 /// let mut backoff = FullJitter::new(exponential, rng);
@@ -346,7 +347,7 @@ impl<R> defmt::Format for FullJitter<R> {
 ///
 /// ```
 /// use core::time::Duration;
-/// use resilient_circuit::{backoff::{Backoff, DecorrelatedJitter}};
+/// use resilient_circuit::backoff::{Backoff, DecorrelatedJitter};
 /// let rng = resilient_circuit::backoff::SplitMix64::new(7); // seed per device or process
 /// let mut backoff =
 ///     DecorrelatedJitter::new(Duration::from_millis(100), Duration::from_secs(10), rng).unwrap();

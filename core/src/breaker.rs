@@ -166,7 +166,7 @@ where
 
     #[inline]
     fn leave<T>(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
-        self.record(*admission, self.classifier().verdict_of_staged(&result));
+        self.record(*admission, self.classifier().verdict_of_composed(&result));
         Leave::Return(result)
     }
 

@@ -64,7 +64,7 @@ pub trait Classify<E> {
     /// How a finished call counts when its error came through inner policies: a rejection by an
     /// inner breaker is not recorded; a retry that gave up counts as its last error.
     #[inline]
-    fn verdict_of_staged<T>(&self, result: &Result<T, Error<E>>) -> Verdict {
+    fn verdict_of_composed<T>(&self, result: &Result<T, Error<E>>) -> Verdict {
         match result {
             Ok(_) => Verdict::Success,
             Err(Error::Rejected(_)) => Verdict::Ignore,

@@ -1,4 +1,5 @@
-//! Policies as stages of one call: what [`SafetyNet`](crate::SafetyNet) and every single policy run.
+//! Policies as stages of one call: what [`SafetyNet`](crate::SafetyNet) and every single policy
+//! run.
 //!
 //! A composed call is a loop, not a nest of closures: enter each stage from the outermost in,
 //! run the operation, then leave each stage from the innermost out; a stage may send the call

@@ -133,7 +133,8 @@ impl BreakerConfig {
 
     /// [`validate`](Self::validate), checked at compile time in a `const` item (an invalid
     /// configuration does not compile there). At run time prefer `validate`, which returns the
-    /// error as a value. Every `*_validated` method of the crate works this way.
+    /// error as a value. The crate's other const-checked forms (`validated`,
+    /// `with_factor_validated`) work the same way.
     ///
     /// ```
     /// use resilient_circuit::{BreakerConfig, Ratio, ValidConfig, state::OutcomeWindow};

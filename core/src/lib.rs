@@ -2,8 +2,9 @@
 //!
 //! A circuit protector (circuit breaker), retry with backoff, and their composition
 //! ([`SafetyNet`]), in a `#![no_std]`, allocation-free core. The same state machine guards a
-//! flaky sensor on firmware and a flaky API on a server; only the [`StateStore`](store::StateStore) (where
-//! the state lives) and the [`Clock`](time::Clock) / sleeper (how time passes) change.
+//! flaky sensor on firmware and a flaky API on a server; only the
+//! [`StateStore`](store::StateStore) (where the state lives) and the [`Clock`](time::Clock) /
+//! sleeper (how time passes) change.
 //!
 //! The root holds what a user names; the rest is in modules: [`backoff`] (delays and jitter),
 //! [`store`] (where state lives, and the seam for a store of your own), [`time`] (clocks and

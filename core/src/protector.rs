@@ -16,7 +16,8 @@ use crate::{
 ///
 /// - `St`: where the state lives ([`InlineStore`](crate::store::InlineStore) for one owner,
 ///   [`CriticalSectionStore`](crate::store::CriticalSectionStore) for a `static` shared with
-///   interrupts; the std adapters add thread-shared and PostgreSQL stores).
+///   interrupts, or a [`StateStore`] of your own; the std adapters' keyed stores hand out
+///   their own breaker, `SharedBreaker`, with the same API).
 /// - `C`: the [`Clock`].
 /// - `K`: the [`Classify`](crate::Classify)er deciding how errors count (default [`AllErrors`]).
 /// - `H`: the [`TransitionHook`] (default [`NoHook`]).

@@ -11,8 +11,8 @@ use crate::{
 ///
 /// With `(retry, breaker)` every attempt passes through the breaker; with `(breaker, retry)`
 /// the breaker sees one outcome per retried call. Generic over a tuple of up to four
-/// [`Stage`](crate::compose::Stage)s: no boxing, no allocation, and one [`Error`] type for every way of
-/// saying no. An async safety net is `Send` when its policies are, so a server can spawn it.
+/// [`Stage`](crate::compose::Stage)s: no boxing, no allocation, and one [`Error`] type for
+/// every way of saying no. An async safety net is `Send` when its policies are, so a server can spawn it.
 ///
 /// ```
 /// use core::time::Duration;

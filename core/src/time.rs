@@ -1,4 +1,5 @@
-//! Monotonic time as a plain value.
+//! Time and waiting: [`Instant`], a monotonic time as a plain value, the [`Clock`] that reads
+//! it, and the sleepers that wait between retries ([`Sleep`], [`AsyncSleep`]).
 
 #[cfg(feature = "embassy")]
 pub use crate::embassy::{EmbassyClock, EmbassySleep};
@@ -94,7 +95,7 @@ pub(crate) const fn duration_to_nanos(duration: Duration) -> u64 {
 ///
 /// ```
 /// use core::cell::Cell;
-/// use resilient_circuit::{time::{Clock, Instant}};
+/// use resilient_circuit::time::{Clock, Instant};
 ///
 /// /// A clock a test moves by hand.
 /// struct FakeClock(Cell<Instant>);

@@ -56,7 +56,7 @@ pub trait Window: Copy + fmt::Debug + Eq {
 /// Both are checked at compile time. With the default, the window is 12 bytes.
 ///
 /// ```
-/// use resilient_circuit::{state::{Outcome, OutcomeWindow, Window}};
+/// use resilient_circuit::state::{Outcome, OutcomeWindow, Window};
 ///
 /// let mut w = OutcomeWindow::<64>::EMPTY;
 /// for o in [Outcome::Failure, Outcome::Success, Outcome::Failure, Outcome::Failure] {
@@ -74,7 +74,7 @@ pub trait Window: Copy + fmt::Debug + Eq {
 /// Too few words is checked at compile time (it does not compile):
 ///
 /// ```compile_fail
-/// use resilient_circuit::{state::{OutcomeWindow, Window}};
+/// use resilient_circuit::state::{OutcomeWindow, Window};
 /// let w = OutcomeWindow::<100, 2>::EMPTY;
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

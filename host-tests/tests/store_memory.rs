@@ -224,4 +224,24 @@ fn a_second_handle_with_another_configuration_is_refused() {
     let second = store.breaker(key("payments"), config).unwrap();
     let _ = first.call(|| Err::<(), _>("down"));
     assert_eq!(second.status(), CircuitState::Open);
+
+    // Nothing holds it, but it is a live OPEN: still refused, the OPEN is kept.
+    drop((first, second));
+    assert!(matches!(
+        store.breaker(key("payments"), other),
+        Err(StoreError::ConfigMismatch { .. })
+    ));
+    assert_eq!(
+        store.breaker(key("payments"), config).unwrap().status(),
+        CircuitState::Open
+    );
+
+    // A key nothing holds, with nothing to keep, is remade with the new configuration.
+    drop(store.breaker(key("quiet"), config).unwrap());
+    let remade = store.breaker(key("quiet"), other).unwrap();
+    assert_eq!(remade.config(), &other);
+    assert!(matches!(
+        store.breaker(key("quiet"), config),
+        Err(StoreError::ConfigMismatch { .. })
+    ));
 }

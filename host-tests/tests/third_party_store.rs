@@ -201,19 +201,18 @@ impl StateStore for RemoteStore {
     }
 }
 
-/// §5's failing closed and manual control under an outage, through a third-party store: a
-/// refused admission runs nothing, a refused control changes nothing, and both say when to
-/// try again.
+/// §5's failing closed and manual control under an outage, through a third-party store used
+/// by reference (so `&S` must forward the overrides): a refused admission runs nothing, a
+/// refused control changes nothing, and both say when to try again.
 #[test]
 fn a_store_out_of_reach_refuses_calls_and_manual_control() {
     let seen = Transitions::new();
-    let breaker = CircuitProtector::new(
-        config().validate().unwrap(),
-        RemoteStore::default(),
-        FakeClock::new(),
-    )
-    .on_status_change(seen.hook());
-    breaker.store().unreachable.store(true, Ordering::Relaxed);
+    let remote = RemoteStore::default();
+    let breaker = CircuitProtector::new(config().validate().unwrap(), &remote, FakeClock::new())
+        .on_status_change(seen.hook());
+    breaker.force_open().unwrap();
+    assert_eq!(seen.take(), [(CircuitState::Closed, CircuitState::Open)]);
+    remote.unreachable.store(true, Ordering::Relaxed);
 
     let mut ran = false;
     match breaker.call(|| {
@@ -227,17 +226,16 @@ fn a_store_out_of_reach_refuses_calls_and_manual_control() {
         other => panic!("expected a rejection, got {other:?}"),
     }
     assert!(!ran);
-    assert_eq!(
-        breaker.force_open(),
-        Err(StoreUnavailable {
-            retry_after: RECONNECT
-        })
-    );
-    assert_eq!(breaker.status(), CircuitState::Closed);
+    let unavailable = Err(StoreUnavailable {
+        retry_after: RECONNECT,
+    });
+    assert_eq!(breaker.force_closed(), unavailable);
+    assert_eq!(breaker.reset(), unavailable);
+    assert_eq!(breaker.status(), CircuitState::Open);
     assert_eq!(seen.take(), []);
 
-    breaker.store().unreachable.store(false, Ordering::Relaxed);
-    assert_eq!(breaker.force_open(), Ok(()));
-    assert_eq!(breaker.status(), CircuitState::Open);
-    assert_eq!(seen.take(), [(CircuitState::Closed, CircuitState::Open)]);
+    remote.unreachable.store(false, Ordering::Relaxed);
+    assert_eq!(breaker.force_closed(), Ok(()));
+    assert_eq!(breaker.status(), CircuitState::Closed);
+    assert_eq!(seen.take(), [(CircuitState::Open, CircuitState::Closed)]);
 }

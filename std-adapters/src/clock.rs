@@ -12,7 +12,7 @@ use resilient_circuit::time::{Clock, Instant};
 /// admits a call while OPEN, never on a CLOSED call.
 ///
 /// ```
-/// use resilient_circuit_std::{time::{Clock, StdClock}};
+/// use resilient_circuit_std::time::{Clock, StdClock};
 /// let (a, b) = (StdClock.now(), StdClock.now());
 /// assert!(b >= a);
 /// ```
@@ -44,7 +44,7 @@ impl Clock for StdClock {
 /// deadline. Use [`StdClock`] where that matters.
 ///
 /// ```
-/// use resilient_circuit_std::{time::{Clock, CoarseClock}};
+/// use resilient_circuit_std::time::{Clock, CoarseClock};
 /// let (a, b) = (CoarseClock.now(), CoarseClock.now());
 /// assert!(b >= a);
 /// ```
@@ -66,7 +66,7 @@ impl Clock for CoarseClock {
 /// breakers and retries under a paused test runtime see virtual time.
 ///
 /// ```
-/// use resilient_circuit_std::{time::{Clock, TokioClock}};
+/// use resilient_circuit_std::time::{Clock, TokioClock};
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let before = TokioClock.now();

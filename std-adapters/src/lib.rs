@@ -3,13 +3,14 @@
 //! [`resilient-circuit`](resilient_circuit) for servers: everything the core has (re-exported,
 //! so a server needs this one dependency), plus
 //!
-//! - [`StdClock`](time::StdClock) and [`CoarseClock`](time::CoarseClock), monotonic clocks (the coarse one, read only when a
-//!   breaker opens or rejects, is the default), and [`ThreadSleep`](time::ThreadSleep), a blocking sleeper;
+//! - in [`time`]: [`StdClock`](time::StdClock) and [`CoarseClock`](time::CoarseClock),
+//!   monotonic clocks (the coarse one, read only when a breaker opens or rejects, is the
+//!   default), and [`ThreadSleep`](time::ThreadSleep), a blocking sleeper;
 //! - [`MemoryStore`], a thread-safe in-process store keyed by `(namespace, resource_key)`, and
 //!   [`SharedBreaker`], its `Send + Sync` breaker handle: no lock and no allocation on a
 //!   CLOSED call, every transition reported exactly once;
-//! - feature `tokio`: [`TokioSleep`](time::TokioSleep) and [`TokioClock`](time::TokioClock) for async retries and cooldowns on
-//!   tokio time;
+//! - feature `tokio`: [`TokioSleep`](time::TokioSleep) and [`TokioClock`](time::TokioClock) for
+//!   async retries and cooldowns on tokio time;
 //! - feature `tracing`: an event for every transition, rejection and hook panic, with the key;
 //! - feature `postgres`: breakers shared by every instance, Rust or Python, through the Python
 //!   package's table ([`postgres::PostgresStore`]), the store the environment chooses

@@ -59,8 +59,8 @@ pub enum StoreError {
         /// The store's bound.
         max_entries: usize,
     },
-    /// The key's state was made with another configuration: every handle of a key applies
-    /// the same limits.
+    /// The key's state, held by a handle or a live OPEN, was made with another configuration:
+    /// every handle of a key applies the same limits.
     ConfigMismatch {
         /// The key.
         key: BreakerKey,
@@ -132,8 +132,10 @@ impl MemoryStore {
     }
 
     /// A breaker on `key`'s state, made on first use with `config`, whose windows must fit
-    /// [`MAX_WINDOW`](crate::store::MAX_WINDOW). Every later handle of the key must bring the
-    /// same configuration ([`StoreError::ConfigMismatch`] otherwise).
+    /// [`MAX_WINDOW`](crate::store::MAX_WINDOW). While a handle holds the key, or it is a live
+    /// OPEN, every new handle must bring the same configuration
+    /// ([`StoreError::ConfigMismatch`] otherwise); a key nothing holds is remade with the new
+    /// one.
     pub fn breaker(
         &self,
         key: BreakerKey,
@@ -177,10 +179,18 @@ impl MemoryStore {
         let mut entries = lock(&registry.entries);
         if let Some(shared) = entries.get(&key) {
             if shared.config != config {
-                return Err(StoreError::ConfigMismatch {
-                    key,
-                    existing: shared.config,
-                });
+                // A key no handle holds, with nothing to keep (no live OPEN, nothing to send),
+                // is remade with the new configuration; any other refuses it.
+                let unheld = Arc::strong_count(shared) == 1;
+                if !(unheld && shared.is_evictable(CoarseClock.now())) {
+                    return Err(StoreError::ConfigMismatch {
+                        key,
+                        existing: shared.config,
+                    });
+                }
+                let shared = Arc::new(make(tick));
+                entries.insert(key, Arc::clone(&shared));
+                return Ok((shared, true));
             }
             shared.last_handed_out.store(tick, Ordering::Relaxed);
             return Ok((Arc::clone(shared), false));

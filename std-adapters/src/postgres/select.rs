@@ -133,7 +133,9 @@ impl AnyStore {
         &self.namespace
     }
 
-    /// A breaker on `(namespace, resource_key)`.
+    /// A breaker on `(namespace, resource_key)`; a key held in this process keeps the
+    /// configuration it was made with ([`StoreError::ConfigMismatch`](crate::StoreError) for
+    /// another).
     pub fn breaker(
         &self,
         resource_key: &str,

@@ -383,8 +383,9 @@ impl PostgresStore {
     /// A breaker on `key`'s row. Breakers of one key share their state, in this process and
     /// (through the row) in every other; the row's state is loaded before this returns (at
     /// most the round-trip timeout; when the database cannot answer in time, the outage policy
-    /// applies). Every handle of a key in this process must bring the configuration it was
-    /// first made with ([`StoreError::ConfigMismatch`] otherwise).
+    /// applies). As on [`MemoryStore::breaker`], a key held in this process keeps the
+    /// configuration it was made with ([`StoreError::ConfigMismatch`] for another); other
+    /// processes apply their own.
     pub fn breaker(
         &self,
         key: BreakerKey,
