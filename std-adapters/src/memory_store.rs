@@ -142,7 +142,7 @@ impl MemoryStore {
         config: BreakerConfig,
     ) -> Result<SharedBreaker, StoreError> {
         config.validate::<SharedWindow>()?;
-        let (shared, _) = self.entry(key.clone(), config, |tick| SharedState::new(tick, config))?;
+        let (shared, _) = self.entry(key.clone(), config, SharedState::new)?;
         Ok(SharedBreaker::new(shared, key, config))
     }
 
@@ -166,34 +166,33 @@ impl MemoryStore {
         self.registry.max_entries
     }
 
-    /// `key`'s state, made with `make` on first use; whether it was just made. An existing
-    /// state must have been made with `config`.
+    /// `key`'s state, made by `make(tick, config)` on first use; whether it was just made. An
+    /// existing state must have been made with `config`.
     pub(crate) fn entry(
         &self,
         key: BreakerKey,
         config: BreakerConfig,
-        make: impl FnOnce(u64) -> SharedState,
+        make: impl FnOnce(u64, BreakerConfig) -> SharedState,
     ) -> Result<(Arc<SharedState>, bool), StoreError> {
         let registry = &self.registry;
         let tick = registry.tick.fetch_add(1, Ordering::Relaxed) + 1;
         let mut entries = lock(&registry.entries);
         if let Some(shared) = entries.get(&key) {
-            if shared.config != config {
-                // A key no handle holds, with nothing to keep (no live OPEN, nothing to send),
-                // is remade with the new configuration; any other refuses it.
-                let unheld = Arc::strong_count(shared) == 1;
-                if !(unheld && shared.is_evictable(CoarseClock.now())) {
-                    return Err(StoreError::ConfigMismatch {
-                        key,
-                        existing: shared.config,
-                    });
-                }
-                let shared = Arc::new(make(tick));
-                entries.insert(key, Arc::clone(&shared));
-                return Ok((shared, true));
+            if shared.config == config {
+                shared.last_handed_out.store(tick, Ordering::Relaxed);
+                return Ok((Arc::clone(shared), false));
             }
-            shared.last_handed_out.store(tick, Ordering::Relaxed);
-            return Ok((Arc::clone(shared), false));
+            // A key no handle holds, with nothing to keep (no live OPEN, nothing to send), is
+            // forgotten as the bound would forget it, and made again below with the new
+            // configuration; any other refuses it.
+            let unheld = Arc::strong_count(shared) == 1;
+            if !(unheld && shared.is_evictable(CoarseClock.now())) {
+                return Err(StoreError::ConfigMismatch {
+                    key,
+                    existing: shared.config,
+                });
+            }
+            entries.remove(&key);
         }
         if entries.len() >= registry.max_entries {
             let now = CoarseClock.now();
@@ -213,7 +212,7 @@ impl MemoryStore {
                 }
             }
         }
-        let shared = Arc::new(make(tick));
+        let shared = Arc::new(make(tick, config));
         entries.insert(key, Arc::clone(&shared));
         Ok((shared, true))
     }

@@ -126,16 +126,17 @@ impl SharedState {
         change: impl FnOnce(&mut BreakerState<SharedWindow>, &mut Replica) -> R,
     ) -> Option<R> {
         self.replicator.as_ref()?;
-        Some(self.update(&self.config, |state, replica| {
+        Some(self.update(|state, replica| {
             change(state, replica.expect("a replicated key has a replica"))
         }))
     }
 
+    /// Runs `change` under the lock, with the key's configuration, then publishes.
     fn update<R>(
         &self,
-        config: &BreakerConfig,
         change: impl FnOnce(&mut BreakerState<SharedWindow>, Option<&mut Replica>) -> R,
     ) -> R {
+        let config = &self.config;
         let mut cell = lock(&self.state);
         let Cell { state, replica } = &mut *cell;
         let epoch = state.epoch();
@@ -180,8 +181,8 @@ impl SharedState {
     }
 
     /// The state, with every success counted so far folded in.
-    pub(crate) fn snapshot(&self, config: &BreakerConfig) -> BreakerState<SharedWindow> {
-        self.update(config, |state, _| *state)
+    pub(crate) fn snapshot(&self) -> BreakerState<SharedWindow> {
+        self.update(|state, _| *state)
     }
 
     /// Counts a success of a call admitted in CLOSED period `epoch` without taking the lock;
@@ -421,15 +422,13 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
             || ClockOrReading::Clock(&self.clock),
             ClockOrReading::Reading,
         );
-        let admitted = self
-            .shared
-            .update(&self.config, |state, replica| match replica {
-                None => state.admit(&self.config, &clock),
-                Some(replica) => {
-                    let admitted = replica.admit(state, &self.config, &clock);
-                    Ok((admitted?, None))
-                }
-            });
+        let admitted = self.shared.update(|state, replica| match replica {
+            None => state.admit(&self.config, &clock),
+            Some(replica) => {
+                let admitted = replica.admit(state, &self.config, &clock);
+                Ok((admitted?, None))
+            }
+        });
         if admitted.is_err() || self.shared.is_replicated() {
             // A probe wanted, or a probe admitted in a reserved slot: the worker refills.
             self.shared.wake();
@@ -450,7 +449,7 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
 
     #[inline(never)]
     fn record_with_lock(&self, admission: Admission, verdict: Verdict) {
-        let (transition, urgent) = self.shared.update(&self.config, |state, replica| {
+        let (transition, urgent) = self.shared.update(|state, replica| {
             let transition = state.record(&self.config, admission, verdict, &self.clock);
             match replica {
                 None => (transition, false),
@@ -480,17 +479,17 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
 
     /// A copy of the current window: the outcomes, oldest first.
     pub fn execution_log(&self) -> SharedWindow {
-        *self.shared.snapshot(&self.config).window()
+        *self.shared.snapshot().window()
     }
 
     /// Consecutive failures recorded.
     pub fn failure_count(&self) -> u32 {
-        self.shared.snapshot(&self.config).failure_count()
+        self.shared.snapshot().failure_count()
     }
 
     /// A copy of the whole state.
     pub fn state(&self) -> BreakerState<SharedWindow> {
-        self.shared.snapshot(&self.config)
+        self.shared.snapshot()
     }
 
     /// Opens the breaker for a full cooldown from now. On a replicated key, in every process:
@@ -515,9 +514,9 @@ impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
         if let Some(replicator) = &self.shared.replicator {
             return replicator.manual(&self.key, manual);
         }
-        let transition = self.shared.update(&self.config, |state, _| {
-            manual.apply(state, &self.config, &self.clock)
-        });
+        let transition = self
+            .shared
+            .update(|state, _| manual.apply(state, &self.config, &self.clock));
         self.announce(transition);
         Ok(())
     }
@@ -553,7 +552,7 @@ impl<C, K, H> fmt::Debug for SharedBreaker<C, K, H> {
         f.debug_struct("SharedBreaker")
             .field("key", &self.key)
             .field("config", &self.config)
-            .field("state", &self.shared.snapshot(&self.config))
+            .field("state", &self.shared.snapshot())
             .finish_non_exhaustive()
     }
 }
@@ -586,7 +585,7 @@ impl<C: Clock, K, H: TransitionHook> Breaker for SharedBreaker<C, K, H> {
                 Some(_) => {
                     // Enough to fill the window: fold them in, so the window can turn clean
                     // and later successes need no write at all.
-                    self.shared.update(&self.config, |_, _| ());
+                    self.shared.update(|_, _| ());
                     return;
                 }
                 None => {}
@@ -598,7 +597,7 @@ impl<C: Clock, K, H: TransitionHook> Breaker for SharedBreaker<C, K, H> {
     #[inline]
     fn release(&self, admission: Admission) {
         if admission.is_probe() {
-            self.shared.update(&self.config, |state, replica| {
+            self.shared.update(|state, replica| {
                 state.release(admission);
                 if let Some(replica) = replica {
                     replica.push(Event::Release { admission });

@@ -394,7 +394,7 @@ impl PostgresStore {
         config.validate::<SharedWindow>()?;
         let inner = &self.inner;
         let replicator: Arc<dyn Replicator> = inner.link.clone();
-        let (shared, made) = inner.memory.entry(key.clone(), config, |tick| {
+        let (shared, made) = inner.memory.entry(key.clone(), config, |tick, config| {
             SharedState::replicated(tick, config, replicator)
         })?;
         if made {

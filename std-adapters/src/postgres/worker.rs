@@ -356,13 +356,12 @@ impl Worker {
         for request in requests {
             match request {
                 Request::Load { key, shared, reply } => {
-                    let config = shared.replicate(|_, replica| replica.config);
                     let now = self.local_now();
                     self.keys.insert(
                         key.clone(),
                         KeyState {
+                            config: shared.config,
                             shared,
-                            config: config.unwrap_or_default(),
                             row: None,
                             row_epoch: 0,
                             unsent: Vec::new(),
