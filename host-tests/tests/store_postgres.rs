@@ -394,6 +394,13 @@ fn a_probe_whose_process_died_frees_its_slot_when_its_lease_ends() {
     expire_cooldown(&mut client, KEY);
     // The probe's process dies: no outcome, no release.
     std::mem::forget(probe(&dying));
+    // The other process refuses as OPEN until it has read the row, then as busy: never admits.
+    pg::until("the other process to see the slot taken", || {
+        match other.try_acquire() {
+            Ok(_) => panic!("admitted while the dead probe holds the only slot"),
+            Err(rejected) => (rejected.reason() == RejectReason::ProbesBusy).then_some(()),
+        }
+    });
     for _ in 0..20 {
         assert_eq!(
             other.try_acquire().unwrap_err().reason(),
