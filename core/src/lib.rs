@@ -62,6 +62,7 @@ mod sleep;
 pub mod state;
 pub mod store;
 pub mod time;
+mod watch;
 mod window;
 
 pub use breaker::{Breaker, Permit};

@@ -8,7 +8,7 @@ use crate::{
     classify::{AllErrors, Verdict},
     hook::NoHook,
     state::{Admission, BreakerState, Transition},
-    store::{Control, StateStore},
+    store::{Control, StateStore, Watch},
     time::Clock,
 };
 
@@ -17,14 +17,16 @@ use crate::{
 /// - `St`: where the state lives ([`InlineStore`](crate::store::InlineStore) for one owner,
 ///   [`CriticalSectionStore`](crate::store::CriticalSectionStore) for a `static` shared with
 ///   interrupts, or a [`StateStore`] of your own; the std adapters' keyed stores hand out
-///   their own breaker, `SharedBreaker`, with the same API).
+///   breakers on one key's shared state, `SharedBreaker`, this type over their store).
 /// - `C`: the [`Clock`].
 /// - `K`: the [`Classify`](crate::Classify)er deciding how errors count (default [`AllErrors`]).
 /// - `H`: the [`TransitionHook`] (default [`NoHook`]).
 ///
 /// Every method takes `&self`; the store makes each change atomic, and nothing is locked
 /// while the protected call runs. The protected-call methods (`call`, `call_async`,
-/// `try_acquire`) come from the [`Breaker`] trait.
+/// `try_acquire`) come from the [`Breaker`] trait. A breaker is `Clone` when its parts are;
+/// clones share the state only if the store does (a keyed store's handle does, an
+/// [`InlineStore`](crate::store::InlineStore) is not `Clone`).
 ///
 /// ```
 /// use core::time::Duration;
@@ -114,13 +116,40 @@ impl<St, C, H> CircuitProtector<St, C, AllErrors, H> {
 }
 
 impl<St, C, K> CircuitProtector<St, C, K, NoHook> {
-    /// Call `hook(old, new)` after every transition: see [`TransitionHook`].
-    pub fn on_status_change<H: TransitionHook>(self, hook: H) -> CircuitProtector<St, C, K, H> {
+    /// Call `hook(old, new)` after every transition: see [`TransitionHook`]. The store decides
+    /// how the hook is held ([`Watch`]): the core's stores keep it as it is; a store shared
+    /// beyond the process also calls it for the transitions made elsewhere.
+    pub fn on_status_change<H>(self, hook: H) -> CircuitProtector<St, C, K, St::Hook>
+    where
+        St: Watch<H>,
+    {
         let CircuitProtector {
             config,
             store,
             clock,
             classifier,
+            ..
+        } = self;
+        let hook = store.watch(hook);
+        CircuitProtector {
+            config,
+            store,
+            clock,
+            classifier,
+            hook,
+        }
+    }
+}
+
+impl<St, C, K, H> CircuitProtector<St, C, K, H> {
+    /// Reads time from `clock` instead: a fake one in tests, a runtime's paused clock, a
+    /// full-resolution clock. Breakers sharing a state must read the same timeline.
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> CircuitProtector<St, C2, K, H> {
+        let CircuitProtector {
+            config,
+            store,
+            classifier,
+            hook,
             ..
         } = self;
         CircuitProtector {
@@ -129,6 +158,18 @@ impl<St, C, K> CircuitProtector<St, C, K, NoHook> {
             clock,
             classifier,
             hook,
+        }
+    }
+}
+
+impl<St: Clone, C: Clone, K: Clone, H: Clone> Clone for CircuitProtector<St, C, K, H> {
+    fn clone(&self) -> Self {
+        CircuitProtector {
+            config: self.config,
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            classifier: self.classifier.clone(),
+            hook: self.hook.clone(),
         }
     }
 }
@@ -191,8 +232,8 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
 
     #[inline]
     fn announce(&self, transition: Option<Transition>) {
-        if let Some(Transition { from, to }) = transition {
-            self.hook.on_status_change(from, to);
+        if let Some(transition) = transition {
+            self.store.announce(&self.hook, transition);
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Where a breaker's state lives and how a change to it is made atomic.
 
 pub use crate::fast_path::FastPath;
+pub use crate::watch::{LocalHooks, Watch};
 
 use core::cell::RefCell;
 
 use crate::{
-    BreakerConfig, CircuitState, Rejected, StoreUnavailable,
+    BreakerConfig, CircuitState, Rejected, StoreUnavailable, TransitionHook,
     classify::Verdict,
     state::{Admission, BreakerState, OutcomeWindow, Transition, Window},
     time::Clock,
@@ -28,7 +29,8 @@ use crate::{
 ///
 /// ```
 /// use resilient_circuit::{Breaker, BreakerConfig, CircuitProtector, CircuitState};
-/// use resilient_circuit::{state::{BreakerState, OutcomeWindow}, store::StateStore, time::Instant};
+/// use resilient_circuit::{state::{BreakerState, OutcomeWindow}, time::Instant};
+/// use resilient_circuit::store::{LocalHooks, StateStore};
 /// use std::sync::Mutex;
 ///
 /// /// State behind a standard mutex.
@@ -40,6 +42,8 @@ use crate::{
 ///         change(&mut self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
 ///     }
 /// }
+/// // Every transition is made by a call of this store's breakers: they run their hooks.
+/// impl LocalHooks for MutexStore {}
 ///
 /// let store = MutexStore(Mutex::new(BreakerState::new()));
 /// let breaker = CircuitProtector::new(BreakerConfig::new().validate()?, store, Instant::ZERO);
@@ -111,6 +115,14 @@ pub trait StateStore {
     ) -> Result<Option<Transition>, StoreUnavailable> {
         Ok(self.update(|state| control.apply(state, config, clock)))
     }
+
+    /// Tells `hook` of a transition a breaker's call made, after the state is stored; by
+    /// default by calling it. A store overrides this to say which state changed, or to keep a
+    /// hook's panic from reaching the caller.
+    #[inline]
+    fn announce(&self, hook: &impl TransitionHook, transition: Transition) {
+        hook.on_status_change(transition.from, transition.to);
+    }
 }
 
 impl<S: StateStore + ?Sized> StateStore for &S {
@@ -164,6 +176,11 @@ impl<S: StateStore + ?Sized> StateStore for &S {
         clock: &impl Clock,
     ) -> Result<Option<Transition>, StoreUnavailable> {
         (**self).control(config, control, clock)
+    }
+
+    #[inline]
+    fn announce(&self, hook: &impl TransitionHook, transition: Transition) {
+        (**self).announce(hook, transition)
     }
 }
 
@@ -229,6 +246,8 @@ impl<const N: usize, const W: usize> StateStore for InlineStore<N, W> {
     }
 }
 
+impl<const N: usize, const W: usize> LocalHooks for InlineStore<N, W> {}
+
 #[cfg(feature = "defmt")]
 impl<const N: usize, const W: usize> defmt::Format for InlineStore<N, W> {
     fn format(&self, f: defmt::Formatter<'_>) {
@@ -279,6 +298,8 @@ impl<const N: usize, const W: usize> StateStore for CriticalSectionStore<N, W> {
         critical_section::with(|cs| change(&mut self.state.borrow_ref_mut(cs)))
     }
 }
+
+impl<const N: usize, const W: usize> LocalHooks for CriticalSectionStore<N, W> {}
 
 #[cfg(feature = "defmt")]
 impl<const N: usize, const W: usize> defmt::Format for CriticalSectionStore<N, W> {

@@ -9,11 +9,11 @@ use proptest::{prelude::*, test_runner::TestCaseError};
 use resilient_circuit::{
     Breaker, BreakerConfig, CircuitProtector, CircuitState, Permit, Ratio, TransitionHook,
     classify::{AllErrors, Verdict},
-    state::{BreakerState, Outcome, Window},
+    state::{Outcome, Window},
     store::{FastPath, InlineStore, StateStore},
     time::{Clock, Instant},
 };
-use resilient_circuit_std::{BreakerKey, MemoryStore, SharedBreaker, store::SharedWindow};
+use resilient_circuit_std::{BreakerKey, MemoryStore};
 
 #[derive(Clone, Copy, Debug)]
 struct Limits {
@@ -235,49 +235,6 @@ fn limits(max_window: u16) -> impl Strategy<Value = Limits> {
         })
 }
 
-/// What the property needs of a breaker besides [`Breaker`].
-trait UnderTest: Breaker<Classifier = AllErrors> {
-    type Win: Window;
-    fn snapshot(&self) -> BreakerState<Self::Win>;
-    fn open_now(&self);
-    fn close_now(&self);
-    fn reset_now(&self);
-}
-
-impl<St: StateStore, C: Clock, H: TransitionHook> UnderTest
-    for CircuitProtector<St, C, AllErrors, H>
-{
-    type Win = St::Window;
-    fn snapshot(&self) -> BreakerState<St::Window> {
-        self.state()
-    }
-    fn open_now(&self) {
-        self.force_open().unwrap()
-    }
-    fn close_now(&self) {
-        self.force_closed().unwrap()
-    }
-    fn reset_now(&self) {
-        self.reset().unwrap()
-    }
-}
-
-impl<C: Clock, H: TransitionHook> UnderTest for SharedBreaker<C, AllErrors, H> {
-    type Win = SharedWindow;
-    fn snapshot(&self) -> BreakerState<SharedWindow> {
-        self.state()
-    }
-    fn open_now(&self) {
-        self.force_open().unwrap()
-    }
-    fn close_now(&self) {
-        self.force_closed().unwrap()
-    }
-    fn reset_now(&self) {
-        self.reset().unwrap()
-    }
-}
-
 fn config_for(limits: Limits) -> BreakerConfig {
     let config = BreakerConfig::new()
         .failure_limit(Ratio::new(limits.failure.0, limits.failure.1).unwrap())
@@ -290,8 +247,8 @@ fn config_for(limits: Limits) -> BreakerConfig {
 }
 
 /// Runs `steps` through `breaker` and the model side by side; both must agree after each.
-fn agrees_with_the_model<B: UnderTest>(
-    breaker: &B,
+fn agrees_with_the_model<St: StateStore, C: Clock, H: TransitionHook>(
+    breaker: &CircuitProtector<St, C, AllErrors, H>,
     config: &BreakerConfig,
     limits: Limits,
     steps: &[Step],
@@ -300,7 +257,7 @@ fn agrees_with_the_model<B: UnderTest>(
 ) -> Result<(), TestCaseError> {
     let mut model = Model::new(limits);
     let mut now_ms = 0;
-    let mut permits: Vec<Permit<'_, B>> = Vec::new();
+    let mut permits: Vec<Permit<'_, _>> = Vec::new();
 
     for (n, step) in steps.iter().enumerate() {
         match *step {
@@ -340,19 +297,19 @@ fn agrees_with_the_model<B: UnderTest>(
                 advance(Duration::from_millis(ms));
             }
             Step::ForceOpen => {
-                breaker.open_now();
+                breaker.force_open().unwrap();
                 model.force_open(now_ms);
             }
             Step::ForceClosed => {
-                breaker.close_now();
+                breaker.force_closed().unwrap();
                 model.force_closed();
             }
             Step::Reset => {
-                breaker.reset_now();
+                breaker.reset().unwrap();
                 model.reset();
             }
         }
-        let state = breaker.snapshot();
+        let state = breaker.state();
         let window: Vec<bool> = state
             .window()
             .iter()

@@ -16,9 +16,9 @@ use host_tests::{
 };
 use postgres::Client;
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, CircuitState, Ratio, RejectReason,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, Ratio, RejectReason, SharedBreaker,
     classify::Verdict,
-    postgres::{DbSettings, PostgresBreaker, PostgresStore, PostgresStoreError},
+    postgres::{DbSettings, PostgresStore, PostgresStoreError},
     state::Outcome,
     time::{Clock, Instant},
 };
@@ -342,7 +342,7 @@ fn the_probe_cap_holds_across_processes() {
         .cooldown(Duration::from_secs(60));
     // Three processes: three stores, three connections.
     let stores: Vec<PostgresStore> = (0..3).map(|_| eager_store(&settings)).collect();
-    let breakers: Vec<PostgresBreaker> = stores
+    let breakers: Vec<SharedBreaker> = stores
         .iter()
         .map(|store| store.breaker(key(), config).unwrap())
         .collect();

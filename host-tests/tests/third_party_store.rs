@@ -15,7 +15,7 @@ use resilient_circuit::{
     Breaker, BreakerConfig, CircuitProtector, CircuitState, Error, Policy, Ratio, RejectReason,
     Rejected, RetryWithBackoff, SafetyNet, StoreUnavailable,
     state::{Admission, BreakerState, Outcome, OutcomeWindow, Transition},
-    store::{Control, StateStore},
+    store::{Control, LocalHooks, StateStore},
     time::Clock,
 };
 
@@ -36,6 +36,9 @@ impl StateStore for MutexStore {
         change(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
+
+// Its breakers make every transition: they run their hooks themselves.
+impl LocalHooks for MutexStore {}
 
 fn config() -> BreakerConfig {
     BreakerConfig::new()
@@ -200,6 +203,9 @@ impl StateStore for RemoteStore {
         Ok(self.update(|state| control.apply(state, config, clock)))
     }
 }
+
+// Its breakers make every transition: they run their hooks themselves.
+impl LocalHooks for RemoteStore {}
 
 /// §5's failing closed and manual control under an outage, through a third-party store used
 /// by reference (so `&S` must forward the overrides): a refused admission runs nothing, a

@@ -45,6 +45,7 @@ pub mod postgres;
 mod replica;
 mod report;
 mod shared;
+mod shared_key;
 mod sleep;
 pub mod store;
 mod sync;
@@ -54,7 +55,7 @@ pub use resilient_circuit::*;
 
 pub use key::{BreakerKey, KeyError};
 pub use memory_store::{MemoryStore, StoreError};
-pub use shared::SharedBreaker;
+pub use shared_key::SharedBreaker;
 
 /// This crate's README example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -7,6 +7,7 @@ use resilient_circuit::{BreakerConfig, ConfigError, time::Clock};
 use crate::{
     BreakerKey, KeyError, SharedBreaker,
     shared::SharedState,
+    shared_key::shared_breaker,
     store::SharedWindow,
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
     time::CoarseClock,
@@ -141,9 +142,9 @@ impl MemoryStore {
         key: BreakerKey,
         config: BreakerConfig,
     ) -> Result<SharedBreaker, StoreError> {
-        config.validate::<SharedWindow>()?;
+        let valid = config.validate::<SharedWindow>()?;
         let (shared, _) = self.entry(key.clone(), config, SharedState::new)?;
-        Ok(SharedBreaker::new(shared, key, config))
+        Ok(shared_breaker(shared, key, valid))
     }
 
     /// How many keys are held.

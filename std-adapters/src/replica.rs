@@ -25,7 +25,7 @@ use resilient_circuit::{
 use crate::{BreakerKey, StoreUnavailable, store::SharedWindow};
 
 /// A hook as the replicator holds it: alive while a breaker handle holds it.
-pub(crate) type SharedHook = Arc<dyn TransitionHook + Send + Sync>;
+pub(crate) type WorkerHook = Arc<dyn TransitionHook + Send + Sync>;
 
 /// One change a process made to a key, in the order it made them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,7 +231,7 @@ impl Replica {
     }
 
     /// The hooks still held by a breaker handle.
-    pub(crate) fn hooks(&self) -> Vec<SharedHook> {
+    pub(crate) fn hooks(&self) -> Vec<WorkerHook> {
         self.hooks.iter().filter_map(Weak::upgrade).collect()
     }
 

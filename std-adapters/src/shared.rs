@@ -1,20 +1,14 @@
-//! A breaker whose state is shared by threads: lock-free while CLOSED, exact always.
-
-use std::fmt;
+//! One key's state shared by threads: a mutex for changes, atomics for lock-free readers.
 
 use resilient_circuit::{
-    Breaker, BreakerConfig, CircuitState, RejectReason, Rejected, StoreUnavailable, TransitionHook,
-    classify::{AllErrors, Verdict},
-    hook::NoHook,
-    state::{Admission, BreakerState, OutcomeWindow, Transition},
-    store::{Control, FastPath},
+    BreakerConfig, CircuitState,
+    state::{BreakerState, OutcomeWindow},
+    store::FastPath,
     time::{Clock, Instant},
 };
 
 use crate::{
-    BreakerKey,
-    replica::{Event, Replica, Replicator, SharedHook},
-    report,
+    replica::{Event, Replica, Replicator},
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
     time::CoarseClock,
 };
@@ -98,14 +92,19 @@ impl SharedState {
     }
 
     #[inline]
-    fn digest(&self) -> FastPath {
+    pub(crate) fn digest(&self) -> FastPath {
         FastPath::from_bits(self.digest.load(Ordering::Acquire))
     }
 
     /// The OPEN deadline last published; meaningful after a digest that says OPEN.
     #[inline]
-    fn open_until(&self) -> Instant {
+    pub(crate) fn open_until(&self) -> Instant {
         Instant::from_nanos(self.open_until.load(Ordering::Relaxed))
+    }
+
+    /// The replicator sharing this key beyond the process, if any.
+    pub(crate) fn replicator(&self) -> Option<&dyn Replicator> {
+        self.replicator.as_deref()
     }
 
     /// Whether a replicator shares this key beyond the process.
@@ -114,7 +113,7 @@ impl SharedState {
     }
 
     /// Tells the replicator that something urgent was logged.
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         if let Some(replicator) = &self.replicator {
             replicator.wake();
         }
@@ -132,7 +131,7 @@ impl SharedState {
     }
 
     /// Runs `change` under the lock, with the key's configuration, then publishes.
-    fn update<R>(
+    pub(crate) fn update<R>(
         &self,
         change: impl FnOnce(&mut BreakerState<SharedWindow>, Option<&mut Replica>) -> R,
     ) -> R {
@@ -188,7 +187,7 @@ impl SharedState {
     /// Counts a success of a call admitted in CLOSED period `epoch` without taking the lock;
     /// how many are now pending, or `None` if that period is over.
     #[inline]
-    fn count_success(&self, epoch: u32) -> Option<u32> {
+    pub(crate) fn count_success(&self, epoch: u32) -> Option<u32> {
         let mut current = self.pending_successes.load(Ordering::Relaxed);
         loop {
             if (current >> 32) as u32 != epoch {
@@ -216,398 +215,5 @@ impl SharedState {
                 .replica
                 .as_ref()
                 .is_none_or(|replica| replica.pending.is_empty())
-    }
-}
-
-/// A breaker on a shared state: `Send + Sync`, cheap to clone (clones share the state), and
-/// free of locks and allocation on every CLOSED call.
-///
-/// Made by [`MemoryStore::breaker`](crate::MemoryStore::breaker); every breaker made with the
-/// same [`BreakerKey`] shares one state and its configuration (a handle asking for another is
-/// refused), whatever its own classifier and hook.
-/// The protected-call methods (`call`, `call_async`, `try_acquire`) come from the [`Breaker`]
-/// trait.
-///
-/// - CLOSED admission and a success into a full window of successes (a healthy upstream) read
-///   two atomics and write nothing: threads calling one breaker do not contend. Any other CLOSED
-///   success is counted with one atomic add and folded into the window by the next change made
-///   under the lock (or once a window's worth has been counted): successes never trip.
-/// - A rejection before the OPEN deadline reads the clock once and takes no lock.
-/// - Every other change takes a short mutex (never held while the protected call runs): a
-///   failure, a HALF_OPEN probe's outcome, a transition. So no
-///   outcome is lost and every transition fires its hook exactly once, on the thread that made
-///   it, after the state is stored and the lock released (hooks of transitions made on
-///   different threads may therefore run in either order). A panic in the hook is caught and
-///   reported; the breaker carries on.
-///
-/// ```
-/// use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio};
-/// use std::time::Duration;
-///
-/// let store = MemoryStore::new();
-/// let config = BreakerConfig::new().failure_limit(Ratio::new(2, 2)?).cooldown(Duration::from_secs(30));
-/// let breaker = store.breaker(BreakerKey::resource("payments-api")?, config)?;
-/// let other = store.breaker(BreakerKey::resource("payments-api")?, config)?;
-///
-/// std::thread::scope(|s| {
-///     s.spawn(|| breaker.call(|| Err::<(), _>("timeout")));
-///     s.spawn(|| other.call(|| Err::<(), _>("timeout")));
-/// });
-/// assert_eq!(breaker.status(), CircuitState::Open);
-/// assert!(other.call(|| Ok::<_, &str>(())).unwrap_err().is_rejected());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct SharedBreaker<C = CoarseClock, K = AllErrors, H = NoHook> {
-    shared: KeyHandle,
-    key: BreakerKey,
-    config: BreakerConfig,
-    clock: C,
-    classifier: K,
-    hook: std::sync::Arc<H>,
-}
-
-impl<C: Clone, K: Clone, H> Clone for SharedBreaker<C, K, H> {
-    fn clone(&self) -> Self {
-        SharedBreaker {
-            shared: self.shared.clone(),
-            key: self.key.clone(),
-            config: self.config,
-            clock: self.clock.clone(),
-            classifier: self.classifier.clone(),
-            hook: std::sync::Arc::clone(&self.hook),
-        }
-    }
-}
-
-/// A breaker handle's reference to its key's state: the last one dropped after its store
-/// tells the replicator, which sends what is pending.
-struct KeyHandle(Arc<SharedState>);
-
-impl Clone for KeyHandle {
-    fn clone(&self) -> Self {
-        KeyHandle(Arc::clone(&self.0))
-    }
-}
-
-impl std::ops::Deref for KeyHandle {
-    type Target = SharedState;
-
-    fn deref(&self) -> &SharedState {
-        &self.0
-    }
-}
-
-impl Drop for KeyHandle {
-    fn drop(&mut self) {
-        if let Some(replicator) = &self.0.replicator {
-            replicator.handle_dropped(Arc::strong_count(&self.0));
-        }
-    }
-}
-
-impl SharedBreaker {
-    pub(crate) fn new(shared: Arc<SharedState>, key: BreakerKey, config: BreakerConfig) -> Self {
-        SharedBreaker {
-            shared: KeyHandle(shared),
-            key,
-            config,
-            clock: CoarseClock,
-            classifier: AllErrors,
-            hook: std::sync::Arc::new(NoHook),
-        }
-    }
-}
-
-impl<K, H> SharedBreaker<CoarseClock, K, H> {
-    /// Use another clock than [`CoarseClock`]: [`StdClock`](crate::time::StdClock) for full
-    /// resolution, [`TokioClock`](crate::time::TokioClock) under a paused runtime, a fake in tests.
-    /// Breakers sharing a key must read the same timeline.
-    pub fn with_clock<C: Clock>(self, clock: C) -> SharedBreaker<C, K, H> {
-        let SharedBreaker {
-            shared,
-            key,
-            config,
-            classifier,
-            hook,
-            ..
-        } = self;
-        SharedBreaker {
-            shared,
-            key,
-            config,
-            clock,
-            classifier,
-            hook,
-        }
-    }
-}
-
-impl<C, H> SharedBreaker<C, AllErrors, H> {
-    /// Decide how errors count (the Python package's `should_handle`).
-    pub fn should_handle<K>(self, classifier: K) -> SharedBreaker<C, K, H> {
-        let SharedBreaker {
-            shared,
-            key,
-            config,
-            clock,
-            hook,
-            ..
-        } = self;
-        SharedBreaker {
-            shared,
-            key,
-            config,
-            clock,
-            classifier,
-            hook,
-        }
-    }
-}
-
-impl<C, K> SharedBreaker<C, K, NoHook> {
-    /// Call `hook(old, new)` after every transition this handle makes; on a replicated key
-    /// (PostgreSQL), after every transition of the shared state this process adopts, its own
-    /// or a peer's, from the store's worker thread.
-    pub fn on_status_change<H: TransitionHook + Send + Sync + 'static>(
-        self,
-        hook: H,
-    ) -> SharedBreaker<C, K, H> {
-        let SharedBreaker {
-            shared,
-            key,
-            config,
-            clock,
-            classifier,
-            ..
-        } = self;
-        let hook = std::sync::Arc::new(hook);
-        let shared_hook: SharedHook = hook.clone();
-        shared.replicate(|_, replica| replica.add_hook(std::sync::Arc::downgrade(&shared_hook)));
-        SharedBreaker {
-            shared,
-            key,
-            config,
-            clock,
-            classifier,
-            hook,
-        }
-    }
-}
-
-impl<C: Clock, K, H: TransitionHook> SharedBreaker<C, K, H> {
-    #[inline(never)]
-    fn admit_when_not_closed(&self, digest: FastPath) -> Result<Admission, Rejected> {
-        let mut now = None;
-        if digest.status() == CircuitState::Open {
-            let read = self.clock.now();
-            let until = self.shared.open_until();
-            if read < until {
-                return Err(self.rejected(Rejected::new(
-                    until.saturating_duration_since(read),
-                    RejectReason::Open,
-                )));
-            }
-            now = Some(read);
-        }
-        self.admit_with_lock(now)
-    }
-
-    /// Admission under the lock (HALF_OPEN, an OPEN whose deadline passed, a held digest): out
-    /// of line, so that a rejection before the deadline stays a small function. `now` is a
-    /// clock reading already taken, if any.
-    #[inline(never)]
-    fn admit_with_lock(&self, now: Option<Instant>) -> Result<Admission, Rejected> {
-        // Read the clock at most once: reuse the reading taken above.
-        let clock = now.map_or_else(
-            || ClockOrReading::Clock(&self.clock),
-            ClockOrReading::Reading,
-        );
-        let admitted = self.shared.update(|state, replica| match replica {
-            None => state.admit(&self.config, &clock),
-            Some(replica) => {
-                let admitted = replica.admit(state, &self.config, &clock);
-                Ok((admitted?, None))
-            }
-        });
-        if admitted.is_err() || self.shared.is_replicated() {
-            // A probe wanted, or a probe admitted in a reserved slot: the worker refills.
-            self.shared.wake();
-        }
-        match admitted {
-            Ok((admission, transition)) => {
-                self.announce(transition);
-                Ok(admission)
-            }
-            Err(rejected) => Err(self.rejected(rejected)),
-        }
-    }
-
-    fn rejected(&self, rejected: Rejected) -> Rejected {
-        report::rejection(&self.key, rejected.retry_after());
-        rejected
-    }
-
-    #[inline(never)]
-    fn record_with_lock(&self, admission: Admission, verdict: Verdict) {
-        let (transition, urgent) = self.shared.update(|state, replica| {
-            let transition = state.record(&self.config, admission, verdict, &self.clock);
-            match replica {
-                None => (transition, false),
-                // The in-process copy predicts; the shared copy decides and announces.
-                Some(replica) => {
-                    replica.record(admission, verdict);
-                    (None, replica.urgent)
-                }
-            }
-        });
-        if urgent {
-            self.shared.wake();
-        }
-        self.announce(transition);
-    }
-
-    fn announce(&self, transition: Option<Transition>) {
-        if let Some(Transition { from, to }) = transition {
-            report::transition(&self.key, &*self.hook, from, to);
-        }
-    }
-
-    /// The current state; reading never changes it.
-    pub fn status(&self) -> CircuitState {
-        self.shared.digest().status()
-    }
-
-    /// A copy of the current window: the outcomes, oldest first.
-    pub fn execution_log(&self) -> SharedWindow {
-        *self.shared.snapshot().window()
-    }
-
-    /// Consecutive failures recorded.
-    pub fn failure_count(&self) -> u32 {
-        self.shared.snapshot().failure_count()
-    }
-
-    /// A copy of the whole state.
-    pub fn state(&self) -> BreakerState<SharedWindow> {
-        self.shared.snapshot()
-    }
-
-    /// Opens the breaker for a full cooldown from now. On a replicated key, in every process:
-    /// the store's worker changes the shared state, and this waits (bounded) for it.
-    pub fn force_open(&self) -> Result<(), StoreUnavailable> {
-        self.manual(Control::ForceOpen)
-    }
-
-    /// Closes the breaker with an empty window (nothing happens if it is CLOSED); on a
-    /// replicated key, in every process.
-    pub fn force_closed(&self) -> Result<(), StoreUnavailable> {
-        self.manual(Control::ForceClosed)
-    }
-
-    /// Back to CLOSED with an empty window; calls in flight are not counted. On a replicated
-    /// key, in every process.
-    pub fn reset(&self) -> Result<(), StoreUnavailable> {
-        self.manual(Control::Reset)
-    }
-
-    fn manual(&self, manual: Control) -> Result<(), StoreUnavailable> {
-        if let Some(replicator) = &self.shared.replicator {
-            return replicator.manual(&self.key, manual);
-        }
-        let transition = self
-            .shared
-            .update(|state, _| manual.apply(state, &self.config, &self.clock));
-        self.announce(transition);
-        Ok(())
-    }
-
-    /// The key whose state this breaker shares.
-    pub fn key(&self) -> &BreakerKey {
-        &self.key
-    }
-
-    /// This handle's configuration.
-    pub fn config(&self) -> &BreakerConfig {
-        &self.config
-    }
-}
-
-/// A clock, or a reading already taken from it.
-enum ClockOrReading<'a, C> {
-    Clock(&'a C),
-    Reading(Instant),
-}
-
-impl<C: Clock> Clock for ClockOrReading<'_, C> {
-    fn now(&self) -> Instant {
-        match self {
-            ClockOrReading::Clock(clock) => clock.now(),
-            ClockOrReading::Reading(now) => *now,
-        }
-    }
-}
-
-impl<C, K, H> fmt::Debug for SharedBreaker<C, K, H> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedBreaker")
-            .field("key", &self.key)
-            .field("config", &self.config)
-            .field("state", &self.shared.snapshot())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<C: Clock, K, H: TransitionHook> Breaker for SharedBreaker<C, K, H> {
-    type Classifier = K;
-
-    #[inline]
-    fn admit(&self) -> Result<Admission, Rejected> {
-        let digest = self.shared.digest();
-        match digest.admit() {
-            Some(admission) => Ok(admission),
-            None => self.admit_when_not_closed(digest),
-        }
-    }
-
-    #[inline]
-    fn record(&self, admission: Admission, verdict: Verdict) {
-        if verdict == Verdict::Success && !admission.is_probe() {
-            if self
-                .shared
-                .digest()
-                .success_changes_nothing(admission, &self.config)
-            {
-                return;
-            }
-            // A CLOSED success never trips: count it now, fold it into the window later.
-            match self.shared.count_success(admission.epoch()) {
-                Some(pending) if pending < u32::from(self.config.closed_window()) => return,
-                Some(_) => {
-                    // Enough to fill the window: fold them in, so the window can turn clean
-                    // and later successes need no write at all.
-                    self.shared.update(|_, _| ());
-                    return;
-                }
-                None => {}
-            }
-        }
-        self.record_with_lock(admission, verdict);
-    }
-
-    #[inline]
-    fn release(&self, admission: Admission) {
-        if admission.is_probe() {
-            self.shared.update(|state, replica| {
-                state.release(admission);
-                if let Some(replica) = replica {
-                    replica.push(Event::Release { admission });
-                }
-            });
-            self.shared.wake();
-        }
-    }
-
-    fn classifier(&self) -> &K {
-        &self.classifier
     }
 }

@@ -4,3 +4,4 @@ pub use resilient_circuit::store::*;
 
 pub use crate::memory_store::{DEFAULT_MAX_ENTRIES, MemoryStore, StoreError};
 pub use crate::shared::{MAX_WINDOW, SharedWindow};
+pub use crate::shared_key::{SharedHook, SharedKey};

@@ -26,8 +26,8 @@ use std::io::BufRead;
 
 use host_tests::pg;
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, Ratio,
-    postgres::{AnyStore, DbSettings, PostgresBreaker, PostgresStore},
+    Breaker, BreakerConfig, BreakerKey, Ratio, SharedBreaker,
+    postgres::{AnyStore, DbSettings, PostgresStore},
 };
 
 fn main() {
@@ -56,7 +56,7 @@ fn breaker_at_the_start_line(
     dbname: &str,
     key: &str,
     config: BreakerConfig,
-) -> PostgresBreaker {
+) -> SharedBreaker {
     breaker_and_store_at_the_start_line(port, dbname, key, config).0
 }
 
@@ -65,7 +65,7 @@ fn breaker_and_store_at_the_start_line(
     dbname: &str,
     key: &str,
     config: BreakerConfig,
-) -> (PostgresBreaker, PostgresStore) {
+) -> (SharedBreaker, PostgresStore) {
     let store =
         PostgresStore::connect(DbSettings::from_config(pg::config(port, dbname))).expect("connect");
     let breaker = store

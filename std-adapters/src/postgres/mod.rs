@@ -19,9 +19,8 @@ pub use schema::{
     INDEXES, NOTIFY_CHANNEL, Privileges, RC_TRIGGERS, SchemaReport, SetupError, SetupOutcome,
     TABLE, TRIGGER, WRITERS_TABLE, grant_sql, inspect, privileges, quote_ident, setup, setup_sql,
 };
-pub use select::{AnyBreaker, AnyStore, StartError};
+pub use select::{AnyStore, StartError};
 pub use settings::{DbSettings, Selection, SettingsError, load_dotenv};
 pub use store::{
-    MAX_PENDING_OUTCOMES, OnOutage, PostgresBreaker, PostgresStore, PostgresStoreBuilder,
-    PostgresStoreError,
+    MAX_PENDING_OUTCOMES, OnOutage, PostgresStore, PostgresStoreBuilder, PostgresStoreError,
 };

@@ -6,12 +6,12 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use resilient_circuit::{BreakerConfig, classify::AllErrors, hook::NoHook};
+use resilient_circuit::BreakerConfig;
 
 use super::{
     PostgresStore, PostgresStoreBuilder, PostgresStoreError, Selection, SettingsError, load_dotenv,
 };
-use crate::{BreakerKey, MemoryStore, SharedBreaker, StoreError, report, time::CoarseClock};
+use crate::{BreakerKey, MemoryStore, SharedBreaker, StoreError, report};
 
 /// Why [`AnyStore::from_env`] refused to start (only with `RC_DB_STRICT` set: otherwise it
 /// falls back to the in-process store). Never contains a password or a DSN's user info.
@@ -133,14 +133,26 @@ impl AnyStore {
         &self.namespace
     }
 
-    /// A breaker on `(namespace, resource_key)`; a key held in this process keeps the
-    /// configuration it was made with ([`StoreError::ConfigMismatch`](crate::StoreError) for
-    /// another).
+    /// A breaker on `(namespace, resource_key)`, on PostgreSQL or in process: a
+    /// [`SharedBreaker`] either way. A key held in this process keeps the configuration it was
+    /// made with ([`StoreError::ConfigMismatch`](crate::StoreError) for another).
+    ///
+    /// ```
+    /// use resilient_circuit_std::postgres::AnyStore;
+    /// use resilient_circuit_std::{Breaker, BreakerConfig, ShouldHandle};
+    ///
+    /// let breaker = AnyStore::from_env()?
+    ///     .breaker("inventory-db", BreakerConfig::new())?
+    ///     .should_handle(ShouldHandle(|e: &std::io::Error| e.kind() != std::io::ErrorKind::NotFound))
+    ///     .on_status_change(|old, new| eprintln!("inventory-db: {old} -> {new}"));
+    /// let stock = breaker.call(|| Ok::<u32, std::io::Error>(3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn breaker(
         &self,
         resource_key: &str,
         config: BreakerConfig,
-    ) -> Result<AnyBreaker, StoreError> {
+    ) -> Result<SharedBreaker, StoreError> {
         let key = BreakerKey::new(&self.namespace, resource_key)?;
         match &self.backend {
             Backend::Postgres(store) => store.breaker(key, config),
@@ -158,18 +170,3 @@ fn fall_back(strict: bool, error: StartError) -> Result<(), StartError> {
     ));
     Ok(())
 }
-
-/// A breaker of an [`AnyStore`], on PostgreSQL or in process: the same type either way.
-///
-/// ```
-/// use resilient_circuit_std::postgres::{AnyBreaker, AnyStore};
-/// use resilient_circuit_std::{Breaker, BreakerConfig, ShouldHandle};
-///
-/// let breaker: AnyBreaker<_, _> = AnyStore::from_env()?
-///     .breaker("inventory-db", BreakerConfig::new())?
-///     .should_handle(ShouldHandle(|e: &std::io::Error| e.kind() != std::io::ErrorKind::NotFound))
-///     .on_status_change(|old, new| eprintln!("inventory-db: {old} -> {new}"));
-/// let stock = breaker.call(|| Ok::<u32, std::io::Error>(3));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub type AnyBreaker<K = AllErrors, H = NoHook> = SharedBreaker<CoarseClock, K, H>;

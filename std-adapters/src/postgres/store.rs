@@ -21,14 +21,8 @@ use super::{
 };
 use crate::{
     BreakerKey, MemoryStore, SharedBreaker, StoreError, StoreUnavailable, replica::Replicator,
-    shared::SharedState, store::SharedWindow, time::CoarseClock,
+    shared::SharedState, shared_key::shared_breaker, store::SharedWindow, time::CoarseClock,
 };
-
-/// A breaker whose state a [`PostgresStore`] shares: the same type as the in-process store's.
-pub type PostgresBreaker<
-    K = resilient_circuit::classify::AllErrors,
-    H = resilient_circuit::hook::NoHook,
-> = SharedBreaker<CoarseClock, K, H>;
 
 /// Outcomes kept per key while the database is unreachable, written when it is back (beyond
 /// this the oldest are dropped, with a warning).
@@ -390,8 +384,8 @@ impl PostgresStore {
         &self,
         key: BreakerKey,
         config: BreakerConfig,
-    ) -> Result<PostgresBreaker, StoreError> {
-        config.validate::<SharedWindow>()?;
+    ) -> Result<SharedBreaker, StoreError> {
+        let valid = config.validate::<SharedWindow>()?;
         let inner = &self.inner;
         let replicator: Arc<dyn Replicator> = inner.link.clone();
         let (shared, made) = inner.memory.entry(key.clone(), config, |tick, config| {
@@ -413,7 +407,7 @@ impl PostgresStore {
                     reply,
                 });
         }
-        Ok(SharedBreaker::new(shared, key, config))
+        Ok(shared_breaker(shared, key, valid))
     }
 
     /// Sends everything recorded so far and waits until it is in the rows (or `timeout`).

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     BreakerKey, StoreUnavailable,
-    replica::{Event, SharedHook},
+    replica::{Event, WorkerHook},
     report,
     shared::SharedState,
     store::SharedWindow,
@@ -1071,7 +1071,7 @@ fn on_local_timeline(
 fn announce(
     key: &BreakerKey,
     transition: Option<resilient_circuit::state::Transition>,
-    hooks: &[SharedHook],
+    hooks: &[WorkerHook],
 ) {
     if let Some(transition) = transition {
         report::transition_event(key, transition.from, transition.to);

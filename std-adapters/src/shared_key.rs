@@ -1,0 +1,372 @@
+//! One key's shared state as a breaker's store: lock-free while CLOSED, exact always.
+
+use std::fmt;
+
+use resilient_circuit::{
+    BreakerConfig, CircuitProtector, CircuitState, RejectReason, Rejected, StoreUnavailable,
+    TransitionHook, ValidConfig,
+    classify::{AllErrors, Verdict},
+    hook::NoHook,
+    state::{Admission, BreakerState, Transition},
+    store::{Control, FastPath, StateStore, Watch},
+    time::{Clock, Instant},
+};
+
+use crate::{
+    BreakerKey,
+    replica::{Event, WorkerHook},
+    report,
+    shared::{SharedState, SharedWindow},
+    sync::Arc,
+    time::CoarseClock,
+};
+
+/// A breaker on one key's shared state: `Send + Sync`, cheap to clone (clones share the
+/// state), and free of locks and allocation on every CLOSED call. It is the core's
+/// [`CircuitProtector`] over a [`SharedKey`], with the same API as every other breaker.
+///
+/// Made by [`MemoryStore::breaker`](crate::MemoryStore::breaker) (and by the PostgreSQL
+/// store's); every breaker made with the same [`BreakerKey`] shares one state and its
+/// configuration (a handle asking for another is refused), whatever its own classifier and
+/// hook. The protected-call methods (`call`, `call_async`, `try_acquire`) come from the
+/// [`Breaker`](crate::Breaker) trait.
+///
+/// - CLOSED admission and a success into a full window of successes (a healthy upstream) read
+///   two atomics and write nothing: threads calling one breaker do not contend. Any other CLOSED
+///   success is counted with one atomic add and folded into the window by the next change made
+///   under the lock (or once a window's worth has been counted): successes never trip.
+/// - A rejection before the OPEN deadline reads the clock once and takes no lock.
+/// - Every other change takes a short mutex (never held while the protected call runs): a
+///   failure, a HALF_OPEN probe's outcome, a transition. So no outcome is lost and every
+///   transition fires its hook exactly once, on the thread that made it, after the state is
+///   stored and the lock released (hooks of transitions made on different threads may
+///   therefore run in either order). A panic in the hook is caught and reported; the breaker
+///   carries on.
+/// - A hook must be `Send + Sync + 'static`; the breaker holds it as a [`SharedHook`], so a
+///   breaker with a hook is a `SharedBreaker<C, K, SharedHook<H>>`.
+///
+/// ```
+/// use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio};
+/// use std::time::Duration;
+///
+/// let store = MemoryStore::new();
+/// let config = BreakerConfig::new().failure_limit(Ratio::new(2, 2)?).cooldown(Duration::from_secs(30));
+/// let breaker = store.breaker(BreakerKey::resource("payments-api")?, config)?;
+/// let other = store.breaker(BreakerKey::resource("payments-api")?, config)?;
+///
+/// std::thread::scope(|s| {
+///     s.spawn(|| breaker.call(|| Err::<(), _>("timeout")));
+///     s.spawn(|| other.call(|| Err::<(), _>("timeout")));
+/// });
+/// assert_eq!(breaker.status(), CircuitState::Open);
+/// assert!(other.call(|| Ok::<_, &str>(())).unwrap_err().is_rejected());
+/// assert_eq!(other.store().key().resource_key(), "payments-api");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub type SharedBreaker<C = CoarseClock, K = AllErrors, H = NoHook> =
+    CircuitProtector<SharedKey, C, K, H>;
+
+/// A breaker on `key`'s state, reading the default clock.
+pub(crate) fn shared_breaker(
+    shared: Arc<SharedState>,
+    key: BreakerKey,
+    config: ValidConfig<SharedWindow>,
+) -> SharedBreaker {
+    CircuitProtector::new(config, SharedKey::new(shared, key), CoarseClock)
+}
+
+/// The store of a [`SharedBreaker`]: one key's state in a
+/// [`MemoryStore`](crate::MemoryStore) or a PostgreSQL store, as one breaker handle holds it.
+///
+/// Its [`StateStore`] methods are the breaker's fast paths (see [`SharedBreaker`]). On a
+/// replicated key (PostgreSQL), the in-process copy predicts and the shared copy decides: the
+/// store's worker adopts each transition and fires the hooks, and manual control goes to the
+/// row. [`update`](StateStore::update) changes this process's copy alone (on a replicated key
+/// the shared copy overrides it when next read): change a breaker through its methods.
+pub struct SharedKey {
+    shared: KeyHandle,
+    key: BreakerKey,
+}
+
+impl SharedKey {
+    fn new(shared: Arc<SharedState>, key: BreakerKey) -> Self {
+        SharedKey {
+            shared: KeyHandle(shared),
+            key,
+        }
+    }
+
+    /// The key whose state this is.
+    pub fn key(&self) -> &BreakerKey {
+        &self.key
+    }
+
+    #[inline(never)]
+    fn admit_when_not_closed(
+        &self,
+        digest: FastPath,
+        config: &BreakerConfig,
+        clock: &impl Clock,
+    ) -> Result<(Admission, Option<Transition>), Rejected> {
+        let mut now = None;
+        if digest.status() == CircuitState::Open {
+            let read = clock.now();
+            let until = self.shared.open_until();
+            if read < until {
+                return Err(self.rejected(Rejected::new(
+                    until.saturating_duration_since(read),
+                    RejectReason::Open,
+                )));
+            }
+            now = Some(read);
+        }
+        self.admit_with_lock(now, config, clock)
+    }
+
+    /// Admission under the lock (HALF_OPEN, an OPEN whose deadline passed, a held digest): out
+    /// of line, so that a rejection before the deadline stays a small function. `now` is a
+    /// clock reading already taken, if any.
+    #[inline(never)]
+    fn admit_with_lock(
+        &self,
+        now: Option<Instant>,
+        config: &BreakerConfig,
+        clock: &impl Clock,
+    ) -> Result<(Admission, Option<Transition>), Rejected> {
+        // Read the clock at most once: reuse the reading taken above.
+        let clock = now.map_or(ClockOrReading::Clock(clock), ClockOrReading::Reading);
+        let admitted = self.shared.update(|state, replica| match replica {
+            None => state.admit(config, &clock),
+            Some(replica) => {
+                let admitted = replica.admit(state, config, &clock);
+                Ok((admitted?, None))
+            }
+        });
+        if admitted.is_err() || self.shared.is_replicated() {
+            // A probe wanted, or a probe admitted in a reserved slot: the worker refills.
+            self.shared.wake();
+        }
+        admitted.map_err(|rejected| self.rejected(rejected))
+    }
+
+    fn rejected(&self, rejected: Rejected) -> Rejected {
+        report::rejection(&self.key, rejected.retry_after());
+        rejected
+    }
+
+    #[inline(never)]
+    fn record_with_lock(
+        &self,
+        config: &BreakerConfig,
+        admission: Admission,
+        verdict: Verdict,
+        clock: &impl Clock,
+    ) -> Option<Transition> {
+        let (transition, urgent) = self.shared.update(|state, replica| {
+            let transition = state.record(config, admission, verdict, clock);
+            match replica {
+                None => (transition, false),
+                // The in-process copy predicts; the shared copy decides and announces.
+                Some(replica) => {
+                    replica.record(admission, verdict);
+                    (None, replica.urgent)
+                }
+            }
+        });
+        if urgent {
+            self.shared.wake();
+        }
+        transition
+    }
+}
+
+impl StateStore for SharedKey {
+    type Window = SharedWindow;
+
+    fn update<R>(&self, change: impl FnOnce(&mut BreakerState<SharedWindow>) -> R) -> R {
+        self.shared.update(|state, _| change(state))
+    }
+
+    #[inline]
+    fn admit(
+        &self,
+        config: &BreakerConfig,
+        clock: &impl Clock,
+    ) -> Result<(Admission, Option<Transition>), Rejected> {
+        let digest = self.shared.digest();
+        match digest.admit() {
+            Some(admission) => Ok((admission, None)),
+            None => self.admit_when_not_closed(digest, config, clock),
+        }
+    }
+
+    #[inline]
+    fn record(
+        &self,
+        config: &BreakerConfig,
+        admission: Admission,
+        verdict: Verdict,
+        clock: &impl Clock,
+    ) -> Option<Transition> {
+        if verdict == Verdict::Success && !admission.is_probe() {
+            if self
+                .shared
+                .digest()
+                .success_changes_nothing(admission, config)
+            {
+                return None;
+            }
+            // A CLOSED success never trips: count it now, fold it into the window later.
+            match self.shared.count_success(admission.epoch()) {
+                Some(pending) if pending < u32::from(config.closed_window()) => return None,
+                Some(_) => {
+                    // Enough to fill the window: fold them in, so the window can turn clean
+                    // and later successes need no write at all.
+                    self.shared.update(|_, _| ());
+                    return None;
+                }
+                None => {}
+            }
+        }
+        self.record_with_lock(config, admission, verdict, clock)
+    }
+
+    #[inline]
+    fn release(&self, admission: Admission) {
+        if admission.is_probe() {
+            self.shared.update(|state, replica| {
+                state.release(admission);
+                if let Some(replica) = replica {
+                    replica.push(Event::Release { admission });
+                }
+            });
+            self.shared.wake();
+        }
+    }
+
+    #[inline]
+    fn status(&self) -> CircuitState {
+        self.shared.digest().status()
+    }
+
+    fn state(&self) -> BreakerState<SharedWindow> {
+        self.shared.snapshot()
+    }
+
+    /// On a replicated key, in every process: the store's worker changes the shared state, and
+    /// this waits (bounded) for it; the worker fires the hooks.
+    fn control(
+        &self,
+        config: &BreakerConfig,
+        control: Control,
+        clock: &impl Clock,
+    ) -> Result<Option<Transition>, StoreUnavailable> {
+        if let Some(replicator) = self.shared.replicator() {
+            return replicator.manual(&self.key, control).map(|()| None);
+        }
+        Ok(self
+            .shared
+            .update(|state, _| control.apply(state, config, clock)))
+    }
+
+    /// With the key, and with a panic in the hook caught and reported.
+    fn announce(&self, hook: &impl TransitionHook, transition: Transition) {
+        report::transition(&self.key, hook, transition.from, transition.to);
+    }
+}
+
+impl<H: TransitionHook + Send + Sync + 'static> Watch<H> for SharedKey {
+    type Hook = SharedHook<H>;
+
+    /// On a replicated key, the store's worker also calls the hook, for every transition of
+    /// the shared state this process adopts, its own or a peer's.
+    fn watch(&self, hook: H) -> SharedHook<H> {
+        let hook = std::sync::Arc::new(hook);
+        let for_worker: WorkerHook = hook.clone();
+        self.shared
+            .replicate(|_, replica| replica.add_hook(std::sync::Arc::downgrade(&for_worker)));
+        SharedHook(hook)
+    }
+}
+
+impl Clone for SharedKey {
+    fn clone(&self) -> Self {
+        SharedKey {
+            shared: self.shared.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for SharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedKey")
+            .field("key", &self.key)
+            .field("state", &self.shared.snapshot())
+            .finish()
+    }
+}
+
+/// A [`SharedBreaker`]'s hook: shared by the breaker's clones and, on a replicated key, called
+/// by the store's worker too, as long as a breaker holds it.
+pub struct SharedHook<H>(std::sync::Arc<H>);
+
+impl<H: TransitionHook> TransitionHook for SharedHook<H> {
+    #[inline]
+    fn on_status_change(&self, old: CircuitState, new: CircuitState) {
+        self.0.on_status_change(old, new);
+    }
+}
+
+impl<H> Clone for SharedHook<H> {
+    fn clone(&self) -> Self {
+        SharedHook(std::sync::Arc::clone(&self.0))
+    }
+}
+
+impl<H> fmt::Debug for SharedHook<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedHook")
+    }
+}
+
+/// A breaker handle's reference to its key's state: the last one dropped after its store
+/// tells the replicator, which sends what is pending.
+struct KeyHandle(Arc<SharedState>);
+
+impl Clone for KeyHandle {
+    fn clone(&self) -> Self {
+        KeyHandle(Arc::clone(&self.0))
+    }
+}
+
+impl std::ops::Deref for KeyHandle {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+impl Drop for KeyHandle {
+    fn drop(&mut self) {
+        if let Some(replicator) = self.0.replicator() {
+            replicator.handle_dropped(Arc::strong_count(&self.0));
+        }
+    }
+}
+
+/// A clock, or a reading already taken from it.
+enum ClockOrReading<'a, C> {
+    Clock(&'a C),
+    Reading(Instant),
+}
+
+impl<C: Clock> Clock for ClockOrReading<'_, C> {
+    fn now(&self) -> Instant {
+        match self {
+            ClockOrReading::Clock(clock) => clock.now(),
+            ClockOrReading::Reading(now) => *now,
+        }
+    }
+}
