@@ -269,6 +269,10 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> Breaker for CircuitProtecto
 
     #[inline]
     fn admit(&self) -> Result<Admission, Rejected> {
+        // Apart from `admit`, so that the common admission is returned in registers.
+        if let Some(admission) = self.store.admit_unchanged() {
+            return Ok(admission);
+        }
         let (admission, transition) = self.store.admit(&self.config, &self.clock)?;
         if transition.is_some() {
             // The admission holds a probe slot before the hook runs: if the hook panics, the

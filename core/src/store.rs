@@ -61,6 +61,14 @@ pub trait StateStore {
     /// store. The closure is short and never runs the protected call.
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R;
 
+    /// An admission granted without a change to the state, read without `update` (a lock-free
+    /// CLOSED path), or `None` when the call must go through [`admit`](StateStore::admit).
+    /// The breaker asks this first; by default there is none.
+    #[inline]
+    fn admit_unchanged(&self) -> Option<Admission> {
+        None
+    }
+
     /// Asks to admit one call now: the admission, and the transition it made (an OPEN
     /// breaker whose cooldown ended turns HALF_OPEN), or why the call is refused.
     #[inline]
@@ -131,6 +139,11 @@ impl<S: StateStore + ?Sized> StateStore for &S {
     #[inline]
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R {
         (**self).update(change)
+    }
+
+    #[inline]
+    fn admit_unchanged(&self) -> Option<Admission> {
+        (**self).admit_unchanged()
     }
 
     #[inline]

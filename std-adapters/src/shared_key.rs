@@ -154,6 +154,13 @@ impl SharedKey {
         rejected
     }
 
+    /// Enough successes counted to fill the window: fold them in, so the window can turn clean
+    /// and later successes need no write at all. Out of line, as the locked paths are.
+    #[inline(never)]
+    fn fold_counted_successes(&self) {
+        self.shared.update(|_, _| ());
+    }
+
     #[inline(never)]
     fn record_with_lock(
         &self,
@@ -185,6 +192,12 @@ impl StateStore for SharedKey {
 
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<SharedWindow>) -> R) -> R {
         self.shared.update(|state, _| change(state))
+    }
+
+    /// A CLOSED admission, from the published digest alone.
+    #[inline]
+    fn admit_unchanged(&self) -> Option<Admission> {
+        self.shared.digest().admit()
     }
 
     #[inline]
@@ -220,9 +233,7 @@ impl StateStore for SharedKey {
             match self.shared.count_success(admission.epoch()) {
                 Some(pending) if pending < u32::from(config.closed_window()) => return None,
                 Some(_) => {
-                    // Enough to fill the window: fold them in, so the window can turn clean
-                    // and later successes need no write at all.
-                    self.shared.update(|_, _| ());
+                    self.fold_counted_successes();
                     return None;
                 }
                 None => {}
@@ -269,7 +280,9 @@ impl StateStore for SharedKey {
             .update(|state, _| control.apply(state, config, clock)))
     }
 
-    /// With the key, and with a panic in the hook caught and reported.
+    /// With the key, and with a panic in the hook caught and reported. Out of line: the call
+    /// paths that make no transition stay small.
+    #[inline(never)]
     fn announce(&self, hook: &impl TransitionHook, transition: Transition) {
         report::transition(&self.key, hook, transition.from, transition.to);
     }
