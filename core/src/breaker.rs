@@ -61,7 +61,7 @@ pub trait Breaker {
     /// Runs `operation` if the breaker admits it, records how it went, and returns its result;
     /// a rejected call returns [`Error::Rejected`] without running. A panic inside the
     /// operation records nothing and gives back a probe slot.
-    #[inline]
+    #[inline(always)]
     fn call<T, E>(&self, operation: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>>
     where
         Self::Classifier: Classify<E>,

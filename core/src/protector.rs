@@ -141,27 +141,6 @@ impl<St, C, K> CircuitProtector<St, C, K, NoHook> {
     }
 }
 
-impl<St, C, K, H> CircuitProtector<St, C, K, H> {
-    /// Reads time from `clock` instead: a fake one in tests, a runtime's paused clock, a
-    /// full-resolution clock. Breakers sharing a state must read the same timeline.
-    pub fn with_clock<C2: Clock>(self, clock: C2) -> CircuitProtector<St, C2, K, H> {
-        let CircuitProtector {
-            config,
-            store,
-            classifier,
-            hook,
-            ..
-        } = self;
-        CircuitProtector {
-            config,
-            store,
-            clock,
-            classifier,
-            hook,
-        }
-    }
-}
-
 impl<St: Clone, C: Clone, K: Clone, H: Clone> Clone for CircuitProtector<St, C, K, H> {
     fn clone(&self) -> Self {
         CircuitProtector {
@@ -233,8 +212,24 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
     #[inline]
     fn announce(&self, transition: Option<Transition>) {
         if let Some(transition) = transition {
-            self.store.announce(&self.hook, transition);
+            self.announce_transition(transition);
         }
+    }
+
+    // Cold: transitions are rare, and the calls that make none stay small.
+    #[cold]
+    fn announce_transition(&self, transition: Transition) {
+        self.store.announce(&self.hook, transition);
+    }
+
+    /// Announces a transition an admission made.
+    #[cold]
+    fn announce_admitted(&self, admission: Admission, transition: Transition) -> Admission {
+        // The admission holds a probe slot before the hook runs: if the hook panics, the
+        // permit gives the slot back as the panic unwinds.
+        let permit = Permit::new(self, admission);
+        self.store.announce(&self.hook, transition);
+        permit.into_admission()
     }
 }
 
@@ -274,14 +269,10 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> Breaker for CircuitProtecto
             return Ok(admission);
         }
         let (admission, transition) = self.store.admit(&self.config, &self.clock)?;
-        if transition.is_some() {
-            // The admission holds a probe slot before the hook runs: if the hook panics, the
-            // permit gives the slot back as the panic unwinds.
-            let permit = Permit::new(self, admission);
-            self.announce(transition);
-            return Ok(permit.into_admission());
+        match transition {
+            None => Ok(admission),
+            Some(transition) => Ok(self.announce_admitted(admission, transition)),
         }
-        Ok(admission)
     }
 
     #[inline]

@@ -55,13 +55,12 @@ fn threads_lose_no_outcome() {
 #[test]
 fn threads_tripping_at_the_same_instant_report_one_transition() {
     for _ in 0..50 {
-        let store = MemoryStore::new();
+        let store = MemoryStore::with_clock(SharedFakeClock::new());
         let counts = TransitionCounts::new();
         let config = BreakerConfig::new().cooldown(Duration::from_secs(60));
         let breaker = store
             .breaker(BreakerKey::resource("race").unwrap(), config)
             .unwrap()
-            .with_clock(SharedFakeClock::new())
             .on_status_change(TransitionCounts::hook(&counts));
         let barrier = Barrier::new(THREADS * 2);
         std::thread::scope(|s| {
@@ -83,16 +82,15 @@ fn threads_tripping_at_the_same_instant_report_one_transition() {
 #[test]
 fn half_open_admits_exactly_the_probe_window_across_threads() {
     for _ in 0..50 {
-        let store = MemoryStore::new();
-        let counts = TransitionCounts::new();
         let clock = SharedFakeClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        let counts = TransitionCounts::new();
         let config = BreakerConfig::new()
             .success_limit(Ratio::new(3, 3).unwrap())
             .cooldown(Duration::from_secs(5));
         let breaker = store
             .breaker(BreakerKey::resource("probes").unwrap(), config)
             .unwrap()
-            .with_clock(clock.clone())
             .on_status_change(TransitionCounts::hook(&counts));
         breaker.force_open().unwrap();
         clock.advance(Duration::from_secs(5));
@@ -179,15 +177,14 @@ fn a_panicking_hook_is_caught_and_the_breaker_carries_on() {
 
 #[test]
 fn a_closed_call_never_reads_the_clock_and_a_rejection_reads_it_once() {
-    let store = MemoryStore::new();
     let clock = SharedFakeClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
     let config = BreakerConfig::new()
         .failure_limit(Ratio::new(2, 4).unwrap())
         .cooldown(Duration::from_secs(9));
     let breaker = store
         .breaker(BreakerKey::resource("clock").unwrap(), config)
-        .unwrap()
-        .with_clock(clock.clone());
+        .unwrap();
     for i in 0..100 {
         let _ = breaker.call(|| if i % 7 == 0 { Err("down") } else { Ok(()) });
     }

@@ -379,10 +379,9 @@ proptest! {
         let config = config_for(limits);
         let clock = SharedFakeClock::new();
         let counts = TransitionCounts::new();
-        let breaker = MemoryStore::new()
+        let breaker = MemoryStore::with_clock(clock.clone())
             .breaker(BreakerKey::resource("model").unwrap(), config)
             .unwrap()
-            .with_clock(clock.clone())
             .on_status_change(TransitionCounts::hook(&counts));
         let seen = std::cell::Cell::new(0);
         let new_transitions = || {

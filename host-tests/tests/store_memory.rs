@@ -175,24 +175,34 @@ fn a_window_above_the_shared_capacity_is_refused() {
 }
 
 #[test]
-fn a_live_open_is_kept_whatever_clock_its_breaker_reads() {
-    // A breaker on its own timeline (a fake clock near zero, or StdClock from process start)
-    // opens for an hour; the store judges "live" on its own timeline and keeps the key.
-    let store = MemoryStore::with_max_entries(std::num::NonZeroUsize::new(1).unwrap());
+fn a_live_open_is_kept_until_its_cooldown_ends_on_the_stores_clock() {
+    // Every breaker of the store reads its clock: the store judges "live OPEN" on the same
+    // timeline as the breaker that opened.
+    let clock = host_tests::SharedFakeClock::new();
+    let store = MemoryStore::with_clock_and_max_entries(
+        clock.clone(),
+        std::num::NonZeroUsize::new(1).unwrap(),
+    );
     let open = store
         .breaker(
             key("open"),
             BreakerConfig::new().cooldown(Duration::from_secs(3600)),
         )
-        .unwrap()
-        .with_clock(resilient_circuit_std::time::Instant::ZERO);
+        .unwrap();
     let _ = open.call(|| Err::<(), _>("down"));
     drop(open);
+    clock.advance(Duration::from_secs(3599));
     assert_eq!(
         store
             .breaker(key("next"), BreakerConfig::new())
             .unwrap_err(),
         StoreError::Full { max_entries: 1 }
+    );
+    clock.advance(Duration::from_secs(1));
+    assert!(store.breaker(key("next"), BreakerConfig::new()).is_ok());
+    assert!(
+        !store.contains(&key("open")),
+        "the cooldown ended: the key was forgotten"
     );
 }
 

@@ -70,7 +70,7 @@ fn eager_store(settings: &DbSettings) -> PostgresStore {
 }
 
 /// Everything recorded so far, in the rows.
-fn flush(store: &PostgresStore) {
+fn flush<C: Clock + Clone + Send + Sync + 'static>(store: &PostgresStore<C>) {
     store.flush(Duration::from_secs(5)).expect("flushed");
 }
 
@@ -481,10 +481,7 @@ fn a_stale_writer_never_overwrites_a_live_open() {
         .local_clock(FarAhead)
         .connect()
         .unwrap();
-    let hasty = hasty_store
-        .breaker(key(), config)
-        .unwrap()
-        .with_clock(FarAhead);
+    let hasty = hasty_store.breaker(key(), config).unwrap();
     let rejected = hasty.try_acquire().unwrap_err();
     assert_eq!(rejected.reason(), RejectReason::Open);
     assert!(
@@ -530,7 +527,7 @@ fn cooldowns_follow_the_server_clock_whatever_the_hosts_clocks_say() {
             .local_clock(clock)
             .connect()
             .unwrap();
-        let breaker = store.breaker(key(), config).unwrap().with_clock(clock);
+        let breaker = store.breaker(key(), config).unwrap();
         (store, breaker)
     };
     let ((fast_store, fast), (_slow_store, slow)) = (skewed(true), skewed(false));

@@ -82,10 +82,9 @@ fn run(
     let key =
         BreakerKey::resource(&format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed))).unwrap();
     let clock = SharedFakeClock::new();
-    let memory = MemoryStore::new()
+    let memory = MemoryStore::with_clock(clock.clone())
         .breaker(key.clone(), config)
-        .unwrap()
-        .with_clock(clock.clone());
+        .unwrap();
     let pg_store = PostgresStore::connect(settings.clone()).unwrap();
     let shared = pg_store.breaker(key.clone(), config).unwrap();
     // Everything recorded is in the row, and the row (whose cooldown may have ended behind the

@@ -31,14 +31,13 @@ async fn async_retry_waits_its_backoff_on_tokio_time() {
 
 #[tokio::test(start_paused = true)]
 async fn cooldown_runs_on_tokio_time() {
-    let store = MemoryStore::new();
+    let store = MemoryStore::with_clock(TokioClock);
     let breaker = store
         .breaker(
             BreakerKey::resource("cooldown").unwrap(),
             BreakerConfig::new().cooldown(Duration::from_secs(30)),
         )
-        .unwrap()
-        .with_clock(TokioClock);
+        .unwrap();
     let _ = breaker.call_async(async || Err::<(), _>("down")).await;
     advance(Duration::from_secs(29)).await;
     assert_eq!(
@@ -55,14 +54,13 @@ async fn cooldown_runs_on_tokio_time() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_future_gives_its_slot_back() {
-    let store = MemoryStore::new();
+    let store = MemoryStore::with_clock(TokioClock);
     let config = BreakerConfig::new()
         .success_limit(Ratio::new(1, 1).unwrap())
         .cooldown(Duration::from_secs(1));
     let breaker = store
         .breaker(BreakerKey::resource("timeout").unwrap(), config)
-        .unwrap()
-        .with_clock(TokioClock);
+        .unwrap();
     breaker.force_open().unwrap();
     advance(Duration::from_secs(1)).await;
     let slow_probe = breaker.call_async(async || {
@@ -84,15 +82,14 @@ async fn a_dropped_probe_future_gives_its_slot_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_safety_net_serves_many_spawned_tasks() {
-    let store = MemoryStore::new();
+    let store = MemoryStore::with_clock(TokioClock);
     let config = BreakerConfig::new()
         .failure_limit(Ratio::new(5, 10).unwrap())
         .cooldown(Duration::from_secs(10));
     let breaker = Arc::new(
         store
             .breaker(BreakerKey::resource("upstream").unwrap(), config)
-            .unwrap()
-            .with_clock(TokioClock),
+            .unwrap(),
     );
     let mut tasks = Vec::new();
     for task in 0..32u32 {

@@ -8,14 +8,13 @@ use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, MemoryStore, tim
 #[test]
 fn transitions_rejections_and_hook_panics_are_tracing_events_with_the_key() {
     let text = capture_tracing(tracing::Level::DEBUG, || {
-        let store = MemoryStore::new();
+        let store = MemoryStore::with_clock(Instant::ZERO);
         let breaker = store
             .breaker(
                 BreakerKey::new("billing", "payments-api").unwrap(),
                 BreakerConfig::new().cooldown(Duration::from_secs(5)),
             )
             .unwrap()
-            .with_clock(Instant::ZERO)
             .on_status_change(|_, _| panic!("broken hook"));
         let _ = breaker.call(|| Err::<(), _>("down"));
         let _ = breaker.call(|| Ok::<_, &str>(()));

@@ -18,10 +18,14 @@ pub const DEFAULT_MAX_ENTRIES: NonZeroUsize = NonZeroUsize::new(8192).unwrap();
 
 /// Breaker states of one process, keyed by `(namespace, resource_key)`. Clones share the store.
 ///
+/// The store has one clock, `C` ([`CoarseClock`] unless made with
+/// [`with_clock`](MemoryStore::with_clock)): every breaker it hands out reads it, so the
+/// breakers of a key share one timeline as they share one state and one configuration.
+///
 /// Bounded: when a new key arrives and the store is full, it forgets the key whose last handle
 /// was handed out longest ago among those no breaker handle holds and that are not a live OPEN
-/// (one whose cooldown has not ended, whatever clock its breakers read). If every key is held or OPEN, making a breaker for a new key fails with
-/// [`StoreError::Full`] rather than silently splitting a shared state.
+/// (one whose cooldown has not ended). If every key is held or OPEN, making a breaker for a
+/// new key fails with [`StoreError::Full`] rather than silently splitting a shared state.
 ///
 /// ```
 /// use resilient_circuit_std::{BreakerConfig, BreakerKey, MemoryStore};
@@ -37,8 +41,9 @@ pub const DEFAULT_MAX_ENTRIES: NonZeroUsize = NonZeroUsize::new(8192).unwrap();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
-pub struct MemoryStore {
+pub struct MemoryStore<C = CoarseClock> {
     registry: Arc<Registry>,
+    clock: C,
 }
 
 struct Registry {
@@ -116,19 +121,48 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store for up to [`DEFAULT_MAX_ENTRIES`] keys.
+    /// A store for up to [`DEFAULT_MAX_ENTRIES`] keys, on [`CoarseClock`].
     pub fn new() -> Self {
         Self::with_max_entries(DEFAULT_MAX_ENTRIES)
     }
 
-    /// A store for up to `max_entries` keys.
+    /// A store for up to `max_entries` keys, on [`CoarseClock`].
     pub fn with_max_entries(max_entries: NonZeroUsize) -> Self {
+        Self::with_clock_and_max_entries(CoarseClock, max_entries)
+    }
+}
+
+impl<C: Clock + Clone> MemoryStore<C> {
+    /// A store for up to [`DEFAULT_MAX_ENTRIES`] keys whose breakers read `clock`:
+    /// [`StdClock`](crate::time::StdClock) for full resolution,
+    /// [`TokioClock`](crate::time::TokioClock) under a paused runtime, a fake one in tests.
+    ///
+    /// ```
+    /// use resilient_circuit_std::{Breaker, BreakerConfig, BreakerKey, MemoryStore, Ratio, time::Instant};
+    ///
+    /// // A clock that never moves: an OPEN breaker stays OPEN.
+    /// let store = MemoryStore::with_clock(Instant::ZERO);
+    /// let config = BreakerConfig::new()
+    ///     .failure_limit(Ratio::new(1, 1)?)
+    ///     .cooldown(std::time::Duration::from_secs(30));
+    /// let breaker = store.breaker(BreakerKey::resource("sensor")?, config)?;
+    /// let _ = breaker.call(|| Err::<(), _>("down"));
+    /// assert!(breaker.call(|| Ok::<_, &str>(())).unwrap_err().is_rejected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_clock(clock: C) -> Self {
+        Self::with_clock_and_max_entries(clock, DEFAULT_MAX_ENTRIES)
+    }
+
+    /// A store for up to `max_entries` keys whose breakers read `clock`.
+    pub fn with_clock_and_max_entries(clock: C, max_entries: NonZeroUsize) -> Self {
         MemoryStore {
             registry: Arc::new(Registry {
                 entries: Mutex::new(HashMap::new()),
                 max_entries: max_entries.get(),
                 tick: AtomicU64::new(0),
             }),
+            clock,
         }
     }
 
@@ -141,30 +175,10 @@ impl MemoryStore {
         &self,
         key: BreakerKey,
         config: BreakerConfig,
-    ) -> Result<SharedBreaker, StoreError> {
+    ) -> Result<SharedBreaker<C>, StoreError> {
         let valid = config.validate::<SharedWindow>()?;
         let (shared, _) = self.entry(key.clone(), config, SharedState::new)?;
-        Ok(shared_breaker(shared, key, valid))
-    }
-
-    /// How many keys are held.
-    pub fn len(&self) -> usize {
-        lock(&self.registry.entries).len()
-    }
-
-    /// Whether no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether `key` has a state here.
-    pub fn contains(&self, key: &BreakerKey) -> bool {
-        lock(&self.registry.entries).contains_key(key)
-    }
-
-    /// The bound on keys.
-    pub fn max_entries(&self) -> usize {
-        self.registry.max_entries
+        Ok(shared_breaker(shared, key, valid, self.clock.clone()))
     }
 
     /// `key`'s state, made by `make(tick, config)` on first use; whether it was just made. An
@@ -187,7 +201,7 @@ impl MemoryStore {
             // forgotten as the bound would forget it, and made again below with the new
             // configuration; any other refuses it.
             let unheld = Arc::strong_count(shared) == 1;
-            if !(unheld && shared.is_evictable(CoarseClock.now())) {
+            if !(unheld && shared.is_evictable(self.clock.now())) {
                 return Err(StoreError::ConfigMismatch {
                     key,
                     existing: shared.config,
@@ -196,7 +210,7 @@ impl MemoryStore {
             entries.remove(&key);
         }
         if entries.len() >= registry.max_entries {
-            let now = CoarseClock.now();
+            let now = self.clock.now();
             let evictable = entries
                 .iter()
                 .filter(|(_, shared)| Arc::strong_count(shared) == 1 && shared.is_evictable(now))
@@ -219,7 +233,34 @@ impl MemoryStore {
     }
 }
 
-impl fmt::Debug for MemoryStore {
+impl<C> MemoryStore<C> {
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        lock(&self.registry.entries).len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `key` has a state here.
+    pub fn contains(&self, key: &BreakerKey) -> bool {
+        lock(&self.registry.entries).contains_key(key)
+    }
+
+    /// The bound on keys.
+    pub fn max_entries(&self) -> usize {
+        self.registry.max_entries
+    }
+
+    /// The clock this store's breakers read.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+}
+
+impl<C> fmt::Debug for MemoryStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("keys", &self.len())

@@ -4,13 +4,12 @@ use resilient_circuit::{
     BreakerConfig, CircuitState,
     state::{BreakerState, OutcomeWindow},
     store::FastPath,
-    time::{Clock, Instant},
+    time::Instant,
 };
 
 use crate::{
     replica::{Event, Replica, Replicator},
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
-    time::CoarseClock,
 };
 
 /// The largest window (a ratio's denominator) a shared breaker accepts.
@@ -36,9 +35,6 @@ pub(crate) struct SharedState {
     replicator: Option<Arc<dyn Replicator>>,
     digest: AtomicU64,
     open_until: AtomicU64,
-    /// The OPEN deadline on the store's own timeline ([`CoarseClock`]), whatever clock the
-    /// breaker that opened it reads: the store judges "live OPEN" by it.
-    live_open_until: AtomicU64,
     /// CLOSED successes counted without the lock and not yet folded into the window: the CLOSED
     /// period they belong to (high 32 bits) and how many (low 32 bits).
     pending_successes: AtomicU64,
@@ -85,7 +81,6 @@ impl SharedState {
             config,
             replicator,
             open_until: AtomicU64::new(0),
-            live_open_until: AtomicU64::new(0),
             pending_successes: AtomicU64::new(0),
             last_handed_out: AtomicU64::new(tick),
         }
@@ -163,12 +158,6 @@ impl SharedState {
         }
         if let Some(until) = state.open_until() {
             self.open_until.store(until.as_nanos(), Ordering::Relaxed);
-            if new_period {
-                // Just opened: the same cooldown, measured on the store's timeline.
-                let live = CoarseClock.now().saturating_add(config.cooldown);
-                self.live_open_until
-                    .store(live.as_nanos(), Ordering::Relaxed);
-            }
         }
         let digest = match replica {
             Some(replica) => replica.digest(state),
@@ -205,11 +194,11 @@ impl SharedState {
         }
     }
 
-    /// Whether the registry may forget this key: not a live OPEN by `now` (a [`CoarseClock`]
-    /// reading), and nothing logged that the replicator has yet to take.
+    /// Whether the registry may forget this key: not a live OPEN by `now` (a reading of the
+    /// store's clock, which its breakers read), and nothing logged that the replicator has yet
+    /// to take.
     pub(crate) fn is_evictable(&self, now: Instant) -> bool {
-        let live_open = self.digest().status() == CircuitState::Open
-            && now.as_nanos() < self.live_open_until.load(Ordering::Relaxed);
+        let live_open = self.digest().status() == CircuitState::Open && now < self.open_until();
         !live_open
             && lock(&self.state)
                 .replica

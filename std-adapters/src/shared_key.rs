@@ -26,9 +26,9 @@ use crate::{
 /// [`CircuitProtector`] over a [`SharedKey`], with the same API as every other breaker.
 ///
 /// Made by [`MemoryStore::breaker`](crate::MemoryStore::breaker) (and by the PostgreSQL
-/// store's); every breaker made with the same [`BreakerKey`] shares one state and its
-/// configuration (a handle asking for another is refused), whatever its own classifier and
-/// hook. The protected-call methods (`call`, `call_async`, `try_acquire`) come from the
+/// store's); every breaker made with the same [`BreakerKey`] shares one state, its
+/// configuration (a handle asking for another is refused) and its store's clock `C`, whatever
+/// its own classifier and hook. The protected-call methods (`call`, `call_async`, `try_acquire`) come from the
 /// [`Breaker`](crate::Breaker) trait.
 ///
 /// - CLOSED admission and a success into a full window of successes (a healthy upstream) read
@@ -66,13 +66,14 @@ use crate::{
 pub type SharedBreaker<C = CoarseClock, K = AllErrors, H = NoHook> =
     CircuitProtector<SharedKey, C, K, H>;
 
-/// A breaker on `key`'s state, reading the default clock.
-pub(crate) fn shared_breaker(
+/// A breaker on `key`'s state, reading its store's clock.
+pub(crate) fn shared_breaker<C: Clock>(
     shared: Arc<SharedState>,
     key: BreakerKey,
     config: ValidConfig<SharedWindow>,
-) -> SharedBreaker {
-    CircuitProtector::new(config, SharedKey::new(shared, key), CoarseClock)
+    clock: C,
+) -> SharedBreaker<C> {
+    CircuitProtector::new(config, SharedKey::new(shared, key), clock)
 }
 
 /// The store of a [`SharedBreaker`]: one key's state in a
@@ -101,7 +102,7 @@ impl SharedKey {
         &self.key
     }
 
-    #[inline(never)]
+    #[inline]
     fn admit_when_not_closed(
         &self,
         digest: FastPath,
@@ -200,7 +201,9 @@ impl StateStore for SharedKey {
         self.shared.digest().admit()
     }
 
-    #[inline]
+    /// Out of line: the breaker asks [`admit_unchanged`](StateStore::admit_unchanged) first,
+    /// so this is the path of an OPEN or HALF_OPEN breaker.
+    #[inline(never)]
     fn admit(
         &self,
         config: &BreakerConfig,

@@ -22,10 +22,9 @@ use resilient_circuit_std::{
 type LoomBreaker = SharedBreaker<Instant>;
 
 fn breaker(config: BreakerConfig) -> LoomBreaker {
-    MemoryStore::new()
+    MemoryStore::with_clock(Instant::ZERO)
         .breaker(BreakerKey::resource("loom").unwrap(), config)
         .unwrap()
-        .with_clock(Instant::ZERO)
 }
 
 /// A healthy window (full of successes) takes successes without the lock; a failure racing

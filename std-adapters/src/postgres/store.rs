@@ -114,12 +114,13 @@ pub(crate) struct Options {
 ///     .connect()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct PostgresStoreBuilder {
+pub struct PostgresStoreBuilder<C = CoarseClock> {
     settings: DbSettings,
     options: Options,
+    clock: C,
 }
 
-impl PostgresStoreBuilder {
+impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
     /// How often this process's successes are sent to the rows (failures, probes and manual
     /// control go at once). Default 100 ms: peers see a recovering window within a tenth of a
     /// second, a crash loses at most that much, and successes cost at most 10 writes a second
@@ -166,19 +167,30 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// The local monotonic clock that carries the server's time forward between round trips
-    /// and sets the deadlines the breakers read (default [`CoarseClock`], the breakers'
-    /// default clock). Breakers given another clock with `with_clock` must read this one's
-    /// timeline.
-    pub fn local_clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
-        self.options.local_clock = Arc::new(clock);
-        self
+    /// The store's clock (default [`CoarseClock`]): a local monotonic clock that carries the
+    /// server's time forward between round trips and sets the deadlines; every breaker of the
+    /// store reads it, so they share its timeline.
+    pub fn local_clock<L: Clock + Clone + Send + Sync + 'static>(
+        self,
+        clock: L,
+    ) -> PostgresStoreBuilder<L> {
+        let PostgresStoreBuilder {
+            settings,
+            mut options,
+            ..
+        } = self;
+        options.local_clock = Arc::new(clock.clone());
+        PostgresStoreBuilder {
+            settings,
+            options,
+            clock,
+        }
     }
 
     /// Starts the store's worker thread, which connects, checks the table and prepares the
     /// statements; waits for it (at most the round-trip timeout plus the connection's).
     /// Safe to call inside a tokio runtime: no database I/O runs on the calling thread.
-    pub fn connect(self) -> Result<PostgresStore, PostgresStoreError> {
+    pub fn connect(self) -> Result<PostgresStore<C>, PostgresStoreError> {
         let (requests, inbox) = tokio::sync::mpsc::unbounded_channel();
         let link = Arc::new(Link {
             wake: Notify::new(),
@@ -188,7 +200,8 @@ impl PostgresStoreBuilder {
             round_trip_timeout: self.options.round_trip_timeout,
             store_alive: AtomicBool::new(true),
         });
-        let memory = MemoryStore::with_max_entries(std::num::NonZeroUsize::MAX);
+        let memory =
+            MemoryStore::with_clock_and_max_entries(self.clock, std::num::NonZeroUsize::MAX);
         let (started, start) = mpsc::sync_channel(1);
         let thread = worker::spawn(
             self.settings.clone(),
@@ -278,13 +291,20 @@ impl PostgresStoreBuilder {
 /// store.flush(Duration::from_secs(1))?; // everything recorded so far is in the row
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
-pub struct PostgresStore {
-    inner: Arc<StoreInner>,
+pub struct PostgresStore<C = CoarseClock> {
+    inner: Arc<StoreInner<C>>,
 }
 
-struct StoreInner {
-    memory: MemoryStore,
+impl<C> Clone for PostgresStore<C> {
+    fn clone(&self) -> Self {
+        PostgresStore {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct StoreInner<C> {
+    memory: MemoryStore<C>,
     link: Arc<Link>,
     settings: DbSettings,
     options: Options,
@@ -366,6 +386,7 @@ impl PostgresStore {
                 round_trip_timeout: Duration::from_secs(2),
                 local_clock: Arc::new(CoarseClock),
             },
+            clock: CoarseClock,
         }
     }
 
@@ -373,7 +394,9 @@ impl PostgresStore {
     pub fn connect(settings: DbSettings) -> Result<PostgresStore, PostgresStoreError> {
         PostgresStore::builder(settings).connect()
     }
+}
 
+impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
     /// A breaker on `key`'s row. Breakers of one key share their state, in this process and
     /// (through the row) in every other; the row's state is loaded before this returns (at
     /// most the round-trip timeout; when the database cannot answer in time, the outage policy
@@ -384,7 +407,7 @@ impl PostgresStore {
         &self,
         key: BreakerKey,
         config: BreakerConfig,
-    ) -> Result<SharedBreaker, StoreError> {
+    ) -> Result<SharedBreaker<C>, StoreError> {
         let valid = config.validate::<SharedWindow>()?;
         let inner = &self.inner;
         let replicator: Arc<dyn Replicator> = inner.link.clone();
@@ -407,7 +430,12 @@ impl PostgresStore {
                     reply,
                 });
         }
-        Ok(shared_breaker(shared, key, valid))
+        Ok(shared_breaker(
+            shared,
+            key,
+            valid,
+            inner.memory.clock().clone(),
+        ))
     }
 
     /// Sends everything recorded so far and waits until it is in the rows (or `timeout`).
@@ -439,7 +467,7 @@ impl PostgresStore {
     }
 }
 
-impl Drop for StoreInner {
+impl<C> Drop for StoreInner<C> {
     /// The last clone of the store: what is pending is sent (bounded by twice the round-trip
     /// timeout); the worker stops once no breaker handle is left either.
     fn drop(&mut self) {
@@ -454,7 +482,7 @@ impl Drop for StoreInner {
     }
 }
 
-impl fmt::Debug for PostgresStore {
+impl<C: Clock + Clone + Send + Sync + 'static> fmt::Debug for PostgresStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
             .field("settings", &self.inner.settings)
