@@ -264,9 +264,9 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> Breaker for CircuitProtecto
 
     #[inline]
     fn admit(&self) -> Result<Admission, Rejected> {
-        // Apart from `admit`, so that the common admission is returned in registers.
-        if let Some(admission) = self.store.admit_unchanged() {
-            return Ok(admission);
+        // Apart from `admit`, so that the common answers return without a transition to check.
+        if let Some(answer) = self.store.admit_read_only(&self.clock) {
+            return answer;
         }
         let (admission, transition) = self.store.admit(&self.config, &self.clock)?;
         match transition {

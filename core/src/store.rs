@@ -61,11 +61,13 @@ pub trait StateStore {
     /// store. The closure is short and never runs the protected call.
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R;
 
-    /// An admission granted without a change to the state, read without `update` (a lock-free
-    /// CLOSED path), or `None` when the call must go through [`admit`](StateStore::admit).
-    /// The breaker asks this first; by default there is none.
+    /// The answer to an admission that changes nothing, read without `update` (a lock-free
+    /// path): a CLOSED admission, or a rejection before an OPEN deadline; `None` when the call
+    /// must go through [`admit`](StateStore::admit). The breaker asks this first; by default
+    /// there is none.
     #[inline]
-    fn admit_unchanged(&self) -> Option<Admission> {
+    fn admit_read_only(&self, clock: &impl Clock) -> Option<Result<Admission, Rejected>> {
+        let _ = clock;
         None
     }
 
@@ -142,8 +144,8 @@ impl<S: StateStore + ?Sized> StateStore for &S {
     }
 
     #[inline]
-    fn admit_unchanged(&self) -> Option<Admission> {
-        (**self).admit_unchanged()
+    fn admit_read_only(&self, clock: &impl Clock) -> Option<Result<Admission, Rejected>> {
+        (**self).admit_read_only(clock)
     }
 
     #[inline]

@@ -9,7 +9,7 @@ use resilient_circuit::{
     hook::NoHook,
     state::{Admission, BreakerState, Transition},
     store::{Control, FastPath, StateStore, Watch},
-    time::{Clock, Instant},
+    time::Clock,
 };
 
 use crate::{
@@ -102,44 +102,34 @@ impl SharedKey {
         &self.key
     }
 
-    #[inline]
-    fn admit_when_not_closed(
-        &self,
-        digest: FastPath,
-        config: &BreakerConfig,
-        clock: &impl Clock,
-    ) -> Result<(Admission, Option<Transition>), Rejected> {
-        let mut now = None;
-        if digest.status() == CircuitState::Open {
-            let read = clock.now();
-            let until = self.shared.open_until();
-            if read < until {
-                return Err(self.rejected(Rejected::new(
-                    until.saturating_duration_since(read),
-                    RejectReason::Open,
-                )));
-            }
-            now = Some(read);
+    /// The rejection of a breaker that `digest` says is OPEN, if its deadline has not passed:
+    /// out of line, so the CLOSED path stays small.
+    #[inline(never)]
+    fn rejected_before_deadline(&self, digest: FastPath, clock: &impl Clock) -> Option<Rejected> {
+        if digest.status() != CircuitState::Open {
+            return None;
         }
-        self.admit_with_lock(now, config, clock)
+        let now = clock.now();
+        let until = self.shared.open_until();
+        (now < until).then(|| {
+            self.rejected(Rejected::new(
+                until.saturating_duration_since(now),
+                RejectReason::Open,
+            ))
+        })
     }
 
-    /// Admission under the lock (HALF_OPEN, an OPEN whose deadline passed, a held digest): out
-    /// of line, so that a rejection before the deadline stays a small function. `now` is a
-    /// clock reading already taken, if any.
-    #[inline(never)]
+    /// Admission under the lock (HALF_OPEN, an OPEN whose deadline passed, a held digest).
+    #[inline]
     fn admit_with_lock(
         &self,
-        now: Option<Instant>,
         config: &BreakerConfig,
         clock: &impl Clock,
     ) -> Result<(Admission, Option<Transition>), Rejected> {
-        // Read the clock at most once: reuse the reading taken above.
-        let clock = now.map_or(ClockOrReading::Clock(clock), ClockOrReading::Reading);
         let admitted = self.shared.update(|state, replica| match replica {
-            None => state.admit(config, &clock),
+            None => state.admit(config, clock),
             Some(replica) => {
-                let admitted = replica.admit(state, config, &clock);
+                let admitted = replica.admit(state, config, clock);
                 Ok((admitted?, None))
             }
         });
@@ -195,14 +185,19 @@ impl StateStore for SharedKey {
         self.shared.update(|state, _| change(state))
     }
 
-    /// A CLOSED admission, from the published digest alone.
+    /// From the published digest alone: a CLOSED admission, or a rejection before the OPEN
+    /// deadline (one clock reading).
     #[inline]
-    fn admit_unchanged(&self) -> Option<Admission> {
-        self.shared.digest().admit()
+    fn admit_read_only(&self, clock: &impl Clock) -> Option<Result<Admission, Rejected>> {
+        let digest = self.shared.digest();
+        match digest.admit() {
+            Some(admission) => Some(Ok(admission)),
+            None => self.rejected_before_deadline(digest, clock).map(Err),
+        }
     }
 
-    /// Out of line: the breaker asks [`admit_unchanged`](StateStore::admit_unchanged) first,
-    /// so this is the path of an OPEN or HALF_OPEN breaker.
+    /// The path of an OPEN breaker whose deadline passed, or a HALF_OPEN one: under the lock,
+    /// out of line (the breaker asks [`admit_read_only`](StateStore::admit_read_only) first).
     #[inline(never)]
     fn admit(
         &self,
@@ -210,10 +205,13 @@ impl StateStore for SharedKey {
         clock: &impl Clock,
     ) -> Result<(Admission, Option<Transition>), Rejected> {
         let digest = self.shared.digest();
-        match digest.admit() {
-            Some(admission) => Ok((admission, None)),
-            None => self.admit_when_not_closed(digest, config, clock),
+        if let Some(admission) = digest.admit() {
+            return Ok((admission, None));
         }
+        if let Some(rejected) = self.rejected_before_deadline(digest, clock) {
+            return Err(rejected);
+        }
+        self.admit_with_lock(config, clock)
     }
 
     #[inline]
@@ -368,21 +366,6 @@ impl Drop for KeyHandle {
     fn drop(&mut self) {
         if let Some(replicator) = self.0.replicator() {
             replicator.handle_dropped(Arc::strong_count(&self.0));
-        }
-    }
-}
-
-/// A clock, or a reading already taken from it.
-enum ClockOrReading<'a, C> {
-    Clock(&'a C),
-    Reading(Instant),
-}
-
-impl<C: Clock> Clock for ClockOrReading<'_, C> {
-    fn now(&self) -> Instant {
-        match self {
-            ClockOrReading::Clock(clock) => clock.now(),
-            ClockOrReading::Reading(now) => *now,
         }
     }
 }
