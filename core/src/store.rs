@@ -15,9 +15,10 @@ use crate::{
 /// Where a [`CircuitProtector`](crate::CircuitProtector)'s state lives, and how a change to it
 /// is made atomic: the one seam under the core's breaker.
 ///
-/// A store implements [`update`](StateStore::update); the breaker's every other need
-/// (admission, recording, release, inspection, manual control) has a default made of one
-/// `update` that applies the state machine's pure functions. A store overrides a default to
+/// A store implements [`update`](StateStore::update) (and, for a hook on its breakers, the
+/// marker [`LocalHooks`], or [`Watch`] if its state also changes elsewhere); the breaker's
+/// every other need (admission, recording, release, inspection, manual control) has a default
+/// made of one `update` that applies the state machine's pure functions. A store overrides a default to
 /// make that path faster (a lock-free CLOSED path), to refuse calls while its state is out of
 /// reach (an admission rejected with
 /// [`RejectReason::StoreUnavailable`](crate::RejectReason::StoreUnavailable)),

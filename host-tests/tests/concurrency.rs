@@ -202,6 +202,17 @@ fn a_closed_call_never_reads_the_clock_and_a_rejection_reads_it_once() {
             .is_rejected()
     );
     assert_eq!(clock.reads() - before, 1);
+    // The deadline passed: the lock-free path reads the clock and finds it passed; the locked
+    // admission reads it once and hands that reading to the state machine.
+    clock.advance(Duration::from_secs(9));
+    let before = clock.reads();
+    let permit = breaker.try_acquire().unwrap();
+    assert_eq!(
+        (breaker.status(), clock.reads() - before),
+        (HalfOpen, 2),
+        "admitting the probe"
+    );
+    permit.record(Verdict::Success);
 }
 
 #[test]

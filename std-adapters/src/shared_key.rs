@@ -9,7 +9,7 @@ use resilient_circuit::{
     hook::NoHook,
     state::{Admission, BreakerState, Transition},
     store::{Control, FastPath, StateStore, Watch},
-    time::Clock,
+    time::{Clock, Instant},
 };
 
 use crate::{
@@ -84,6 +84,10 @@ pub(crate) fn shared_breaker<C: Clock>(
 /// store's worker adopts each transition and fires the hooks, and manual control goes to the
 /// row. [`update`](StateStore::update) changes this process's copy alone (on a replicated key
 /// the shared copy overrides it when next read): change a breaker through its methods.
+///
+/// Every change applies the key's configuration, whatever the breaker passes. The store's
+/// breakers read the store's clock; a breaker built by hand over a clone of this (with
+/// [`CircuitProtector::new`]) must read it too, or its deadlines are on another timeline.
 pub struct SharedKey {
     shared: KeyHandle,
     key: BreakerKey,
@@ -102,34 +106,44 @@ impl SharedKey {
         &self.key
     }
 
-    /// The rejection of a breaker that `digest` says is OPEN, if its deadline has not passed:
-    /// out of line, so the CLOSED path stays small.
+    /// For a breaker that `digest` says is OPEN: its rejection if the deadline has not passed,
+    /// else the clock reading that says it has (`Ok(None)` when not OPEN). Out of line, so the
+    /// CLOSED path stays small.
     #[inline(never)]
-    fn rejected_before_deadline(&self, digest: FastPath, clock: &impl Clock) -> Option<Rejected> {
+    fn rejected_before_deadline(
+        &self,
+        digest: FastPath,
+        clock: &impl Clock,
+    ) -> Result<Option<Instant>, Rejected> {
         if digest.status() != CircuitState::Open {
-            return None;
+            return Ok(None);
         }
         let now = clock.now();
         let until = self.shared.open_until();
-        (now < until).then(|| {
-            self.rejected(Rejected::new(
+        if now < until {
+            return Err(self.rejected(Rejected::new(
                 until.saturating_duration_since(now),
                 RejectReason::Open,
-            ))
-        })
+            )));
+        }
+        Ok(Some(now))
     }
 
-    /// Admission under the lock (HALF_OPEN, an OPEN whose deadline passed, a held digest).
+    /// Admission under the lock (HALF_OPEN, an OPEN whose deadline passed, a held digest), with
+    /// the key's configuration. `now` is a clock reading already taken, if any.
     #[inline]
     fn admit_with_lock(
         &self,
-        config: &BreakerConfig,
+        now: Option<Instant>,
         clock: &impl Clock,
     ) -> Result<(Admission, Option<Transition>), Rejected> {
+        let config = &self.shared.config;
+        // Read the clock at most once here: reuse the reading taken before.
+        let clock = now.map_or(ClockOrReading::Clock(clock), ClockOrReading::Reading);
         let admitted = self.shared.update(|state, replica| match replica {
-            None => state.admit(config, clock),
+            None => state.admit(config, &clock),
             Some(replica) => {
-                let admitted = replica.admit(state, config, clock);
+                let admitted = replica.admit(state, config, &clock);
                 Ok((admitted?, None))
             }
         });
@@ -152,14 +166,15 @@ impl SharedKey {
         self.shared.update(|_, _| ());
     }
 
+    /// Recording under the lock, with the key's configuration.
     #[inline(never)]
     fn record_with_lock(
         &self,
-        config: &BreakerConfig,
         admission: Admission,
         verdict: Verdict,
         clock: &impl Clock,
     ) -> Option<Transition> {
+        let config = &self.shared.config;
         let (transition, urgent) = self.shared.update(|state, replica| {
             let transition = state.record(config, admission, verdict, clock);
             match replica {
@@ -192,26 +207,26 @@ impl StateStore for SharedKey {
         let digest = self.shared.digest();
         match digest.admit() {
             Some(admission) => Some(Ok(admission)),
-            None => self.rejected_before_deadline(digest, clock).map(Err),
+            None => self.rejected_before_deadline(digest, clock).err().map(Err),
         }
     }
 
     /// The path of an OPEN breaker whose deadline passed, or a HALF_OPEN one: under the lock,
-    /// out of line (the breaker asks [`admit_read_only`](StateStore::admit_read_only) first).
+    /// out of line (the breaker asks [`admit_read_only`](StateStore::admit_read_only) first, so
+    /// an OPEN breaker whose deadline passed reads the clock there and once here). The state
+    /// machine applies the key's configuration.
     #[inline(never)]
     fn admit(
         &self,
-        config: &BreakerConfig,
+        _config: &BreakerConfig,
         clock: &impl Clock,
     ) -> Result<(Admission, Option<Transition>), Rejected> {
         let digest = self.shared.digest();
         if let Some(admission) = digest.admit() {
             return Ok((admission, None));
         }
-        if let Some(rejected) = self.rejected_before_deadline(digest, clock) {
-            return Err(rejected);
-        }
-        self.admit_with_lock(config, clock)
+        let now = self.rejected_before_deadline(digest, clock)?;
+        self.admit_with_lock(now, clock)
     }
 
     #[inline]
@@ -240,7 +255,7 @@ impl StateStore for SharedKey {
                 None => {}
             }
         }
-        self.record_with_lock(config, admission, verdict, clock)
+        self.record_with_lock(admission, verdict, clock)
     }
 
     #[inline]
@@ -265,11 +280,11 @@ impl StateStore for SharedKey {
         self.shared.snapshot()
     }
 
-    /// On a replicated key, in every process: the store's worker changes the shared state, and
-    /// this waits (bounded) for it; the worker fires the hooks.
+    /// With the key's configuration. On a replicated key, in every process: the store's worker
+    /// changes the shared state, and this waits (bounded) for it; the worker fires the hooks.
     fn control(
         &self,
-        config: &BreakerConfig,
+        _config: &BreakerConfig,
         control: Control,
         clock: &impl Clock,
     ) -> Result<Option<Transition>, StoreUnavailable> {
@@ -278,7 +293,7 @@ impl StateStore for SharedKey {
         }
         Ok(self
             .shared
-            .update(|state, _| control.apply(state, config, clock)))
+            .update(|state, _| control.apply(state, &self.shared.config, clock)))
     }
 
     /// With the key, and with a panic in the hook caught and reported. Out of line: the call
@@ -366,6 +381,21 @@ impl Drop for KeyHandle {
     fn drop(&mut self) {
         if let Some(replicator) = self.0.replicator() {
             replicator.handle_dropped(Arc::strong_count(&self.0));
+        }
+    }
+}
+
+/// A clock, or a reading already taken from it.
+enum ClockOrReading<'a, C> {
+    Clock(&'a C),
+    Reading(Instant),
+}
+
+impl<C: Clock> Clock for ClockOrReading<'_, C> {
+    fn now(&self) -> Instant {
+        match self {
+            ClockOrReading::Clock(clock) => clock.now(),
+            ClockOrReading::Reading(now) => *now,
         }
     }
 }
