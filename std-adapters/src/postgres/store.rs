@@ -95,7 +95,6 @@ pub(crate) struct Options {
     pub(crate) probe_lease: Duration,
     pub(crate) reconnect: (Duration, Duration),
     pub(crate) round_trip_timeout: Duration,
-    pub(crate) local_clock: Arc<dyn Clock + Send + Sync>,
 }
 
 /// Builds a [`PostgresStore`]: `PostgresStore::builder(settings).sync_interval(..).connect()`.
@@ -175,11 +174,8 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
         clock: L,
     ) -> PostgresStoreBuilder<L> {
         let PostgresStoreBuilder {
-            settings,
-            mut options,
-            ..
+            settings, options, ..
         } = self;
-        options.local_clock = Arc::new(clock.clone());
         PostgresStoreBuilder {
             settings,
             options,
@@ -206,6 +202,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
         let thread = worker::spawn(
             self.settings.clone(),
             self.options.clone(),
+            Arc::new(memory.clock().clone()),
             Arc::clone(&link),
             inbox,
             started,
@@ -384,7 +381,6 @@ impl PostgresStore {
                 probe_lease: Duration::from_secs(60),
                 reconnect: (Duration::from_millis(100), Duration::from_secs(5)),
                 round_trip_timeout: Duration::from_secs(2),
-                local_clock: Arc::new(CoarseClock),
             },
             clock: CoarseClock,
         }

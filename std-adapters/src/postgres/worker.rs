@@ -15,7 +15,10 @@ use std::{
 };
 
 use resilient_circuit::{
-    BreakerConfig, CircuitState, state::BreakerState, store::Control, time::Instant,
+    BreakerConfig, CircuitState,
+    state::BreakerState,
+    store::Control,
+    time::{Clock, Instant},
 };
 use tokio::{runtime::Runtime, sync::mpsc::UnboundedReceiver};
 
@@ -138,6 +141,8 @@ struct Worker {
     rt: Runtime,
     settings: DbSettings,
     options: Options,
+    /// The store's clock, which its breakers read too.
+    local_clock: Arc<dyn Clock + Send + Sync>,
     link: Arc<Link>,
     inbox: UnboundedReceiver<Request>,
     conn: Option<Conn>,
@@ -168,6 +173,7 @@ struct Worker {
 pub(crate) fn spawn(
     settings: DbSettings,
     options: Options,
+    local_clock: Arc<dyn Clock + Send + Sync>,
     link: Arc<Link>,
     inbox: UnboundedReceiver<Request>,
     started: SyncSender<Result<(), PostgresStoreError>>,
@@ -188,13 +194,14 @@ pub(crate) fn spawn(
                     return;
                 }
             };
-            let now = options.local_clock.now();
+            let now = local_clock.now();
             let mut worker = Worker {
                 rt,
                 writer: writer_name(now),
                 settings,
                 backoff: options.reconnect.0,
                 options,
+                local_clock,
                 link,
                 inbox,
                 conn: None,
@@ -231,7 +238,7 @@ fn writer_name(now: Instant) -> String {
 
 impl Worker {
     fn local_now(&self) -> Instant {
-        self.options.local_clock.now()
+        self.local_clock.now()
     }
 
     fn server_now(&self) -> Instant {
@@ -605,7 +612,7 @@ impl Worker {
     fn adopt_row(&mut self, key: &BreakerKey, reserved: u16, load: bool) {
         let server_now = self.server_now();
         let time = self.time;
-        let clock = Arc::clone(&self.options.local_clock);
+        let clock = Arc::clone(&self.local_clock);
         let Some(state) = self.keys.get_mut(key) else {
             return;
         };
@@ -696,7 +703,7 @@ impl Worker {
     /// in-process copy stand in for the row: a wanted probe is admitted locally (fail open),
     /// and its changes of status are announced.
     fn keep(&mut self, key: &BreakerKey, events: Vec<Event>, wants_probe: bool) {
-        let clock = Arc::clone(&self.options.local_clock);
+        let clock = Arc::clone(&self.local_clock);
         let fail_open = self.options.on_outage == OnOutage::FailOpen;
         let Some(state) = self.keys.get_mut(key) else {
             return;
