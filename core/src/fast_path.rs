@@ -25,22 +25,21 @@ use crate::{
 /// }
 /// let digest = FastPath::of(&state, &config);
 /// let admission = digest.admit().expect("CLOSED admits without the lock");
-/// assert!(digest.success_changes_nothing(admission, &config));
+/// assert!(digest.success_changes_nothing(admission));
 /// assert_eq!(FastPath::from_bits(digest.to_bits()), digest);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct FastPath(u64);
 
-// Layout: epoch in bits 0..32, window length in 32..48, state in 48..50, "clean" in bit 50,
-// "held" in bit 51.
-const LEN_SHIFT: u32 = 32;
+// Layout: epoch in bits 0..32, state in 48..50, "clean" in bit 50, "held" in bit 51.
 const STATE_SHIFT: u32 = 48;
 const CLEAN: u64 = 1 << 50;
 const HELD: u64 = 1 << 51;
 
 impl FastPath {
-    /// The digest of `state` under `config`.
+    /// The digest of `state` under `config`: "clean" (a success is a no-op) is judged with
+    /// `config`'s window, so a store takes the digest with the configuration it records with.
     pub fn of<Win: Window>(state: &BreakerState<Win>, config: &BreakerConfig) -> Self {
         let window = state.window();
         let clean = state.status() == CircuitState::Closed
@@ -52,12 +51,7 @@ impl FastPath {
             CircuitState::Open => 1,
             CircuitState::HalfOpen => 2,
         };
-        FastPath(
-            state.epoch() as u64
-                | (window.len() as u64) << LEN_SHIFT
-                | state_bits << STATE_SHIFT
-                | if clean { CLEAN } else { 0 },
-        )
+        FastPath(state.epoch() as u64 | state_bits << STATE_SHIFT | if clean { CLEAN } else { 0 })
     }
 
     /// The state the digest was taken in.
@@ -108,25 +102,19 @@ impl FastPath {
     /// let (admission, _) = state.admit(&config, &Instant::ZERO).unwrap();
     /// state.record(&config, admission, Verdict::Success, &Instant::ZERO);
     /// let digest = FastPath::of(&state, &config);
-    /// assert!(digest.success_changes_nothing(admission, &config));
-    /// assert!(!digest.counting().success_changes_nothing(admission, &config));
+    /// assert!(digest.success_changes_nothing(admission));
+    /// assert!(!digest.counting().success_changes_nothing(admission));
     /// assert_eq!(digest.counting().admit(), Some(admission));
     /// ```
     pub const fn counting(self) -> Self {
         FastPath(self.0 & !CLEAN)
     }
 
-    /// Whether recording a success for `admission` would leave the state exactly as it is.
+    /// Whether recording a success for `admission` would leave the state exactly as it is,
+    /// under the configuration the digest was taken with.
     #[inline]
-    pub const fn success_changes_nothing(
-        self,
-        admission: Admission,
-        config: &BreakerConfig,
-    ) -> bool {
-        self.0 & CLEAN != 0
-            && admission.epoch() == self.0 as u32
-            && !admission.is_probe()
-            && (self.0 >> LEN_SHIFT) as u16 == config.closed_window()
+    pub const fn success_changes_nothing(self, admission: Admission) -> bool {
+        self.0 & CLEAN != 0 && admission.epoch() == self.0 as u32 && !admission.is_probe()
     }
 
     /// The digest as bits, for an `AtomicU64`.

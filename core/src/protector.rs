@@ -53,10 +53,13 @@ use crate::{
 /// let _ = breaker.call(|| Err::<(), _>(ApiError::Unavailable));
 /// assert_eq!(breaker.status(), CircuitState::Open);
 /// ```
+// In this order (`repr(C)`), a breaker's address is its clock's (when the clock is a unit type)
+// and its store's: the call paths pass both to the store, and one register then holds all three.
+#[repr(C)]
 pub struct CircuitProtector<St, C, K = AllErrors, H = NoHook> {
-    config: BreakerConfig,
-    store: St,
     clock: C,
+    store: St,
+    config: BreakerConfig,
     classifier: K,
     hook: H,
 }

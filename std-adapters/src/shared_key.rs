@@ -238,11 +238,7 @@ impl StateStore for SharedKey {
         clock: &impl Clock,
     ) -> Option<Transition> {
         if verdict == Verdict::Success && !admission.is_probe() {
-            if self
-                .shared
-                .digest()
-                .success_changes_nothing(admission, config)
-            {
+            if self.shared.digest().success_changes_nothing(admission) {
                 return None;
             }
             // A CLOSED success never trips: count it now, fold it into the window later.
