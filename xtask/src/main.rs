@@ -1,8 +1,8 @@
 //! Project tasks, run as `cargo xtask <task>`.
 //!
 //! - `test`: every test: the host tests (unit, integration, property, concurrency, doc tests),
-//!   the loom model, the README's examples, and the core built for `thumbv7em-none-eabihf` with
-//!   and without `defmt`.
+//!   the loom model, the README's examples, the core built and linted for each of
+//!   [`CORE_TARGETS`] with each of [`CORE_FEATURES`], and the firmware under QEMU.
 //! - `bench`: the criterion benchmarks.
 
 use std::{
@@ -13,8 +13,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The firmware target the core must build for.
+/// The target the example firmware runs on (under QEMU).
 const FIRMWARE_TARGET: &str = "thumbv7em-none-eabihf";
+/// The targets the core must build for, clippy-clean: Cortex-M4F (STM32 and the QEMU firmware),
+/// Cortex-M0+ (RP2040) and RISC-V (ESP32-C3). The last two have no compare-and-swap atomics.
+const CORE_TARGETS: [&str; 3] = [
+    FIRMWARE_TARGET,
+    "thumbv6m-none-eabi",
+    "riscv32imc-unknown-none-elf",
+];
+/// The core's feature sets built for each of [`CORE_TARGETS`].
+const CORE_FEATURES: [&str; 3] = ["", "defmt", "defmt,embassy"];
 
 /// What to do without QEMU.
 const QEMU_MISSING: &str =
@@ -151,22 +160,12 @@ fn test() -> Result<(), String> {
             cargo_in(&firmware_dir(), &args)
         },
     )?;
-    for features in ["", "defmt", "defmt,embassy"] {
-        let mut args = vec![
-            "build",
-            "-p",
-            "resilient-circuit",
-            "--target",
-            FIRMWARE_TARGET,
-        ];
-        if !features.is_empty() {
-            args.extend(["--features", features]);
+    for target in CORE_TARGETS {
+        ensure_target(target)?;
+        for features in CORE_FEATURES {
+            let label = format!("core for {target} (features: {})", or_none(features));
+            step(&label, || core_for_target(target, features))?;
         }
-        let label = format!(
-            "core for {FIRMWARE_TARGET} (features: {})",
-            or_none(features)
-        );
-        step(&label, || cargo(&args))?;
     }
     if qemu_available() {
         firmware(&[])?;
@@ -262,6 +261,21 @@ fn run_example(example: &Example) -> Result<(), String> {
 }
 
 /// Adds a rustup target when it is missing (seconds, once).
+/// Builds the core for `target` with `features`, then lints it there (`-D warnings`).
+fn core_for_target(target: &str, features: &str) -> Result<(), String> {
+    for command in ["build", "clippy"] {
+        let mut args = vec![command, "-p", "resilient-circuit", "--target", target];
+        if !features.is_empty() {
+            args.extend(["--features", features]);
+        }
+        if command == "clippy" {
+            args.extend(["--", "-D", "warnings"]);
+        }
+        cargo(&args)?;
+    }
+    Ok(())
+}
+
 fn ensure_target(target: &str) -> Result<(), String> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
