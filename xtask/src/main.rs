@@ -75,6 +75,7 @@ struct Example {
     must_show: &'static [&'static str],
 }
 
+mod flash_share;
 mod pg_cli;
 
 fn main() -> ExitCode {
@@ -441,11 +442,11 @@ fn run_firmware(elf: &Path) -> Result<(), String> {
 /// budgets.
 fn sizes(elf: &Path) -> Result<(), String> {
     let sysroot = command_stdout(Command::new("rustc").args(["--print", "sysroot"]))?;
-    let llvm_size = Path::new(sysroot.trim())
+    let llvm_bin = Path::new(sysroot.trim())
         .join("lib/rustlib")
         .join(host_target()?)
-        .join("bin/llvm-size");
-    let table = command_stdout(Command::new(&llvm_size).arg("-A").arg(elf))?;
+        .join("bin");
+    let table = command_stdout(Command::new(llvm_bin.join("llvm-size")).arg("-A").arg(elf))?;
     let section = |name: &str| -> u64 {
         table
             .lines()
@@ -481,9 +482,35 @@ fn sizes(elf: &Path) -> Result<(), String> {
         FLASH_BUDGET / 1024
     );
     println!("RAM (.data + .bss): {ram} bytes (budget {RAM_BUDGET} bytes)");
+    print_flash_share(&llvm_bin, elf, text)?;
     if flash > FLASH_BUDGET || ram > RAM_BUDGET {
         return Err("the firmware is over its size budget".into());
     }
+    Ok(())
+}
+
+/// Prints the library's share of `.text` (`text` bytes): its functions that kept a symbol and
+/// its code inlined elsewhere (by the line table); and the 64-bit division helpers in the image.
+fn print_flash_share(llvm_bin: &Path, elf: &Path, text: u64) -> Result<(), String> {
+    let library_src = workspace_root().join("core").join("src");
+    let share = flash_share::flash_share(llvm_bin, elf, &library_src, "resilient_circuit")?;
+    println!(
+        "\nthe library (resilient-circuit) in .text: {} bytes ({:.0} % of .text)",
+        share.total(),
+        100.0 * share.total() as f64 / text.max(1) as f64
+    );
+    println!("  its functions with a symbol of their own:");
+    for (name, bytes) in &share.functions {
+        println!("  {bytes:>6}  {name}");
+    }
+    println!("  its code inlined into other functions, by source file:");
+    for (file, bytes) in &share.inlined {
+        println!("  {bytes:>6}  {file}");
+    }
+    println!(
+        "64-bit division helpers (compiler_builtins): {} bytes",
+        share.u64_division
+    );
     Ok(())
 }
 

@@ -1,0 +1,173 @@
+//! The library's own share of a firmware image's flash.
+//!
+//! With LTO most of the library is inlined into the firmware's task, so its symbols alone
+//! undercount it. The share is read from the disassembly with its line table: the library's
+//! functions that kept a symbol (whole), plus every other byte of `.text` whose source line is
+//! in the library's sources (library code inlined elsewhere).
+
+use std::{collections::BTreeMap, path::Path, process::Command};
+
+use crate::command_stdout;
+
+/// Symbols of the 64-bit division `compiler_builtins` links in when code divides a `u64` on a
+/// 32-bit target.
+const U64_DIVISION: [&str; 3] = ["__aeabi_uldivmod", "__udivmoddi4", "u64_div_rem"];
+
+/// Bytes of a firmware image's `.text` attributed to the library.
+pub struct FlashShare {
+    /// The library's functions that kept a symbol, with their sizes, largest first.
+    pub functions: Vec<(String, u64)>,
+    /// Library code inlined into other functions, per source file (relative to the library's
+    /// source directory).
+    pub inlined: BTreeMap<String, u64>,
+    /// The bytes of the 64-bit division helpers in the image, whoever calls them.
+    pub u64_division: u64,
+}
+
+impl FlashShare {
+    /// The library's bytes in all: its functions and its code inlined elsewhere.
+    pub fn total(&self) -> u64 {
+        self.functions.iter().map(|(_, bytes)| bytes).sum::<u64>()
+            + self.inlined.values().sum::<u64>()
+    }
+}
+
+/// Reads `elf` with the LLVM tools in `llvm_bin`; `library_src` is the library's `src`
+/// directory as the debug info names it, and `crate_name` its symbol prefix.
+pub fn flash_share(
+    llvm_bin: &Path,
+    elf: &Path,
+    library_src: &Path,
+    crate_name: &str,
+) -> Result<FlashShare, String> {
+    let disassembly = command_stdout(
+        Command::new(llvm_bin.join("llvm-objdump"))
+            .args(["-d", "-l", "--demangle", "--section=.text"])
+            .arg(elf),
+    )?;
+    let prefix = format!("{}/", library_src.display());
+    let mut functions: BTreeMap<String, u64> = BTreeMap::new();
+    let mut inlined = BTreeMap::new();
+    let mut u64_division = 0;
+    let mut function = String::new();
+    let mut file: Option<String> = None;
+    for line in disassembly.lines() {
+        if let Some(location) = line.strip_prefix("; ") {
+            // "; /path/to/file.rs:LINE": the source of the instructions that follow.
+            file = location
+                .rsplit_once(':')
+                .and_then(|(path, _)| path.strip_prefix(&prefix))
+                .map(str::to_owned);
+        } else if let Some(header) = line.strip_suffix(">:") {
+            // "000007f0 <name>:": a function starts.
+            function = header
+                .split_once(" <")
+                .map_or("", |(_, name)| name)
+                .to_owned();
+            file = None;
+        } else if let Some(bytes) = instruction_bytes(line) {
+            if U64_DIVISION.iter().any(|helper| function.contains(helper)) {
+                u64_division += bytes;
+            } else if function.contains(crate_name) {
+                *functions.entry(readable(&function)).or_insert(0) += bytes;
+            } else if let Some(file) = &file {
+                *inlined.entry(file.clone()).or_insert(0) += bytes;
+            }
+        }
+    }
+    let mut functions: Vec<(String, u64)> = functions.into_iter().collect();
+    functions.sort_by_key(|function| std::cmp::Reverse(function.1));
+    Ok(FlashShare {
+        functions,
+        inlined,
+        u64_division,
+    })
+}
+
+/// A symbol as objdump demangles Rust's legacy mangling, made readable: `$LT$` to `<` and so
+/// on, without the trailing hash.
+fn readable(symbol: &str) -> String {
+    let without_hash = match symbol.rsplit_once("::h") {
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            name
+        }
+        _ => symbol,
+    };
+    let mut name = without_hash.to_owned();
+    for (escape, text) in [
+        ("$LT$", "<"),
+        ("$GT$", ">"),
+        ("$u20$", " "),
+        ("$C$", ","),
+        ("$RF$", "&"),
+        ("$BP$", "*"),
+        ("$u7b$", "{"),
+        ("$u7d$", "}"),
+        ("..", "::"),
+    ] {
+        name = name.replace(escape, text);
+    }
+    name.strip_prefix('_')
+        .filter(|rest| rest.starts_with('<'))
+        .map_or(name.clone(), str::to_owned)
+}
+
+/// The size of the instruction (or literal) on a disassembly line such as
+/// `    1462: f001 fa4b    \tbl\t0x28fc`, from its encoding; `None` for any other line.
+fn instruction_bytes(line: &str) -> Option<u64> {
+    let (address, rest) = line.trim_start().split_once(": ")?;
+    if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let encoding = rest.split('\t').next()?;
+    let digits: usize = encoding
+        .split_whitespace()
+        .map(|group| {
+            group
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+                .then_some(group.len())
+        })
+        .sum::<Option<usize>>()?;
+    (digits > 0 && digits.is_multiple_of(2)).then_some(digits as u64 / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{instruction_bytes, readable};
+
+    #[test]
+    fn a_symbol_is_made_readable() {
+        assert_eq!(
+            readable(
+                "_$LT$resilient_circuit..compose..Run2$LT$E$C$L0$GT$$u20$as$u20$core..ops..Drop$GT$::drop::h7942cc71bdd4e8c4"
+            ),
+            "<resilient_circuit::compose::Run2<E,L0> as core::ops::Drop>::drop"
+        );
+        assert_eq!(
+            readable(
+                "resilient_circuit::state::BreakerState$LT$Win$GT$::record_in_period::hd7b5e4697dffbc4a"
+            ),
+            "resilient_circuit::state::BreakerState<Win>::record_in_period"
+        );
+    }
+
+    #[test]
+    fn an_instructions_size_is_read_from_its_encoding() {
+        assert_eq!(
+            instruction_bytes("    1462: f001 fa4b    \tbl\t0x28fc <__aeabi_uldivmod>"),
+            Some(4)
+        );
+        assert_eq!(
+            instruction_bytes("    2a48: d37a         \tblo\t0x2b40"),
+            Some(2)
+        );
+        assert_eq!(
+            instruction_bytes("    2b50: 00 ca 9a 3b  \t.word\t0x3b9aca00"),
+            Some(4)
+        );
+        assert_eq!(instruction_bytes("000007f0 <main>:"), None);
+        assert_eq!(instruction_bytes("; /src/lib.rs:12"), None);
+        assert_eq!(instruction_bytes(""), None);
+    }
+}
