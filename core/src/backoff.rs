@@ -7,7 +7,7 @@ use core::{fmt, time::Duration};
 use fixed::types::{U1F31, U32F32};
 use rand_core::Rng;
 
-use crate::time::duration_to_nanos;
+use crate::{divide::duration_from_nanos, time::duration_to_nanos};
 
 /// The wait after each failed attempt.
 ///
@@ -251,7 +251,7 @@ impl<J> ExponentialDelay<J> {
     /// The delay before jitter: `min_delay * factor^(attempt-1)` capped at `max_delay`, without
     /// overflow for any attempt.
     pub fn base_delay(&self, attempt: u32) -> Duration {
-        Duration::from_nanos(self.base_nanos(attempt))
+        duration_from_nanos(self.base_nanos(attempt))
     }
 
     fn base_nanos(&self, attempt: u32) -> u64 {
@@ -301,7 +301,7 @@ impl<R: Rng> Backoff for ExponentialDelay<UniformJitter<R>> {
         let jittered = base.saturating_add(offset).saturating_sub(span);
         let min = duration_to_nanos(self.min_delay);
         let max = duration_to_nanos(self.max_delay);
-        Duration::from_nanos(jittered.clamp(min, max))
+        duration_from_nanos(jittered.clamp(min, max))
     }
 }
 
@@ -331,7 +331,7 @@ impl<R: Rng> FullJitter<R> {
 impl<R: Rng> Backoff for FullJitter<R> {
     fn delay(&mut self, attempt: u32) -> Duration {
         let bound = self.exponential.base_nanos(attempt);
-        Duration::from_nanos(uniform_up_to(&mut self.rng, bound))
+        duration_from_nanos(uniform_up_to(&mut self.rng, bound))
     }
 }
 
@@ -387,7 +387,7 @@ impl<R: Rng> Backoff for DecorrelatedJitter<R> {
         let upper = self.previous.saturating_mul(3).max(min);
         let drawn = min + uniform_up_to(&mut self.rng, upper - min);
         self.previous = drawn.min(max);
-        Duration::from_nanos(self.previous)
+        duration_from_nanos(self.previous)
     }
 }
 

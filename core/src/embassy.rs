@@ -2,7 +2,10 @@
 
 use core::time::Duration;
 
-use crate::time::{AsyncSleep, Clock, Instant};
+use crate::{
+    divide::MicrosToTicks,
+    time::{AsyncSleep, Clock, Instant},
+};
 
 /// [`Clock`] reading `embassy_time::Instant::now()`.
 ///
@@ -26,10 +29,22 @@ pub struct EmbassySleep;
 
 impl AsyncSleep for EmbassySleep {
     async fn sleep(&self, duration: Duration) {
-        // Saturating: a wait too long for the tick rate's arithmetic waits "forever".
-        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        let wait =
-            embassy_time::Duration::try_from_micros(micros).unwrap_or(embassy_time::Duration::MAX);
-        embassy_time::Timer::after(wait).await
+        embassy_time::Timer::after(ticks_of(duration)).await
     }
+}
+
+/// Microseconds to ticks at the build's tick rate.
+const MICROS_TO_TICKS: MicrosToTicks = MicrosToTicks::new(embassy_time::TICK_HZ);
+
+/// `duration` in whole ticks, rounded up as `embassy_time::Duration::try_from_micros` does,
+/// without its 64-bit division. Saturating: a wait too long for the tick rate's arithmetic
+/// waits "forever".
+fn ticks_of(duration: Duration) -> embassy_time::Duration {
+    u64::try_from(duration.as_micros())
+        .ok()
+        .and_then(|micros| MICROS_TO_TICKS.ticks(micros))
+        .map_or(
+            embassy_time::Duration::MAX,
+            embassy_time::Duration::from_ticks,
+        )
 }

@@ -47,6 +47,7 @@ mod breaker;
 pub mod classify;
 pub mod compose;
 mod config;
+mod divide;
 #[cfg(feature = "embassy")]
 mod embassy;
 mod error;

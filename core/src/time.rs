@@ -7,6 +7,8 @@ pub use crate::sleep::{AsyncSleep, NoSleep, Sleep};
 
 use core::time::Duration;
 
+use crate::divide::duration_from_nanos;
+
 /// A point on a monotonic clock, in nanoseconds since the clock's own origin.
 ///
 /// The core never reads time itself: a [`Clock`] hands it an `Instant`. Eight bytes, `Copy`,
@@ -73,7 +75,7 @@ impl Instant {
 
     /// How long after `earlier` this instant is; zero if it is not after it.
     pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_nanos(self.nanos.saturating_sub(earlier.nanos))
+        duration_from_nanos(self.nanos.saturating_sub(earlier.nanos))
     }
 }
 

@@ -12,7 +12,10 @@ pub struct WholeMillis<S>(pub S);
 
 impl<S: AsyncSleep> AsyncSleep for WholeMillis<S> {
     async fn sleep(&self, duration: Duration) {
-        let millis = duration.as_nanos().div_ceil(1_000_000) as u64;
-        self.0.sleep(Duration::from_millis(millis)).await
+        // Whole seconds, then the fraction rounded up: only a 32-bit division by a constant
+        // (a multiply), none of `compiler_builtins`' 64-bit division.
+        let fraction = Duration::new(0, duration.subsec_nanos().div_ceil(1_000_000) * 1_000_000);
+        let whole_millis = Duration::from_secs(duration.as_secs()).saturating_add(fraction);
+        self.0.sleep(whole_millis).await
     }
 }

@@ -511,6 +511,13 @@ fn print_flash_share(llvm_bin: &Path, elf: &Path, text: u64) -> Result<(), Strin
         "64-bit division helpers (compiler_builtins): {} bytes",
         share.u64_division
     );
+    if share.u64_division > 0 {
+        return Err(format!(
+            "the firmware links compiler_builtins' 64-bit division ({} bytes): a `u64` division \
+             crept in (divide by a constant with core/src/divide.rs instead)",
+            share.u64_division
+        ));
+    }
     Ok(())
 }
 

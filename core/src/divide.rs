@@ -1,0 +1,213 @@
+//! Division of a `u64` by a constant with a multiply and shifts.
+//!
+//! A 32-bit target has no 64-bit divide instruction (a Cortex-M0+ has none at all), so `n / d`
+//! on a `u64` links `compiler_builtins`' division (about 900 bytes of flash on a Cortex-M),
+//! even when `d` is a constant: `Duration::from_nanos` is such a division. With the divisor
+//! known ahead, the quotient is the high half of one multiplication instead (Granlund and
+//! Montgomery, "Division by invariant integers using multiplication", 1994, figure 4.1),
+//! which a 32-bit core does in a few multiply instructions.
+
+use core::time::Duration;
+
+/// A `u64` divisor fixed ahead, so that dividing by it needs no division.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConstDivisor {
+    /// The low 64 bits of the magic multiplier (its bit 64 is implied).
+    multiplier: u64,
+    /// `min(l, 1)` and `max(l - 1, 0)`, `l` being `ceil(log2 divisor)`.
+    first_shift: u32,
+    second_shift: u32,
+}
+
+impl ConstDivisor {
+    /// Dividing by `divisor`. In a `const`, a zero divisor fails the build.
+    pub(crate) const fn new(divisor: u64) -> Self {
+        assert!(divisor != 0, "a divisor must not be zero");
+        let l = 64 - (divisor - 1).leading_zeros();
+        // floor(2^64 * (2^l - d) / d) + 1, below 2^64 for every d >= 1.
+        let multiplier =
+            (((1u128 << 64) * ((1u128 << l) - divisor as u128)) / divisor as u128 + 1) as u64;
+        ConstDivisor {
+            multiplier,
+            first_shift: if l == 0 { 0 } else { 1 },
+            second_shift: l.saturating_sub(1),
+        }
+    }
+
+    /// `n / divisor`, exact for every `n`.
+    #[inline]
+    pub(crate) const fn divide(self, n: u64) -> u64 {
+        let high = ((self.multiplier as u128 * n as u128) >> 64) as u64;
+        (high + ((n - high) >> self.first_shift)) >> self.second_shift
+    }
+}
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+const BY_NANOS_PER_SEC: ConstDivisor = ConstDivisor::new(NANOS_PER_SEC);
+
+/// `Duration::from_nanos(nanos)`, without a 64-bit division call on a 32-bit target. A 64-bit
+/// target multiplies already (the compiler lowers a division by a constant to a multiply of
+/// its own, a little shorter than this one).
+#[inline]
+pub(crate) const fn duration_from_nanos(nanos: u64) -> Duration {
+    #[cfg(target_pointer_width = "64")]
+    return Duration::from_nanos(nanos);
+    #[cfg(not(target_pointer_width = "64"))]
+    return duration_from_nanos_by_multiply(nanos);
+}
+
+/// `Duration::from_nanos(nanos)` with [`ConstDivisor`].
+#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
+#[inline]
+const fn duration_from_nanos_by_multiply(nanos: u64) -> Duration {
+    let secs = BY_NANOS_PER_SEC.divide(nanos);
+    Duration::new(secs, (nanos - secs * NANOS_PER_SEC) as u32)
+}
+
+/// Microseconds to ticks of a clock running at a fixed rate, rounded up, without a 64-bit
+/// division.
+#[cfg(any(feature = "embassy", test))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MicrosToTicks {
+    /// The tick rate and a million, each over their greatest common divisor.
+    ticks_per_unit: u64,
+    micros_per_unit: u64,
+    by_micros_per_unit: ConstDivisor,
+}
+
+#[cfg(any(feature = "embassy", test))]
+impl MicrosToTicks {
+    /// At `tick_hz` ticks a second (not zero).
+    pub(crate) const fn new(tick_hz: u64) -> Self {
+        let common = gcd(tick_hz, 1_000_000);
+        MicrosToTicks {
+            ticks_per_unit: tick_hz / common,
+            micros_per_unit: 1_000_000 / common,
+            by_micros_per_unit: ConstDivisor::new(1_000_000 / common),
+        }
+    }
+
+    /// `ceil(micros * tick_hz / 1_000_000)`; `None` past `u64::MAX`.
+    #[inline]
+    pub(crate) fn ticks(self, micros: u64) -> Option<u64> {
+        let scaled = micros.checked_mul(self.ticks_per_unit)?;
+        let whole = self.by_micros_per_unit.divide(scaled);
+        // `whole * micros_per_unit <= scaled`: no overflow; and `whole < u64::MAX` whenever
+        // the division leaves a remainder.
+        Some(whole + u64::from(whole * self.micros_per_unit != scaled))
+    }
+}
+
+#[cfg(any(feature = "embassy", test))]
+const fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        ConstDivisor, MicrosToTicks, duration_from_nanos, duration_from_nanos_by_multiply,
+    };
+    use core::time::Duration;
+
+    /// A xorshift sequence: many values, the same in every run.
+    fn values(count: usize) -> impl Iterator<Item = u64> {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        (0..count).map(move |_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        })
+    }
+
+    #[test]
+    fn the_quotient_is_exact_for_every_kind_of_divisor_and_dividend() {
+        let divisors = [
+            1,
+            2,
+            3,
+            7,
+            10,
+            1_000,
+            1_000_000,
+            1_000_000_000,
+            15_625,
+            (1 << 32) + 1,
+            (1 << 63) - 1,
+            1 << 63,
+            (1 << 63) + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for d in divisors.into_iter().chain(values(200)) {
+            let divisor = ConstDivisor::new(d);
+            // Around multiples of d (where a rounding error would show) and anywhere.
+            let around_multiples = values(50).flat_map(|v| {
+                let multiple = (v / d).saturating_mul(d);
+                [
+                    multiple.wrapping_sub(1),
+                    multiple,
+                    multiple.saturating_add(1),
+                ]
+            });
+            let edges = [0, 1, d - 1, d, d.saturating_add(1), u64::MAX - 1, u64::MAX];
+            for n in edges
+                .into_iter()
+                .chain(around_multiples)
+                .chain(values(2_000))
+            {
+                assert_eq!(divisor.divide(n), n / d, "{n} / {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_duration_from_nanos_is_the_standard_one() {
+        for n in [0, 1, 999_999_999, 1_000_000_000, 1_000_000_001, u64::MAX]
+            .into_iter()
+            .chain(values(10_000))
+        {
+            assert_eq!(duration_from_nanos(n), Duration::from_nanos(n), "{n} ns");
+            assert_eq!(
+                duration_from_nanos_by_multiply(n),
+                Duration::from_nanos(n),
+                "{n} ns"
+            );
+        }
+    }
+
+    #[test]
+    fn microseconds_become_ticks_rounded_up_at_any_rate() {
+        for tick_hz in [1, 1_000, 32_768, 1_000_000, 16_000_000, 1 << 40] {
+            let to_ticks = MicrosToTicks::new(tick_hz);
+            for micros in [
+                0,
+                1,
+                999,
+                1_000,
+                1_001,
+                999_999,
+                1_000_000,
+                u64::MAX / 2,
+                u64::MAX,
+            ]
+            .into_iter()
+            .chain(values(2_000).map(|v| v >> (v % 64)))
+            {
+                let exact = (micros as u128 * tick_hz as u128).div_ceil(1_000_000);
+                assert_eq!(
+                    to_ticks.ticks(micros).map(u128::from),
+                    // Past u64::MAX once scaled by the reduced rate: no tick count.
+                    (micros as u128 * (tick_hz / super::gcd(tick_hz, 1_000_000)) as u128
+                        <= u64::MAX as u128)
+                        .then_some(exact),
+                    "{micros} us at {tick_hz} Hz"
+                );
+            }
+        }
+    }
+}
