@@ -56,6 +56,8 @@ pub mod hook;
 mod policy;
 mod protector;
 mod ratio;
+#[cfg(feature = "embassy-sync")]
+mod raw_mutex_store;
 mod retry;
 mod rng;
 mod safety_net;

@@ -1,6 +1,8 @@
 //! Where a breaker's state lives and how a change to it is made atomic.
 
 pub use crate::fast_path::FastPath;
+#[cfg(feature = "embassy-sync")]
+pub use crate::raw_mutex_store::RawMutexStore;
 pub use crate::watch::{LocalHooks, Watch};
 
 use core::cell::RefCell;

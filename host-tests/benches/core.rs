@@ -1,4 +1,5 @@
-//! The core on the inline store, next to a bare closure and `AtomicU64::fetch_add`, in one run.
+//! The core on the inline store (and the embassy-sync store), next to a bare closure and
+//! `AtomicU64::fetch_add`, in one run.
 //!
 //! `cargo bench -p host-tests --bench core`
 
@@ -10,9 +11,10 @@ use std::{
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, NoopRawMutex};
 use resilient_circuit::{
     Breaker, BreakerConfig, CircuitProtector, CircuitState, Ratio,
-    store::InlineStore,
+    store::{InlineStore, RawMutexStore},
     time::{Clock, Instant},
 };
 
@@ -47,6 +49,32 @@ fn core_paths(c: &mut Criterion) {
     );
     group.bench_function("inline: closed success", |b| {
         b.iter(|| closed.call(|| Ok::<u64, u64>(black_box(1))))
+    });
+
+    // The same call on the embassy-sync store: without a critical section (NoopRawMutex), and
+    // with one (critical-section's std implementation here, a global lock; on a single-core
+    // MCU it masks interrupts instead). embassy-sync's `lock` is not `#[inline]`: at the bench
+    // profile's 16 codegen units it may stay a call (about 16 ns here); with one codegen unit,
+    // as firmware is built, the NoopRawMutex line is the inline store's figure.
+    let on_noop = CircuitProtector::new(
+        BreakerConfig::new()
+            .failure_limit(Ratio::of::<32, 64>())
+            .validated(),
+        RawMutexStore::<NoopRawMutex, 64>::new(),
+        Instant::ZERO,
+    );
+    group.bench_function("noop raw mutex: closed success", |b| {
+        b.iter(|| on_noop.call(|| Ok::<u64, u64>(black_box(1))))
+    });
+    let on_critical_section = CircuitProtector::new(
+        BreakerConfig::new()
+            .failure_limit(Ratio::of::<32, 64>())
+            .validated(),
+        RawMutexStore::<CriticalSectionRawMutex, 64>::new(),
+        Instant::ZERO,
+    );
+    group.bench_function("critical-section raw mutex: closed success", |b| {
+        b.iter(|| on_critical_section.call(|| Ok::<u64, u64>(black_box(1))))
     });
 
     // Every call fails; the hook flags the trip after each 64th failure and the loop resets.

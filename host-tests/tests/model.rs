@@ -4,13 +4,14 @@
 
 use std::{collections::VecDeque, time::Duration};
 
+use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, NoopRawMutex};
 use host_tests::{FakeClock, SharedFakeClock, TransitionCounts, Transitions};
 use proptest::{prelude::*, test_runner::TestCaseError};
 use resilient_circuit::{
     Breaker, BreakerConfig, CircuitProtector, CircuitState, Permit, Ratio, TransitionHook,
     classify::{AllErrors, Verdict},
     state::{Outcome, Window},
-    store::{FastPath, InlineStore, StateStore},
+    store::{FastPath, InlineStore, RawMutexStore, StateStore},
     time::{Clock, Instant},
 };
 use resilient_circuit_std::{BreakerKey, MemoryStore};
@@ -368,6 +369,21 @@ proptest! {
         let clock = FakeClock::new();
         let recorded = Transitions::new();
         let breaker = CircuitProtector::new(config.validate().unwrap(), InlineStore::<8, 1>::new(), &clock)
+            .on_status_change(recorded.hook());
+        agrees_with_the_model(&breaker, &config, limits, &steps, |d| clock.advance(d), || recorded.take())?;
+    }
+
+    #[test]
+    fn raw_mutex_breakers_agree_with_the_reference_model(limits in limits(8), steps in proptest::collection::vec(step(), 1..120)) {
+        // The embassy-sync stores, without and with a critical section.
+        let config = config_for(limits);
+        let clock = FakeClock::new();
+        let recorded = Transitions::new();
+        let breaker = CircuitProtector::new(config.validate().unwrap(), RawMutexStore::<NoopRawMutex, 8, 1>::new(), &clock)
+            .on_status_change(recorded.hook());
+        agrees_with_the_model(&breaker, &config, limits, &steps, |d| clock.advance(d), || recorded.take())?;
+        let clock = FakeClock::new();
+        let breaker = CircuitProtector::new(config.validate().unwrap(), RawMutexStore::<CriticalSectionRawMutex, 8, 1>::new(), &clock)
             .on_status_change(recorded.hook());
         agrees_with_the_model(&breaker, &config, limits, &steps, |d| clock.advance(d), || recorded.take())?;
     }
