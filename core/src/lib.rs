@@ -9,7 +9,8 @@
 //! The root holds what a user names; the rest is in modules: [`backoff`] (delays and jitter),
 //! [`store`] (where state lives, and the seam for a store of your own), [`time`] (clocks and
 //! sleepers), [`state`] (the state machine's values), [`classify`], [`hook`] and [`compose`]
-//! (how a [`SafetyNet`] runs its stages).
+//! (how a [`SafetyNet`] runs its stages); with the feature `embedded-hal`, `bus` (an
+//! `embedded-hal-async` bus whose transactions go through a policy).
 //!
 //! ```
 //! use core::time::Duration;
@@ -44,6 +45,8 @@
 
 pub mod backoff;
 mod breaker;
+#[cfg(feature = "embedded-hal")]
+pub mod bus;
 pub mod classify;
 pub mod compose;
 mod config;

@@ -23,7 +23,7 @@ const CORE_TARGETS: [&str; 3] = [
     "riscv32imc-unknown-none-elf",
 ];
 /// The core's feature sets built for each of [`CORE_TARGETS`].
-const CORE_FEATURES: [&str; 3] = ["", "defmt", "defmt,embassy,embassy-sync"];
+const CORE_FEATURES: [&str; 3] = ["", "defmt", "defmt,embassy,embassy-sync,embedded-hal"];
 
 /// What to do without QEMU.
 const QEMU_MISSING: &str =
