@@ -83,6 +83,11 @@ impl<B, P> ProtectedBus<B, P> {
         ProtectedBus { bus, policy }
     }
 
+    /// The bus.
+    pub fn bus(&self) -> &B {
+        &self.bus
+    }
+
     /// The policy.
     pub fn policy(&self) -> &P {
         &self.policy
@@ -98,6 +103,9 @@ impl<B: i2c::ErrorType, P> i2c::ErrorType for ProtectedBus<B, P> {
     type Error = Error<B::Error>;
 }
 
+// Each method hands the policy an operation that already speaks `Error` (`run_async`): with
+// `call_async`, one more future wraps every transaction, and on a Cortex-M moving it in and out
+// of the driver's future linked `memcpy` and `memmove` (2.3 KB of the example's flash).
 impl<A, B, P> I2c<A> for ProtectedBus<B, P>
 where
     A: i2c::AddressMode + Copy,
@@ -107,14 +115,14 @@ where
     async fn read(&mut self, address: A, read: &mut [u8]) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .call_async(async || bus.read(address, read).await)
+            .run_async(async || bus.read(address, read).await.map_err(Error::Operation))
             .await
     }
 
     async fn write(&mut self, address: A, write: &[u8]) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .call_async(async || bus.write(address, write).await)
+            .run_async(async || bus.write(address, write).await.map_err(Error::Operation))
             .await
     }
 
@@ -126,7 +134,11 @@ where
     ) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .call_async(async || bus.write_read(address, write, read).await)
+            .run_async(async || {
+                bus.write_read(address, write, read)
+                    .await
+                    .map_err(Error::Operation)
+            })
             .await
     }
 
@@ -137,7 +149,11 @@ where
     ) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .call_async(async || bus.transaction(address, operations).await)
+            .run_async(async || {
+                bus.transaction(address, operations)
+                    .await
+                    .map_err(Error::Operation)
+            })
             .await
     }
 }
@@ -155,28 +171,33 @@ where
     async fn read(&mut self, buf: &mut [W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .call_async(async || device.read(buf).await)
+            .run_async(async || device.read(buf).await.map_err(Error::Operation))
             .await
     }
 
     async fn write(&mut self, buf: &[W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .call_async(async || device.write(buf).await)
+            .run_async(async || device.write(buf).await.map_err(Error::Operation))
             .await
     }
 
     async fn transfer(&mut self, read: &mut [W], write: &[W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .call_async(async || device.transfer(read, write).await)
+            .run_async(async || device.transfer(read, write).await.map_err(Error::Operation))
             .await
     }
 
     async fn transfer_in_place(&mut self, buf: &mut [W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .call_async(async || device.transfer_in_place(buf).await)
+            .run_async(async || {
+                device
+                    .transfer_in_place(buf)
+                    .await
+                    .map_err(Error::Operation)
+            })
             .await
     }
 
@@ -186,7 +207,12 @@ where
     ) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .call_async(async || device.transaction(operations).await)
+            .run_async(async || {
+                device
+                    .transaction(operations)
+                    .await
+                    .map_err(Error::Operation)
+            })
             .await
     }
 }

@@ -1,4 +1,5 @@
-//! The firmware's scenario: a flaky sensor read through `SafetyNet(retry, circuit protector)`.
+//! The firmware's scenario: a sensor driver on a flaky I2C bus whose transactions go through
+//! `SafetyNet(retry, circuit protector)`.
 //!
 //! Shared by the firmware (`main.rs`, run under QEMU) and the host test (`tests/scenario.rs`,
 //! on embassy-time's mock driver), so the logic is covered with and without QEMU.

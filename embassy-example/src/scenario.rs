@@ -1,19 +1,21 @@
-//! The scenario the firmware runs and checks: 30 sensor reads, one every 50 ms, through a
-//! bus that fails from 200 ms to 1200 ms.
+//! The scenario the firmware runs and checks: 30 sensor reads, one every 50 ms, by a driver
+//! whose I2C bus (failing from 200 ms to 1200 ms) runs every transaction through
+//! `SafetyNet(retry, circuit protector)`.
 
 use core::time::Duration;
 
 use embassy_time::{Instant, Timer};
 use resilient_circuit::{
-    AsyncPolicy, CircuitState, Error, RetryWithBackoff, SafetyNet,
+    CircuitState, Error, RetryWithBackoff, SafetyNet,
     backoff::{ExponentialDelay, SplitMix64},
+    bus::ProtectedBus,
     fixed_point::U1F31,
     time::EmbassySleep,
 };
 
 use crate::{
     breaker::{self, BREAKER},
-    sensor::FlakySensor,
+    sensor::{SimulatedBus, TemperatureSensor},
     sleep::WholeMillis,
 };
 
@@ -74,22 +76,19 @@ pub enum Failure {
 /// Runs the scenario and reports what happened.
 pub async fn run() -> Result<Report, Failure> {
     let start = Instant::now();
-    let mut sensor = FlakySensor::new();
     let backoff = ExponentialDelay::new(Duration::from_millis(10), Duration::from_millis(40))
         .and_then(|b| b.with_jitter(U1F31::from_num(0.25), SplitMix64::new(DEVICE_SEED)))
         .map_err(|_| Failure::BadBackoff)?;
     let retry = RetryWithBackoff::new(2).with_backoff(backoff, WholeMillis(EmbassySleep));
-    let mut net = SafetyNet::new((retry, &BREAKER));
+    // The driver talks to the bus through the retry and the breaker, unchanged.
+    let bus = ProtectedBus::new(SimulatedBus::new(), SafetyNet::new((retry, &BREAKER)));
+    let mut sensor = TemperatureSensor::new(bus);
     let (mut ok, mut failed, mut rejected, mut retries) = (0, 0, 0, 0);
 
     for request in 1..=REQUESTS {
-        let mut attempts = 0u32;
-        let result = net
-            .call_async(async || {
-                attempts += 1;
-                sensor.read().await
-            })
-            .await;
+        let before = transactions(&sensor);
+        let result = sensor.read().await;
+        let attempts = transactions(&sensor) - before;
         retries += attempts.saturating_sub(1);
         match result {
             Ok(centi_degrees) => {
@@ -138,10 +137,15 @@ pub async fn run() -> Result<Report, Failure> {
         failed,
         rejected,
         retries,
-        bus_reads: sensor.reads(),
+        bus_reads: transactions(&sensor),
         elapsed_ms: start.elapsed().as_millis(),
         transition_count: breaker::transition_count(),
     })
+}
+
+/// Transactions the bus under `sensor`'s driver saw: the attempts, retries included.
+fn transactions<P>(sensor: &TemperatureSensor<ProtectedBus<SimulatedBus, P>>) -> u32 {
+    sensor.bus().bus().transactions()
 }
 
 /// What the scenario must produce: the same on the firmware and on the host.

@@ -1,8 +1,11 @@
-//! A simulated peripheral with a deterministic fault schedule.
+//! A temperature sensor on a simulated I2C bus with a deterministic fault schedule, and its
+//! driver, written against `embedded-hal-async` as a driver crate would be.
 
 use embassy_time::{Duration, Instant, Timer};
+use embedded_hal::i2c::{self, ErrorKind, ErrorType, NoAcknowledgeSource, Operation};
+use embedded_hal_async::i2c::I2c;
 
-/// How a read fails.
+/// How a transaction fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "firmware", derive(defmt::Format))]
 pub enum SensorError {
@@ -12,33 +15,68 @@ pub enum SensorError {
     Timeout,
 }
 
+impl i2c::Error for SensorError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SensorError::Nak => ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address),
+            // The controller gave up waiting on a held clock line: a bus fault.
+            SensorError::Timeout => ErrorKind::Bus,
+        }
+    }
+}
+
 /// When the bus is faulty, from the start of the scenario: NAKs and timeouts in a burst.
 pub const FAULTY_FROM: Duration = Duration::from_millis(200);
 /// When the bus recovers.
 pub const FAULTY_UNTIL: Duration = Duration::from_millis(1_200);
 
-/// A temperature sensor on a flaky bus: healthy, then failing from [`FAULTY_FROM`] to
+/// The sensor's address.
+pub const SENSOR_ADDRESS: u8 = 0x48;
+
+/// An I2C bus with one temperature sensor on it: healthy, then failing from [`FAULTY_FROM`] to
 /// [`FAULTY_UNTIL`] (two NAKs, then a timeout, over and over), then healthy again.
-pub struct FlakySensor {
+pub struct SimulatedBus {
     start: Instant,
-    reads: u32,
+    transactions: u32,
 }
 
-impl FlakySensor {
-    /// A sensor whose schedule starts now.
+impl SimulatedBus {
+    /// A bus whose schedule starts now.
     pub fn new() -> Self {
-        FlakySensor {
+        SimulatedBus {
             start: Instant::now(),
-            reads: 0,
+            transactions: 0,
         }
     }
 
-    /// Reads the temperature in centi-degrees; takes 2 ms, a NAK 1 ms, a timeout 20 ms.
-    pub async fn read(&mut self) -> Result<u16, SensorError> {
-        self.reads += 1;
+    /// How many transactions the bus saw.
+    pub fn transactions(&self) -> u32 {
+        self.transactions
+    }
+}
+
+impl Default for SimulatedBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ErrorType for SimulatedBus {
+    type Error = SensorError;
+}
+
+impl I2c for SimulatedBus {
+    /// A transaction takes 2 ms, a NAK 1 ms, a timeout 20 ms; reads return the temperature in
+    /// centi-degrees, big-endian.
+    async fn transaction(
+        &mut self,
+        _address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), SensorError> {
+        self.transactions += 1;
         let since_start = Instant::now() - self.start;
         if since_start >= FAULTY_FROM && since_start < FAULTY_UNTIL {
-            if self.reads.is_multiple_of(3) {
+            if self.transactions.is_multiple_of(3) {
                 Timer::after_millis(20).await;
                 return Err(SensorError::Timeout);
             }
@@ -46,17 +84,45 @@ impl FlakySensor {
             return Err(SensorError::Nak);
         }
         Timer::after_millis(2).await;
-        Ok(2_150 + (self.reads % 7) as u16)
-    }
-
-    /// How many reads the bus saw.
-    pub fn reads(&self) -> u32 {
-        self.reads
+        let centi_degrees = 2_150 + (self.transactions % 7) as u16;
+        for operation in operations {
+            if let Operation::Read(buffer) = operation {
+                for (byte, value) in buffer.iter_mut().zip(centi_degrees.to_be_bytes()) {
+                    *byte = value;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-impl Default for FlakySensor {
-    fn default() -> Self {
-        Self::new()
+/// The sensor's driver: generic over the bus, knowing nothing of breakers or retries.
+pub struct TemperatureSensor<B> {
+    bus: B,
+}
+
+impl<B: I2c> TemperatureSensor<B> {
+    /// The temperature register.
+    const TEMPERATURE: u8 = 0x00;
+
+    /// A driver for the sensor on `bus`.
+    pub fn new(bus: B) -> Self {
+        TemperatureSensor { bus }
+    }
+
+    /// The temperature in centi-degrees.
+    pub async fn read(&mut self) -> Result<u16, B::Error> {
+        let mut raw = [0; 2];
+        self.bus
+            .write_read(SENSOR_ADDRESS, &[Self::TEMPERATURE], &mut raw)
+            .await?;
+        Ok(u16::from_be_bytes(raw))
+    }
+}
+
+impl<B> TemperatureSensor<B> {
+    /// The bus.
+    pub fn bus(&self) -> &B {
+        &self.bus
     }
 }
