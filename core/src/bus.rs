@@ -105,7 +105,7 @@ impl<B: i2c::ErrorType, P> i2c::ErrorType for ProtectedBus<B, P> {
 
 // Each method hands the policy an operation that already speaks `Error` (`run_async`): with
 // `call_async`, one more future wraps every transaction, and on a Cortex-M moving it in and out
-// of the driver's future linked `memcpy` and `memmove` (2.3 KB of the example's flash).
+// of the driver's future links `memcpy` and `memmove`.
 impl<A, B, P> I2c<A> for ProtectedBus<B, P>
 where
     A: i2c::AddressMode + Copy,
@@ -246,7 +246,7 @@ impl<E: spi::Error> spi::Error for Error<E> {
 /// How a breaker counts I2C errors: a fault of the device or the bus (no acknowledge, a bus
 /// error, an overrun, any other) is a failure; a lost arbitration (another controller won the
 /// bus) is not the device's doing and is not recorded. A retry retries every error by default,
-/// arbitration losses included.
+/// arbitration losses included; given this classifier instead, a retry would stop at one.
 ///
 /// ```
 /// use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};

@@ -50,14 +50,14 @@ const BY_NANOS_PER_SEC: ConstDivisor = ConstDivisor::new(NANOS_PER_SEC);
 /// its own, a little shorter than this one).
 #[inline]
 pub(crate) const fn duration_from_nanos(nanos: u64) -> Duration {
-    #[cfg(target_pointer_width = "64")]
-    return Duration::from_nanos(nanos);
-    #[cfg(not(target_pointer_width = "64"))]
-    return duration_from_nanos_by_multiply(nanos);
+    if cfg!(target_pointer_width = "64") {
+        Duration::from_nanos(nanos)
+    } else {
+        duration_from_nanos_by_multiply(nanos)
+    }
 }
 
 /// `Duration::from_nanos(nanos)` with [`ConstDivisor`].
-#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
 #[inline]
 const fn duration_from_nanos_by_multiply(nanos: u64) -> Duration {
     let secs = BY_NANOS_PER_SEC.divide(nanos);
@@ -87,7 +87,8 @@ impl MicrosToTicks {
         }
     }
 
-    /// `ceil(micros * tick_hz / 1_000_000)`; `None` past `u64::MAX`.
+    /// `ceil(micros * tick_hz / 1_000_000)`; `None` when `micros` times the reduced rate
+    /// (`tick_hz / gcd(tick_hz, 1_000_000)`) overflows, as `embassy_time`'s `try_from_micros`.
     #[inline]
     pub(crate) fn ticks(self, micros: u64) -> Option<u64> {
         let scaled = micros.checked_mul(self.ticks_per_unit)?;
@@ -95,6 +96,36 @@ impl MicrosToTicks {
         // `whole * micros_per_unit <= scaled`: no overflow; and `whole < u64::MAX` whenever
         // the division leaves a remainder.
         Some(whole + u64::from(whole * self.micros_per_unit != scaled))
+    }
+}
+
+/// Ticks of a clock running at a fixed rate to microseconds, rounded down and saturating,
+/// without a 64-bit division.
+#[cfg(any(feature = "embassy", test))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TicksToMicros {
+    /// A million and the tick rate, each over their greatest common divisor.
+    micros_per_unit: u64,
+    by_ticks_per_unit: ConstDivisor,
+}
+
+#[cfg(any(feature = "embassy", test))]
+impl TicksToMicros {
+    /// At `tick_hz` ticks a second (not zero).
+    pub(crate) const fn new(tick_hz: u64) -> Self {
+        let common = gcd(tick_hz, 1_000_000);
+        TicksToMicros {
+            micros_per_unit: 1_000_000 / common,
+            by_ticks_per_unit: ConstDivisor::new(tick_hz / common),
+        }
+    }
+
+    /// `floor(ticks * 1_000_000 / tick_hz)`, saturating where the product would overflow
+    /// (beyond any clock's lifetime at the usual rates).
+    #[inline]
+    pub(crate) fn micros(self, ticks: u64) -> u64 {
+        self.by_ticks_per_unit
+            .divide(ticks.saturating_mul(self.micros_per_unit))
     }
 }
 
@@ -108,9 +139,7 @@ const fn gcd(mut a: u64, mut b: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{
-        ConstDivisor, MicrosToTicks, duration_from_nanos, duration_from_nanos_by_multiply,
-    };
+    use super::{ConstDivisor, MicrosToTicks, TicksToMicros, duration_from_nanos_by_multiply};
     use core::time::Duration;
 
     /// A xorshift sequence: many values, the same in every run.
@@ -143,7 +172,11 @@ mod tests {
             u64::MAX - 1,
             u64::MAX,
         ];
-        for d in divisors.into_iter().chain(values(200)) {
+        // Random divisors of every width, not only the near-2^64 ones a raw draw gives.
+        for d in divisors
+            .into_iter()
+            .chain(values(300).map(|v| (v >> (v % 64)).max(1)))
+        {
             let divisor = ConstDivisor::new(d);
             // Around multiples of d (where a rounding error would show) and anywhere.
             let around_multiples = values(50).flat_map(|v| {
@@ -171,7 +204,6 @@ mod tests {
             .into_iter()
             .chain(values(10_000))
         {
-            assert_eq!(duration_from_nanos(n), Duration::from_nanos(n), "{n} ns");
             assert_eq!(
                 duration_from_nanos_by_multiply(n),
                 Duration::from_nanos(n),
@@ -206,6 +238,26 @@ mod tests {
                         <= u64::MAX as u128)
                         .then_some(exact),
                     "{micros} us at {tick_hz} Hz"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ticks_become_microseconds_rounded_down_at_any_rate() {
+        for tick_hz in [1, 1_000, 32_768, 48_000_000, 1_000_000, 80_000_000, 1 << 40] {
+            let to_micros = TicksToMicros::new(tick_hz);
+            let common = super::gcd(tick_hz, 1_000_000);
+            for ticks in [0, 1, 999, 1_000, 32_767, 32_768, u64::MAX / 2, u64::MAX]
+                .into_iter()
+                .chain(values(2_000).map(|v| v >> (v % 64)))
+            {
+                let scaled = (ticks as u128 * (1_000_000 / common) as u128).min(u64::MAX as u128);
+                let expected = (scaled / (tick_hz / common) as u128) as u64;
+                assert_eq!(
+                    to_micros.micros(ticks),
+                    expected,
+                    "{ticks} ticks at {tick_hz} Hz"
                 );
             }
         }

@@ -3,7 +3,7 @@
 use core::time::Duration;
 
 use crate::{
-    divide::MicrosToTicks,
+    divide::{MicrosToTicks, TicksToMicros},
     time::{AsyncSleep, Clock, Instant},
 };
 
@@ -18,7 +18,8 @@ pub struct EmbassyClock;
 impl Clock for EmbassyClock {
     #[inline]
     fn now(&self) -> Instant {
-        Instant::from_micros(embassy_time::Instant::now().as_micros())
+        // Not `as_micros`: at most tick rates (48 MHz, say) it divides a u64.
+        Instant::from_micros(TICKS_TO_MICROS.micros(embassy_time::Instant::now().as_ticks()))
     }
 }
 
@@ -29,12 +30,15 @@ pub struct EmbassySleep;
 
 impl AsyncSleep for EmbassySleep {
     async fn sleep(&self, duration: Duration) {
-        embassy_time::Timer::after(ticks_of(duration)).await
+        // Saturating: `Timer::after` panics when the deadline overflows.
+        let deadline = embassy_time::Instant::now().saturating_add(ticks_of(duration));
+        embassy_time::Timer::at(deadline).await
     }
 }
 
-/// Microseconds to ticks at the build's tick rate.
+/// Microseconds to ticks and back at the build's tick rate.
 const MICROS_TO_TICKS: MicrosToTicks = MicrosToTicks::new(embassy_time::TICK_HZ);
+const TICKS_TO_MICROS: TicksToMicros = TicksToMicros::new(embassy_time::TICK_HZ);
 
 /// `duration` in whole ticks, rounded up as `embassy_time::Duration::try_from_micros` does,
 /// without its 64-bit division. Saturating: a wait too long for the tick rate's arithmetic

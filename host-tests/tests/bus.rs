@@ -101,8 +101,12 @@ fn naks_trip_the_breaker_and_a_rejected_read_never_touches_the_bus() {
     assert_eq!(breaker.status(), CircuitState::Closed);
     // The third NAK makes 3 of the last 4: OPEN; its retry is refused by the breaker.
     let tripped = block_on(read_temperature(&mut bus)).unwrap_err();
+    assert!(
+        tripped.is_rejected(),
+        "the retry into the open breaker: {tripped:?}"
+    );
     assert_eq!(breaker.status(), CircuitState::Open);
-    assert_eq!(bus.into_parts().0.transactions, 4, "{tripped:?}");
+    assert_eq!(bus.into_parts().0.transactions, 4);
 
     let mut bus = ProtectedBus::new(
         ScheduledI2c::new([]),
@@ -183,9 +187,10 @@ fn every_i2c_method_is_one_transaction_through_the_policy() {
     assert_eq!(bus.into_parts().0.transactions, 8);
 }
 
-/// An SPI device that fails its first `failures` transactions with a chip-select fault.
+/// An SPI device that fails its transactions with a chip-select fault while `failing`, and
+/// counts them; a transfer in place inverts the words.
 struct FlakySpi {
-    failures: u32,
+    failing: bool,
     transactions: u32,
 }
 
@@ -199,16 +204,63 @@ impl SpiDevice for FlakySpi {
         operations: &mut [spi::Operation<'_, u8>],
     ) -> Result<(), spi::ErrorKind> {
         self.transactions += 1;
-        if self.transactions <= self.failures {
+        if self.failing {
             return Err(spi::ErrorKind::ChipSelectFault);
         }
         for operation in operations {
-            if let spi::Operation::TransferInPlace(words) = operation {
-                words.iter_mut().for_each(|word| *word = !*word);
+            match operation {
+                spi::Operation::TransferInPlace(words) | spi::Operation::Read(words) => {
+                    words.iter_mut().for_each(|word| *word = !*word)
+                }
+                spi::Operation::Transfer(read, _) => read.fill(0xAA),
+                _ => {}
             }
         }
         Ok(())
     }
+}
+
+fn spi_breaker() -> CircuitProtector<InlineStore<16>, Instant> {
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::of::<16, 16>())
+        .cooldown(Duration::from_secs(1))
+        .validated();
+    CircuitProtector::new(config, InlineStore::new(), Instant::ZERO)
+}
+
+#[test]
+fn every_spi_method_is_one_transaction_through_the_policy() {
+    let breaker = spi_breaker();
+    let mut device = ProtectedBus::new(
+        FlakySpi {
+            failing: true,
+            transactions: 0,
+        },
+        &breaker,
+    );
+    let mut words = [0x0F, 0xF0];
+    let fault = Err(Error::Operation(spi::ErrorKind::ChipSelectFault));
+    block_on(async {
+        assert_eq!(device.read(&mut words).await, fault);
+        assert_eq!(device.write(&words).await, fault);
+        assert_eq!(device.transfer(&mut words, &[1, 2]).await, fault);
+        assert_eq!(device.transfer_in_place(&mut words).await, fault);
+        let mut operations = [spi::Operation::Write(&[1])];
+        assert_eq!(device.transaction(&mut operations).await, fault);
+    });
+    assert_eq!(words, [0x0F, 0xF0], "a failed transfer writes nothing here");
+    assert_eq!(breaker.execution_log().failures(), 5);
+    let (mut flaky, _) = device.into_parts();
+    flaky.failing = false;
+    let mut device = ProtectedBus::new(flaky, &breaker);
+    block_on(async {
+        device.transfer_in_place(&mut words).await.unwrap();
+        assert_eq!(words, [0xF0, 0x0F]);
+        device.transfer(&mut words, &[1, 2]).await.unwrap();
+        assert_eq!(words, [0xAA, 0xAA]);
+    });
+    assert_eq!(breaker.execution_log().len(), 7);
+    assert_eq!(device.into_parts().0.transactions, 7);
 }
 
 #[test]
@@ -221,7 +273,7 @@ fn an_spi_device_fails_into_the_breaker_and_then_is_left_alone() {
     let net = SafetyNet::new((RetryWithBackoff::new(1), &breaker));
     let mut device = ProtectedBus::new(
         FlakySpi {
-            failures: 2,
+            failing: true,
             transactions: 0,
         },
         net,

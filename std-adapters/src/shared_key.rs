@@ -229,10 +229,11 @@ impl StateStore for SharedKey {
         self.admit_with_lock(now, clock)
     }
 
+    /// With the key's configuration, as every change.
     #[inline]
     fn record(
         &self,
-        config: &BreakerConfig,
+        _config: &BreakerConfig,
         admission: Admission,
         verdict: Verdict,
         clock: &impl Clock,
@@ -243,7 +244,9 @@ impl StateStore for SharedKey {
             }
             // A CLOSED success never trips: count it now, fold it into the window later.
             match self.shared.count_success(admission.epoch()) {
-                Some(pending) if pending < u32::from(config.closed_window()) => return None,
+                Some(pending) if pending < u32::from(self.shared.config.closed_window()) => {
+                    return None;
+                }
                 Some(_) => {
                     self.fold_counted_successes();
                     return None;

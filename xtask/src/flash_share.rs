@@ -9,9 +9,20 @@ use std::{collections::BTreeMap, path::Path, process::Command};
 
 use crate::command_stdout;
 
-/// Symbols of the 64-bit division `compiler_builtins` links in when code divides a `u64` on a
-/// 32-bit target.
-const U64_DIVISION: [&str; 3] = ["__aeabi_uldivmod", "__udivmoddi4", "u64_div_rem"];
+/// Symbols of the 64-bit division `compiler_builtins` links in when code divides a `u64` or
+/// an `i64` on a 32-bit target (ARM's and RISC-V's entry points, and the implementation).
+const U64_DIVISION: [&str; 10] = [
+    "__aeabi_uldivmod",
+    "__aeabi_ldivmod",
+    "__udivmoddi4",
+    "__divmoddi4",
+    "__udivdi3",
+    "__umoddi3",
+    "__divdi3",
+    "__moddi3",
+    "u64_div_rem",
+    "i64_div_rem",
+];
 
 /// Bytes of a firmware image's `.text` attributed to the library.
 pub struct FlashShare {
@@ -68,7 +79,7 @@ pub fn flash_share(
         } else if let Some(bytes) = instruction_bytes(line) {
             if U64_DIVISION.iter().any(|helper| function.contains(helper)) {
                 u64_division += bytes;
-            } else if function.contains(crate_name) {
+            } else if is_library_function(&function, crate_name) {
                 *functions.entry(readable(&function)).or_insert(0) += bytes;
             } else if let Some(file) = &file {
                 *inlined.entry(file.clone()).or_insert(0) += bytes;
@@ -82,6 +93,15 @@ pub fn flash_share(
         inlined,
         u64_division,
     })
+}
+
+/// Whether `function` is the library's own: its path starts with the crate (an inherent or
+/// free function), or it is the library's type implementing a trait. A firmware type
+/// implementing a library trait is the firmware's; the line table still credits the library
+/// with what of it came from the library.
+fn is_library_function(function: &str, crate_name: &str) -> bool {
+    let name = readable(function);
+    name.starts_with(&format!("{crate_name}::")) || name.starts_with(&format!("<{crate_name}::"))
 }
 
 /// A symbol as objdump demangles Rust's legacy mangling, made readable: `$LT$` to `<` and so
@@ -134,7 +154,29 @@ fn instruction_bytes(line: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{instruction_bytes, readable};
+    use super::{instruction_bytes, is_library_function, readable};
+
+    #[test]
+    fn a_function_is_the_librarys_when_its_path_or_its_type_is() {
+        let library = [
+            "resilient_circuit::state::BreakerState$LT$Win$GT$::record_in_period::hd7b5e4697dffbc4a",
+            "_$LT$resilient_circuit..compose..Run2$LT$E$GT$$u20$as$u20$core..ops..Drop$GT$::drop::h7942cc71bdd4e8c4",
+        ];
+        let firmware = [
+            "_$LT$embassy_example..sleep..WholeMillis$LT$S$GT$$u20$as$u20$resilient_circuit..time..AsyncSleep$GT$::sleep::h7942cc71bdd4e8c4",
+            "core::ptr::drop_in_place$LT$resilient_circuit..bus..ProtectedBus$GT$::h7942cc71bdd4e8c4",
+        ];
+        assert!(
+            library
+                .iter()
+                .all(|f| is_library_function(f, "resilient_circuit"))
+        );
+        assert!(
+            !firmware
+                .iter()
+                .any(|f| is_library_function(f, "resilient_circuit"))
+        );
+    }
 
     #[test]
     fn a_symbol_is_made_readable() {
