@@ -1,7 +1,8 @@
 //! A thread-mode executor that sleeps with WFI between polls.
 //!
 //! embassy's stock Cortex-M executor waits with WFE, on which QEMU spins instead of sleeping;
-//! with WFI, QEMU (`-icount sleep=off`) skips virtual time straight to the next interrupt.
+//! with WFI (on either architecture), QEMU (`-icount sleep=off`) skips virtual time straight to
+//! the next interrupt.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,16 +37,10 @@ impl WfiExecutor {
     pub fn run(&'static mut self, init: impl FnOnce(Spawner)) -> ! {
         init(self.inner.spawner());
         loop {
-            // With interrupts masked, "no work" and "sleep" cannot be split by a wake-up:
-            // WFI still returns on a pending interrupt, which runs once they are unmasked.
-            cortex_m::interrupt::disable();
-            let pending = WORK_PENDING.swap(false, Ordering::AcqRel);
-            if !pending {
-                cortex_m::asm::wfi();
-            }
-            // SAFETY: re-enables the interrupts masked above; no critical section is open here.
-            unsafe { cortex_m::interrupt::enable() };
-            if pending {
+            // "No work" and "sleep" cannot be split by a wake-up: the board tests and sleeps
+            // with interrupts masked.
+            let slept = crate::board::sleep_unless(|| !WORK_PENDING.swap(false, Ordering::AcqRel));
+            if !slept {
                 // SAFETY: `poll` runs only here, in thread mode, never re-entered (the pender
                 // only sets a flag).
                 unsafe { self.inner.poll() };

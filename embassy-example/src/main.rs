@@ -1,15 +1,19 @@
-//! Firmware: a flaky sensor guarded by retry and a circuit protector, on QEMU's mps2-an386.
+//! Firmware: a flaky sensor guarded by retry and a circuit protector, on QEMU's mps2-an386
+//! (Cortex-M4F) or `virt` (RV32IMAC).
 //!
 //! It runs the scenario, checks every figure against the expected run, logs with `defmt` over
 //! semihosting and exits through semihosting: 0 when the scenario passed, 1 when a check
-//! failed, 2 on a panic, 3 on a HardFault.
+//! failed, 2 on a panic, 3 on a fault.
 #![no_std]
 #![no_main]
 
 mod executor;
-mod time_driver;
 
-use cortex_m_rt::{ExceptionFrame, exception};
+/// The board: its time driver, how the executor sleeps, its fault handler.
+#[cfg_attr(target_arch = "arm", path = "board/cortex_m.rs")]
+#[cfg_attr(target_arch = "riscv32", path = "board/riscv.rs")]
+mod board;
+
 use defmt_semihosting as _;
 use embassy_example::{breaker, scenario};
 use embassy_executor::Spawner;
@@ -23,16 +27,24 @@ mod status {
     pub const HARD_FAULT: i32 = 3;
 }
 
-#[embassy_executor::main(
-    entry = "cortex_m_rt::entry",
-    executor = "crate::executor::WfiExecutor"
+/// Ends the run with `status`, QEMU's exit status.
+fn exit(status: i32) -> ! {
+    semihosting::process::exit(status)
+}
+
+#[cfg_attr(
+    target_arch = "arm",
+    embassy_executor::main(
+        entry = "cortex_m_rt::entry",
+        executor = "crate::executor::WfiExecutor"
+    )
+)]
+#[cfg_attr(
+    target_arch = "riscv32",
+    embassy_executor::main(entry = "riscv_rt::entry", executor = "crate::executor::WfiExecutor")
 )]
 async fn main(_spawner: Spawner) {
-    let Some(core) = cortex_m::Peripherals::take() else {
-        defmt::error!("core peripherals already taken");
-        semihosting::process::exit(status::PANIC);
-    };
-    time_driver::start(core.SYST);
+    board::start_ticks();
     defmt::info!("scenario: 30 sensor reads through SafetyNet(retry, circuit protector)");
 
     let outcome = match scenario::run().await {
@@ -42,11 +54,11 @@ async fn main(_spawner: Spawner) {
     match outcome {
         Ok(()) => {
             defmt::info!("PASS");
-            semihosting::process::exit(status::PASSED);
+            exit(status::PASSED);
         }
         Err(failure) => {
             report_failure(failure);
-            semihosting::process::exit(status::CHECK_FAILED);
+            exit(status::CHECK_FAILED);
         }
     }
 }
@@ -84,7 +96,7 @@ fn names(transition: Option<(CircuitState, CircuitState)>) -> (&'static str, &'s
     transition.map_or(("none", "none"), |(from, to)| (from.as_str(), to.as_str()))
 }
 
-/// The SysTick interrupt read the breaker on every 1 ms tick while the task used it; under
+/// The tick interrupt (SysTick, or the machine timer) read the breaker on every 1 ms tick while the task used it; under
 /// QEMU's instruction-counted time it found it OPEN on exactly this many ticks (the three
 /// cooldowns of 300 ms, less the ticks between each deadline and the probe that ended it).
 const EXPECTED_OPEN_TICKS: u32 = 920;
@@ -111,11 +123,5 @@ fn check_interrupt_view() -> Result<(), scenario::Failure> {
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The message is not formatted: core::fmt would cost kilobytes of flash.
     defmt::error!("panic");
-    semihosting::process::exit(status::PANIC)
-}
-
-#[exception]
-// SAFETY: cortex-m-rt requires the HardFault handler to be an `unsafe fn`; it only exits.
-unsafe fn HardFault(_frame: &ExceptionFrame) -> ! {
-    semihosting::process::exit(status::HARD_FAULT)
+    exit(status::PANIC)
 }

@@ -13,8 +13,32 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The target the example firmware runs on (under QEMU).
+/// The target the example firmware runs on first (under QEMU); [`BOARDS`] has them all.
 const FIRMWARE_TARGET: &str = "thumbv7em-none-eabihf";
+
+/// A machine the example firmware runs on under QEMU.
+struct Board {
+    /// Its Rust target.
+    target: &'static str,
+    /// The QEMU machine, for the step's label.
+    machine: &'static str,
+    /// The QEMU binary `run-qemu.sh` runs for it.
+    qemu: &'static str,
+}
+
+/// The example firmware's machines: the same scenario, checks and figures on both.
+const BOARDS: [Board; 2] = [
+    Board {
+        target: FIRMWARE_TARGET,
+        machine: "mps2-an386, Cortex-M4F",
+        qemu: "qemu-system-arm",
+    },
+    Board {
+        target: "riscv32imac-unknown-none-elf",
+        machine: "virt, RV32IMAC",
+        qemu: "qemu-system-riscv32",
+    },
+];
 /// The targets the core must build for, clippy-clean: Cortex-M4F (STM32 and the QEMU firmware),
 /// Cortex-M0+ (RP2040) and RISC-V (ESP32-C3). The last two have no compare-and-swap atomics.
 const CORE_TARGETS: [&str; 3] = [
@@ -26,8 +50,8 @@ const CORE_TARGETS: [&str; 3] = [
 const CORE_FEATURES: [&str; 3] = ["", "defmt", "defmt,embassy,embassy-sync,embedded-hal"];
 
 /// What to do without QEMU.
-const QEMU_MISSING: &str =
-    "qemu-system-arm is missing; install it with `.ci/install-qemu` (Debian bookworm-backports)";
+const QEMU_MISSING: &str = "qemu-system-arm or qemu-system-riscv32 is missing; install them with \
+     `.ci/install-qemu` (Debian bookworm-backports)";
 /// Lines the firmware's log must hold.
 const FIRMWARE_MUST_SHOW: [&str; 5] = [
     "breaker CLOSED -> OPEN",
@@ -105,8 +129,9 @@ fn usage() -> &'static str {
     "usage: cargo xtask <task>\n\n\
      tasks:\n  \
      test      run every test (host tests, loom, the README examples, the firmware)\n  \
-     firmware  build the firmware, run it in QEMU, check its log, print its sizes\n  \
-               (--features F passes cargo features, e.g. wrong-expectation)\n  \
+     firmware  build the firmware, run it in QEMU, check its log, print its sizes, on\n  \
+               Cortex-M4F and RV32IMAC (--target T: one of them; --features F passes\n  \
+               cargo features, e.g. wrong-expectation)\n  \
      bench     run the criterion benchmarks (extra arguments go to criterion)\n  \
      pg-setup [--yes] [--dry-run] [--grant-to ROLE]\n  \
                create or complete the shared table (RC_DB_* and .env say where)\n  \
@@ -261,7 +286,6 @@ fn run_example(example: &Example) -> Result<(), String> {
     }
 }
 
-/// Adds a rustup target when it is missing (seconds, once).
 /// Builds the core for `target` with `features`, then lints it there (`-D warnings`).
 fn core_for_target(target: &str, features: &str) -> Result<(), String> {
     for command in ["build", "clippy"] {
@@ -277,6 +301,7 @@ fn core_for_target(target: &str, features: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds a rustup target when it is missing (seconds, once).
 fn ensure_target(target: &str) -> Result<(), String> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -353,45 +378,74 @@ fn firmware_dir() -> PathBuf {
 }
 
 fn qemu_available() -> bool {
-    Command::new("qemu-system-arm")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    BOARDS.iter().all(|board| {
+        Command::new(board.qemu)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 /// Build the firmware (release: LTO, opt "s"), run it in QEMU, check its status and log, and
 /// print its sizes against the budgets.
 fn firmware(args: &[String]) -> Result<(), String> {
-    let features = match args {
-        [] => None,
-        [flag, features] if flag == "--features" => Some(features.as_str()),
-        _ => {
-            return Err(format!(
-                "unknown arguments to `firmware`: {}",
-                args.join(" ")
-            ));
+    let (mut features, mut only) = (None, None);
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        match (flag.as_str(), rest.next()) {
+            ("--features", Some(value)) => features = Some(value.as_str()),
+            ("--target", Some(value)) => {
+                if !BOARDS.iter().any(|board| board.target == value.as_str()) {
+                    let known: Vec<&str> = BOARDS.iter().map(|board| board.target).collect();
+                    return Err(format!(
+                        "no firmware for {value}; the targets are {}",
+                        known.join(", ")
+                    ));
+                }
+                only = Some(value.as_str());
+            }
+            _ => {
+                return Err(format!(
+                    "unknown arguments to `firmware`: {} (it takes --features F and --target T)",
+                    args.join(" ")
+                ));
+            }
         }
-    };
-    ensure_target(FIRMWARE_TARGET)?;
+    }
     ensure_component("llvm-tools")?;
     ensure_defmt_print()?;
     if !qemu_available() {
         return Err(QEMU_MISSING.to_owned());
     }
-    let mut build = vec!["build", "--release"];
-    if let Some(features) = features {
-        build.extend(["--features", features]);
+    for board in BOARDS
+        .iter()
+        .filter(|board| only.is_none_or(|target| target == board.target))
+    {
+        ensure_target(board.target)?;
+        let mut build = vec!["build", "--release", "--target", board.target];
+        if let Some(features) = features {
+            build.extend(["--features", features]);
+        }
+        step(
+            &format!(
+                "firmware build for {} (release, LTO, opt \"z\")",
+                board.target
+            ),
+            || cargo_in(&firmware_dir(), &build),
+        )?;
+        let elf = firmware_dir()
+            .join("target")
+            .join(board.target)
+            .join("release")
+            .join("embassy-example");
+        step(&format!("firmware run in QEMU ({})", board.machine), || {
+            run_firmware(&elf)
+        })?;
+        step(&format!("firmware sizes ({})", board.machine), || {
+            sizes(&elf)
+        })?;
     }
-    step("firmware build (release, LTO, opt \"s\")", || {
-        cargo_in(&firmware_dir(), &build)
-    })?;
-    let elf = firmware_dir()
-        .join("target")
-        .join(FIRMWARE_TARGET)
-        .join("release")
-        .join("embassy-example");
-    step("firmware run in QEMU (mps2-an386)", || run_firmware(&elf))?;
-    step("firmware sizes", || sizes(&elf))
+    Ok(())
 }
 
 fn run_firmware(elf: &Path) -> Result<(), String> {
@@ -458,26 +512,26 @@ fn sizes(elf: &Path) -> Result<(), String> {
             })
             .unwrap_or(0)
     };
-    let (vectors, text, rodata) = (
-        section(".vector_table"),
-        section(".text"),
-        section(".rodata"),
-    );
-    let (data, bss) = (section(".data"), section(".bss"));
-    let flash = vectors + text + rodata;
-    let ram = data + bss;
+    // Flash: the vector table (Cortex-M), riscv-rt's start-up code (RISC-V), code and
+    // constants; RAM: initialised and zeroed data.
+    let flash_sections = [".vector_table", ".init", ".init.rust", ".text", ".rodata"];
+    let ram_sections = [".data", ".bss"];
+    let present = |name: &&str| {
+        table
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(*name))
+    };
+    let flash_sections: Vec<&str> = flash_sections.into_iter().filter(present).collect();
     println!("section        bytes");
-    for (name, bytes) in [
-        (".vector_table", vectors),
-        (".text", text),
-        (".rodata", rodata),
-        (".data", data),
-        (".bss", bss),
-    ] {
-        println!("{name:<14} {bytes:>6}");
+    for name in flash_sections.iter().chain(&ram_sections) {
+        println!("{name:<14} {:>6}", section(name));
     }
+    let flash: u64 = flash_sections.iter().map(|name| section(name)).sum();
+    let ram: u64 = ram_sections.iter().map(|name| section(name)).sum();
+    let text = section(".text");
     println!(
-        "flash (vector table + .text + .rodata): {flash} bytes = {:.2} KiB (budget {} KiB)",
+        "flash ({}): {flash} bytes = {:.2} KiB (budget {} KiB)",
+        flash_sections.join(" + "),
         flash as f64 / 1024.0,
         FLASH_BUDGET / 1024
     );
@@ -501,7 +555,10 @@ fn print_flash_share(llvm_bin: &Path, elf: &Path, text: u64) -> Result<(), Strin
     );
     println!("  its functions with a symbol of their own:");
     for (name, bytes) in &share.functions {
-        println!("  {bytes:>6}  {name}");
+        // Drop glue of nested futures has names of kilobytes: their start says enough.
+        let shown: String = name.chars().take(110).collect();
+        let cut = if shown.len() < name.len() { "..." } else { "" };
+        println!("  {bytes:>6}  {shown}{cut}");
     }
     println!("  its code inlined into other functions, by source file:");
     for (file, bytes) in &share.inlined {

@@ -1,13 +1,14 @@
-//! embassy-time's driver for this board: SysTick at 1 kHz, owning the timer queue.
+//! QEMU's mps2-an386 (Cortex-M4F): embassy-time's driver (SysTick at 1 kHz, owning the timer
+//! queue), the executor's sleep, and the fault handler.
 //!
-//! There is no embassy HAL for QEMU's mps2-an386, so the firmware brings its own: a tick count
-//! the SysTick handler advances, and an `embassy-time-queue-utils` queue it wakes from.
+//! There is no embassy HAL for this board, so the firmware brings its own: a tick count the
+//! SysTick handler advances, and an `embassy-time-queue-utils` queue it wakes from.
 
 use core::cell::{Cell, RefCell};
 use core::task::Waker;
 
-use cortex_m::peripheral::{SYST, syst::SystClkSource};
-use cortex_m_rt::exception;
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::{ExceptionFrame, exception};
 use critical_section::Mutex;
 use embassy_time_driver::Driver;
 use embassy_time_queue_utils::Queue;
@@ -44,7 +45,12 @@ impl Driver for SysTickDriver {
 }
 
 /// Starts the 1 kHz tick.
-pub fn start(mut syst: SYST) {
+pub fn start_ticks() {
+    let Some(core) = cortex_m::Peripherals::take() else {
+        defmt::error!("core peripherals already taken");
+        crate::exit(crate::status::PANIC);
+    };
+    let mut syst = core.SYST;
     syst.set_clock_source(SystClkSource::Core);
     syst.set_reload(CORE_CLOCK_HZ / TICK_HZ - 1);
     syst.clear_current();
@@ -61,4 +67,23 @@ fn SysTick() {
     });
     // The interrupt that reads the breaker while the scenario task uses it.
     embassy_example::breaker::observe_from_interrupt();
+}
+
+/// Sleeps until an interrupt is pending, if `idle` says there is no work, with interrupts masked
+/// around the test so that a wake-up cannot fall between it and the sleep.
+pub fn sleep_unless(idle: impl FnOnce() -> bool) -> bool {
+    cortex_m::interrupt::disable();
+    let slept = idle();
+    if slept {
+        cortex_m::asm::wfi();
+    }
+    // SAFETY: re-enables the interrupts masked above; no critical section is open here.
+    unsafe { cortex_m::interrupt::enable() };
+    slept
+}
+
+#[exception]
+// SAFETY: cortex-m-rt requires the HardFault handler to be an `unsafe fn`; it only exits.
+unsafe fn HardFault(_frame: &ExceptionFrame) -> ! {
+    crate::exit(crate::status::HARD_FAULT)
 }

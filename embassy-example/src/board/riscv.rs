@@ -1,0 +1,106 @@
+//! QEMU's `virt` machine (RV32IMAC): embassy-time's driver (the machine timer at 1 kHz, owning
+//! the timer queue), the executor's sleep, and the trap handler.
+//!
+//! The CLINT's `mtime` counts at 10 MHz; the machine-timer handler moves `mtimecmp` one tick on, advances a
+//! tick count and wakes an `embassy-time-queue-utils` queue, as the Cortex-M board's SysTick
+//! handler does.
+
+use core::cell::{Cell, RefCell};
+use core::task::Waker;
+
+use critical_section::Mutex;
+use embassy_time_driver::Driver;
+use embassy_time_queue_utils::Queue;
+use riscv::interrupt::Interrupt;
+
+/// The CLINT's timer compare register on QEMU's `virt` machine, and the timer's clock.
+const MTIMECMP: usize = 0x0200_4000;
+const MTIME_HZ: u64 = 10_000_000;
+/// embassy-time's tick rate (feature `tick-hz-1_000`).
+const TICK_HZ: u64 = 1_000;
+
+struct MachineTimerDriver {
+    ticks: Mutex<Cell<u64>>,
+    queue: Mutex<RefCell<Queue>>,
+}
+
+embassy_time_driver::time_driver_impl!(static DRIVER: MachineTimerDriver = MachineTimerDriver {
+    ticks: Mutex::new(Cell::new(0)),
+    queue: Mutex::new(RefCell::new(Queue::new())),
+});
+
+impl Driver for MachineTimerDriver {
+    fn now(&self) -> u64 {
+        critical_section::with(|cs| self.ticks.borrow(cs).get())
+    }
+
+    fn schedule_wake(&self, at: u64, waker: &Waker) {
+        critical_section::with(|cs| {
+            if at <= self.ticks.borrow(cs).get() {
+                waker.wake_by_ref();
+            } else {
+                self.queue.borrow_ref_mut(cs).schedule_wake(at, waker);
+            }
+        })
+    }
+}
+
+/// Sets `mtimecmp` to `at`, never passing through a value below both the old and the new one
+/// (the high half first set to its maximum), so no interrupt fires early.
+fn set_mtimecmp(at: u64) {
+    // SAFETY: MTIMECMP and MTIMECMP + 4 are hart 0's mtimecmp halves on this machine, always
+    // mapped and writable; this hart is the only one, and only this module writes them.
+    unsafe {
+        core::ptr::write_volatile((MTIMECMP + 4) as *mut u32, u32::MAX);
+        core::ptr::write_volatile(MTIMECMP as *mut u32, at as u32);
+        core::ptr::write_volatile((MTIMECMP + 4) as *mut u32, (at >> 32) as u32);
+    }
+}
+
+/// Starts the 1 kHz tick.
+pub fn start_ticks() {
+    // Tick n at n periods of mtime after its reset (the boot takes far less than one).
+    set_mtimecmp(MTIME_HZ / TICK_HZ);
+    // SAFETY: the machine-timer handler below is ready, and nothing runs in a critical
+    // section yet.
+    unsafe {
+        riscv::interrupt::enable_interrupt(Interrupt::MachineTimer);
+        riscv::interrupt::enable();
+    }
+}
+
+#[riscv_rt::core_interrupt(Interrupt::MachineTimer)]
+fn machine_timer() {
+    // The next tick, a fixed period after this one: no drift from the handler's latency.
+    let next = critical_section::with(|cs| {
+        let ticks = DRIVER.ticks.borrow(cs);
+        ticks.set(ticks.get() + 1);
+        DRIVER.queue.borrow_ref_mut(cs).next_expiration(ticks.get());
+        ticks.get() + 1
+    });
+    set_mtimecmp(next * (MTIME_HZ / TICK_HZ));
+    // The interrupt that reads the breaker while the scenario task uses it.
+    embassy_example::breaker::observe_from_interrupt();
+}
+
+/// Sleeps until an interrupt is pending, if `idle` says there is no work, with interrupts masked
+/// around the test so that a wake-up cannot fall between it and the sleep (WFI still returns
+/// on a pending interrupt while they are masked).
+pub fn sleep_unless(idle: impl FnOnce() -> bool) -> bool {
+    riscv::interrupt::disable();
+    let slept = idle();
+    if slept {
+        riscv::asm::wfi();
+    }
+    // SAFETY: re-enables the interrupts masked above; no critical section is open here.
+    unsafe { riscv::interrupt::enable() };
+    slept
+}
+
+/// An exception (an illegal instruction, a bad access): exit with the fault status.
+// SAFETY: `ExceptionHandler` is the symbol riscv-rt's trap handler calls for an exception
+// without a handler of its own; this is its only definition, with the signature it expects.
+#[unsafe(export_name = "ExceptionHandler")]
+fn exception_handler(_frame: &mut riscv_rt::TrapFrame) -> ! {
+    crate::exit(crate::status::HARD_FAULT)
+}
