@@ -8,6 +8,7 @@
 #![no_main]
 
 mod executor;
+mod tick_driver;
 
 /// The board: its time driver, how the executor sleeps, its fault handler.
 #[cfg_attr(target_arch = "arm", path = "board/cortex_m.rs")]

@@ -1,49 +1,16 @@
-//! QEMU's `virt` machine (RV32IMAC): embassy-time's driver (the machine timer at 1 kHz, owning
-//! the timer queue), the executor's sleep, and the trap handler.
-//!
-//! The CLINT's `mtime` counts at 10 MHz; the machine-timer handler moves `mtimecmp` one tick on, advances a
-//! tick count and wakes an `embassy-time-queue-utils` queue, as the Cortex-M board's SysTick
-//! handler does.
+//! QEMU's `virt` machine (RV32IMAC): the machine timer at 1 kHz drives the time driver (the
+//! CLINT's `mtime` counts at 10 MHz; the handler moves `mtimecmp` one tick on), the executor's
+//! sleep, and the exception handler.
 
-use core::cell::{Cell, RefCell};
-use core::task::Waker;
-
-use critical_section::Mutex;
-use embassy_time_driver::Driver;
-use embassy_time_queue_utils::Queue;
 use riscv::interrupt::Interrupt;
+
+use crate::tick_driver::{self, TICK_HZ};
 
 /// The CLINT's timer compare register on QEMU's `virt` machine, and the timer's clock.
 const MTIMECMP: usize = 0x0200_4000;
 const MTIME_HZ: u64 = 10_000_000;
-/// embassy-time's tick rate (feature `tick-hz-1_000`).
-const TICK_HZ: u64 = 1_000;
-
-struct MachineTimerDriver {
-    ticks: Mutex<Cell<u64>>,
-    queue: Mutex<RefCell<Queue>>,
-}
-
-embassy_time_driver::time_driver_impl!(static DRIVER: MachineTimerDriver = MachineTimerDriver {
-    ticks: Mutex::new(Cell::new(0)),
-    queue: Mutex::new(RefCell::new(Queue::new())),
-});
-
-impl Driver for MachineTimerDriver {
-    fn now(&self) -> u64 {
-        critical_section::with(|cs| self.ticks.borrow(cs).get())
-    }
-
-    fn schedule_wake(&self, at: u64, waker: &Waker) {
-        critical_section::with(|cs| {
-            if at <= self.ticks.borrow(cs).get() {
-                waker.wake_by_ref();
-            } else {
-                self.queue.borrow_ref_mut(cs).schedule_wake(at, waker);
-            }
-        })
-    }
-}
+/// The timer's counts per tick.
+const PERIOD: u64 = MTIME_HZ / TICK_HZ as u64;
 
 /// Sets `mtimecmp` to `at`, never passing through a value below both the old and the new one
 /// (the high half first set to its maximum), so no interrupt fires early.
@@ -60,7 +27,7 @@ fn set_mtimecmp(at: u64) {
 /// Starts the 1 kHz tick.
 pub fn start_ticks() {
     // Tick n at n periods of mtime after its reset (the boot takes far less than one).
-    set_mtimecmp(MTIME_HZ / TICK_HZ);
+    set_mtimecmp(PERIOD);
     // SAFETY: the machine-timer handler below is ready, and nothing runs in a critical
     // section yet.
     unsafe {
@@ -71,14 +38,9 @@ pub fn start_ticks() {
 
 #[riscv_rt::core_interrupt(Interrupt::MachineTimer)]
 fn machine_timer() {
-    // The next tick, a fixed period after this one: no drift from the handler's latency.
-    let next = critical_section::with(|cs| {
-        let ticks = DRIVER.ticks.borrow(cs);
-        ticks.set(ticks.get() + 1);
-        DRIVER.queue.borrow_ref_mut(cs).next_expiration(ticks.get());
-        ticks.get() + 1
-    });
-    set_mtimecmp(next * (MTIME_HZ / TICK_HZ));
+    // The next tick a fixed period after this one: no drift from the handler's latency.
+    let ticks = tick_driver::tick();
+    set_mtimecmp((ticks + 1) * PERIOD);
     // The interrupt that reads the breaker while the scenario task uses it.
     embassy_example::breaker::observe_from_interrupt();
 }
