@@ -220,26 +220,16 @@ where
 /// The bus error's kind; `Other` for a rejection (the bus was not touched).
 impl<E: i2c::Error> i2c::Error for Error<E> {
     fn kind(&self) -> i2c::ErrorKind {
-        match self {
-            Error::Operation(error)
-            | Error::RetryLimitReached {
-                last_error: error, ..
-            } => error.kind(),
-            Error::Rejected(_) => i2c::ErrorKind::Other,
-        }
+        self.operation_error()
+            .map_or(i2c::ErrorKind::Other, i2c::Error::kind)
     }
 }
 
 /// The device error's kind; `Other` for a rejection (the device was not touched).
 impl<E: spi::Error> spi::Error for Error<E> {
     fn kind(&self) -> spi::ErrorKind {
-        match self {
-            Error::Operation(error)
-            | Error::RetryLimitReached {
-                last_error: error, ..
-            } => error.kind(),
-            Error::Rejected(_) => spi::ErrorKind::Other,
-        }
+        self.operation_error()
+            .map_or(spi::ErrorKind::Other, spi::Error::kind)
     }
 }
 

@@ -64,25 +64,27 @@ const fn duration_from_nanos_by_multiply(nanos: u64) -> Duration {
     Duration::new(secs, (nanos - secs * NANOS_PER_SEC) as u32)
 }
 
-/// Microseconds to ticks of a clock running at a fixed rate, rounded up, without a 64-bit
-/// division.
+/// A clock's fixed tick rate, for conversions between its ticks and microseconds without a
+/// 64-bit division.
 #[cfg(any(feature = "embassy", test))]
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct MicrosToTicks {
+pub(crate) struct TickRate {
     /// The tick rate and a million, each over their greatest common divisor.
     ticks_per_unit: u64,
     micros_per_unit: u64,
+    by_ticks_per_unit: ConstDivisor,
     by_micros_per_unit: ConstDivisor,
 }
 
 #[cfg(any(feature = "embassy", test))]
-impl MicrosToTicks {
-    /// At `tick_hz` ticks a second (not zero).
+impl TickRate {
+    /// `tick_hz` ticks a second (not zero).
     pub(crate) const fn new(tick_hz: u64) -> Self {
         let common = gcd(tick_hz, 1_000_000);
-        MicrosToTicks {
+        TickRate {
             ticks_per_unit: tick_hz / common,
             micros_per_unit: 1_000_000 / common,
+            by_ticks_per_unit: ConstDivisor::new(tick_hz / common),
             by_micros_per_unit: ConstDivisor::new(1_000_000 / common),
         }
     }
@@ -96,28 +98,6 @@ impl MicrosToTicks {
         // `whole * micros_per_unit <= scaled`: no overflow; and `whole < u64::MAX` whenever
         // the division leaves a remainder.
         Some(whole + u64::from(whole * self.micros_per_unit != scaled))
-    }
-}
-
-/// Ticks of a clock running at a fixed rate to microseconds, rounded down and saturating,
-/// without a 64-bit division.
-#[cfg(any(feature = "embassy", test))]
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TicksToMicros {
-    /// A million and the tick rate, each over their greatest common divisor.
-    micros_per_unit: u64,
-    by_ticks_per_unit: ConstDivisor,
-}
-
-#[cfg(any(feature = "embassy", test))]
-impl TicksToMicros {
-    /// At `tick_hz` ticks a second (not zero).
-    pub(crate) const fn new(tick_hz: u64) -> Self {
-        let common = gcd(tick_hz, 1_000_000);
-        TicksToMicros {
-            micros_per_unit: 1_000_000 / common,
-            by_ticks_per_unit: ConstDivisor::new(tick_hz / common),
-        }
     }
 
     /// `floor(ticks * 1_000_000 / tick_hz)`, saturating where the product would overflow
@@ -139,7 +119,7 @@ const fn gcd(mut a: u64, mut b: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{ConstDivisor, MicrosToTicks, TicksToMicros, duration_from_nanos_by_multiply};
+    use super::{ConstDivisor, TickRate, duration_from_nanos_by_multiply};
     use core::time::Duration;
 
     /// A xorshift sequence: many values, the same in every run.
@@ -215,7 +195,7 @@ mod tests {
     #[test]
     fn microseconds_become_ticks_rounded_up_at_any_rate() {
         for tick_hz in [1, 1_000, 32_768, 1_000_000, 16_000_000, 1 << 40] {
-            let to_ticks = MicrosToTicks::new(tick_hz);
+            let rate = TickRate::new(tick_hz);
             for micros in [
                 0,
                 1,
@@ -232,7 +212,7 @@ mod tests {
             {
                 let exact = (micros as u128 * tick_hz as u128).div_ceil(1_000_000);
                 assert_eq!(
-                    to_ticks.ticks(micros).map(u128::from),
+                    rate.ticks(micros).map(u128::from),
                     // Past u64::MAX once scaled by the reduced rate: no tick count.
                     (micros as u128 * (tick_hz / super::gcd(tick_hz, 1_000_000)) as u128
                         <= u64::MAX as u128)
@@ -246,7 +226,7 @@ mod tests {
     #[test]
     fn ticks_become_microseconds_rounded_down_at_any_rate() {
         for tick_hz in [1, 1_000, 32_768, 48_000_000, 1_000_000, 80_000_000, 1 << 40] {
-            let to_micros = TicksToMicros::new(tick_hz);
+            let rate = TickRate::new(tick_hz);
             let common = super::gcd(tick_hz, 1_000_000);
             for ticks in [0, 1, 999, 1_000, 32_767, 32_768, u64::MAX / 2, u64::MAX]
                 .into_iter()
@@ -255,7 +235,7 @@ mod tests {
                 let scaled = (ticks as u128 * (1_000_000 / common) as u128).min(u64::MAX as u128);
                 let expected = (scaled / (tick_hz / common) as u128) as u64;
                 assert_eq!(
-                    to_micros.micros(ticks),
+                    rate.micros(ticks),
                     expected,
                     "{ticks} ticks at {tick_hz} Hz"
                 );

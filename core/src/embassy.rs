@@ -3,7 +3,7 @@
 use core::time::Duration;
 
 use crate::{
-    divide::{MicrosToTicks, TicksToMicros},
+    divide::TickRate,
     time::{AsyncSleep, Clock, Instant},
 };
 
@@ -19,7 +19,7 @@ impl Clock for EmbassyClock {
     #[inline]
     fn now(&self) -> Instant {
         // Not `as_micros`: at most tick rates (48 MHz, say) it divides a u64.
-        Instant::from_micros(TICKS_TO_MICROS.micros(embassy_time::Instant::now().as_ticks()))
+        Instant::from_micros(TICK_RATE.micros(embassy_time::Instant::now().as_ticks()))
     }
 }
 
@@ -36,9 +36,8 @@ impl AsyncSleep for EmbassySleep {
     }
 }
 
-/// Microseconds to ticks and back at the build's tick rate.
-const MICROS_TO_TICKS: MicrosToTicks = MicrosToTicks::new(embassy_time::TICK_HZ);
-const TICKS_TO_MICROS: TicksToMicros = TicksToMicros::new(embassy_time::TICK_HZ);
+/// The build's tick rate, for microseconds to ticks and back.
+const TICK_RATE: TickRate = TickRate::new(embassy_time::TICK_HZ);
 
 /// `duration` in whole ticks, rounded up as `embassy_time::Duration::try_from_micros` does,
 /// without its 64-bit division. Saturating: a wait too long for the tick rate's arithmetic
@@ -46,7 +45,7 @@ const TICKS_TO_MICROS: TicksToMicros = TicksToMicros::new(embassy_time::TICK_HZ)
 fn ticks_of(duration: Duration) -> embassy_time::Duration {
     u64::try_from(duration.as_micros())
         .ok()
-        .and_then(|micros| MICROS_TO_TICKS.ticks(micros))
+        .and_then(|micros| TICK_RATE.ticks(micros))
         .map_or(
             embassy_time::Duration::MAX,
             embassy_time::Duration::from_ticks,

@@ -43,6 +43,16 @@ impl FlashShare {
     }
 }
 
+/// Whose a function's bytes are.
+enum Owner {
+    /// `compiler_builtins`' 64-bit division.
+    Division,
+    /// The library's, under this readable name.
+    Library(String),
+    /// The firmware's or a dependency's: the line table says which bytes are the library's.
+    Other,
+}
+
 /// Reads `elf` with the LLVM tools in `llvm_bin`; `library_src` is the library's `src`
 /// directory as the debug info names it, and `crate_name` its symbol prefix.
 pub fn flash_share(
@@ -60,7 +70,8 @@ pub fn flash_share(
     let mut functions: BTreeMap<String, u64> = BTreeMap::new();
     let mut inlined = BTreeMap::new();
     let mut u64_division = 0;
-    let mut function = String::new();
+    // Whose the current function's bytes are, decided once at its header.
+    let mut owner = Owner::Other;
     let mut file: Option<String> = None;
     for line in disassembly.lines() {
         if let Some(location) = line.strip_prefix("; ") {
@@ -71,18 +82,24 @@ pub fn flash_share(
                 .map(str::to_owned);
         } else if let Some(header) = line.strip_suffix(">:") {
             // "000007f0 <name>:": a function starts.
-            function = header
-                .split_once(" <")
-                .map_or("", |(_, name)| name)
-                .to_owned();
+            let function = header.split_once(" <").map_or("", |(_, name)| name);
+            owner = if U64_DIVISION.iter().any(|helper| function.contains(helper)) {
+                Owner::Division
+            } else if is_library_function(function, crate_name) {
+                Owner::Library(readable(function))
+            } else {
+                Owner::Other
+            };
             file = None;
         } else if let Some(bytes) = instruction_bytes(line) {
-            if U64_DIVISION.iter().any(|helper| function.contains(helper)) {
-                u64_division += bytes;
-            } else if is_library_function(&function, crate_name) {
-                *functions.entry(readable(&function)).or_insert(0) += bytes;
-            } else if let Some(file) = &file {
-                *inlined.entry(file.clone()).or_insert(0) += bytes;
+            match &owner {
+                Owner::Division => u64_division += bytes,
+                Owner::Library(name) => *functions.entry(name.clone()).or_insert(0) += bytes,
+                Owner::Other => {
+                    if let Some(file) = &file {
+                        *inlined.entry(file.clone()).or_insert(0) += bytes;
+                    }
+                }
             }
         }
     }
