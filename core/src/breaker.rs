@@ -3,8 +3,8 @@
 use core::{fmt, future::Future, time::Duration};
 
 use crate::{
-    AsyncPolicy, Classify, Error, Policy, Rejected,
-    classify::Verdict,
+    AsyncPolicy, Classify, ClassifyValue, Error, Policy, Rejected,
+    classify::{self, Verdict},
     compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
     state::Admission,
 };
@@ -33,6 +33,9 @@ pub trait Breaker {
     /// Decides how errors count.
     type Classifier;
 
+    /// Decides how values count.
+    type ValueClassifier;
+
     /// Asks to run one call. Pair a granted [`Admission`] with exactly one
     /// [`record`](Self::record) or [`release`](Self::release) (a [`Permit`] does that).
     fn admit(&self) -> Result<Admission, Rejected>;
@@ -44,8 +47,21 @@ pub trait Breaker {
     /// probe holds something: its slot).
     fn release(&self, admission: Admission);
 
-    /// The classifier.
+    /// The error classifier.
     fn classifier(&self) -> &Self::Classifier;
+
+    /// The value classifier.
+    fn value_classifier(&self) -> &Self::ValueClassifier;
+
+    /// How a finished call counts, by the two classifiers.
+    #[inline]
+    fn verdict<T, E>(&self, result: &Result<T, E>) -> Verdict
+    where
+        Self::Classifier: Classify<E>,
+        Self::ValueClassifier: ClassifyValue<T>,
+    {
+        classify::verdict(self.classifier(), self.value_classifier(), result)
+    }
 
     /// Asks to run one call, for callers that run it themselves: the [`Permit`] records the
     /// outcome, and gives its slot back if dropped without one.
@@ -65,10 +81,11 @@ pub trait Breaker {
     fn call<T, E>(&self, operation: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>>
     where
         Self::Classifier: Classify<E>,
+        Self::ValueClassifier: ClassifyValue<T>,
     {
         let permit = self.try_acquire()?;
         let result = operation();
-        permit.record(self.classifier().verdict(&result));
+        permit.record(self.verdict(&result));
         result.map_err(Error::Operation)
     }
 
@@ -80,11 +97,12 @@ pub trait Breaker {
     ) -> impl Future<Output = Result<T, Error<E>>>
     where
         Self::Classifier: Classify<E>,
+        Self::ValueClassifier: ClassifyValue<T>,
     {
         async move {
             let permit = self.try_acquire()?;
             let result = operation().await;
-            permit.record(self.classifier().verdict(&result));
+            permit.record(self.verdict(&result));
             result.map_err(Error::Operation)
         }
     }
@@ -153,9 +171,10 @@ impl<B: Breaker + ?Sized> defmt::Format for Permit<'_, B> {
 
 // Every breaker is a stage by reference: it admits on the way in and records on the way out.
 
-impl<E, B: Breaker + ?Sized> Stage<E> for &B
+impl<T, E, B: Breaker + ?Sized> Stage<T, E> for &B
 where
     B::Classifier: Classify<E>,
+    B::ValueClassifier: ClassifyValue<T>,
 {
     type Ticket = Admission;
 
@@ -165,8 +184,10 @@ where
     }
 
     #[inline]
-    fn leave<T>(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
-        self.record(*admission, self.classifier().verdict_of_composed(&result));
+    fn leave(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
+        let verdict =
+            classify::verdict_of_composed(self.classifier(), self.value_classifier(), &result);
+        self.record(*admission, verdict);
         Leave::Return(result)
     }
 
@@ -175,17 +196,19 @@ where
     }
 }
 
-impl<E, B: Breaker + ?Sized> BlockingStage<E> for &B
+impl<T, E, B: Breaker + ?Sized> BlockingStage<T, E> for &B
 where
     B::Classifier: Classify<E>,
+    B::ValueClassifier: ClassifyValue<T>,
 {
     /// Never asked to wait: a breaker does not send calls back in.
     fn wait(&self, _: Duration) {}
 }
 
-impl<E, B: Breaker + ?Sized> AsyncStage<E> for &B
+impl<T, E, B: Breaker + ?Sized> AsyncStage<T, E> for &B
 where
     B::Classifier: Classify<E>,
+    B::ValueClassifier: ClassifyValue<T>,
 {
     /// Never asked to wait: a breaker does not send calls back in.
     fn wait(&self, _: Duration) -> impl Future<Output = ()> {
@@ -193,20 +216,22 @@ where
     }
 }
 
-impl<E, B: Breaker + ?Sized> Policy<E> for &B
+impl<T, E, B: Breaker + ?Sized> Policy<T, E> for &B
 where
     B::Classifier: Classify<E>,
+    B::ValueClassifier: ClassifyValue<T>,
 {
-    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+    fn run(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
         (*self,).run_stack(operation)
     }
 }
 
-impl<E, B: Breaker + ?Sized> AsyncPolicy<E> for &B
+impl<T, E, B: Breaker + ?Sized> AsyncPolicy<T, E> for &B
 where
     B::Classifier: Classify<E>,
+    B::ValueClassifier: ClassifyValue<T>,
 {
-    fn run_async<T>(
+    fn run_async(
         &mut self,
         operation: impl AsyncFnMut() -> Result<T, Error<E>>,
     ) -> impl Future<Output = Result<T, Error<E>>> {

@@ -110,7 +110,7 @@ impl<A, B, P> I2c<A> for ProtectedBus<B, P>
 where
     A: i2c::AddressMode + Copy,
     B: I2c<A>,
-    P: AsyncPolicy<B::Error>,
+    P: AsyncPolicy<(), B::Error>,
 {
     async fn read(&mut self, address: A, read: &mut [u8]) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
@@ -166,7 +166,7 @@ impl<W, B, P> SpiDevice<W> for ProtectedBus<B, P>
 where
     W: Copy + 'static,
     B: SpiDevice<W>,
-    P: AsyncPolicy<B::Error>,
+    P: AsyncPolicy<(), B::Error>,
 {
     async fn read(&mut self, buf: &mut [W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;

@@ -1,4 +1,9 @@
-//! How an error counts: failure, success or not at all.
+//! How an outcome counts: failure, success or not at all.
+//!
+//! A breaker and a retry each judge an outcome with two classifiers: one for errors
+//! ([`Classify`], set with `should_handle`) and one for values ([`ClassifyValue`], set with
+//! `classify_values`), so an `Ok` response can count as a failure (an HTTP 503, a gRPC
+//! `UNAVAILABLE`, an `"ok": false` body) while the error classifiers stay what they were.
 
 use crate::Error;
 
@@ -54,24 +59,21 @@ pub trait Classify<E> {
     /// How a finished call counts: a value is a success, an error as [`classify`](Self::classify)
     /// says.
     #[inline]
-    fn verdict<T>(&self, result: &Result<T, E>) -> Verdict {
-        match result {
-            Ok(_) => Verdict::Success,
-            Err(error) => self.classify(error),
-        }
+    fn verdict<T>(&self, result: &Result<T, E>) -> Verdict
+    where
+        Self: Sized,
+    {
+        verdict(self, &AllValues, result)
     }
 
     /// How a finished call counts when its error came through inner policies: a rejection by an
     /// inner breaker is not recorded; a retry that gave up counts as its last error.
     #[inline]
-    fn verdict_of_composed<T>(&self, result: &Result<T, Error<E>>) -> Verdict {
-        match result {
-            Ok(_) => Verdict::Success,
-            Err(Error::Rejected(_)) => Verdict::Ignore,
-            Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
-                self.classify(e)
-            }
-        }
+    fn verdict_of_composed<T>(&self, result: &Result<T, Error<E>>) -> Verdict
+    where
+        Self: Sized,
+    {
+        verdict_of_composed(self, &AllValues, result)
     }
 }
 
@@ -102,6 +104,84 @@ impl<E, F: Fn(&E) -> Verdict> Classify<E> for F {
     #[inline]
     fn classify(&self, error: &E) -> Verdict {
         self(error)
+    }
+}
+
+/// Decides how a value of type `T` (a call that returned `Ok`) counts.
+///
+/// Implemented by [`AllValues`] (the default: every value is a success) and by any
+/// `Fn(&T) -> Verdict` closure. A [`Verdict::Failure`] counts towards tripping and is retried;
+/// the value itself is still returned to the caller.
+///
+/// ```
+/// use resilient_circuit::{ClassifyValue, classify::Verdict};
+///
+/// struct Reply { status: u16 }
+///
+/// let unavailable_fails = |r: &Reply| if r.status == 503 { Verdict::Failure } else { Verdict::Success };
+/// assert_eq!(unavailable_fails.classify_value(&Reply { status: 503 }), Verdict::Failure);
+/// assert_eq!(unavailable_fails.classify_value(&Reply { status: 200 }), Verdict::Success);
+/// ```
+pub trait ClassifyValue<T> {
+    /// How `value` counts.
+    fn classify_value(&self, value: &T) -> Verdict;
+}
+
+/// Every value is a success (the default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AllValues;
+
+impl<T> ClassifyValue<T> for AllValues {
+    #[inline]
+    fn classify_value(&self, _: &T) -> Verdict {
+        Verdict::Success
+    }
+}
+
+impl<T, F: Fn(&T) -> Verdict> ClassifyValue<T> for F {
+    #[inline]
+    fn classify_value(&self, value: &T) -> Verdict {
+        self(value)
+    }
+}
+
+/// How a finished call counts: a value as `values` says, an error as `errors` says.
+///
+/// ```
+/// use resilient_circuit::classify::{self, AllErrors, Verdict};
+///
+/// let values = |v: &u16| if *v >= 500 { Verdict::Failure } else { Verdict::Success };
+/// assert_eq!(classify::verdict(&AllErrors, &values, &Ok::<u16, ()>(503)), Verdict::Failure);
+/// assert_eq!(classify::verdict(&AllErrors, &values, &Err::<u16, ()>(())), Verdict::Failure);
+/// ```
+#[inline]
+pub fn verdict<T, E>(
+    errors: &impl Classify<E>,
+    values: &impl ClassifyValue<T>,
+    result: &Result<T, E>,
+) -> Verdict {
+    match result {
+        Ok(value) => values.classify_value(value),
+        Err(error) => errors.classify(error),
+    }
+}
+
+/// How a finished call counts when its error came through inner policies: a value as `values`
+/// says; a rejection by an inner breaker is not recorded; a retry that gave up counts as its
+/// last error.
+#[inline]
+pub fn verdict_of_composed<T, E>(
+    errors: &impl Classify<E>,
+    values: &impl ClassifyValue<T>,
+    result: &Result<T, Error<E>>,
+) -> Verdict {
+    match result {
+        Ok(value) => values.classify_value(value),
+        Err(Error::Rejected(_)) => Verdict::Ignore,
+        Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
+            errors.classify(e)
+        }
     }
 }
 

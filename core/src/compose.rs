@@ -20,7 +20,7 @@ pub enum Leave<T, E> {
     Again(Duration),
 }
 
-/// One policy's part in a call.
+/// One policy's part in a call returning `Result<T, E>`.
 ///
 /// `enter` runs before the stages inside it (a breaker admits or rejects), `leave` after them
 /// with their result (a breaker records it; a retry decides whether to go again). A ticket
@@ -32,18 +32,18 @@ pub enum Leave<T, E> {
 ///
 /// /// Counts the calls that pass through it.
 /// struct Counter(u32);
-/// impl<E> Stage<E> for Counter {
+/// impl<T, E> Stage<T, E> for Counter {
 ///     type Ticket = ();
 ///     fn enter(&mut self) -> Result<(), Error<E>> {
 ///         self.0 += 1;
 ///         Ok(())
 ///     }
-///     fn leave<T>(&mut self, _: &mut (), result: Result<T, Error<E>>) -> Leave<T, E> {
+///     fn leave(&mut self, _: &mut (), result: Result<T, Error<E>>) -> Leave<T, E> {
 ///         Leave::Return(result)
 ///     }
 ///     fn abandon(&mut self, _: ()) {}
 /// }
-/// impl<E> BlockingStage<E> for Counter {
+/// impl<T, E> BlockingStage<T, E> for Counter {
 ///     fn wait(&self, _: Duration) {}
 /// }
 ///
@@ -51,7 +51,7 @@ pub enum Leave<T, E> {
 /// let _: Result<(), Error<&str>> = net.call(|| Err("down"));
 /// assert_eq!(net.policies().1.0, 3);
 /// ```
-pub trait Stage<E> {
+pub trait Stage<T, E> {
     /// What the stage keeps while the stages inside it run.
     type Ticket;
 
@@ -59,30 +59,30 @@ pub trait Stage<E> {
     fn enter(&mut self) -> Result<Self::Ticket, Error<E>>;
 
     /// After the stages inside, with their result.
-    fn leave<T>(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E>;
+    fn leave(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E>;
 
     /// The call will never come back through this stage.
     fn abandon(&mut self, ticket: Self::Ticket);
 }
 
 /// A stage usable in a blocking call: it waits by blocking.
-pub trait BlockingStage<E>: Stage<E> {
+pub trait BlockingStage<T, E>: Stage<T, E> {
     /// Waits before [`Leave::Again`].
     fn wait(&self, duration: Duration);
 }
 
 /// A stage usable in an async call: it waits asynchronously.
-pub trait AsyncStage<E>: Stage<E> {
+pub trait AsyncStage<T, E>: Stage<T, E> {
     /// Waits before [`Leave::Again`].
     fn wait(&self, duration: Duration) -> impl Future<Output = ()>;
 }
 
-impl<E, L: Stage<E> + ?Sized> Stage<E> for &mut L {
+impl<T, E, L: Stage<T, E> + ?Sized> Stage<T, E> for &mut L {
     type Ticket = L::Ticket;
     fn enter(&mut self) -> Result<Self::Ticket, Error<E>> {
         (**self).enter()
     }
-    fn leave<T>(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E> {
+    fn leave(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E> {
         (**self).leave(ticket, result)
     }
     fn abandon(&mut self, ticket: Self::Ticket) {
@@ -90,13 +90,13 @@ impl<E, L: Stage<E> + ?Sized> Stage<E> for &mut L {
     }
 }
 
-impl<E, L: BlockingStage<E> + ?Sized> BlockingStage<E> for &mut L {
+impl<T, E, L: BlockingStage<T, E> + ?Sized> BlockingStage<T, E> for &mut L {
     fn wait(&self, duration: Duration) {
         (**self).wait(duration)
     }
 }
 
-impl<E, L: AsyncStage<E> + ?Sized> AsyncStage<E> for &mut L {
+impl<T, E, L: AsyncStage<T, E> + ?Sized> AsyncStage<T, E> for &mut L {
     fn wait(&self, duration: Duration) -> impl Future<Output = ()> {
         (**self).wait(duration)
     }
@@ -104,19 +104,16 @@ impl<E, L: AsyncStage<E> + ?Sized> AsyncStage<E> for &mut L {
 
 /// Stages outermost first, run as one blocking call. Implemented for tuples of one to four
 /// [`BlockingStage`]s.
-pub trait BlockingStack<E> {
+pub trait BlockingStack<T, E> {
     /// Runs `operation` through every stage.
-    fn run_stack<T>(
-        &mut self,
-        operation: impl FnMut() -> Result<T, Error<E>>,
-    ) -> Result<T, Error<E>>;
+    fn run_stack(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>>;
 }
 
 /// Stages outermost first, run as one async call. Implemented for tuples of one to four
 /// [`AsyncStage`]s.
-pub trait AsyncStack<E> {
+pub trait AsyncStack<T, E> {
     /// Runs `operation` through every stage.
-    fn run_stack_async<T>(
+    fn run_stack_async(
         &mut self,
         operation: impl AsyncFnMut() -> Result<T, Error<E>>,
     ) -> impl Future<Output = Result<T, Error<E>>>;
@@ -125,15 +122,15 @@ pub trait AsyncStack<E> {
 macro_rules! stack {
     ($run:ident; $depth:literal; $($i:tt $L:ident),+) => {
         /// One call's tickets; abandons those still held if the call ends early.
-        struct $run<'a, E, $($L: Stage<E>),+> {
+        struct $run<'a, T, E, $($L: Stage<T, E>),+> {
             stages: &'a mut ($($L,)+),
             tickets: ($(Option<$L::Ticket>,)+),
-            error: PhantomData<fn() -> E>,
+            result: PhantomData<fn() -> Result<T, E>>,
         }
 
-        impl<'a, E, $($L: Stage<E>),+> $run<'a, E, $($L),+> {
+        impl<'a, T, E, $($L: Stage<T, E>),+> $run<'a, T, E, $($L),+> {
             fn new(stages: &'a mut ($($L,)+)) -> Self {
-                $run { stages, tickets: ($(None::<$L::Ticket>,)+), error: PhantomData }
+                $run { stages, tickets: ($(None::<$L::Ticket>,)+), result: PhantomData }
             }
 
             fn enter(&mut self, level: usize) -> Result<(), Error<E>> {
@@ -144,7 +141,7 @@ macro_rules! stack {
                 Ok(())
             }
 
-            fn leave<T>(&mut self, level: usize, result: Result<T, Error<E>>) -> Leave<T, E> {
+            fn leave(&mut self, level: usize, result: Result<T, Error<E>>) -> Leave<T, E> {
                 match level {
                     $($i => {
                         let ticket = self.tickets.$i.as_mut().expect("a stage is left only after it was entered");
@@ -159,7 +156,7 @@ macro_rules! stack {
             }
         }
 
-        impl<E, $($L: Stage<E>),+> Drop for $run<'_, E, $($L),+> {
+        impl<T, E, $($L: Stage<T, E>),+> Drop for $run<'_, T, E, $($L),+> {
             fn drop(&mut self) {
                 $(if let Some(ticket) = self.tickets.$i.take() {
                     self.stages.$i.abandon(ticket);
@@ -167,8 +164,8 @@ macro_rules! stack {
             }
         }
 
-        impl<E, $($L: BlockingStage<E>),+> BlockingStack<E> for ($($L,)+) {
-            fn run_stack<T>(
+        impl<T, E, $($L: BlockingStage<T, E>),+> BlockingStack<T, E> for ($($L,)+) {
+            fn run_stack(
                 &mut self,
                 mut operation: impl FnMut() -> Result<T, Error<E>>,
             ) -> Result<T, Error<E>> {
@@ -207,8 +204,8 @@ macro_rules! stack {
             }
         }
 
-        impl<E, $($L: AsyncStage<E>),+> AsyncStack<E> for ($($L,)+) {
-            async fn run_stack_async<T>(
+        impl<T, E, $($L: AsyncStage<T, E>),+> AsyncStack<T, E> for ($($L,)+) {
+            async fn run_stack_async(
                 &mut self,
                 mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
             ) -> Result<T, Error<E>> {

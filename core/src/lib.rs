@@ -72,7 +72,7 @@ mod watch;
 mod window;
 
 pub use breaker::{Breaker, Permit};
-pub use classify::{Classify, ShouldHandle};
+pub use classify::{Classify, ClassifyValue, ShouldHandle};
 pub use config::{BreakerConfig, ConfigError, ValidConfig};
 pub use error::{Error, RejectReason, Rejected, StoreUnavailable};
 pub use hook::TransitionHook;

@@ -4,7 +4,7 @@ use core::future::Future;
 
 use crate::Error;
 
-/// A blocking resilience policy: runs an operation (perhaps several times, perhaps not at all)
+/// A blocking resilience policy for calls returning `Result<T, E>`: runs an operation (perhaps several times, perhaps not at all)
 /// and returns its result or the policy's [`Error`].
 ///
 /// Implemented by every policy and by [`SafetyNet`](crate::SafetyNet); each is a
@@ -23,12 +23,12 @@ use crate::Error;
 /// assert_eq!(runs, 3);
 /// assert_eq!(result, Err(Error::RetryLimitReached { attempts: 3, last_error: "down" }));
 /// ```
-pub trait Policy<E> {
+pub trait Policy<T, E> {
     /// Runs `operation` under this policy.
-    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>>;
+    fn run(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>>;
 
     /// Runs a plain operation under this policy.
-    fn call<T>(&mut self, mut operation: impl FnMut() -> Result<T, E>) -> Result<T, Error<E>> {
+    fn call(&mut self, mut operation: impl FnMut() -> Result<T, E>) -> Result<T, Error<E>> {
         self.run(|| operation().map_err(Error::Operation))
     }
 }
@@ -60,15 +60,15 @@ pub trait Policy<E> {
 /// #     }
 /// # }
 /// ```
-pub trait AsyncPolicy<E> {
+pub trait AsyncPolicy<T, E> {
     /// Runs `operation` under this policy.
-    fn run_async<T>(
+    fn run_async(
         &mut self,
         operation: impl AsyncFnMut() -> Result<T, Error<E>>,
     ) -> impl Future<Output = Result<T, Error<E>>>;
 
     /// Runs a plain async operation under this policy.
-    fn call_async<T>(
+    fn call_async(
         &mut self,
         mut operation: impl AsyncFnMut() -> Result<T, E>,
     ) -> impl Future<Output = Result<T, Error<E>>> {

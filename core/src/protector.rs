@@ -5,7 +5,7 @@ use core::fmt;
 use crate::{
     Breaker, BreakerConfig, CircuitState, Permit, Rejected, StoreUnavailable, TransitionHook,
     ValidConfig,
-    classify::{AllErrors, Verdict},
+    classify::{AllErrors, AllValues, Verdict},
     hook::NoHook,
     state::{Admission, BreakerState, Transition},
     store::{Control, StateStore, Watch},
@@ -21,6 +21,8 @@ use crate::{
 /// - `C`: the [`Clock`].
 /// - `K`: the [`Classify`](crate::Classify)er deciding how errors count (default [`AllErrors`]).
 /// - `H`: the [`TransitionHook`] (default [`NoHook`]).
+/// - `V`: the [`ClassifyValue`](crate::ClassifyValue) deciding how values count (default
+///   [`AllValues`]: every `Ok` is a success).
 ///
 /// Every method takes `&self`; the store makes each change atomic, and nothing is locked
 /// while the protected call runs. The protected-call methods (`call`, `call_async`,
@@ -56,11 +58,12 @@ use crate::{
 // In this order (`repr(C)`), a breaker's address is its clock's (when the clock is a unit type)
 // and its store's: the call paths pass both to the store, and one register then holds all three.
 #[repr(C)]
-pub struct CircuitProtector<St, C, K = AllErrors, H = NoHook> {
+pub struct CircuitProtector<St, C, K = AllErrors, H = NoHook, V = AllValues> {
     clock: C,
     store: St,
     config: BreakerConfig,
     classifier: K,
+    values: V,
     hook: H,
 }
 
@@ -73,6 +76,7 @@ impl<St: StateStore, C: Clock> CircuitProtector<St, C> {
             store,
             clock,
             classifier: AllErrors,
+            values: AllValues,
             hook: NoHook,
         }
     }
@@ -93,18 +97,20 @@ impl<St: StateStore, C: Clock, K, H> CircuitProtector<St, C, K, H> {
             store,
             clock,
             classifier,
+            values: AllValues,
             hook,
         }
     }
 }
 
-impl<St, C, H> CircuitProtector<St, C, AllErrors, H> {
+impl<St, C, H, V> CircuitProtector<St, C, AllErrors, H, V> {
     /// Decide how errors count (the Python package's `should_handle`): see [`Classify`](crate::Classify).
-    pub fn should_handle<K>(self, classifier: K) -> CircuitProtector<St, C, K, H> {
+    pub fn should_handle<K>(self, classifier: K) -> CircuitProtector<St, C, K, H, V> {
         let CircuitProtector {
             config,
             store,
             clock,
+            values,
             hook,
             ..
         } = self;
@@ -113,16 +119,55 @@ impl<St, C, H> CircuitProtector<St, C, AllErrors, H> {
             store,
             clock,
             classifier,
+            values,
             hook,
         }
     }
 }
 
-impl<St, C, K> CircuitProtector<St, C, K, NoHook> {
+impl<St, C, K, H> CircuitProtector<St, C, K, H, AllValues> {
+    /// Decide how values count: see [`ClassifyValue`](crate::ClassifyValue). A value judged a
+    /// failure counts towards tripping and is still returned to the caller.
+    ///
+    /// ```
+    /// use resilient_circuit::{
+    ///     Breaker, BreakerConfig, CircuitProtector, CircuitState, classify::Verdict,
+    ///     store::InlineStore, time::Instant,
+    /// };
+    ///
+    /// struct Reply { status: u16 }
+    ///
+    /// let breaker = CircuitProtector::new(BreakerConfig::new().validate().unwrap(), InlineStore::<1>::new(), Instant::ZERO)
+    ///     .classify_values(|r: &Reply| if r.status >= 500 { Verdict::Failure } else { Verdict::Success });
+    /// let reply = breaker.call(|| Ok::<_, ()>(Reply { status: 503 })).unwrap();
+    /// assert_eq!(reply.status, 503); // returned as it came
+    /// assert_eq!(breaker.status(), CircuitState::Open); // and counted as a failure
+    /// ```
+    pub fn classify_values<V>(self, values: V) -> CircuitProtector<St, C, K, H, V> {
+        let CircuitProtector {
+            config,
+            store,
+            clock,
+            classifier,
+            hook,
+            ..
+        } = self;
+        CircuitProtector {
+            config,
+            store,
+            clock,
+            classifier,
+            values,
+            hook,
+        }
+    }
+}
+
+impl<St, C, K, V> CircuitProtector<St, C, K, NoHook, V> {
     /// Call `hook(old, new)` after every transition: see [`TransitionHook`]. The store decides
     /// how the hook is held ([`Watch`]): the core's stores keep it as it is; a store shared
     /// beyond the process also calls it for the transitions made elsewhere.
-    pub fn on_status_change<H>(self, hook: H) -> CircuitProtector<St, C, K, St::Hook>
+    pub fn on_status_change<H>(self, hook: H) -> CircuitProtector<St, C, K, St::Hook, V>
     where
         St: Watch<H>,
     {
@@ -131,6 +176,7 @@ impl<St, C, K> CircuitProtector<St, C, K, NoHook> {
             store,
             clock,
             classifier,
+            values,
             ..
         } = self;
         let hook = store.watch(hook);
@@ -139,24 +185,26 @@ impl<St, C, K> CircuitProtector<St, C, K, NoHook> {
             store,
             clock,
             classifier,
+            values,
             hook,
         }
     }
 }
 
-impl<St: Clone, C: Clone, K: Clone, H: Clone> Clone for CircuitProtector<St, C, K, H> {
+impl<St: Clone, C: Clone, K: Clone, H: Clone, V: Clone> Clone for CircuitProtector<St, C, K, H, V> {
     fn clone(&self) -> Self {
         CircuitProtector {
             config: self.config,
             store: self.store.clone(),
             clock: self.clock.clone(),
             classifier: self.classifier.clone(),
+            values: self.values.clone(),
             hook: self.hook.clone(),
         }
     }
 }
 
-impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, H> {
+impl<St: StateStore, C: Clock, K, H: TransitionHook, V> CircuitProtector<St, C, K, H, V> {
     /// The current state. Reading never changes it: an OPEN breaker whose cooldown ended stays
     /// OPEN until a call arrives.
     pub fn status(&self) -> CircuitState {
@@ -236,7 +284,7 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> CircuitProtector<St, C, K, 
     }
 }
 
-impl<St: StateStore, C, K, H> fmt::Debug for CircuitProtector<St, C, K, H> {
+impl<St: StateStore, C, K, H, V> fmt::Debug for CircuitProtector<St, C, K, H, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.store.state();
         f.debug_struct("CircuitProtector")
@@ -247,7 +295,7 @@ impl<St: StateStore, C, K, H> fmt::Debug for CircuitProtector<St, C, K, H> {
 }
 
 #[cfg(feature = "defmt")]
-impl<St: StateStore, C, K, H> defmt::Format for CircuitProtector<St, C, K, H>
+impl<St: StateStore, C, K, H, V> defmt::Format for CircuitProtector<St, C, K, H, V>
 where
     St::Window: defmt::Format,
 {
@@ -262,8 +310,11 @@ where
     }
 }
 
-impl<St: StateStore, C: Clock, K, H: TransitionHook> Breaker for CircuitProtector<St, C, K, H> {
+impl<St: StateStore, C: Clock, K, H: TransitionHook, V> Breaker
+    for CircuitProtector<St, C, K, H, V>
+{
     type Classifier = K;
+    type ValueClassifier = V;
 
     #[inline]
     fn admit(&self) -> Result<Admission, Rejected> {
@@ -293,5 +344,9 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook> Breaker for CircuitProtecto
 
     fn classifier(&self) -> &K {
         &self.classifier
+    }
+
+    fn value_classifier(&self) -> &V {
+        &self.values
     }
 }

@@ -3,9 +3,9 @@
 use core::{future::Future, time::Duration};
 
 use crate::{
-    AsyncPolicy, Classify, Error, Policy,
+    AsyncPolicy, Classify, ClassifyValue, Error, Policy,
     backoff::{Backoff, NoBackoff},
-    classify::{AllErrors, Verdict},
+    classify::{AllErrors, AllValues, Verdict},
     compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
     time::{AsyncSleep, NoSleep, Sleep},
 };
@@ -15,12 +15,15 @@ use crate::{
 /// - `max_retries` counts retries: `max_retries = 3` runs the operation at most 4 times.
 /// - After failed attempt `k` it waits `backoff.delay(k)`; nothing is waited after the last.
 /// - An error the classifier does not call a failure is returned at once.
+/// - A value is returned at once, unless the value classifier (see
+///   [`classify_values`](Self::classify_values)) calls it a failure: then it is retried like a
+///   failed attempt, and when the attempts run out the last value is returned.
 /// - When the attempts run out: [`Error::RetryLimitReached`] with the attempts and last error.
 /// - A breaker's [`Error::Rejected`] is waited out only if its `retry_after` is no longer than
 ///   the delay the retry would wait anyway; otherwise it is returned at once.
 ///
 /// `B` is the [`Backoff`], `S` the sleeper ([`Sleep`] for [`Policy`], [`AsyncSleep`] for
-/// [`AsyncPolicy`]), `K` the [`Classify`]er. A retry is cheap to build and holds per-call state
+/// [`AsyncPolicy`]), `K` the [`Classify`]er of errors, `V` the [`ClassifyValue`] of values. A retry is cheap to build and holds per-call state
 /// (a jitter generator), so each caller owns one; the breakers it wraps are shared.
 ///
 /// ```
@@ -42,11 +45,12 @@ use crate::{
 /// ```
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct RetryWithBackoff<B = NoBackoff, S = NoSleep, K = AllErrors> {
+pub struct RetryWithBackoff<B = NoBackoff, S = NoSleep, K = AllErrors, V = AllValues> {
     max_retries: u32,
     backoff: B,
     sleeper: S,
     classifier: K,
+    values: V,
 }
 
 impl RetryWithBackoff {
@@ -61,6 +65,7 @@ impl RetryWithBackoff {
             backoff: NoBackoff,
             sleeper: NoSleep,
             classifier: AllErrors,
+            values: AllValues,
         }
     }
 }
@@ -72,27 +77,59 @@ impl Default for RetryWithBackoff {
     }
 }
 
-impl<K> RetryWithBackoff<NoBackoff, NoSleep, K> {
+impl<K, V> RetryWithBackoff<NoBackoff, NoSleep, K, V> {
     /// Wait `backoff.delay(k)` after failed attempt `k`, using `sleeper` to wait.
-    pub fn with_backoff<B: Backoff, S>(self, backoff: B, sleeper: S) -> RetryWithBackoff<B, S, K> {
+    pub fn with_backoff<B: Backoff, S>(
+        self,
+        backoff: B,
+        sleeper: S,
+    ) -> RetryWithBackoff<B, S, K, V> {
         RetryWithBackoff {
             max_retries: self.max_retries,
             backoff,
             sleeper,
             classifier: self.classifier,
+            values: self.values,
         }
     }
 }
 
-impl<B, S> RetryWithBackoff<B, S, AllErrors> {
+impl<B, S, V> RetryWithBackoff<B, S, AllErrors, V> {
     /// Decide which errors are worth another attempt: see [`Classify`]. Only
     /// [`Verdict::Failure`] is retried.
-    pub fn should_handle<K>(self, classifier: K) -> RetryWithBackoff<B, S, K> {
+    pub fn should_handle<K>(self, classifier: K) -> RetryWithBackoff<B, S, K, V> {
         RetryWithBackoff {
             max_retries: self.max_retries,
             backoff: self.backoff,
             sleeper: self.sleeper,
             classifier,
+            values: self.values,
+        }
+    }
+}
+
+impl<B, S, K> RetryWithBackoff<B, S, K, AllValues> {
+    /// Decide which values are worth another attempt: see [`ClassifyValue`]. Only
+    /// [`Verdict::Failure`] is retried; when the attempts run out, the last value is returned.
+    ///
+    /// ```
+    /// use resilient_circuit::{Policy, RetryWithBackoff, classify::Verdict};
+    ///
+    /// let mut retry = RetryWithBackoff::new(2)
+    ///     .classify_values(|status: &u16| if *status == 503 { Verdict::Failure } else { Verdict::Success });
+    /// let mut replies = [503, 503, 200].into_iter();
+    /// assert_eq!(retry.call(|| Ok::<_, ()>(replies.next().unwrap())), Ok(200));
+    /// let mut runs = 0;
+    /// assert_eq!(retry.call(|| { runs += 1; Ok::<_, ()>(503) }), Ok(503)); // the last value
+    /// assert_eq!(runs, 3);
+    /// ```
+    pub fn classify_values<V>(self, values: V) -> RetryWithBackoff<B, S, K, V> {
+        RetryWithBackoff {
+            max_retries: self.max_retries,
+            backoff: self.backoff,
+            sleeper: self.sleeper,
+            classifier: self.classifier,
+            values,
         }
     }
 }
@@ -103,7 +140,7 @@ enum Next<E> {
     Stop(Error<E>),
 }
 
-impl<B: Backoff, S, K> RetryWithBackoff<B, S, K> {
+impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
     /// Retries after the first attempt.
     pub const fn max_retries(&self) -> u32 {
         self.max_retries
@@ -152,7 +189,9 @@ impl<B: Backoff, S, K> RetryWithBackoff<B, S, K> {
     }
 }
 
-impl<E, B: Backoff, S, K: Classify<E>> Stage<E> for RetryWithBackoff<B, S, K> {
+impl<T, E, B: Backoff, S, K: Classify<E>, V: ClassifyValue<T>> Stage<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
     /// The attempt under way (1-based).
     type Ticket = u32;
 
@@ -160,9 +199,18 @@ impl<E, B: Backoff, S, K: Classify<E>> Stage<E> for RetryWithBackoff<B, S, K> {
         Ok(1)
     }
 
-    fn leave<T>(&mut self, attempt: &mut u32, result: Result<T, Error<E>>) -> Leave<T, E> {
+    fn leave(&mut self, attempt: &mut u32, result: Result<T, Error<E>>) -> Leave<T, E> {
         let error = match result {
-            Ok(value) => return Leave::Return(Ok(value)),
+            Ok(value) => {
+                if *attempt >= self.max_attempts()
+                    || self.values.classify_value(&value) != Verdict::Failure
+                {
+                    return Leave::Return(Ok(value));
+                }
+                let delay = self.backoff.delay(*attempt);
+                *attempt += 1;
+                return Leave::Again(delay);
+            }
             Err(error) => error,
         };
         match self.after_failure(*attempt, error) {
@@ -177,26 +225,34 @@ impl<E, B: Backoff, S, K: Classify<E>> Stage<E> for RetryWithBackoff<B, S, K> {
     fn abandon(&mut self, _: u32) {}
 }
 
-impl<E, B: Backoff, S: Sleep, K: Classify<E>> BlockingStage<E> for RetryWithBackoff<B, S, K> {
+impl<T, E, B: Backoff, S: Sleep, K: Classify<E>, V: ClassifyValue<T>> BlockingStage<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
     fn wait(&self, duration: Duration) {
         self.sleeper.sleep(duration)
     }
 }
 
-impl<E, B: Backoff, S: AsyncSleep, K: Classify<E>> AsyncStage<E> for RetryWithBackoff<B, S, K> {
+impl<T, E, B: Backoff, S: AsyncSleep, K: Classify<E>, V: ClassifyValue<T>> AsyncStage<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
     fn wait(&self, duration: Duration) -> impl Future<Output = ()> {
         self.sleeper.sleep(duration)
     }
 }
 
-impl<E, B: Backoff, S: Sleep, K: Classify<E>> Policy<E> for RetryWithBackoff<B, S, K> {
-    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+impl<T, E, B: Backoff, S: Sleep, K: Classify<E>, V: ClassifyValue<T>> Policy<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
+    fn run(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
         (self,).run_stack(operation)
     }
 }
 
-impl<E, B: Backoff, S: AsyncSleep, K: Classify<E>> AsyncPolicy<E> for RetryWithBackoff<B, S, K> {
-    async fn run_async<T>(
+impl<T, E, B: Backoff, S: AsyncSleep, K: Classify<E>, V: ClassifyValue<T>> AsyncPolicy<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
+    async fn run_async(
         &mut self,
         operation: impl AsyncFnMut() -> Result<T, Error<E>>,
     ) -> Result<T, Error<E>> {

@@ -62,14 +62,14 @@ impl<P> SafetyNet<P> {
     }
 }
 
-impl<E, P: BlockingStack<E>> Policy<E> for SafetyNet<P> {
-    fn run<T>(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+impl<T, E, P: BlockingStack<T, E>> Policy<T, E> for SafetyNet<P> {
+    fn run(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
         self.policies.run_stack(operation)
     }
 }
 
-impl<E, P: AsyncStack<E>> AsyncPolicy<E> for SafetyNet<P> {
-    fn run_async<T>(
+impl<T, E, P: AsyncStack<T, E>> AsyncPolicy<T, E> for SafetyNet<P> {
+    fn run_async(
         &mut self,
         operation: impl AsyncFnMut() -> Result<T, Error<E>>,
     ) -> impl Future<Output = Result<T, Error<E>>> {

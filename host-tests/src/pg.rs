@@ -8,7 +8,7 @@ use std::{
 use postgres::{Client, Config, NoTls};
 use resilient_circuit_std::{
     Breaker,
-    classify::AllErrors,
+    classify::{AllErrors, AllValues},
     postgres::{DbSettings, setup},
 };
 
@@ -24,7 +24,7 @@ pub fn port() -> u16 {
 }
 
 /// A protected call that fails; it must run (not be rejected).
-pub fn fail(breaker: &impl Breaker<Classifier = AllErrors>) {
+pub fn fail(breaker: &impl Breaker<Classifier = AllErrors, ValueClassifier = AllValues>) {
     let result = breaker.call(|| Err::<(), _>("upstream failed"));
     assert!(
         result.unwrap_err().operation_error().is_some(),
@@ -33,7 +33,7 @@ pub fn fail(breaker: &impl Breaker<Classifier = AllErrors>) {
 }
 
 /// A protected call that succeeds; it must run (not be rejected).
-pub fn succeed(breaker: &impl Breaker<Classifier = AllErrors>) {
+pub fn succeed(breaker: &impl Breaker<Classifier = AllErrors, ValueClassifier = AllValues>) {
     breaker.call(|| Ok::<_, &str>(())).expect("the call ran");
 }
 

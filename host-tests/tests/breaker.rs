@@ -758,6 +758,72 @@ fn classification_ignored_probe_gives_its_slot_back() {
     assert_eq!(b.status(), Closed);
 }
 
+/// An HTTP-like reply: `Ok` at the transport level whatever its status.
+#[derive(Debug, PartialEq)]
+struct Reply(u16);
+
+fn by_status(reply: &Reply) -> Verdict {
+    match reply.0 {
+        503 => Verdict::Failure,
+        499 => Verdict::Ignore,
+        _ => Verdict::Success,
+    }
+}
+
+#[test]
+fn classification_a_value_judged_a_failure_counts_and_is_returned_unchanged() {
+    let clock = FakeClock::new();
+    let b =
+        breaker(BreakerConfig::new().failure_limit(limit(2, 3)), &clock).classify_values(by_status);
+    assert_eq!(b.call(|| Ok::<_, &str>(Reply(503))), Ok(Reply(503)));
+    assert_eq!(b.call(|| Ok::<_, &str>(Reply(200))), Ok(Reply(200)));
+    assert_eq!(b.call(|| Ok::<_, &str>(Reply(499))), Ok(Reply(499)));
+    let log: Vec<_> = b.execution_log().iter().collect();
+    assert_eq!(log, [F, S], "499 is ignored: not recorded");
+    assert_eq!(b.failure_count(), 0);
+    // Errors still go to the error classifier (every error a failure): F S F trips.
+    assert_eq!(
+        b.call(|| Err::<Reply, _>("reset")),
+        Err(Error::Operation("reset"))
+    );
+    assert_eq!(b.status(), Open);
+}
+
+#[test]
+fn classification_a_failing_value_reopens_a_half_open_breaker() {
+    let clock = FakeClock::new();
+    let b = tripped(BreakerConfig::new(), &clock).classify_values(by_status);
+    assert_eq!(b.call(|| Ok::<_, &str>(Reply(503))), Ok(Reply(503)));
+    assert_eq!(b.status(), Open);
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(b.call(|| Ok::<_, &str>(Reply(499))), Ok(Reply(499)));
+    assert_eq!(
+        (b.status(), b.state().probes_in_flight()),
+        (HalfOpen, 0),
+        "an ignored probe value gives its slot back"
+    );
+    assert_eq!(b.call(|| Ok::<_, &str>(Reply(204))), Ok(Reply(204)));
+    assert_eq!(b.status(), Closed);
+}
+
+#[test]
+fn classification_values_and_errors_are_judged_apart_in_async_calls_too() {
+    let clock = FakeClock::new();
+    let b = breaker(BreakerConfig::new(), &clock)
+        .should_handle(|_: &&str| Verdict::Success)
+        .classify_values(by_status);
+    assert_eq!(
+        block_on(b.call_async(async || Err::<Reply, _>("not found"))),
+        Err(Error::Operation("not found"))
+    );
+    assert_eq!(b.status(), Closed);
+    assert_eq!(
+        block_on(b.call_async(async || Ok::<_, &str>(Reply(503)))),
+        Ok(Reply(503))
+    );
+    assert_eq!(b.status(), Open);
+}
+
 #[test]
 fn classification_panic_is_not_recorded_and_releases_the_probe_slot() {
     let clock = FakeClock::new();

@@ -8,6 +8,7 @@ use resilient_circuit::{
     backoff::{
         Backoff, BackoffError, DecorrelatedJitter, ExponentialDelay, FixedDelay, FullJitter,
     },
+    classify::Verdict,
     fixed_point::{U1F31, U32F32},
 };
 
@@ -101,6 +102,78 @@ fn declined_error_is_returned_at_once() {
     assert_eq!(result, Err(Error::Operation(E::Key)));
     assert_eq!(runs, 2);
     assert_eq!(sleep.waits(), [secs(1.0)]);
+}
+
+fn unavailable_fails(status: &u16) -> Verdict {
+    match status {
+        503 => Verdict::Failure,
+        429 => Verdict::Ignore,
+        _ => Verdict::Success,
+    }
+}
+
+#[test]
+fn a_value_judged_a_failure_is_retried_on_the_same_schedule() {
+    let clock = FakeClock::new();
+    let sleep = FakeSleep::new(&clock);
+    let mut retry = RetryWithBackoff::new(3)
+        .with_backoff(exponential(0.1, 1.0), &sleep)
+        .classify_values(unavailable_fails);
+    let mut replies = [503, 503, 200, 503].into_iter();
+    let result = retry.call(|| Ok::<_, &str>(replies.next().unwrap()));
+    assert_eq!(result, Ok(200));
+    assert_eq!(sleep.waits(), [secs(0.1), secs(0.2)]);
+}
+
+#[test]
+fn a_value_not_judged_a_failure_is_returned_at_once() {
+    let mut retry = RetryWithBackoff::new(3).classify_values(unavailable_fails);
+    for status in [429, 404, 200] {
+        let mut runs = 0;
+        let result = retry.call(|| {
+            runs += 1;
+            Ok::<_, &str>(status)
+        });
+        assert_eq!((result, runs), (Ok(status), 1));
+    }
+}
+
+#[test]
+fn attempts_that_run_out_on_a_failing_value_return_the_last_value() {
+    let clock = FakeClock::new();
+    let sleep = FakeSleep::new(&clock);
+    let mut retry = RetryWithBackoff::new(2)
+        .with_backoff(FixedDelay(secs(1.0)), &sleep)
+        .classify_values(|reply: &(u16, u32)| {
+            if reply.0 == 503 {
+                Verdict::Failure
+            } else {
+                Verdict::Success
+            }
+        });
+    let mut runs = 0;
+    let result = retry.call(|| {
+        runs += 1;
+        Ok::<_, &str>((503, runs))
+    });
+    assert_eq!(result, Ok((503, 3)), "the third and last reply");
+    assert_eq!(
+        sleep.waits(),
+        [secs(1.0), secs(1.0)],
+        "no wait after the last"
+    );
+}
+
+#[test]
+fn values_and_errors_are_classified_apart() {
+    // An error the error classifier declines stops the retry; a failing value goes on.
+    let mut retry = RetryWithBackoff::new(3)
+        .should_handle(ShouldHandle(|e: &&str| *e == "reset"))
+        .classify_values(unavailable_fails);
+    let mut replies = [Ok(503), Err("reset"), Err("bad request"), Ok(200)].into_iter();
+    let result = retry.call(|| replies.next().unwrap());
+    assert_eq!(result, Err(Error::Operation("bad request")));
+    assert_eq!(replies.len(), 1);
 }
 
 #[test]

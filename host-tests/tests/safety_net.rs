@@ -232,3 +232,38 @@ fn a_panic_inside_a_safety_net_records_nothing_and_gives_back_the_probe_slot() {
     assert_eq!(net.call(|| Ok::<_, &str>(1)), Ok(1));
     assert_eq!(b.status(), CircuitState::Closed);
 }
+
+#[test]
+fn a_failing_value_is_recorded_by_the_breaker_and_retried_into_it() {
+    use resilient_circuit::classify::Verdict;
+    fn unavailable(status: &u16) -> Verdict {
+        if *status == 503 {
+            Verdict::Failure
+        } else {
+            Verdict::Success
+        }
+    }
+    let clock = FakeClock::new();
+    let sleep = FakeSleep::new(&clock);
+    let b = breaker(2, 2, 30.0, &clock).classify_values(unavailable);
+    let retry = RetryWithBackoff::new(5)
+        .with_backoff(FixedDelay(secs(1.0)), &sleep)
+        .classify_values(unavailable);
+    let mut net = SafetyNet::new((retry, &b));
+    let runs = Cell::new(0);
+    let result = net.call(|| {
+        runs.set(runs.get() + 1);
+        Ok::<_, &str>(503)
+    });
+    // Two 503s (at 0 s and 1 s) trip the breaker until 31 s; the third attempt, at 2 s, meets a
+    // 29 s rejection, longer than the retry's 1 s delay, so the retry stops there.
+    assert_eq!(runs.get(), 2);
+    assert_eq!(b.status(), CircuitState::Open);
+    assert_eq!(
+        result,
+        Err(Error::Rejected(Rejected::new(
+            secs(29.0),
+            RejectReason::Open
+        )))
+    );
+}

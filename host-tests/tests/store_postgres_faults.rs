@@ -13,7 +13,7 @@ use host_tests::{
 use postgres::Client;
 use resilient_circuit_std::{
     Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason,
-    classify::{AllErrors, Verdict},
+    classify::{AllErrors, AllValues, Verdict},
     postgres::{DbSettings, OnOutage, PostgresStore},
 };
 
@@ -22,12 +22,12 @@ fn key(name: &str) -> BreakerKey {
 }
 
 /// A failing call, which must run at once.
-fn fail(breaker: &impl Breaker<Classifier = AllErrors>) {
+fn fail(breaker: &impl Breaker<Classifier = AllErrors, ValueClassifier = AllValues>) {
     quick(|| pg::fail(breaker));
 }
 
 /// A succeeding call, which must run at once.
-fn succeed(breaker: &impl Breaker<Classifier = AllErrors>) {
+fn succeed(breaker: &impl Breaker<Classifier = AllErrors, ValueClassifier = AllValues>) {
     quick(|| pg::succeed(breaker));
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use resilient_circuit::{
     BreakerConfig, CircuitProtector, CircuitState, RejectReason, Rejected, StoreUnavailable,
     TransitionHook, ValidConfig,
-    classify::{AllErrors, Verdict},
+    classify::{AllErrors, AllValues, Verdict},
     hook::NoHook,
     state::{Admission, BreakerState, Transition},
     store::{Control, FastPath, StateStore, Watch},
@@ -63,8 +63,8 @@ use crate::{
 /// assert_eq!(other.store().key().resource_key(), "payments-api");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub type SharedBreaker<C = CoarseClock, K = AllErrors, H = NoHook> =
-    CircuitProtector<SharedKey, C, K, H>;
+pub type SharedBreaker<C = CoarseClock, K = AllErrors, H = NoHook, V = AllValues> =
+    CircuitProtector<SharedKey, C, K, H, V>;
 
 /// A breaker on `key`'s state, reading its store's clock.
 pub(crate) fn shared_breaker<C: Clock>(
