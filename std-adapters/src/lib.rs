@@ -14,7 +14,8 @@
 //! - feature `tracing`: an event for every transition, rejection and hook panic, with the key;
 //! - feature `postgres`: breakers shared by every instance, Rust or Python, through the Python
 //!   package's table ([`postgres::PostgresStore`]), the store the environment chooses
-//!   ([`postgres::AnyStore`]), the table's setup and checks, and the connection settings.
+//!   ([`postgres::AnyStore`]), the table's setup and checks, and the connection settings;
+//! - feature `tower`: [`tower::CircuitBreakerLayer`], any breaker in front of a tower service.
 //!
 //! ```
 //! use resilient_circuit_std::{
@@ -50,6 +51,8 @@ mod sleep;
 pub mod store;
 mod sync;
 pub mod time;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use resilient_circuit::*;
 
