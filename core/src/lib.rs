@@ -8,7 +8,8 @@
 //!
 //! The root holds what a user names; the rest is in modules: [`backoff`] (delays and jitter),
 //! [`store`] (where state lives, and the seam for a store of your own), [`time`] (clocks and
-//! sleepers), [`state`] (the state machine's values), [`classify`], [`hook`] and [`compose`]
+//! sleepers), [`state`] (the state machine's values), [`classify`], [`hook`], [`retry`] (the retry's
+//! rules as a function) and [`compose`]
 //! (how a [`SafetyNet`] runs its stages); with the feature `embedded-hal`, `bus` (an
 //! `embedded-hal-async` bus whose transactions go through a policy).
 //!
@@ -61,7 +62,7 @@ mod protector;
 mod ratio;
 #[cfg(feature = "embassy-sync")]
 mod raw_mutex_store;
-mod retry;
+pub mod retry;
 mod rng;
 mod safety_net;
 mod sleep;

@@ -1,9 +1,10 @@
-//! Retry with backoff (SEMANTICS §3).
+//! Retry with backoff (SEMANTICS §3): [`RetryWithBackoff`], and its rules as a function
+//! ([`RetryWithBackoff::decide`]) for code that runs the attempts itself.
 
 use core::{future::Future, time::Duration};
 
 use crate::{
-    AsyncPolicy, Classify, ClassifyValue, Error, Policy,
+    AsyncPolicy, Classify, ClassifyValue, Error, Policy, Rejected,
     backoff::{Backoff, NoBackoff},
     classify::{AllErrors, AllValues, Verdict},
     compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
@@ -134,10 +135,50 @@ impl<B, S, K> RetryWithBackoff<B, S, K, AllValues> {
     }
 }
 
-/// What to do after a failed attempt.
-enum Next<E> {
-    Wait(Duration),
-    Stop(Error<E>),
+/// How an attempt ended, as a retry judges it.
+#[derive(Debug)]
+pub enum Attempt<'a, T, E> {
+    /// The operation returned this value.
+    Value(&'a T),
+    /// The operation failed with this error.
+    Failed(&'a E),
+    /// A breaker refused the attempt; the operation did not run.
+    Rejected(Rejected),
+}
+
+impl<'a, T, E> Attempt<'a, T, E> {
+    /// How an attempt that came through inner policies ended: a retry that gave up inside counts
+    /// as its last error.
+    pub fn of(result: &'a Result<T, Error<E>>) -> Self {
+        match result {
+            Ok(value) => Attempt::Value(value),
+            Err(error) => Attempt::of_error(error),
+        }
+    }
+
+    /// How an attempt that ended with `error` counts.
+    pub fn of_error(error: &'a Error<E>) -> Self {
+        match error {
+            Error::Rejected(rejected) => Attempt::Rejected(*rejected),
+            Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => {
+                Attempt::Failed(e)
+            }
+        }
+    }
+}
+
+/// What a retry does after an attempt: [`RetryWithBackoff::decide`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Decision {
+    /// Try again after waiting this long.
+    RetryAfter(Duration),
+    /// Stop and return the attempt's outcome as it is: a value or an error the classifiers do
+    /// not call a failure, or a rejection not worth waiting out.
+    Return,
+    /// Stop: the attempts ran out on a failure. An error becomes
+    /// [`Error::RetryLimitReached`]; a value is returned as it is.
+    GiveUp,
 }
 
 impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
@@ -151,41 +192,73 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
         self.max_retries.saturating_add(1)
     }
 
-    fn after_failure<E>(&mut self, attempt: u32, error: Error<E>) -> Next<E>
+    /// Moves the backoff past the delays one call may draw (one per retry), so that a copy
+    /// made now draws other jitter than this retry will: for code that clones one retry per
+    /// call (tower's retry does) instead of owning one per caller.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use resilient_circuit::{
+    ///     RetryWithBackoff, backoff::{ExponentialDelay, FullJitter, SplitMix64}, retry::Attempt,
+    /// };
+    ///
+    /// let exponential = ExponentialDelay::new(Duration::from_millis(100), Duration::from_secs(10)).unwrap();
+    /// let backoff = FullJitter::new(exponential, SplitMix64::new(7));
+    /// let mut template = RetryWithBackoff::new(3).with_backoff(backoff, ());
+    /// let mut first = template.clone();
+    /// template.skip_call_delays();
+    /// let mut second = template.clone();
+    /// let wait = |r: &mut RetryWithBackoff<_, _>| r.decide::<(), _>(1, Attempt::Failed(&"reset"));
+    /// assert_ne!(wait(&mut first), wait(&mut second));
+    /// ```
+    pub fn skip_call_delays(&mut self) {
+        for attempt in 1..=self.max_retries {
+            let _ = self.backoff.delay(attempt);
+        }
+    }
+
+    /// What to do after attempt `attempt` (1-based) ended as `outcome`: the rules of this type,
+    /// for code that runs the attempts itself (a tower retry policy does).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use resilient_circuit::{RejectReason, Rejected, RetryWithBackoff, backoff::FixedDelay,
+    ///     retry::{Attempt, Decision}};
+    ///
+    /// let mut retry = RetryWithBackoff::new(2).with_backoff(FixedDelay(Duration::from_secs(1)), ());
+    /// assert_eq!(retry.decide::<(), _>(1, Attempt::Failed(&"reset")), Decision::RetryAfter(Duration::from_secs(1)));
+    /// assert_eq!(retry.decide::<(), _>(3, Attempt::Failed(&"reset")), Decision::GiveUp);
+    /// assert_eq!(retry.decide::<_, &str>(1, Attempt::Value(&42)), Decision::Return);
+    /// // A breaker open for longer than the retry would wait anyway: stop at once.
+    /// let open = Rejected::new(Duration::from_secs(30), RejectReason::Open);
+    /// assert_eq!(retry.decide::<(), &str>(1, Attempt::Rejected(open)), Decision::Return);
+    /// ```
+    pub fn decide<T, E>(&mut self, attempt: u32, outcome: Attempt<'_, T, E>) -> Decision
     where
         K: Classify<E>,
+        V: ClassifyValue<T>,
     {
         let last = attempt >= self.max_attempts();
-        let operation_error = match &error {
-            Error::Rejected(rejected) => {
+        let failed = match outcome {
+            Attempt::Value(value) => self.values.classify_value(value) == Verdict::Failure,
+            Attempt::Failed(error) => self.classifier.classify(error) == Verdict::Failure,
+            Attempt::Rejected(rejected) => {
                 if last {
-                    return Next::Stop(error);
+                    return Decision::Return;
                 }
                 let delay = self.backoff.delay(attempt);
                 return if rejected.retry_after() <= delay {
-                    Next::Wait(delay)
+                    Decision::RetryAfter(delay)
                 } else {
-                    Next::Stop(error)
+                    Decision::Return
                 };
             }
-            Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => e,
         };
-        if self.classifier.classify(operation_error) != Verdict::Failure {
-            // A declined error comes back as it was given.
-            return Next::Stop(error);
+        match (failed, last) {
+            (false, _) => Decision::Return,
+            (true, true) => Decision::GiveUp,
+            (true, false) => Decision::RetryAfter(self.backoff.delay(attempt)),
         }
-        if !last {
-            return Next::Wait(self.backoff.delay(attempt));
-        }
-        Next::Stop(match error {
-            Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => {
-                Error::RetryLimitReached {
-                    attempts: attempt,
-                    last_error: e,
-                }
-            }
-            rejected @ Error::Rejected(_) => rejected,
-        })
     }
 }
 
@@ -200,25 +273,21 @@ impl<T, E, B: Backoff, S, K: Classify<E>, V: ClassifyValue<T>> Stage<T, E>
     }
 
     fn leave(&mut self, attempt: &mut u32, result: Result<T, Error<E>>) -> Leave<T, E> {
-        let error = match result {
-            Ok(value) => {
-                if *attempt >= self.max_attempts()
-                    || self.values.classify_value(&value) != Verdict::Failure
-                {
-                    return Leave::Return(Ok(value));
-                }
-                let delay = self.backoff.delay(*attempt);
-                *attempt += 1;
-                return Leave::Again(delay);
-            }
-            Err(error) => error,
-        };
-        match self.after_failure(*attempt, error) {
-            Next::Stop(error) => Leave::Return(Err(error)),
-            Next::Wait(delay) => {
+        match self.decide(*attempt, Attempt::of(&result)) {
+            Decision::RetryAfter(delay) => {
                 *attempt += 1;
                 Leave::Again(delay)
             }
+            Decision::Return => Leave::Return(result),
+            Decision::GiveUp => Leave::Return(match result {
+                Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
+                    Err(Error::RetryLimitReached {
+                        attempts: *attempt,
+                        last_error: e,
+                    })
+                }
+                other => other,
+            }),
         }
     }
 

@@ -298,3 +298,204 @@ fn a_hyper_client_behind_the_layer_trips_on_a_real_servers_503s_and_stops_callin
         assert_eq!(breaker.status(), CircuitState::Closed);
     });
 }
+
+mod retry_policy {
+    //! tower's retry layer with a `RetryPolicy`: our backoffs and rules (SEMANTICS §3).
+
+    use super::*;
+    use resilient_circuit_std::{
+        RetryWithBackoff,
+        backoff::{ExponentialDelay, FixedDelay, FullJitter, SplitMix64},
+        time::TokioSleep,
+        tower::RetryPolicy,
+    };
+    use tokio::time::Instant;
+
+    /// A service failing its first `failures` calls, counting every call.
+    fn failing_first(
+        failures: usize,
+        calls: Arc<AtomicUsize>,
+    ) -> impl Service<u32, Response = u32, Error = &'static str, Future: Send> + Clone {
+        service_fn(move |n: u32| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move { if call < failures { Err("reset") } else { Ok(n) } }
+        })
+    }
+
+    #[test]
+    fn waits_our_backoff_between_attempts_and_no_more() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let backoff = ExponentialDelay::new(Duration::from_millis(100), Duration::from_secs(1));
+        let retry = RetryWithBackoff::new(3).with_backoff(backoff.unwrap(), TokioSleep);
+        let mut service = ServiceBuilder::new()
+            .retry(RetryPolicy::new(retry))
+            .service(failing_first(3, calls.clone()));
+        run(async {
+            let start = Instant::now();
+            assert_eq!(service.ready().await.unwrap().call(5).await, Ok(5));
+            assert_eq!(start.elapsed(), Duration::from_millis(100 + 200 + 400));
+            assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+            // Out of attempts: tower returns the last error, with no wait after it.
+            calls.store(0, Ordering::SeqCst);
+            let mut always = ServiceBuilder::new()
+                .retry(RetryPolicy::new(
+                    RetryWithBackoff::new(2)
+                        .with_backoff(FixedDelay(Duration::from_secs(1)), TokioSleep),
+                ))
+                .service(failing_first(usize::MAX, calls.clone()));
+            let start = Instant::now();
+            assert_eq!(always.ready().await.unwrap().call(5).await, Err("reset"));
+            assert_eq!(start.elapsed(), Duration::from_secs(2));
+            assert_eq!(calls.load(Ordering::SeqCst), 3);
+        });
+    }
+
+    #[test]
+    fn an_error_the_classifier_declines_is_not_retried() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let retry = RetryWithBackoff::new(3)
+            .with_backoff(FixedDelay(Duration::from_secs(1)), TokioSleep)
+            .should_handle(|e: &&str| {
+                if *e == "bad request" {
+                    Verdict::Success
+                } else {
+                    Verdict::Failure
+                }
+            });
+        let counted = calls.clone();
+        let mut service = ServiceBuilder::new()
+            .retry(RetryPolicy::new(retry))
+            .service(service_fn(move |_: ()| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>("bad request") }
+            }));
+        run(async {
+            assert_eq!(
+                service.ready().await.unwrap().call(()).await,
+                Err("bad request")
+            );
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn stops_at_an_open_breaker_instead_of_waiting_it_out() {
+        let clock = SharedFakeClock::new();
+        let breaker = Arc::new(breaker(&clock));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let retry =
+            RetryWithBackoff::new(5).with_backoff(FixedDelay(Duration::from_secs(1)), TokioSleep);
+        let mut service = ServiceBuilder::new()
+            .retry(RetryPolicy::new(retry).behind_breaker())
+            .layer(CircuitBreakerLayer::new(breaker.clone()))
+            .service(failing_first(usize::MAX, calls.clone()));
+        run(async {
+            let start = Instant::now();
+            let error = service.ready().await.unwrap().call(1).await.unwrap_err();
+            // Two failures trip the breaker (fake clock: open for 30 s); the third attempt is
+            // refused, and 30 s is longer than the retry's 1 s: it stops there.
+            assert_eq!(error.retry_after(), Some(Duration::from_secs(30)));
+            assert_eq!(
+                start.elapsed(),
+                Duration::from_secs(2),
+                "two waits, then no more"
+            );
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_rejection_boxed_by_tower_timeout_also_stops_it() {
+        let clock = SharedFakeClock::new();
+        let breaker = Arc::new(breaker(&clock));
+        breaker.force_open().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let retry =
+            RetryWithBackoff::new(5).with_backoff(FixedDelay(Duration::from_secs(1)), TokioSleep);
+        let mut service = ServiceBuilder::new()
+            .retry(RetryPolicy::new(retry))
+            .timeout(Duration::from_secs(5))
+            .layer(CircuitBreakerLayer::new(breaker.clone()))
+            .service(failing_first(usize::MAX, calls.clone()));
+        run(async {
+            let start = Instant::now();
+            let error = service.ready().await.unwrap().call(1).await.unwrap_err();
+            assert_eq!(
+                find_rejection(&*error).map(|r| r.retry_after()),
+                Some(Duration::from_secs(30))
+            );
+            assert_eq!(start.elapsed(), Duration::ZERO);
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_ok_503_is_retried_and_the_last_response_returned() {
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        let retry = RetryWithBackoff::new(2)
+            .with_backoff(FixedDelay(Duration::from_millis(10)), TokioSleep)
+            .classify_values(by_status::<()>);
+        // `http::Request` is not `Clone`: the policy is told how to copy one.
+        let policy = RetryPolicy::new(retry).clone_requests_with(|r: &Request<()>| {
+            Some(Request::builder().uri(r.uri().clone()).body(()).unwrap())
+        });
+        let mut service =
+            ServiceBuilder::new()
+                .retry(policy)
+                .service(service_fn(move |_: Request<()>| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<_, Infallible>(Response::builder().status(503).body(()).unwrap()) }
+                }));
+        run(async {
+            let response = service
+                .ready()
+                .await
+                .unwrap()
+                .call(Request::new(()))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        });
+        assert_eq!(served.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn every_request_draws_its_own_jitter() {
+        let exponential =
+            ExponentialDelay::new(Duration::from_secs(1), Duration::from_secs(1)).unwrap();
+        let retry = RetryWithBackoff::new(1).with_backoff(
+            FullJitter::new(exponential, SplitMix64::new(42)),
+            TokioSleep,
+        );
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        // Fails every odd call: each request fails once, then succeeds.
+        let mut service = ServiceBuilder::new()
+            .retry(RetryPolicy::new(retry))
+            .service(service_fn(move |_: ()| {
+                let call = counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if call.is_multiple_of(2) {
+                        Err("reset")
+                    } else {
+                        Ok(())
+                    }
+                }
+            }));
+        let waits: Vec<Duration> = run(async {
+            let mut waits = Vec::new();
+            for _ in 0..4 {
+                let start = Instant::now();
+                service.ready().await.unwrap().call(()).await.unwrap();
+                waits.push(start.elapsed());
+            }
+            waits
+        });
+        let mut distinct = waits.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "one wait each, all different: {waits:?}");
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(1)));
+    }
+}

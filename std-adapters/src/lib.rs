@@ -65,7 +65,7 @@ pub use shared_key::SharedBreaker;
 #[doc = include_str!("../README.md")]
 pub struct CrateReadmeDoctests;
 
-/// The README's examples, compiled and run as doc tests (they use tokio).
-#[cfg(all(doctest, feature = "tokio"))]
+/// The README's examples, compiled and run as doc tests (they use tokio and tower).
+#[cfg(all(doctest, feature = "tower"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

@@ -7,9 +7,11 @@
 //!   A response future dropped before it finishes records nothing and gives back its
 //!   HALF_OPEN probe slot.
 //! - [`CircuitBreakerError`]: a rejection or the inner error. It converts into
-//!   [`tower::BoxError`](::tower::BoxError) transparently (the inner error as it was, a rejection
+//!   [`tower::BoxError`] transparently (the inner error as it was, a rejection
 //!   as a [`Rejected`](crate::Rejected)), so it fits tower's own timeout and retry layers, and
 //!   [`find_rejection`] reads `retry_after` back from any boxed error.
+//! - [`RetryPolicy`]: a [`RetryWithBackoff`](crate::RetryWithBackoff) as tower's retry policy,
+//!   with its backoffs, classifiers and the rule that a retry stops at an open breaker.
 //!
 //! The breaker is held through a cheap handle `P`: an `Arc` of a breaker, or a `&'static` one.
 //! Each admitted call clones the handle into its response future, which must own it.
@@ -45,9 +47,11 @@
 mod error;
 mod future;
 mod layer;
+mod retry;
 mod service;
 
 pub use error::{CircuitBreakerError, find_rejection};
 pub use future::ResponseFuture;
 pub use layer::CircuitBreakerLayer;
+pub use retry::{AnyErrors, BreakerErrors, CloneRequest, CloneRequests, ReadErrors, RetryPolicy};
 pub use service::CircuitBreakerService;
