@@ -5,6 +5,8 @@
 //! `classify_values`), so an `Ok` response can count as a failure (an HTTP 503, a gRPC
 //! `UNAVAILABLE`, an `"ok": false` body) while the error classifiers stay what they were.
 
+use core::time::Duration;
+
 use crate::Error;
 
 /// How a breaker counts an outcome, and whether a retry tries again.
@@ -55,6 +57,16 @@ impl From<bool> for Verdict {
 pub trait Classify<E> {
     /// How `error` counts.
     fn classify(&self, error: &E) -> Verdict;
+
+    /// How long the failed call asked to wait before it is tried again (a server's
+    /// `Retry-After`), if it said; `None` by default. A retry waits the longer of this and its
+    /// own delay, and gives up if this is longer than its
+    /// [`max_retry_after`](crate::RetryWithBackoff::max_retry_after).
+    #[inline]
+    fn retry_after(&self, error: &E) -> Option<Duration> {
+        let _ = error;
+        None
+    }
 
     /// How a finished call counts: a value is a success, an error as [`classify`](Self::classify)
     /// says.
@@ -125,6 +137,15 @@ impl<E, F: Fn(&E) -> Verdict> Classify<E> for F {
 pub trait ClassifyValue<T> {
     /// How `value` counts.
     fn classify_value(&self, value: &T) -> Verdict;
+
+    /// How long the call that returned `value` asked to wait before it is tried again (an HTTP
+    /// response's `Retry-After`), if it said; `None` by default. Asked only of a value judged a
+    /// failure; see [`Classify::retry_after`].
+    #[inline]
+    fn retry_after(&self, value: &T) -> Option<Duration> {
+        let _ = value;
+        None
+    }
 }
 
 /// Every value is a success (the default).

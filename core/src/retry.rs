@@ -22,6 +22,11 @@ use crate::{
 /// - When the attempts run out: [`Error::RetryLimitReached`] with the attempts and last error.
 /// - A breaker's [`Error::Rejected`] is waited out only if its `retry_after` is no longer than
 ///   the delay the retry would wait anyway; otherwise it is returned at once.
+/// - A failed call that asks for a wait (a server's `Retry-After`, which the classifiers read:
+///   [`Classify::retry_after`]) is retried after the longer of that wait and the backoff's
+///   delay, or not at all if it asks for more than
+///   [`max_retry_after`](Self::max_retry_after) (60 s unless
+///   [`with_max_retry_after`](Self::with_max_retry_after) says otherwise).
 ///
 /// `B` is the [`Backoff`], `S` the sleeper ([`Sleep`] for [`Policy`], [`AsyncSleep`] for
 /// [`AsyncPolicy`]), `K` the [`Classify`]er of errors, `V` the [`ClassifyValue`] of values. A retry is cheap to build and holds per-call state
@@ -48,6 +53,7 @@ use crate::{
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RetryWithBackoff<B = NoBackoff, S = NoSleep, K = AllErrors, V = AllValues> {
     max_retries: u32,
+    max_retry_after: Duration,
     backoff: B,
     sleeper: S,
     classifier: K,
@@ -58,11 +64,17 @@ impl RetryWithBackoff {
     /// The Python package's default: 3 retries.
     pub const DEFAULT_MAX_RETRIES: u32 = 3;
 
+    /// The longest wait a failed call may ask for (a server's `Retry-After`) and still be
+    /// retried, unless [`with_max_retry_after`](RetryWithBackoff::with_max_retry_after) says
+    /// otherwise: 60 s.
+    pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
     /// At most `max_retries` retries (`max_retries + 1` attempts), no wait between them, every
     /// error retried.
     pub const fn new(max_retries: u32) -> Self {
         RetryWithBackoff {
             max_retries,
+            max_retry_after: Self::DEFAULT_MAX_RETRY_AFTER,
             backoff: NoBackoff,
             sleeper: NoSleep,
             classifier: AllErrors,
@@ -87,6 +99,7 @@ impl<K, V> RetryWithBackoff<NoBackoff, NoSleep, K, V> {
     ) -> RetryWithBackoff<B, S, K, V> {
         RetryWithBackoff {
             max_retries: self.max_retries,
+            max_retry_after: self.max_retry_after,
             backoff,
             sleeper,
             classifier: self.classifier,
@@ -101,6 +114,7 @@ impl<B, S, V> RetryWithBackoff<B, S, AllErrors, V> {
     pub fn should_handle<K>(self, classifier: K) -> RetryWithBackoff<B, S, K, V> {
         RetryWithBackoff {
             max_retries: self.max_retries,
+            max_retry_after: self.max_retry_after,
             backoff: self.backoff,
             sleeper: self.sleeper,
             classifier,
@@ -127,6 +141,7 @@ impl<B, S, K> RetryWithBackoff<B, S, K, AllValues> {
     pub fn classify_values<V>(self, values: V) -> RetryWithBackoff<B, S, K, V> {
         RetryWithBackoff {
             max_retries: self.max_retries,
+            max_retry_after: self.max_retry_after,
             backoff: self.backoff,
             sleeper: self.sleeper,
             classifier: self.classifier,
@@ -192,6 +207,40 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
         self.max_retries.saturating_add(1)
     }
 
+    /// The longest wait a failed call may ask for and still be retried.
+    pub const fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+    }
+
+    /// Retry a failed call that asks for a wait (a server's `Retry-After`, read by the
+    /// classifiers' `retry_after`) only if it asks for at most `max`; a longer wait ends the
+    /// call at once with its outcome, as a rejection longer than the retry's delay does.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use resilient_circuit::{ClassifyValue, RetryWithBackoff, classify::Verdict, retry::{Attempt, Decision}};
+    ///
+    /// /// A reply that is a status and the seconds the server asked to wait.
+    /// struct Busy;
+    /// impl ClassifyValue<(u16, u64)> for Busy {
+    ///     fn classify_value(&self, reply: &(u16, u64)) -> Verdict {
+    ///         if reply.0 == 503 { Verdict::Failure } else { Verdict::Success }
+    ///     }
+    ///     fn retry_after(&self, reply: &(u16, u64)) -> Option<Duration> {
+    ///         Some(Duration::from_secs(reply.1))
+    ///     }
+    /// }
+    ///
+    /// let mut retry = RetryWithBackoff::new(3).classify_values(Busy).with_max_retry_after(Duration::from_secs(10));
+    /// let two = Duration::from_secs(2);
+    /// assert_eq!(retry.decide::<_, ()>(1, Attempt::Value(&(503, 2))), Decision::RetryAfter(two));
+    /// assert_eq!(retry.decide::<_, ()>(1, Attempt::Value(&(503, 120))), Decision::Return);
+    /// ```
+    pub const fn with_max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
     /// Moves the backoff past the delays one call may draw (one per retry), so that a copy
     /// made now draws other jitter than this retry will: for code that clones one retry per
     /// call (tower's retry does) instead of owning one per caller.
@@ -239,9 +288,18 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
         V: ClassifyValue<T>,
     {
         let last = attempt >= self.max_attempts();
-        let failed = match outcome {
-            Attempt::Value(value) => self.values.classify_value(value) == Verdict::Failure,
-            Attempt::Failed(error) => self.classifier.classify(error) == Verdict::Failure,
+        // The wait the call asked for is read only when it decides anything.
+        let (failed, asked) = match outcome {
+            Attempt::Value(value) => {
+                let failed = self.values.classify_value(value) == Verdict::Failure;
+                let asked = (failed && !last).then(|| self.values.retry_after(value));
+                (failed, asked.flatten())
+            }
+            Attempt::Failed(error) => {
+                let failed = self.classifier.classify(error) == Verdict::Failure;
+                let asked = (failed && !last).then(|| self.classifier.retry_after(error));
+                (failed, asked.flatten())
+            }
             Attempt::Rejected(rejected) => {
                 if last {
                     return Decision::Return;
@@ -257,7 +315,14 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
         match (failed, last) {
             (false, _) => Decision::Return,
             (true, true) => Decision::GiveUp,
-            (true, false) => Decision::RetryAfter(self.backoff.delay(attempt)),
+            (true, false) => {
+                let delay = self.backoff.delay(attempt);
+                match asked {
+                    Some(asked) if asked > self.max_retry_after => Decision::Return,
+                    Some(asked) => Decision::RetryAfter(delay.max(asked)),
+                    None => Decision::RetryAfter(delay),
+                }
+            }
         }
     }
 }

@@ -428,3 +428,33 @@ fn decorrelated_jitter_stays_between_min_and_three_times_the_previous_wait_cappe
         }
     }
 }
+
+/// An error that carries the wait its server asked for.
+#[derive(Debug, PartialEq)]
+struct Throttled(u64);
+
+struct ReadsThrottling;
+
+impl resilient_circuit::Classify<Throttled> for ReadsThrottling {
+    fn classify(&self, _: &Throttled) -> Verdict {
+        Verdict::Failure
+    }
+    fn retry_after(&self, error: &Throttled) -> Option<Duration> {
+        Some(secs(error.0 as f64))
+    }
+}
+
+#[test]
+fn an_error_that_asks_for_a_wait_gets_the_longer_of_it_and_the_delay_up_to_the_cap() {
+    let clock = FakeClock::new();
+    let sleep = FakeSleep::new(&clock);
+    let mut retry = RetryWithBackoff::new(5)
+        .with_backoff(FixedDelay(secs(3.0)), &sleep)
+        .should_handle(ReadsThrottling)
+        .with_max_retry_after(secs(10.0));
+    let mut asked = [1, 7, 10, 11].into_iter();
+    let result: Result<(), _> = retry.call(|| Err(Throttled(asked.next().unwrap())));
+    // 1 s < the 3 s delay; 7 s and 10 s are waited; 11 s is past the cap: given back at once.
+    assert_eq!(result, Err(Error::Operation(Throttled(11))));
+    assert_eq!(sleep.waits(), [secs(3.0), secs(7.0), secs(10.0)]);
+}

@@ -15,7 +15,10 @@
 //! - feature `postgres`: breakers shared by every instance, Rust or Python, through the Python
 //!   package's table ([`postgres::PostgresStore`]), the store the environment chooses
 //!   ([`postgres::AnyStore`]), the table's setup and checks, and the connection settings;
-//! - feature `tower`: [`tower::CircuitBreakerLayer`], any breaker in front of a tower service.
+//! - feature `tower`: [`tower::CircuitBreakerLayer`], any breaker in front of a tower service,
+//!   and [`tower::RetryPolicy`], a retry as tower's retry policy;
+//! - feature `http`: [`http::HttpStatus`], a response classifier that also reads
+//!   `Retry-After`, and a rejection as a 503 ([`http::service_unavailable`]).
 //!
 //! ```
 //! use resilient_circuit_std::{
@@ -39,6 +42,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod key;
 mod memory_store;
 #[cfg(feature = "postgres")]
