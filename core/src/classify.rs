@@ -79,7 +79,8 @@ pub trait Classify<E> {
     }
 
     /// How a finished call counts when its error came through inner policies: a rejection by an
-    /// inner breaker is not recorded; a retry that gave up counts as its last error.
+    /// inner breaker is not recorded; a retry that gave up counts as its last error; a time
+    /// limit that ran out is a failure.
     #[inline]
     fn verdict_of_composed<T>(&self, result: &Result<T, Error<E>>) -> Verdict
     where
@@ -190,7 +191,7 @@ pub fn verdict<T, E>(
 
 /// How a finished call counts when its error came through inner policies: a value as `values`
 /// says; a rejection by an inner breaker is not recorded; a retry that gave up counts as its
-/// last error.
+/// last error; a time limit that ran out is a failure.
 #[inline]
 pub fn verdict_of_composed<T, E>(
     errors: &impl Classify<E>,
@@ -203,6 +204,7 @@ pub fn verdict_of_composed<T, E>(
         Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
             errors.classify(e)
         }
+        Err(Error::TimedOut(_)) => Verdict::Failure,
     }
 }
 

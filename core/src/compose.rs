@@ -6,9 +6,15 @@
 //! back in (a retry) after a wait. Keeping the operation out of nested closures is what lets an
 //! async composed call be `Send` when its parts are, so servers can spawn it.
 
-use core::{future::Future, marker::PhantomData, time::Duration};
+use core::{
+    future::{Future, poll_fn},
+    marker::PhantomData,
+    pin::pin,
+    task::Poll,
+    time::Duration,
+};
 
-use crate::Error;
+use crate::{Elapsed, Error};
 
 /// What a stage decides once the stages inside it have finished.
 #[derive(Debug)]
@@ -73,8 +79,20 @@ pub trait BlockingStage<T, E>: Stage<T, E> {
 
 /// A stage usable in an async call: it waits asynchronously.
 pub trait AsyncStage<T, E>: Stage<T, E> {
+    /// Whether this stage limits the time of what is inside it ([`time_limit`](Self::time_limit)
+    /// is asked only if so); `false` by default.
+    const TIME_LIMITED: bool = false;
+
     /// Waits before [`Leave::Again`].
     fn wait(&self, duration: Duration) -> impl Future<Output = ()>;
+
+    /// A timer started as the stage is entered: when it completes (with the limit) before the
+    /// stages inside have finished, what runs inside is dropped and every stage inside is left
+    /// with [`Error::TimedOut`], none of them sending the call back in; then this stage is left
+    /// with that error. `None` (the default): no limit. See [`Timeout`](crate::Timeout).
+    fn time_limit(&self) -> Option<impl Future<Output = Duration> + use<Self, T, E>> {
+        None::<core::future::Pending<Duration>>
+    }
 }
 
 impl<T, E, L: Stage<T, E> + ?Sized> Stage<T, E> for &mut L {
@@ -96,9 +114,15 @@ impl<T, E, L: BlockingStage<T, E> + ?Sized> BlockingStage<T, E> for &mut L {
     }
 }
 
-impl<T, E, L: AsyncStage<T, E> + ?Sized> AsyncStage<T, E> for &mut L {
+impl<'a, T, E, L: AsyncStage<T, E> + ?Sized> AsyncStage<T, E> for &'a mut L {
+    const TIME_LIMITED: bool = L::TIME_LIMITED;
+
     fn wait(&self, duration: Duration) -> impl Future<Output = ()> {
         (**self).wait(duration)
+    }
+
+    fn time_limit(&self) -> Option<impl Future<Output = Duration> + use<'a, T, E, L>> {
+        (**self).time_limit()
     }
 }
 
@@ -119,8 +143,47 @@ pub trait AsyncStack<T, E> {
     ) -> impl Future<Output = Result<T, Error<E>>>;
 }
 
+/// Awaits `future` while watching the armed timers: `Ok` with its output, or `Err` with the
+/// level whose timer ran out first (the outermost, if several) and its limit.
+macro_rules! race {
+    ($future:expr; [$($i:tt $L:ident $timer:ident),+]) => {{
+        {
+            let mut future = pin!($future);
+            poll_fn(|cx| {
+                if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(output));
+                }
+                $(if $L::TIME_LIMITED {
+                    if let Some(timer) = $timer.as_mut().as_pin_mut() {
+                        if let Poll::Ready(limit) = timer.poll(cx) {
+                            return Poll::Ready(Err(($i, limit)));
+                        }
+                    }
+                })+
+                Poll::Pending
+            })
+            .await
+        }
+    }};
+}
+
+/// Drops the timer of `level`, if it has one.
+macro_rules! disarm {
+    ($level:expr; [$($i:tt $L:ident $timer:ident),+]) => {
+        match $level {
+            $($i => if $L::TIME_LIMITED {
+                $timer.set(None);
+            },)+
+            _ => unreachable!(),
+        }
+    };
+}
+
 macro_rules! stack {
-    ($run:ident; $depth:literal; $($i:tt $L:ident),+) => {
+    ($run:ident; $depth:literal; [$($i:tt $L:ident $timer:ident),+]) => {
+        stack!(@expand $run; $depth; [$($i $L $timer),+]; $($i $L $timer),+);
+    };
+    (@expand $run:ident; $depth:literal; $levels:tt; $($i:tt $L:ident $timer:ident),+) => {
         /// One call's tickets; abandons those still held if the call ends early.
         struct $run<'a, T, E, $($L: Stage<T, E>),+> {
             stages: &'a mut ($($L,)+),
@@ -152,6 +215,18 @@ macro_rules! stack {
                         leave
                     })+
                     _ => unreachable!("no stage {level}"),
+                }
+            }
+        }
+
+        impl<T, E, $($L: Stage<T, E>),+> $run<'_, T, E, $($L),+> {
+            /// Abandons the ticket of a stage the call will not come back through.
+            fn cancel(&mut self, level: usize) {
+                match level {
+                    $($i => if let Some(ticket) = self.tickets.$i.take() {
+                        self.stages.$i.abandon(ticket);
+                    },)+
+                    _ => unreachable!(),
                 }
             }
         }
@@ -210,14 +285,31 @@ macro_rules! stack {
                 mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
             ) -> Result<T, Error<E>> {
                 let mut run = $run::new(self);
+                // One timer per stage, armed while a time-limited stage is entered. A stack
+                // without one compiles to the plain loop.
+                $(let mut $timer = pin!(if false { run.stages.$i.time_limit() } else { None });)+
                 let mut level = 0;
                 loop {
-                    let mut result = loop {
+                    // The level whose time ran out, and its limit, while the stages inside it
+                    // are being left.
+                    let (mut result, mut timed_out) = loop {
                         if level == $depth {
-                            break operation().await;
+                            match race!(operation(); $levels) {
+                                Ok(result) => break (result, None),
+                                Err((at, limit)) => {
+                                    disarm!(at; $levels);
+                                    break (Err(Error::TimedOut(Elapsed::new(limit))), Some((at, limit)));
+                                }
+                            }
                         }
                         if let Err(error) = run.enter(level) {
-                            break Err(error);
+                            break (Err(error), None);
+                        }
+                        match level {
+                            $($i => if $L::TIME_LIMITED {
+                                $timer.set(run.stages.$i.time_limit());
+                            },)+
+                            _ => unreachable!(),
                         }
                         level += 1;
                     };
@@ -226,13 +318,33 @@ macro_rules! stack {
                             return result;
                         }
                         level -= 1;
-                        match run.leave(level, result) {
-                            Leave::Return(outward) => result = outward,
-                            Leave::Again(delay) => {
+                        match (run.leave(level, result), timed_out) {
+                            (Leave::Return(outward), _) => {
+                                disarm!(level; $levels);
+                                if matches!(timed_out, Some((at, _)) if at == level) {
+                                    timed_out = None;
+                                }
+                                result = outward;
+                            }
+                            (Leave::Again(_), Some((at, limit))) if level > at => {
+                                // Inside a limit that ran out, no stage sends the call back in.
+                                run.cancel(level);
+                                disarm!(level; $levels);
+                                result = Err(Error::TimedOut(Elapsed::new(limit)));
+                            }
+                            (Leave::Again(delay), _) => {
                                 if !delay.is_zero() {
-                                    match level {
-                                        $($i => run.stages.$i.wait(delay).await,)+
-                                        _ => unreachable!("no stage {level}"),
+                                    let waited = match level {
+                                        $($i => race!(run.stages.$i.wait(delay); $levels),)+
+                                        _ => unreachable!(),
+                                    };
+                                    if let Err((at, limit)) = waited {
+                                        disarm!(at; $levels);
+                                        timed_out = Some((at, limit));
+                                        // Leave this stage again, now with the timeout.
+                                        result = Err(Error::TimedOut(Elapsed::new(limit)));
+                                        level += 1;
+                                        continue;
                                     }
                                 }
                                 level += 1;
@@ -246,7 +358,7 @@ macro_rules! stack {
     };
 }
 
-stack!(Run1; 1; 0 L0);
-stack!(Run2; 2; 0 L0, 1 L1);
-stack!(Run3; 3; 0 L0, 1 L1, 2 L2);
-stack!(Run4; 4; 0 L0, 1 L1, 2 L2, 3 L3);
+stack!(Run1; 1; [0 L0 timer0]);
+stack!(Run2; 2; [0 L0 timer0, 1 L1 timer1]);
+stack!(Run3; 3; [0 L0 timer0, 1 L1 timer1, 2 L2 timer2]);
+stack!(Run4; 4; [0 L0 timer0, 1 L1 timer1, 2 L2 timer2, 3 L3 timer3]);

@@ -110,7 +110,7 @@ impl fmt::Display for Rejected {
 impl core::error::Error for Rejected {}
 
 /// What a protected call returns instead of its value: the operation's own error, a rejection,
-/// or a retry that ran out of attempts. The same type for a breaker, a retry and any
+/// a retry that ran out of attempts, or a time limit that ran out. The same type for a breaker, a retry and any
 /// [`SafetyNet`](crate::SafetyNet) of them.
 ///
 /// ```
@@ -138,6 +138,8 @@ pub enum Error<E> {
         /// The last attempt's error.
         last_error: E,
     },
+    /// A [`Timeout`](crate::Timeout) ran out: what ran inside it was dropped.
+    TimedOut(Elapsed),
 }
 
 impl<E> Error<E> {
@@ -145,7 +147,7 @@ impl<E> Error<E> {
     pub fn operation_error(&self) -> Option<&E> {
         match self {
             Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => Some(e),
-            Error::Rejected(_) => None,
+            Error::Rejected(_) | Error::TimedOut(_) => None,
         }
     }
 
@@ -153,8 +155,13 @@ impl<E> Error<E> {
     pub fn into_operation_error(self) -> Option<E> {
         match self {
             Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => Some(e),
-            Error::Rejected(_) => None,
+            Error::Rejected(_) | Error::TimedOut(_) => None,
         }
+    }
+
+    /// Whether a [`Timeout`](crate::Timeout) ran out.
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, Error::TimedOut(_))
     }
 
     /// How long to wait before calling again, if a breaker said no.
@@ -191,6 +198,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                     "gave up after {attempts} attempts; last error: {last_error}"
                 )
             }
+            Error::TimedOut(elapsed) => elapsed.fmt(f),
         }
     }
 }
@@ -200,10 +208,77 @@ impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
         match self {
             Error::Operation(e) => e.source(),
             Error::Rejected(_) => None,
+            Error::TimedOut(elapsed) => Some(elapsed),
             Error::RetryLimitReached { last_error, .. } => Some(last_error),
         }
     }
 }
+
+/// A [`Timeout`](crate::Timeout)'s limit ran out before the call finished. Eight bytes, as a
+/// [`Rejected`].
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::Elapsed;
+///
+/// let elapsed = Elapsed::new(Duration::from_millis(250));
+/// assert_eq!(elapsed.limit(), Duration::from_millis(250));
+/// assert_eq!(elapsed.to_string(), "the call took longer than 250ms");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Elapsed {
+    // As in `Rejected`: seconds saturating at about 136 years, so the value stays 8 bytes.
+    secs: u32,
+    nanos: u32,
+}
+
+impl Elapsed {
+    /// The limit `limit` ran out.
+    pub const fn new(limit: Duration) -> Self {
+        let secs = limit.as_secs();
+        Elapsed {
+            secs: if secs > u32::MAX as u64 {
+                u32::MAX
+            } else {
+                secs as u32
+            },
+            nanos: limit.subsec_nanos(),
+        }
+    }
+
+    /// The limit that ran out.
+    pub const fn limit(&self) -> Duration {
+        Duration::new(self.secs as u64, self.nanos)
+    }
+}
+
+impl fmt::Debug for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Elapsed")
+            .field("limit", &self.limit())
+            .finish()
+    }
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the call took longer than {:?}", self.limit())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Elapsed {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Elapsed {{ limit: {}.{=u32:09} s }}",
+            self.secs,
+            self.nanos
+        );
+    }
+}
+
+impl core::error::Error for Elapsed {}
 
 /// Manual control could not reach the breaker's state in time; nothing was changed.
 ///

@@ -69,13 +69,14 @@ mod sleep;
 pub mod state;
 pub mod store;
 pub mod time;
+mod timeout;
 mod watch;
 mod window;
 
 pub use breaker::{Breaker, Permit};
 pub use classify::{Classify, ClassifyValue, ShouldHandle};
 pub use config::{BreakerConfig, ConfigError, ValidConfig};
-pub use error::{Error, RejectReason, Rejected, StoreUnavailable};
+pub use error::{Elapsed, Error, RejectReason, Rejected, StoreUnavailable};
 pub use hook::TransitionHook;
 pub use policy::{AsyncPolicy, Policy};
 pub use protector::CircuitProtector;
@@ -83,6 +84,7 @@ pub use ratio::{Ratio, RatioError};
 pub use retry::RetryWithBackoff;
 pub use safety_net::SafetyNet;
 pub use state::CircuitState;
+pub use timeout::Timeout;
 
 /// The `rand_core` crate, whose generators drive jitter.
 pub use rand_core;

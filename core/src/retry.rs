@@ -159,6 +159,8 @@ pub enum Attempt<'a, T, E> {
     Failed(&'a E),
     /// A breaker refused the attempt; the operation did not run.
     Rejected(Rejected),
+    /// A time limit inside the retry ran out (a failure).
+    TimedOut(Duration),
 }
 
 impl<'a, T, E> Attempt<'a, T, E> {
@@ -178,6 +180,7 @@ impl<'a, T, E> Attempt<'a, T, E> {
             Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => {
                 Attempt::Failed(e)
             }
+            Error::TimedOut(elapsed) => Attempt::TimedOut(elapsed.limit()),
         }
     }
 }
@@ -192,7 +195,8 @@ pub enum Decision {
     /// not call a failure, or a rejection not worth waiting out.
     Return,
     /// Stop: the attempts ran out on a failure. An error becomes
-    /// [`Error::RetryLimitReached`]; a value is returned as it is.
+    /// [`Error::RetryLimitReached`]; a value, or a time limit that ran out, is returned as it
+    /// is.
     GiveUp,
 }
 
@@ -300,6 +304,7 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
                 let asked = (failed && !last).then(|| self.classifier.retry_after(error));
                 (failed, asked.flatten())
             }
+            Attempt::TimedOut(_) => (true, None),
             Attempt::Rejected(rejected) => {
                 if last {
                     return Decision::Return;

@@ -26,6 +26,7 @@ fn outcome_window_is_one_bit_per_outcome_plus_four_bytes() {
 fn rejection_is_a_small_value() {
     // A `Duration` as two u32 halves, the reason in the nanoseconds' two spare bits.
     assert_eq!(size_of::<Rejected>(), 8);
+    assert_eq!(size_of::<resilient_circuit::Elapsed>(), 8);
     assert!(size_of::<Error<()>>() <= 12);
 }
 
