@@ -26,16 +26,21 @@ pub struct Rejected {
 
 const NANOS: u32 = (1 << 30) - 1;
 
+/// `duration`'s whole seconds, saturating at `u32::MAX` (about 136 years).
+const fn saturating_secs(duration: Duration) -> u32 {
+    let secs = duration.as_secs();
+    if secs > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        secs as u32
+    }
+}
+
 impl Rejected {
     /// A rejection: call again after `retry_after`, refused for `reason`.
     pub const fn new(retry_after: Duration, reason: RejectReason) -> Self {
-        let secs = retry_after.as_secs();
         Rejected {
-            secs: if secs > u32::MAX as u64 {
-                u32::MAX
-            } else {
-                secs as u32
-            },
+            secs: saturating_secs(retry_after),
             nanos_and_reason: retry_after.subsec_nanos() | (reason as u32) << 30,
         }
     }
@@ -235,13 +240,8 @@ pub struct Elapsed {
 impl Elapsed {
     /// The limit `limit` ran out.
     pub const fn new(limit: Duration) -> Self {
-        let secs = limit.as_secs();
         Elapsed {
-            secs: if secs > u32::MAX as u64 {
-                u32::MAX
-            } else {
-                secs as u32
-            },
+            secs: saturating_secs(limit),
             nanos: limit.subsec_nanos(),
         }
     }

@@ -106,18 +106,29 @@ impl<St: StateStore, C: Clock, K, H> CircuitProtector<St, C, K, H> {
 impl<St, C, H, V> CircuitProtector<St, C, AllErrors, H, V> {
     /// Decide how errors count (the Python package's `should_handle`): see [`Classify`](crate::Classify).
     pub fn should_handle<K>(self, classifier: K) -> CircuitProtector<St, C, K, H, V> {
+        self.judged_by(|_, values| (classifier, values))
+    }
+}
+
+impl<St, C, K, H, V> CircuitProtector<St, C, K, H, V> {
+    /// The same breaker with the classifiers `judges` makes of these.
+    fn judged_by<K2, V2>(
+        self,
+        judges: impl FnOnce(K, V) -> (K2, V2),
+    ) -> CircuitProtector<St, C, K2, H, V2> {
         let CircuitProtector {
-            config,
-            store,
             clock,
+            store,
+            config,
+            classifier,
             values,
             hook,
-            ..
         } = self;
+        let (classifier, values) = judges(classifier, values);
         CircuitProtector {
-            config,
-            store,
             clock,
+            store,
+            config,
             classifier,
             values,
             hook,
@@ -144,22 +155,7 @@ impl<St, C, K, H> CircuitProtector<St, C, K, H, AllValues> {
     /// assert_eq!(breaker.status(), CircuitState::Open); // and counted as a failure
     /// ```
     pub fn classify_values<V>(self, values: V) -> CircuitProtector<St, C, K, H, V> {
-        let CircuitProtector {
-            config,
-            store,
-            clock,
-            classifier,
-            hook,
-            ..
-        } = self;
-        CircuitProtector {
-            config,
-            store,
-            clock,
-            classifier,
-            values,
-            hook,
-        }
+        self.judged_by(|classifier, _| (classifier, values))
     }
 }
 

@@ -2,27 +2,12 @@
 //! time), critical-section's `std` implementation, and a thread standing in for the interrupt
 //! that reads the breaker while the scenario runs.
 
-use std::{
-    future::Future,
-    pin::pin,
-    sync::atomic::{AtomicBool, Ordering},
-    task::{Context, Poll, Waker},
-};
+mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::run_on_virtual_time;
 use embassy_example::{breaker, scenario};
-use embassy_time::{Duration, MockDriver};
-
-/// Polls `future`, moving the mock clock one millisecond whenever it waits.
-fn run_on_virtual_time<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        MockDriver::get().advance(Duration::from_millis(1));
-    }
-}
 
 /// Sets the flag when dropped.
 struct StopOnDrop<'a>(&'a AtomicBool);

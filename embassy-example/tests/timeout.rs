@@ -1,30 +1,17 @@
 //! `Timeout` on embassy-time's mock driver: the limit is kept in virtual time, and a timed-out
 //! probe frees its slot. (Its own test binary: the mock clock is global.)
 
-use std::{
-    future::{Future, pending},
-    pin::pin,
-    task::{Context, Poll, Waker},
-};
+mod common;
 
+use std::future::pending;
+
+use common::run_on_virtual_time;
 use embassy_time::{Duration, Instant, MockDriver, Timer};
 use resilient_circuit::{
     AsyncPolicy, BreakerConfig, CircuitProtector, CircuitState, Elapsed, Error, SafetyNet, Timeout,
     store::InlineStore,
     time::{EmbassyClock, EmbassySleep},
 };
-
-/// Polls `future`, moving the mock clock one millisecond whenever it waits.
-fn run_on_virtual_time<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        MockDriver::get().advance(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn a_timeout_keeps_its_limit_in_virtual_time_and_frees_a_probe_slot() {
