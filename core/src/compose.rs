@@ -144,15 +144,14 @@ pub trait AsyncStack<T, E> {
 }
 
 /// Awaits `future` while watching the armed timers: `Ok` with its output, or `Err` with the
-/// level whose timer ran out first (the outermost, if several) and its limit.
+/// level whose timer ran out (the outermost, if several) and its limit.
 macro_rules! race {
     ($future:expr; [$($i:tt $L:ident $timer:ident),+]) => {{
         {
             let mut future = pin!($future);
             poll_fn(|cx| {
-                if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                    return Poll::Ready(Ok(output));
-                }
+                // The timers first: a limit already run out is noticed even if every attempt
+                // ends on its first poll.
                 $(if $L::TIME_LIMITED {
                     if let Some(timer) = $timer.as_mut().as_pin_mut() {
                         if let Poll::Ready(limit) = timer.poll(cx) {
@@ -160,7 +159,7 @@ macro_rules! race {
                         }
                     }
                 })+
-                Poll::Pending
+                future.as_mut().poll(cx).map(Ok)
             })
             .await
         }
@@ -326,10 +325,14 @@ macro_rules! stack {
                                 }
                                 result = outward;
                             }
-                            (Leave::Again(_), Some((at, limit))) if level > at => {
-                                // Inside a limit that ran out, no stage sends the call back in.
+                            (Leave::Again(_), Some((at, limit))) if level >= at => {
+                                // Inside a limit that ran out (or at it), no stage sends the
+                                // call back in.
                                 run.cancel(level);
                                 disarm!(level; $levels);
+                                if level == at {
+                                    timed_out = None;
+                                }
                                 result = Err(Error::TimedOut(Elapsed::new(limit)));
                             }
                             (Leave::Again(delay), _) => {

@@ -192,7 +192,8 @@ pub enum Decision {
     /// Try again after waiting this long.
     RetryAfter(Duration),
     /// Stop and return the attempt's outcome as it is: a value or an error the classifiers do
-    /// not call a failure, or a rejection not worth waiting out.
+    /// not call a failure, a rejection not worth waiting out, or a failure that asks for a wait
+    /// longer than [`max_retry_after`](RetryWithBackoff::max_retry_after).
     Return,
     /// Stop: the attempts ran out on a failure. An error becomes
     /// [`Error::RetryLimitReached`]; a value, or a time limit that ran out, is returned as it
@@ -245,7 +246,7 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
         self
     }
 
-    /// Moves the backoff past the delays one call may draw (one per retry), so that a copy
+    /// Moves the backoff past the delays one call may draw (one per retry, up to 32), so that a copy
     /// made now draws other jitter than this retry will: for code that clones one retry per
     /// call (tower's retry does) instead of owning one per caller.
     ///
@@ -265,7 +266,9 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
     /// assert_ne!(wait(&mut first), wait(&mut second));
     /// ```
     pub fn skip_call_delays(&mut self) {
-        for attempt in 1..=self.max_retries {
+        // At most 32 draws, so a huge `max_retries` costs nothing: calls that retry more often
+        // than that may share some jitter past their 32nd wait.
+        for attempt in 1..=self.max_retries.min(32) {
             let _ = self.backoff.delay(attempt);
         }
     }

@@ -214,13 +214,14 @@ fn of_two_limits_the_one_that_runs_out_first_wins() {
                 pending().await
             })
             .await;
-        // Each attempt is cut at 100 ms, 50 ms apart: the third is cut by the outer limit.
+        // Each attempt is cut at 100 ms, 50 ms apart (0-100, 150-250 ms); the outer limit runs
+        // out at 300 ms, as the wait before a third attempt ends: no third attempt starts.
         assert_eq!(
             result,
             Err(Error::TimedOut(Elapsed::new(Duration::from_millis(300))))
         );
         assert_eq!(start.elapsed(), Duration::from_millis(300));
-        assert_eq!(attempts.get(), 3);
+        assert_eq!(attempts.get(), 2);
     });
 }
 
@@ -273,4 +274,27 @@ fn breaker_still_works_when_the_limit_is_not_reached() {
     });
     assert_eq!(log(&b), [S]);
     assert_eq!(b.call(|| Ok::<_, &str>(2)), Ok(2));
+}
+
+#[test]
+fn a_limit_run_out_is_noticed_even_when_every_attempt_ends_at_once() {
+    use std::task::Poll;
+    // A timer that runs out once three attempts have started, whatever the clock says.
+    let attempts = Cell::new(0);
+    let timer = |_: Duration| {
+        std::future::poll_fn(|_| {
+            if attempts.get() >= 3 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    };
+    let mut net = SafetyNet::new((Timeout::new(secs(1.0), timer), RetryWithBackoff::new(1000)));
+    let result: Result<(), Error<&str>> = host_tests::block_on(net.call_async(async || {
+        attempts.set(attempts.get() + 1);
+        Err("reset")
+    }));
+    assert_eq!(result, Err(Error::TimedOut(Elapsed::new(secs(1.0)))));
+    assert_eq!(attempts.get(), 3, "not the retry's 1001");
 }

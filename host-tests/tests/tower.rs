@@ -190,6 +190,26 @@ fn a_dropped_response_future_gives_back_its_probe_slot() {
 }
 
 #[test]
+fn a_classifier_that_panics_gives_back_the_probe_slot() {
+    let clock = SharedFakeClock::new();
+    let breaker = Arc::new(
+        breaker(&clock).classify_values(|_: &u32| -> Verdict { panic!("a classifier bug") }),
+    );
+    breaker.force_open().unwrap();
+    clock.advance(Duration::from_secs(30));
+    let mut service = CircuitBreakerLayer::new(breaker.clone())
+        .layer(service_fn(|n: u32| async move { Ok::<_, Infallible>(n) }));
+    let future = service.call(1);
+    assert_eq!(breaker.state().probes_in_flight(), 1);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(future)));
+    assert!(panicked.is_err());
+    assert_eq!(
+        (breaker.status(), breaker.state().probes_in_flight()),
+        (CircuitState::HalfOpen, 0)
+    );
+}
+
+#[test]
 fn tower_timeout_inside_the_breaker_counts_as_a_failure() {
     let clock = SharedFakeClock::new();
     let breaker = Arc::new(breaker(&clock));
@@ -459,6 +479,45 @@ mod retry_policy {
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         });
         assert_eq!(served.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_request_keeps_its_own_jitter_sequence_across_its_retries() {
+        use resilient_circuit_std::{backoff::DecorrelatedJitter, retry::Attempt};
+        let backoff = DecorrelatedJitter::new(
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+            SplitMix64::new(9),
+        )
+        .unwrap();
+        let retry = RetryWithBackoff::new(3).with_backoff(backoff, TokioSleep);
+        // What one request should wait: the policy moves its backoff on once per request, then
+        // the request's copy draws its waits in order.
+        let mut expected = retry.clone();
+        expected.skip_call_delays();
+        let waits: Vec<Duration> = (1..=3)
+            .map(
+                |attempt| match expected.decide::<(), _>(attempt, Attempt::Failed(&"reset")) {
+                    resilient_circuit_std::retry::Decision::RetryAfter(wait) => wait,
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut service = ServiceBuilder::new()
+            .retry(RetryPolicy::new(retry))
+            .service(failing_first(3, calls.clone()));
+        run(async {
+            let start = Instant::now();
+            assert_eq!(service.ready().await.unwrap().call(1).await, Ok(1));
+            // tokio's timer counts whole milliseconds, rounding each wait up.
+            let whole_ms =
+                |w: &Duration| Duration::from_millis(w.as_nanos().div_ceil(1_000_000) as u64);
+            assert_eq!(
+                start.elapsed(),
+                waits.iter().map(whole_ms).sum::<Duration>()
+            );
+        });
     }
 
     #[test]

@@ -42,9 +42,13 @@ where
         <P::Target as Breaker>::Classifier: Classify<E>,
         <P::Target as Breaker>::ValueClassifier: ClassifyValue<T>,
     {
-        if let Some(admission) = self.admission.take() {
+        if self.admission.is_some() {
+            // Judged before the admission is taken: if a classifier panics, `drop` gives the
+            // probe slot back.
             let verdict = self.breaker.verdict(result);
-            self.breaker.record(admission, verdict);
+            if let Some(admission) = self.admission.take() {
+                self.breaker.record(admission, verdict);
+            }
         }
     }
 }

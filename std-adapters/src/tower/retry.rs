@@ -129,9 +129,13 @@ where
     }
 
     fn clone_request(&mut self, request: &Request) -> Option<Request> {
-        // Called on the service's own policy once per request, before tower copies it for
-        // that request: moving its backoff on gives every request different jitter.
-        self.retry.skip_call_delays();
+        // tower asks the service's own policy (attempt 1) once per request, before copying it
+        // for that request, and asks the copy again before each retry (after `retry` moved its
+        // attempt on). Moving the service's backoff on gives every request other jitter; a
+        // copy keeps its own sequence.
+        if self.attempt == 1 {
+            self.retry.skip_call_delays();
+        }
         self.clone_request.clone_request(request)
     }
 }
