@@ -147,22 +147,20 @@ pub trait AsyncStack<T, E> {
 /// level whose timer ran out (the outermost, if several) and its limit.
 macro_rules! race {
     ($future:expr; [$($i:tt $L:ident $timer:ident),+]) => {{
-        {
-            let mut future = pin!($future);
-            poll_fn(|cx| {
-                // The timers first: a limit already run out is noticed even if every attempt
-                // ends on its first poll.
-                $(if $L::TIME_LIMITED {
-                    if let Some(timer) = $timer.as_mut().as_pin_mut() {
-                        if let Poll::Ready(limit) = timer.poll(cx) {
-                            return Poll::Ready(Err(($i, limit)));
-                        }
+        let mut future = pin!($future);
+        poll_fn(|cx| {
+            // The timers first: a limit already run out is noticed even if every attempt ends
+            // on its first poll.
+            $(if $L::TIME_LIMITED {
+                if let Some(timer) = $timer.as_mut().as_pin_mut() {
+                    if let Poll::Ready(limit) = timer.poll(cx) {
+                        return Poll::Ready(Err(($i, limit)));
                     }
-                })+
-                future.as_mut().poll(cx).map(Ok)
-            })
-            .await
-        }
+                }
+            })+
+            future.as_mut().poll(cx).map(Ok)
+        })
+        .await
     }};
 }
 
