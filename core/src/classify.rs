@@ -7,7 +7,7 @@
 
 use core::time::Duration;
 
-use crate::Error;
+use crate::{Error, retry::Attempt};
 
 /// How a breaker counts an outcome, and whether a retry tries again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -198,13 +198,11 @@ pub fn verdict_of_composed<T, E>(
     values: &impl ClassifyValue<T>,
     result: &Result<T, Error<E>>,
 ) -> Verdict {
-    match result {
-        Ok(value) => values.classify_value(value),
-        Err(Error::Rejected(_)) => Verdict::Ignore,
-        Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
-            errors.classify(e)
-        }
-        Err(Error::TimedOut(_)) => Verdict::Failure,
+    match Attempt::of(result) {
+        Attempt::Value(value) => values.classify_value(value),
+        Attempt::Failed(error) => errors.classify(error),
+        Attempt::Rejected(_) => Verdict::Ignore,
+        Attempt::TimedOut(_) => Verdict::Failure,
     }
 }
 

@@ -230,9 +230,9 @@ macro_rules! stack {
 
         impl<T, E, $($L: Stage<T, E>),+> Drop for $run<'_, T, E, $($L),+> {
             fn drop(&mut self) {
-                $(if let Some(ticket) = self.tickets.$i.take() {
-                    self.stages.$i.abandon(ticket);
-                })+
+                for level in 0..$depth {
+                    self.cancel(level);
+                }
             }
         }
 
@@ -295,7 +295,8 @@ macro_rules! stack {
                                 Ok(result) => break (result, None),
                                 Err((at, limit)) => {
                                     disarm!(at; $levels);
-                                    break (Err(Error::TimedOut(Elapsed::new(limit))), Some((at, limit)));
+                                    let elapsed = Elapsed::new(limit);
+                                    break (Err(Error::TimedOut(elapsed)), Some((at, elapsed)));
                                 }
                             }
                         }
@@ -323,7 +324,7 @@ macro_rules! stack {
                                 }
                                 result = outward;
                             }
-                            (Leave::Again(_), Some((at, limit))) if level >= at => {
+                            (Leave::Again(_), Some((at, elapsed))) if level >= at => {
                                 // Inside a limit that ran out (or at it), no stage sends the
                                 // call back in.
                                 run.cancel(level);
@@ -331,7 +332,7 @@ macro_rules! stack {
                                 if level == at {
                                     timed_out = None;
                                 }
-                                result = Err(Error::TimedOut(Elapsed::new(limit)));
+                                result = Err(Error::TimedOut(elapsed));
                             }
                             (Leave::Again(delay), _) => {
                                 if !delay.is_zero() {
@@ -341,9 +342,10 @@ macro_rules! stack {
                                     };
                                     if let Err((at, limit)) = waited {
                                         disarm!(at; $levels);
-                                        timed_out = Some((at, limit));
+                                        let elapsed = Elapsed::new(limit);
+                                        timed_out = Some((at, elapsed));
                                         // Leave this stage again, now with the timeout.
-                                        result = Err(Error::TimedOut(Elapsed::new(limit)));
+                                        result = Err(Error::TimedOut(elapsed));
                                         level += 1;
                                         continue;
                                     }

@@ -90,6 +90,32 @@ impl Default for RetryWithBackoff {
     }
 }
 
+impl<B, S, K, V> RetryWithBackoff<B, S, K, V> {
+    /// The same retry with the parts `parts` makes of these.
+    fn with_parts<B2, S2, K2, V2>(
+        self,
+        parts: impl FnOnce(B, S, K, V) -> (B2, S2, K2, V2),
+    ) -> RetryWithBackoff<B2, S2, K2, V2> {
+        let RetryWithBackoff {
+            max_retries,
+            max_retry_after,
+            backoff,
+            sleeper,
+            classifier,
+            values,
+        } = self;
+        let (backoff, sleeper, classifier, values) = parts(backoff, sleeper, classifier, values);
+        RetryWithBackoff {
+            max_retries,
+            max_retry_after,
+            backoff,
+            sleeper,
+            classifier,
+            values,
+        }
+    }
+}
+
 impl<K, V> RetryWithBackoff<NoBackoff, NoSleep, K, V> {
     /// Wait `backoff.delay(k)` after failed attempt `k`, using `sleeper` to wait.
     pub fn with_backoff<B: Backoff, S>(
@@ -97,14 +123,7 @@ impl<K, V> RetryWithBackoff<NoBackoff, NoSleep, K, V> {
         backoff: B,
         sleeper: S,
     ) -> RetryWithBackoff<B, S, K, V> {
-        RetryWithBackoff {
-            max_retries: self.max_retries,
-            max_retry_after: self.max_retry_after,
-            backoff,
-            sleeper,
-            classifier: self.classifier,
-            values: self.values,
-        }
+        self.with_parts(|_, _, classifier, values| (backoff, sleeper, classifier, values))
     }
 }
 
@@ -112,14 +131,7 @@ impl<B, S, V> RetryWithBackoff<B, S, AllErrors, V> {
     /// Decide which errors are worth another attempt: see [`Classify`]. Only
     /// [`Verdict::Failure`] is retried.
     pub fn should_handle<K>(self, classifier: K) -> RetryWithBackoff<B, S, K, V> {
-        RetryWithBackoff {
-            max_retries: self.max_retries,
-            max_retry_after: self.max_retry_after,
-            backoff: self.backoff,
-            sleeper: self.sleeper,
-            classifier,
-            values: self.values,
-        }
+        self.with_parts(|backoff, sleeper, _, values| (backoff, sleeper, classifier, values))
     }
 }
 
@@ -139,14 +151,7 @@ impl<B, S, K> RetryWithBackoff<B, S, K, AllValues> {
     /// assert_eq!(runs, 3);
     /// ```
     pub fn classify_values<V>(self, values: V) -> RetryWithBackoff<B, S, K, V> {
-        RetryWithBackoff {
-            max_retries: self.max_retries,
-            max_retry_after: self.max_retry_after,
-            backoff: self.backoff,
-            sleeper: self.sleeper,
-            classifier: self.classifier,
-            values,
-        }
+        self.with_parts(|backoff, sleeper, classifier, _| (backoff, sleeper, classifier, values))
     }
 }
 
@@ -295,19 +300,10 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
         V: ClassifyValue<T>,
     {
         let last = attempt >= self.max_attempts();
-        // The wait the call asked for is read only when it decides anything.
-        let (failed, asked) = match outcome {
-            Attempt::Value(value) => {
-                let failed = self.values.classify_value(value) == Verdict::Failure;
-                let asked = (failed && !last).then(|| self.values.retry_after(value));
-                (failed, asked.flatten())
-            }
-            Attempt::Failed(error) => {
-                let failed = self.classifier.classify(error) == Verdict::Failure;
-                let asked = (failed && !last).then(|| self.classifier.retry_after(error));
-                (failed, asked.flatten())
-            }
-            Attempt::TimedOut(_) => (true, None),
+        let failed = match &outcome {
+            Attempt::Value(value) => self.values.classify_value(value) == Verdict::Failure,
+            Attempt::Failed(error) => self.classifier.classify(error) == Verdict::Failure,
+            Attempt::TimedOut(_) => true,
             Attempt::Rejected(rejected) => {
                 if last {
                     return Decision::Return;
@@ -325,6 +321,12 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
             (true, true) => Decision::GiveUp,
             (true, false) => {
                 let delay = self.backoff.delay(attempt);
+                // The wait the call asked for is read only here, where it decides something.
+                let asked = match outcome {
+                    Attempt::Value(value) => self.values.retry_after(value),
+                    Attempt::Failed(error) => self.classifier.retry_after(error),
+                    Attempt::TimedOut(_) | Attempt::Rejected(_) => None,
+                };
                 match asked {
                     Some(asked) if asked > self.max_retry_after => Decision::Return,
                     Some(asked) => Decision::RetryAfter(delay.max(asked)),
