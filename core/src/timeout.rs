@@ -21,7 +21,17 @@ use crate::{
 ///
 /// It waits with any [`AsyncSleep`] (tokio's, embassy's). It is async only: blocking code
 /// cannot be interrupted from outside, so a blocking net has no timeout; give the operation its
-/// own (a socket read timeout, a bus timeout), and its error then counts as any other.
+/// own (a socket read timeout, a bus timeout), and its error then counts as any other. A
+/// blocking call through a net that holds one does not compile:
+///
+/// ```compile_fail,E0599
+/// use core::time::Duration;
+/// use resilient_circuit::{Error, Policy, SafetyNet, Timeout};
+///
+/// let timer = |_: Duration| core::future::ready(());
+/// let mut net = SafetyNet::new((Timeout::new(Duration::from_secs(1), timer),));
+/// let _: Result<(), Error<()>> = net.call(|| Ok(()));
+/// ```
 ///
 /// ```
 /// # futures_executor_stand_in::block_on(async {
