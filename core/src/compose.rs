@@ -69,6 +69,14 @@ pub trait Stage<T, E> {
 
     /// The call will never come back through this stage.
     fn abandon(&mut self, ticket: Self::Ticket);
+
+    /// The call goes back in after this stage's [`Leave::Again`], its wait (if any) over: the
+    /// attempt it asked for starts. Nothing by default; a stage that counts retries counts here,
+    /// so that an `Again` a run-out time limit cancels is not counted.
+    #[inline]
+    fn again(&mut self, ticket: &mut Self::Ticket) {
+        let _ = ticket;
+    }
 }
 
 /// A stage usable in a blocking call: it waits by blocking.
@@ -105,6 +113,9 @@ impl<T, E, L: Stage<T, E> + ?Sized> Stage<T, E> for &mut L {
     }
     fn abandon(&mut self, ticket: Self::Ticket) {
         (**self).abandon(ticket)
+    }
+    fn again(&mut self, ticket: &mut Self::Ticket) {
+        (**self).again(ticket)
     }
 }
 
@@ -214,6 +225,16 @@ macro_rules! stack {
                     _ => unreachable!("no stage {level}"),
                 }
             }
+
+            /// The call goes back in at `level`, after its `Again`.
+            fn again(&mut self, level: usize) {
+                match level {
+                    $($i => if let Some(ticket) = self.tickets.$i.as_mut() {
+                        self.stages.$i.again(ticket);
+                    },)+
+                    _ => unreachable!("no stage {level}"),
+                }
+            }
         }
 
         impl<T, E, $($L: Stage<T, E>),+> $run<'_, T, E, $($L),+> {
@@ -267,6 +288,7 @@ macro_rules! stack {
                                         _ => unreachable!("no stage {level}"),
                                     }
                                 }
+                                run.again(level);
                                 level += 1;
                                 break;
                             }
@@ -350,6 +372,7 @@ macro_rules! stack {
                                         continue;
                                     }
                                 }
+                                run.again(level);
                                 level += 1;
                                 break;
                             }

@@ -4,6 +4,11 @@
 //!
 //! `cargo bench -p host-tests --bench shared` (criterion for one thread; then plain threads for
 //! two, keeping only rounds where both threads really ran in parallel).
+//!
+//! The `metrics` feature is on by default; `--no-default-features` builds without it, and with
+//! it the shared breaker also runs counting into a Prometheus recorder. To compare:
+//! `cargo bench -p host-tests --no-default-features --bench shared -- --save-baseline no-metrics`,
+//! then `cargo bench -p host-tests --bench shared -- --baseline no-metrics`.
 
 use std::{
     hint::black_box,
@@ -54,6 +59,15 @@ fn ours_inline<C: Clock>(clock: C) -> CircuitProtector<InlineStore<128, 4>, C> {
     CircuitProtector::new(config.validated(), InlineStore::new(), clock)
 }
 
+/// A breaker made with a Prometheus recorder installed (on this thread), so it counts into it.
+#[cfg(feature = "metrics")]
+fn with_prometheus(make: impl FnOnce() -> SharedBreaker) -> SharedBreaker {
+    let recorder = Box::leak(Box::new(
+        metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+    ));
+    metrics::with_local_recorder(recorder, make)
+}
+
 /// Warm a breaker up so its window is full of successes.
 fn warm(mut call: impl FnMut()) {
     for _ in 0..1_000 {
@@ -102,6 +116,16 @@ fn closed_success(c: &mut Criterion) {
         let _ = shared.call(ok);
     });
     group.bench_function("ours: shared", |b| b.iter(|| shared.call(ok)));
+    #[cfg(feature = "metrics")]
+    {
+        let counted = with_prometheus(ours_shared);
+        warm(|| {
+            let _ = counted.call(ok);
+        });
+        group.bench_function("ours: shared, metrics into Prometheus", |b| {
+            b.iter(|| counted.call(ok))
+        });
+    }
     // A window that always holds a failure (1 call in 50 fails): successes take the lock.
     let mixed = ours_shared();
     let calls = AtomicU64::new(0);
@@ -152,6 +176,14 @@ fn rejected(c: &mut Criterion) {
     let shared = ours_shared();
     shared.force_open().unwrap();
     group.bench_function("ours: shared (CoarseClock)", |b| b.iter(|| shared.call(ok)));
+    #[cfg(feature = "metrics")]
+    {
+        let counted = with_prometheus(ours_shared);
+        counted.force_open().unwrap();
+        group.bench_function("ours: shared, metrics into Prometheus", |b| {
+            b.iter(|| counted.call(ok))
+        });
+    }
     group.finish();
 }
 

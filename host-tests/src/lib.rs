@@ -13,6 +13,8 @@ pub mod pg;
 /// The throwaway PostgreSQL server (the `test-postgres` crate, shared with xtask).
 pub use test_postgres as pg_server;
 pub mod proxy;
+#[cfg(feature = "metrics")]
+pub mod recorded;
 
 use resilient_circuit::{
     CircuitState,

@@ -18,7 +18,10 @@
 //! - feature `tower`: [`tower::CircuitBreakerLayer`], any breaker in front of a tower service,
 //!   and [`tower::RetryPolicy`], a retry as tower's retry policy;
 //! - feature `http`: [`http::HttpStatus`], a response classifier that also reads
-//!   `Retry-After`, and a rejection as a 503 ([`http::service_unavailable`]).
+//!   `Retry-After`, and a rejection as a 503 ([`http::service_unavailable`]);
+//! - feature `metrics`: every store's breakers counted through the `metrics` facade (calls by
+//!   outcome, rejections by reason, transitions, a state gauge), and retries and timeouts
+//!   through [`metrics::Counted`].
 //!
 //! ```
 //! use resilient_circuit_std::{
@@ -42,10 +45,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+mod counters;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod key;
 mod memory_store;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod replica;

@@ -6,6 +6,7 @@ use resilient_circuit::{BreakerConfig, ConfigError, time::Clock};
 
 use crate::{
     BreakerKey, KeyError, SharedBreaker,
+    counters::KeyCounters,
     shared::SharedState,
     shared_key::shared_breaker,
     store::SharedWindow,
@@ -181,13 +182,13 @@ impl<C: Clock + Clone> MemoryStore<C> {
         Ok(shared_breaker(shared, key, valid, self.clock.clone()))
     }
 
-    /// `key`'s state, made by `make(tick, config)` on first use; whether it was just made. An
-    /// existing state must have been made with `config`.
+    /// `key`'s state, made by `make(tick, config, counters)` on first use; whether it was just
+    /// made. An existing state must have been made with `config`.
     pub(crate) fn entry(
         &self,
         key: BreakerKey,
         config: BreakerConfig,
-        make: impl FnOnce(u64, BreakerConfig) -> SharedState,
+        make: impl FnOnce(u64, BreakerConfig, KeyCounters) -> SharedState,
     ) -> Result<(Arc<SharedState>, bool), StoreError> {
         let registry = &self.registry;
         let tick = registry.tick.fetch_add(1, Ordering::Relaxed) + 1;
@@ -227,7 +228,7 @@ impl<C: Clock + Clone> MemoryStore<C> {
                 }
             }
         }
-        let shared = Arc::new(make(tick, config));
+        let shared = Arc::new(make(tick, config, KeyCounters::new(&key)));
         entries.insert(key, Arc::clone(&shared));
         Ok((shared, true))
     }

@@ -8,6 +8,7 @@ use resilient_circuit::{
 };
 
 use crate::{
+    counters::KeyCounters,
     replica::{Event, Replica, Replicator},
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
 };
@@ -40,6 +41,8 @@ pub(crate) struct SharedState {
     pending_successes: AtomicU64,
     /// Registry bookkeeping: when a handle for this key was last handed out.
     pub(crate) last_handed_out: AtomicU64,
+    /// What the key's calls and transitions count (feature `metrics`).
+    pub(crate) counters: KeyCounters,
 }
 
 /// What the lock guards: the state, and for a replicated key what replication needs.
@@ -49,9 +52,9 @@ struct Cell {
 }
 
 impl SharedState {
-    /// A key made with `config`.
-    pub(crate) fn new(tick: u64, config: BreakerConfig) -> Self {
-        Self::with_replica(tick, config, None)
+    /// A key made with `config`, counting into `counters`.
+    pub(crate) fn new(tick: u64, config: BreakerConfig, counters: KeyCounters) -> Self {
+        Self::with_replica(tick, config, counters, None)
     }
 
     /// A key whose state `replicator` replicates; `config` is the configuration it applies.
@@ -59,14 +62,21 @@ impl SharedState {
     pub(crate) fn replicated(
         tick: u64,
         config: BreakerConfig,
+        counters: KeyCounters,
         replicator: Arc<dyn Replicator>,
     ) -> Self {
-        Self::with_replica(tick, config, Some((Replica::new(config), replicator)))
+        Self::with_replica(
+            tick,
+            config,
+            counters,
+            Some((Replica::new(config), replicator)),
+        )
     }
 
     fn with_replica(
         tick: u64,
         config: BreakerConfig,
+        counters: KeyCounters,
         replica: Option<(Replica, Arc<dyn Replicator>)>,
     ) -> Self {
         let state = BreakerState::new();
@@ -83,6 +93,7 @@ impl SharedState {
             open_until: AtomicU64::new(0),
             pending_successes: AtomicU64::new(0),
             last_handed_out: AtomicU64::new(tick),
+            counters,
         }
     }
 

@@ -155,6 +155,7 @@ impl SharedKey {
     }
 
     fn rejected(&self, rejected: Rejected) -> Rejected {
+        self.shared.counters.rejected(rejected.reason());
         report::rejection(&self.key, rejected.retry_after());
         rejected
     }
@@ -239,6 +240,7 @@ impl StateStore for SharedKey {
         clock: &impl Clock,
     ) -> Option<Transition> {
         if verdict == Verdict::Success && !admission.is_probe() {
+            self.shared.counters.closed_success();
             if self.shared.digest().success_changes_nothing(admission) {
                 return None;
             }
@@ -253,6 +255,8 @@ impl StateStore for SharedKey {
                 }
                 None => {}
             }
+        } else {
+            self.shared.counters.outcome(verdict);
         }
         self.record_with_lock(admission, verdict, clock)
     }
@@ -299,6 +303,9 @@ impl StateStore for SharedKey {
     /// paths that make no transition stay small.
     #[inline(never)]
     fn announce(&self, hook: &impl TransitionHook, transition: Transition) {
+        self.shared
+            .counters
+            .transition(transition.from, transition.to);
         report::transition(&self.key, hook, transition.from, transition.to);
     }
 }

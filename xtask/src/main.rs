@@ -67,8 +67,10 @@ const RAM_BUDGET: u64 = 1024;
 const QEMU_WALL_BUDGET: Duration = Duration::from_secs(2);
 
 /// The README's examples and the lines each must print: the whole CLOSED -> OPEN -> HALF_OPEN
-/// -> CLOSED cycle, and (in process) rejections that say when to retry.
-const EXAMPLES: [Example; 2] = [
+/// -> CLOSED cycle, and (in process) rejections that say when to retry; the axum service also
+/// a timeout, an honoured `Retry-After` and its metrics page (the counts that timing cannot
+/// change).
+const EXAMPLES: [Example; 3] = [
     Example {
         package: "resilient-circuit",
         name: "flaky_service",
@@ -88,6 +90,22 @@ const EXAMPLES: [Example; 2] = [
             "breaker CLOSED -> OPEN",
             "breaker OPEN -> HALF_OPEN",
             "breaker HALF_OPEN -> CLOSED",
+        ],
+    },
+    Example {
+        package: "resilient-circuit-std",
+        name: "axum_service",
+        features: "tokio,http,metrics",
+        must_show: &[
+            "attempt timed out after 300 ms",
+            "retrying in 1000 ms (the upstream's Retry-After)",
+            "breaker CLOSED -> OPEN",
+            "breaker OPEN, upstream not called",
+            "breaker HALF_OPEN -> CLOSED",
+            "resilient_circuit_calls_total{namespace=\"shop\",resource_key=\"inventory-api\",outcome=\"rejected\",reason=\"open\"}",
+            "resilient_circuit_timeouts_total{namespace=\"shop\",resource_key=\"inventory-api\"} 1",
+            "resilient_circuit_retries_total{namespace=\"shop\",resource_key=\"inventory-api\"}",
+            "resilient_circuit_state{namespace=\"shop\",resource_key=\"inventory-api\",state=\"CLOSED\"} 1",
         ],
     },
 ];

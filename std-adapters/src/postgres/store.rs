@@ -407,9 +407,12 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
         let valid = config.validate::<SharedWindow>()?;
         let inner = &self.inner;
         let replicator: Arc<dyn Replicator> = inner.link.clone();
-        let (shared, made) = inner.memory.entry(key.clone(), config, |tick, config| {
-            SharedState::replicated(tick, config, replicator)
-        })?;
+        let (shared, made) =
+            inner
+                .memory
+                .entry(key.clone(), config, |tick, config, counters| {
+                    SharedState::replicated(tick, config, counters, replicator)
+                })?;
         if made {
             if inner.options.on_outage == OnOutage::FailClosed {
                 // Unknown until loaded.

@@ -30,6 +30,7 @@ use super::{
 };
 use crate::{
     BreakerKey, StoreUnavailable,
+    counters::KeyCounters,
     replica::{Event, WorkerHook},
     report,
     shared::SharedState,
@@ -631,6 +632,9 @@ impl Worker {
         state.row_epoch = shared_state.epoch();
         let local = on_local_timeline(shared_state, &time);
         let unsent = state.unsent.clone();
+        if load {
+            state.shared.counters.state(local.status());
+        }
         let announced = state.shared.replicate(|copy, replica| {
             if load {
                 replica.announced = local.status();
@@ -639,7 +643,7 @@ impl Worker {
             (transition, replica.hooks())
         });
         if let Some((transition, hooks)) = announced {
-            announce(key, transition, &hooks);
+            announce(key, &state.shared.counters, transition, &hooks);
         }
     }
 
@@ -733,7 +737,7 @@ impl Worker {
             (replica.announce(copy.status()), replica.hooks())
         });
         if let Some((transition, hooks)) = announced {
-            announce(key, transition, &hooks);
+            announce(key, &state.shared.counters, transition, &hooks);
         }
     }
 
@@ -1077,10 +1081,12 @@ fn on_local_timeline(
 /// Reports a transition and runs every hook on it.
 fn announce(
     key: &BreakerKey,
+    counters: &KeyCounters,
     transition: Option<resilient_circuit::state::Transition>,
     hooks: &[WorkerHook],
 ) {
     if let Some(transition) = transition {
+        counters.transition(transition.from, transition.to);
         report::transition_event(key, transition.from, transition.to);
         for hook in hooks {
             report::run_hook(key, &**hook, transition.from, transition.to);

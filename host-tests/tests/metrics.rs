@@ -1,0 +1,290 @@
+//! Feature `metrics`: every counter and the state gauge of the in-process store's breakers, and
+//! a `Counted` stage's retries and timeouts, read back through `metrics-util`'s
+//! `DebuggingRecorder`. Each test records into a recorder of its own (a local one), so tests
+//! running side by side do not see each other's counts.
+#![cfg(feature = "metrics")]
+
+use std::{future::pending, time::Duration};
+
+use host_tests::{SharedFakeClock, recorded::Recorded, secs};
+use resilient_circuit_std::{
+    AsyncPolicy, Breaker, BreakerConfig, BreakerKey, CircuitState, Error, MemoryStore, Policy,
+    Ratio, RetryWithBackoff, SafetyNet, SharedBreaker, Timeout,
+    backoff::FixedDelay,
+    classify::Verdict,
+    metrics::{self, BATCH, CALLS, Counted, RETRIES, TIMEOUTS},
+    time::TokioSleep,
+};
+
+use CircuitState::{Closed, HalfOpen, Open};
+
+fn key(name: &str) -> BreakerKey {
+    BreakerKey::new("metrics-tests", name).unwrap()
+}
+
+/// Opens after 2 failures of the last 2; one probe closes it; OPEN for 30 s.
+fn config() -> BreakerConfig {
+    BreakerConfig::new()
+        .failure_limit(Ratio::new(2, 2).unwrap())
+        .success_limit(Ratio::new(1, 1).unwrap())
+        .cooldown(secs(30.0))
+}
+
+fn breaker(store: &MemoryStore<SharedFakeClock>, name: &str) -> SharedBreaker<SharedFakeClock> {
+    store.breaker(key(name), config()).unwrap()
+}
+
+fn fail(breaker: &SharedBreaker<SharedFakeClock>) {
+    let _ = breaker.call(|| Err::<(), _>("down"));
+}
+
+fn succeed(breaker: &SharedBreaker<SharedFakeClock>) {
+    breaker.call(|| Ok::<_, &str>(())).unwrap();
+}
+
+#[test]
+fn every_outcome_is_counted_by_kind() {
+    let recorded = Recorded::new();
+    let store = MemoryStore::with_clock(SharedFakeClock::new());
+    let breaker = recorded.run(|| breaker(&store, "outcomes"));
+    let ignoring = recorded
+        .run(|| store.breaker(key("outcomes"), config()))
+        .unwrap()
+        .should_handle(|e: &&str| {
+            if *e == "busy" {
+                Verdict::Ignore
+            } else {
+                Verdict::Failure
+            }
+        });
+    for _ in 0..3 {
+        succeed(&breaker);
+    }
+    fail(&breaker);
+    let _ = ignoring.call(|| Err::<(), _>("busy"));
+    let _ = ignoring.call(|| Err::<(), _>("busy"));
+    metrics::flush();
+    let k = key("outcomes");
+    assert_eq!(recorded.calls(&k, "success"), 3);
+    assert_eq!(recorded.calls(&k, "failure"), 1);
+    assert_eq!(recorded.calls(&k, "ignored"), 2);
+    assert_eq!(recorded.rejected(&k, "open"), 0);
+}
+
+#[test]
+fn closed_successes_reach_the_recorder_a_batch_at_a_time() {
+    let recorded = Recorded::new();
+    let store = MemoryStore::with_clock(SharedFakeClock::new());
+    let (first, second) = recorded.run(|| (breaker(&store, "batch-a"), breaker(&store, "batch-b")));
+    let (a, b) = (key("batch-a"), key("batch-b"));
+    let batch = u32::try_from(BATCH).unwrap();
+
+    for _ in 0..batch - 1 {
+        succeed(&first);
+    }
+    assert_eq!(
+        recorded.calls(&a, "success"),
+        0,
+        "held back in this thread's batch"
+    );
+    succeed(&first);
+    assert_eq!(
+        recorded.calls(&a, "success"),
+        BATCH,
+        "a full batch is handed over"
+    );
+
+    for _ in 0..5 {
+        succeed(&first);
+    }
+    succeed(&second);
+    assert_eq!(
+        recorded.calls(&a, "success"),
+        BATCH + 5,
+        "another key's success hands over the batch"
+    );
+    assert_eq!(recorded.calls(&b, "success"), 0);
+    metrics::flush();
+    assert_eq!(recorded.calls(&b, "success"), 1);
+
+    // A thread's batch is handed over when the thread exits (its thread-locals are dropped
+    // after its closure returns: join the thread itself, not only the closure).
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..7 {
+                succeed(&second);
+            }
+        })
+        .join()
+        .unwrap();
+    });
+    assert_eq!(recorded.calls(&b, "success"), 8);
+}
+
+#[test]
+fn a_cycle_counts_each_transition_and_moves_the_state_gauge() {
+    let recorded = Recorded::new();
+    let clock = SharedFakeClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
+    let breaker = recorded.run(|| breaker(&store, "cycle"));
+    let k = key("cycle");
+    assert_eq!(recorded.state(&k), [1.0, 0.0, 0.0], "a new key is CLOSED");
+
+    fail(&breaker);
+    fail(&breaker);
+    assert_eq!(breaker.status(), Open);
+    assert_eq!(recorded.state(&k), [0.0, 1.0, 0.0]);
+    assert_eq!(recorded.transitions(&k, Closed, Open), 1);
+
+    let rejected = breaker.call(|| Ok::<_, &str>(())).unwrap_err();
+    assert!(rejected.is_rejected());
+    assert_eq!(recorded.rejected(&k, "open"), 1);
+
+    clock.advance(secs(30.0));
+    let probe = breaker.try_acquire().unwrap();
+    assert!(probe.is_probe());
+    assert_eq!(recorded.state(&k), [0.0, 0.0, 1.0]);
+    assert_eq!(recorded.transitions(&k, Open, HalfOpen), 1);
+    assert!(
+        breaker.call(|| Ok::<_, &str>(())).is_err(),
+        "the one probe slot is taken"
+    );
+    assert_eq!(recorded.rejected(&k, "probes_busy"), 1);
+
+    probe.record(Verdict::Success);
+    assert_eq!(recorded.state(&k), [1.0, 0.0, 0.0]);
+    assert_eq!(recorded.transitions(&k, HalfOpen, Closed), 1);
+    // The probe's success is counted at once (it took the lock anyway).
+    assert_eq!(recorded.calls(&k, "success"), 1);
+    assert_eq!(recorded.transitions(&k, HalfOpen, Open), 0);
+    assert_eq!(recorded.transitions(&k, Closed, HalfOpen), 0);
+}
+
+#[test]
+fn manual_changes_are_transitions_too() {
+    let recorded = Recorded::new();
+    let store = MemoryStore::with_clock(SharedFakeClock::new());
+    let breaker = recorded.run(|| breaker(&store, "manual"));
+    let k = key("manual");
+    breaker.force_open().unwrap();
+    assert_eq!(recorded.state(&k), [0.0, 1.0, 0.0]);
+    assert_eq!(recorded.transitions(&k, Closed, Open), 1);
+    breaker.force_closed().unwrap();
+    assert_eq!(recorded.state(&k), [1.0, 0.0, 0.0]);
+    assert_eq!(recorded.transitions(&k, Open, Closed), 1);
+}
+
+#[test]
+fn a_key_made_before_the_recorder_counts_nothing_into_it() {
+    let store = MemoryStore::with_clock(SharedFakeClock::new());
+    let early = breaker(&store, "early");
+    let recorded = Recorded::new();
+    recorded.run(|| {
+        fail(&early);
+        fail(&early);
+    });
+    assert_eq!(
+        recorded.counter(CALLS, &key("early"), &[("outcome", "failure")]),
+        None
+    );
+}
+
+#[test]
+fn counted_retries_start_after_their_wait_and_zero_waits_count_too() {
+    let recorded = Recorded::new();
+    let store = MemoryStore::with_clock(SharedFakeClock::new());
+    let lenient = BreakerConfig::new().failure_limit(Ratio::new(10, 10).unwrap());
+    let breaker = recorded.run(|| store.breaker(key("retries"), lenient).unwrap());
+    let k = key("retries");
+    let mut net =
+        recorded.run(|| SafetyNet::new((Counted::new(RetryWithBackoff::new(3), &k), &breaker)));
+    let mut runs = 0;
+    let result: Result<(), Error<&str>> = net.call(|| {
+        runs += 1;
+        if runs < 3 { Err("down") } else { Ok(()) }
+    });
+    result.unwrap();
+    assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(2));
+
+    let given_up: Result<(), Error<&str>> = net.call(|| Err("down"));
+    assert!(matches!(
+        given_up,
+        Err(Error::RetryLimitReached { attempts: 4, .. })
+    ));
+    assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(5));
+    assert_eq!(recorded.counter(TIMEOUTS, &k, &[]), Some(0));
+}
+
+fn on_paused_time<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+#[test]
+fn a_counted_timeout_counts_each_limit_that_runs_out() {
+    let recorded = Recorded::new();
+    let k = key("per-attempt");
+    let limit = Timeout::new(Duration::from_millis(100), TokioSleep);
+    let retry =
+        RetryWithBackoff::new(2).with_backoff(FixedDelay(Duration::from_millis(10)), TokioSleep);
+    let mut net =
+        recorded.run(|| SafetyNet::new((Counted::new(retry, &k), Counted::new(limit, &k))));
+    let mut runs = 0;
+    let result: Result<u32, Error<&str>> = on_paused_time(net.call_async(async || {
+        runs += 1;
+        if runs == 1 {
+            pending::<()>().await;
+        }
+        Ok(7)
+    }));
+    assert_eq!(result.unwrap(), 7);
+    assert_eq!(
+        recorded.counter(TIMEOUTS, &k, &[]),
+        Some(1),
+        "the first attempt hung"
+    );
+    assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(1));
+
+    // A limit that is not reached counts nothing.
+    let fast: Result<u32, Error<&str>> = on_paused_time(net.call_async(async || Ok(8)));
+    assert_eq!(fast.unwrap(), 8);
+    assert_eq!(recorded.counter(TIMEOUTS, &k, &[]), Some(1));
+}
+
+#[test]
+fn a_retry_cut_short_by_the_limit_around_it_is_not_counted() {
+    let recorded = Recorded::new();
+    let k = key("whole-call");
+    let limit = Timeout::new(Duration::from_millis(100), TokioSleep);
+    // Each failure asks for a 60 ms wait: the second wait is cut short by the limit.
+    let retry =
+        RetryWithBackoff::new(5).with_backoff(FixedDelay(Duration::from_millis(60)), TokioSleep);
+    let mut net =
+        recorded.run(|| SafetyNet::new((Counted::new(limit, &k), Counted::new(retry, &k))));
+    let result: Result<(), Error<&str>> = on_paused_time(net.call_async(async || Err("down")));
+    assert!(matches!(result, Err(Error::TimedOut(_))), "{result:?}");
+    assert_eq!(recorded.counter(TIMEOUTS, &k, &[]), Some(1));
+    assert_eq!(
+        recorded.counter(RETRIES, &k, &[]),
+        Some(1),
+        "only the retry that started"
+    );
+
+    // The limit runs out while the second attempt hangs: the retry inside is left with the
+    // timeout and goes no further, so nothing more is counted.
+    let mut runs = 0;
+    let result: Result<(), Error<&str>> = on_paused_time(net.call_async(async || {
+        runs += 1;
+        if runs == 2 {
+            pending::<()>().await;
+        }
+        Err("down")
+    }));
+    assert!(matches!(result, Err(Error::TimedOut(_))), "{result:?}");
+    assert_eq!(recorded.counter(TIMEOUTS, &k, &[]), Some(2));
+    assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(2));
+}

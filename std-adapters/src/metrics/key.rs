@@ -1,0 +1,167 @@
+//! One key's counters and gauges, registered once when the key is made.
+
+use metrics::{Counter, Gauge, Label, Level, Metadata};
+use resilient_circuit::{CircuitState, RejectReason, classify::Verdict};
+
+use super::{CALLS, STATE, TRANSITIONS, batch};
+use crate::BreakerKey;
+
+/// The states, in the order of the per-state handles.
+const STATES: [CircuitState; 3] = [
+    CircuitState::Closed,
+    CircuitState::Open,
+    CircuitState::HalfOpen,
+];
+
+/// The handles of one key's metrics, made with the recorder installed when the key is made.
+pub(crate) struct KeyCounters {
+    /// Tells this key's batched successes from another key's in a thread's batch.
+    pub(super) id: u64,
+    pub(super) successes: Counter,
+    failures: Counter,
+    ignored: Counter,
+    /// By [`RejectReason`]: open, probes busy, store unavailable.
+    rejected: [Counter; 3],
+    /// By `(from, to)`, indexed by [`transition_index`].
+    transitions: [Counter; 6],
+    /// By state, in the order of [`STATES`]: 1 for the current one, 0 for the others.
+    state: [Gauge; 3],
+    /// The key's labels.
+    labels: Vec<Label>,
+}
+
+impl KeyCounters {
+    /// Registers `key`'s metrics with the recorder installed now, and sets its state gauge to
+    /// CLOSED (a new key's state).
+    pub(crate) fn new(key: &BreakerKey) -> Self {
+        let labels = |extra: &[(&'static str, &'static str)]| {
+            let mut labels = key_labels(key);
+            labels.extend(extra.iter().map(|&(name, value)| Label::new(name, value)));
+            labels
+        };
+        let calls =
+            |extra: &[(&'static str, &'static str)]| registered_counter(CALLS, labels(extra));
+        let reason = |reason: &'static str| calls(&[("outcome", "rejected"), ("reason", reason)]);
+        let counters = KeyCounters {
+            id: batch::new_id(),
+            successes: calls(&[("outcome", "success")]),
+            failures: calls(&[("outcome", "failure")]),
+            ignored: calls(&[("outcome", "ignored")]),
+            rejected: [
+                reason("open"),
+                reason("probes_busy"),
+                reason("store_unavailable"),
+            ],
+            transitions: core::array::from_fn(|index| {
+                let (from, to) = transition_of_index(index);
+                registered_counter(
+                    TRANSITIONS,
+                    labels(&[("from", from.as_str()), ("to", to.as_str())]),
+                )
+            }),
+            state: STATES.map(|state| gauge(STATE, labels(&[("state", state.as_str())]))),
+            labels: key_labels(key),
+        };
+        counters.state(CircuitState::Closed);
+        counters
+    }
+
+    /// A CLOSED call's success (not a probe's), counted in this thread's batch.
+    #[inline]
+    pub(crate) fn closed_success(&self) {
+        batch::count(self);
+    }
+
+    /// Any other outcome recorded: a failure, an ignored outcome, a probe's success.
+    pub(crate) fn outcome(&self, verdict: Verdict) {
+        match verdict {
+            Verdict::Success => &self.successes,
+            Verdict::Failure => &self.failures,
+            Verdict::Ignore => &self.ignored,
+        }
+        .increment(1);
+    }
+
+    /// A call refused.
+    pub(crate) fn rejected(&self, reason: RejectReason) {
+        let index = match reason {
+            RejectReason::Open => 0,
+            RejectReason::ProbesBusy => 1,
+            RejectReason::StoreUnavailable => 2,
+            // A reason newer than this code: counted, under a label of its own.
+            _ => {
+                let mut labels = self.labels.clone();
+                labels.extend([
+                    Label::new("outcome", "rejected"),
+                    Label::new("reason", "other"),
+                ]);
+                return registered_counter(CALLS, labels).increment(1);
+            }
+        };
+        self.rejected[index].increment(1);
+    }
+
+    /// A transition made or adopted: counted, and the state gauge moved to `to`.
+    pub(crate) fn transition(&self, from: CircuitState, to: CircuitState) {
+        if let Some(index) = transition_index(from, to) {
+            self.transitions[index].increment(1);
+        }
+        self.state(to);
+    }
+
+    /// The state gauge set to `state` (a replicated key's state as loaded).
+    pub(crate) fn state(&self, state: CircuitState) {
+        for (gauge, of) in self.state.iter().zip(STATES) {
+            gauge.set(if of == state { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+fn state_index(state: CircuitState) -> usize {
+    match state {
+        CircuitState::Closed => 0,
+        CircuitState::Open => 1,
+        CircuitState::HalfOpen => 2,
+    }
+}
+
+/// `(from, to)` as an index in 0..6: `from`'s two slots, in the order of the other states;
+/// `None` for a state to itself (never a transition).
+fn transition_index(from: CircuitState, to: CircuitState) -> Option<usize> {
+    let (from, to) = (state_index(from), state_index(to));
+    (from != to).then(|| from * 2 + if to < from { to } else { to - 1 })
+}
+
+fn transition_of_index(index: usize) -> (CircuitState, CircuitState) {
+    let from = STATES[index / 2];
+    let to = STATES
+        .into_iter()
+        .filter(|&state| state != from)
+        .nth(index % 2)
+        .expect("two other states");
+    (from, to)
+}
+
+/// The labels every metric of `key` has.
+pub(super) fn key_labels(key: &BreakerKey) -> Vec<Label> {
+    vec![
+        Label::new("namespace", key.namespace().to_owned()),
+        Label::new("resource_key", key.resource_key().to_owned()),
+    ]
+}
+
+/// A counter registered with the recorder installed now.
+pub(super) fn registered_counter(name: &'static str, labels: Vec<Label>) -> Counter {
+    metrics::with_recorder(|recorder| {
+        recorder.register_counter(&metrics::Key::from_parts(name, labels), &METADATA)
+    })
+}
+
+fn gauge(name: &'static str, labels: Vec<Label>) -> Gauge {
+    metrics::with_recorder(|recorder| {
+        recorder.register_gauge(&metrics::Key::from_parts(name, labels), &METADATA)
+    })
+}
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
