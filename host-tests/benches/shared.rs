@@ -8,7 +8,8 @@
 //! The `metrics` feature is on by default; `--no-default-features` builds without it, and with
 //! it the shared breaker also runs counting into a Prometheus recorder. To compare:
 //! `cargo bench -p host-tests --no-default-features --bench shared -- --save-baseline no-metrics`,
-//! then `cargo bench -p host-tests --bench shared -- --baseline no-metrics`.
+//! then `cargo bench -p host-tests --bench shared -- --baseline-lenient no-metrics` (lenient: the
+//! Prometheus rows have no counterpart without the feature).
 
 use std::{
     hint::black_box,
