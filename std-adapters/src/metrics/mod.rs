@@ -1,5 +1,5 @@
-//! Metrics through the [`metrics`](::metrics) facade (feature `metrics`): what every breaker of
-//! a [`MemoryStore`](crate::MemoryStore) or a PostgreSQL store does, and what the stages a
+//! Metrics through the [`metrics`](https://docs.rs/metrics/0.24) facade (feature `metrics`):
+//! what every breaker of a [`MemoryStore`](crate::MemoryStore) or a PostgreSQL store does, and what the stages a
 //! [`Counted`] wraps do, for any recorder (Prometheus, StatsD, OpenTelemetry, ...).
 //!
 //! | metric | kind | labels besides `namespace`, `resource_key` | counts |
