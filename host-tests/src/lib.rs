@@ -157,6 +157,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Runs `future` on a current-thread tokio runtime whose time is paused (it jumps to the next
+/// timer when every task waits), with the IO driver on (for loopback servers).
+pub fn on_paused_time<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(future)
+}
+
 /// Seconds as a `Duration` (fractions allowed), for tables written in seconds.
 pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)

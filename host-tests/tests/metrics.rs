@@ -6,7 +6,7 @@
 
 use std::{future::pending, time::Duration};
 
-use host_tests::{SharedFakeClock, recorded::Recorded, secs};
+use host_tests::{SharedFakeClock, on_paused_time, recorded::Recorded, secs};
 use resilient_circuit_std::{
     AsyncPolicy, Breaker, BreakerConfig, BreakerKey, CircuitState, Error, MemoryStore, Policy,
     Ratio, RetryWithBackoff, SafetyNet, SharedBreaker, Timeout,
@@ -213,15 +213,6 @@ fn counted_retries_start_after_their_wait_and_zero_waits_count_too() {
     ));
     assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(5));
     assert_eq!(recorded.counter(TIMEOUTS, &k, &[]), Some(0));
-}
-
-fn on_paused_time<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 #[test]

@@ -1,12 +1,8 @@
 //! SEMANTICS §4, time limits: `Timeout` in an async `SafetyNet` on tokio's paused time.
 
-use std::{
-    cell::Cell,
-    future::{Future, pending},
-    time::Duration,
-};
+use std::{cell::Cell, future::pending, time::Duration};
 
-use host_tests::{FakeClock, secs};
+use host_tests::{FakeClock, on_paused_time, secs};
 use resilient_circuit_std::{
     AsyncPolicy, Breaker, BreakerConfig, CircuitProtector, CircuitState, Elapsed, Error, Ratio,
     RetryWithBackoff, SafetyNet, Timeout, backoff::FixedDelay, state::Outcome, store::InlineStore,
@@ -15,15 +11,6 @@ use resilient_circuit_std::{
 use tokio::time::{Instant, sleep};
 
 use Outcome::{Failure as F, Success as S};
-
-fn on_paused_time<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(future)
-}
 
 fn breaker(clock: &FakeClock) -> CircuitProtector<InlineStore<16>, &FakeClock> {
     let config = BreakerConfig::new()

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use host_tests::SharedFakeClock;
+use host_tests::{SharedFakeClock, on_paused_time};
 use http::{Request, Response, StatusCode};
 use resilient_circuit_std::{
     BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio, RejectReason, SharedBreaker,
@@ -49,15 +49,6 @@ fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
     pin!(future).poll(&mut Context::from_waker(Waker::noop()))
 }
 
-fn run<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
 #[test]
 fn closed_calls_pass_through_and_failures_trip() {
     let clock = SharedFakeClock::new();
@@ -67,7 +58,7 @@ fn closed_calls_pass_through_and_failures_trip() {
         .service(service_fn(|n: u32| async move {
             if n == 0 { Err("zero") } else { Ok(n * 2) }
         }));
-    run(async {
+    on_paused_time(async {
         assert_eq!(service.ready().await.unwrap().call(21).await, Ok(42));
         assert_eq!(
             service.ready().await.unwrap().call(0).await,
@@ -114,7 +105,7 @@ fn an_ok_503_trips_and_is_returned_as_it_came() {
                 .unwrap();
             Ok::<_, Infallible>(response)
         }));
-    run(async {
+    on_paused_time(async {
         for _ in 0..2 {
             let response = service
                 .ready()
@@ -217,7 +208,7 @@ fn tower_timeout_inside_the_breaker_counts_as_a_failure() {
         .layer(CircuitBreakerLayer::new(breaker.clone()))
         .timeout(Duration::from_millis(100))
         .service(service_fn(|_: ()| pending::<Result<(), BoxError>>()));
-    run(async {
+    on_paused_time(async {
         for _ in 0..2 {
             let error = service.ready().await.unwrap().call(()).await.unwrap_err();
             let inner = error.into_inner().expect("the timeout's error");
@@ -236,7 +227,8 @@ fn a_rejection_boxed_by_an_outer_tower_layer_keeps_its_retry_after() {
         .timeout(Duration::from_secs(1))
         .layer(CircuitBreakerLayer::new(breaker.clone()))
         .service(service_fn(|_: ()| async { Ok::<_, BoxError>(()) }));
-    let error: BoxError = run(async { service.ready().await.unwrap().call(()).await }).unwrap_err();
+    let error: BoxError =
+        on_paused_time(async { service.ready().await.unwrap().call(()).await }).unwrap_err();
     let rejected = find_rejection(&*error).expect("a rejection inside the boxed error");
     assert_eq!(rejected.retry_after(), Duration::from_secs(30));
     assert!(error.to_string().contains("OPEN"), "{error}");
@@ -350,7 +342,7 @@ mod retry_policy {
         let mut service = ServiceBuilder::new()
             .retry(RetryPolicy::new(retry))
             .service(failing_first(3, calls.clone()));
-        run(async {
+        on_paused_time(async {
             let start = Instant::now();
             assert_eq!(service.ready().await.unwrap().call(5).await, Ok(5));
             assert_eq!(start.elapsed(), Duration::from_millis(100 + 200 + 400));
@@ -390,7 +382,7 @@ mod retry_policy {
                 counted.fetch_add(1, Ordering::SeqCst);
                 async { Err::<(), _>("bad request") }
             }));
-        run(async {
+        on_paused_time(async {
             assert_eq!(
                 service.ready().await.unwrap().call(()).await,
                 Err("bad request")
@@ -410,7 +402,7 @@ mod retry_policy {
             .retry(RetryPolicy::new(retry).behind_breaker())
             .layer(CircuitBreakerLayer::new(breaker.clone()))
             .service(failing_first(usize::MAX, calls.clone()));
-        run(async {
+        on_paused_time(async {
             let start = Instant::now();
             let error = service.ready().await.unwrap().call(1).await.unwrap_err();
             // Two failures trip the breaker (fake clock: open for 30 s); the third attempt is
@@ -438,7 +430,7 @@ mod retry_policy {
             .timeout(Duration::from_secs(5))
             .layer(CircuitBreakerLayer::new(breaker.clone()))
             .service(failing_first(usize::MAX, calls.clone()));
-        run(async {
+        on_paused_time(async {
             let start = Instant::now();
             let error = service.ready().await.unwrap().call(1).await.unwrap_err();
             assert_eq!(
@@ -468,7 +460,7 @@ mod retry_policy {
                     count.fetch_add(1, Ordering::SeqCst);
                     async { Ok::<_, Infallible>(Response::builder().status(503).body(()).unwrap()) }
                 }));
-        run(async {
+        on_paused_time(async {
             let response = service
                 .ready()
                 .await
@@ -507,7 +499,7 @@ mod retry_policy {
         let mut service = ServiceBuilder::new()
             .retry(RetryPolicy::new(retry))
             .service(failing_first(3, calls.clone()));
-        run(async {
+        on_paused_time(async {
             let start = Instant::now();
             assert_eq!(service.ready().await.unwrap().call(1).await, Ok(1));
             // tokio's timer counts whole milliseconds, rounding each wait up.
@@ -543,7 +535,7 @@ mod retry_policy {
                     }
                 }
             }));
-        let waits: Vec<Duration> = run(async {
+        let waits: Vec<Duration> = on_paused_time(async {
             let mut waits = Vec::new();
             for _ in 0..4 {
                 let start = Instant::now();
