@@ -6,11 +6,19 @@ use resilient_circuit::{CircuitState, RejectReason, classify::Verdict};
 use super::{CALLS, STATE, TRANSITIONS, batch};
 use crate::BreakerKey;
 
+use CircuitState::{Closed, HalfOpen, Open};
+
 /// The states, in the order of the per-state handles.
-const STATES: [CircuitState; 3] = [
-    CircuitState::Closed,
-    CircuitState::Open,
-    CircuitState::HalfOpen,
+const STATES: [CircuitState; 3] = [Closed, Open, HalfOpen];
+
+/// Every `(from, to)` of two different states, in the order of the per-transition handles.
+const TRANSITION_PAIRS: [(CircuitState, CircuitState); 6] = [
+    (Closed, Open),
+    (Closed, HalfOpen),
+    (Open, Closed),
+    (Open, HalfOpen),
+    (HalfOpen, Closed),
+    (HalfOpen, Open),
 ];
 
 /// The handles of one key's metrics, made with the recorder installed when the key is made.
@@ -22,7 +30,7 @@ pub(crate) struct KeyCounters {
     ignored: Counter,
     /// By [`RejectReason`]: open, probes busy, store unavailable.
     rejected: [Counter; 3],
-    /// By `(from, to)`, indexed by [`transition_index`].
+    /// By `(from, to)`, in the order of [`TRANSITION_PAIRS`].
     transitions: [Counter; 6],
     /// By state, in the order of [`STATES`]: 1 for the current one, 0 for the others.
     state: [Gauge; 3],
@@ -52,8 +60,7 @@ impl KeyCounters {
                 reason("probes_busy"),
                 reason("store_unavailable"),
             ],
-            transitions: core::array::from_fn(|index| {
-                let (from, to) = transition_of_index(index);
+            transitions: TRANSITION_PAIRS.map(|(from, to)| {
                 registered_counter(
                     TRANSITIONS,
                     labels(&[("from", from.as_str()), ("to", to.as_str())]),
@@ -62,7 +69,7 @@ impl KeyCounters {
             state: STATES.map(|state| gauge(STATE, labels(&[("state", state.as_str())]))),
             labels: key_labels(key),
         };
-        counters.state(CircuitState::Closed);
+        counters.state(Closed);
         counters
     }
 
@@ -103,7 +110,8 @@ impl KeyCounters {
 
     /// A transition made or adopted: counted, and the state gauge moved to `to`.
     pub(crate) fn transition(&self, from: CircuitState, to: CircuitState) {
-        if let Some(index) = transition_index(from, to) {
+        // A state to itself is never a transition, so it has no counter.
+        if let Some(index) = TRANSITION_PAIRS.iter().position(|&pair| pair == (from, to)) {
             self.transitions[index].increment(1);
         }
         self.state(to);
@@ -115,31 +123,6 @@ impl KeyCounters {
             gauge.set(if of == state { 1.0 } else { 0.0 });
         }
     }
-}
-
-fn state_index(state: CircuitState) -> usize {
-    match state {
-        CircuitState::Closed => 0,
-        CircuitState::Open => 1,
-        CircuitState::HalfOpen => 2,
-    }
-}
-
-/// `(from, to)` as an index in 0..6: `from`'s two slots, in the order of the other states;
-/// `None` for a state to itself (never a transition).
-fn transition_index(from: CircuitState, to: CircuitState) -> Option<usize> {
-    let (from, to) = (state_index(from), state_index(to));
-    (from != to).then(|| from * 2 + if to < from { to } else { to - 1 })
-}
-
-fn transition_of_index(index: usize) -> (CircuitState, CircuitState) {
-    let from = STATES[index / 2];
-    let to = STATES
-        .into_iter()
-        .filter(|&state| state != from)
-        .nth(index % 2)
-        .expect("two other states");
-    (from, to)
 }
 
 /// The labels every metric of `key` has.
