@@ -121,6 +121,43 @@ fn closed_successes_reach_the_recorder_a_batch_at_a_time() {
     assert_eq!(recorded.calls(&b, "success"), 8);
 }
 
+/// Calls `breaker` when the thread that made it exits: a thread-local's destructor.
+struct CallsOnExit(std::cell::Cell<Option<SharedBreaker<SharedFakeClock>>>);
+
+impl Drop for CallsOnExit {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.0.take() {
+            for _ in 0..3 {
+                succeed(&breaker);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static CALLS_ON_EXIT: CallsOnExit = const { CallsOnExit(std::cell::Cell::new(None)) };
+}
+
+#[test]
+fn successes_during_a_threads_exit_are_counted_too() {
+    let recorded = Recorded::new();
+    let store = MemoryStore::with_clock(SharedFakeClock::new());
+    let breaker = recorded.run(|| breaker(&store, "exiting"));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Registered before the batch's own thread-locals, so (destructors running in
+            // reverse) it calls after the batch has been handed over at the thread's exit.
+            CALLS_ON_EXIT.with(|calls| calls.0.set(Some(breaker.clone())));
+            for _ in 0..5 {
+                succeed(&breaker);
+            }
+        })
+        .join()
+        .unwrap();
+    });
+    assert_eq!(recorded.calls(&key("exiting"), "success"), 8);
+}
+
 #[test]
 fn a_cycle_counts_each_transition_and_moves_the_state_gauge() {
     let recorded = Recorded::new();

@@ -1,0 +1,50 @@
+//! Calls one `MemoryStore` breaker in a loop, for counting instructions per call with callgrind
+//! (repeatable, where timings on a shared machine are not).
+//!
+//! `call_loop closed|open COUNT`: makes a breaker (window full of successes, or forced OPEN),
+//! warms it up with 1 000 calls, then makes COUNT calls that succeed (CLOSED) or are rejected
+//! (OPEN). Two runs under `valgrind --tool=callgrind`, with COUNT 100 000 and 200 000: the
+//! difference of their totals, over 100 000, is one call's instructions. Built with and without
+//! `--no-default-features`, it compares the `metrics` feature off and on.
+
+use std::{hint::black_box, process::ExitCode, time::Duration};
+
+use resilient_circuit::{Breaker, BreakerConfig, Ratio};
+use resilient_circuit_std::{BreakerKey, MemoryStore, SharedBreaker};
+
+#[inline(never)]
+fn call(breaker: &SharedBreaker, count: u64) -> u64 {
+    (0..count)
+        .filter(|_| breaker.call(|| Ok::<u64, u64>(black_box(1))).is_ok())
+        .count() as u64
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (open, count) = match args.as_slice() {
+        [mode, count] if mode == "closed" || mode == "open" => match count.parse::<u64>() {
+            Ok(count) => (mode == "open", count),
+            Err(error) => {
+                eprintln!("call_loop: COUNT {count:?}: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => {
+            eprintln!("usage: call_loop closed|open COUNT");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::of::<50, 100>())
+        .cooldown(Duration::from_secs(60));
+    let breaker = MemoryStore::new()
+        .breaker(BreakerKey::resource("call-loop").unwrap(), config)
+        .unwrap();
+    if open {
+        breaker.force_open().unwrap();
+    }
+    call(&breaker, 1_000);
+    let succeeded = call(&breaker, count);
+    println!("{succeeded} of {count} calls succeeded");
+    ExitCode::SUCCESS
+}
