@@ -14,7 +14,9 @@ use resilient_circuit_std::{
     classify::Verdict,
     metrics::{self, BATCH, CALLS, Counted, RETRIES, TIMEOUTS},
     time::TokioSleep,
+    tower::RetryPolicy,
 };
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
 
 use CircuitState::{Closed, HalfOpen, Open};
 
@@ -315,4 +317,64 @@ fn a_retry_cut_short_by_the_limit_around_it_is_not_counted() {
     assert!(matches!(result, Err(Error::TimedOut(_))), "{result:?}");
     assert_eq!(recorded.counter(TIMEOUTS, &k, &[]), Some(2));
     assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(2));
+}
+
+/// A tower service whose first `failures` calls fail at once, counting its calls.
+fn failing_first(
+    failures: u32,
+) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    service_fn(move |n: u32| {
+        let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        async move {
+            if call <= failures {
+                Err(BoxError::from("reset"))
+            } else {
+                Ok(n)
+            }
+        }
+    })
+}
+
+#[test]
+fn a_counted_tower_retry_policy_counts_each_retry() {
+    let recorded = Recorded::new();
+    let k = key("tower-retries");
+    let retry =
+        RetryWithBackoff::new(3).with_backoff(FixedDelay(Duration::from_millis(10)), TokioSleep);
+    let policy = recorded.run(|| Counted::new(RetryPolicy::new(retry), &k));
+    let mut recovering = ServiceBuilder::new()
+        .retry(policy.clone())
+        .service(failing_first(2));
+    let answer = on_paused_time(async { recovering.ready().await?.call(7).await });
+    assert_eq!(answer.unwrap(), 7);
+    assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(2));
+
+    let mut down = ServiceBuilder::new()
+        .retry(policy)
+        .service(failing_first(u32::MAX));
+    let answer = on_paused_time(async { down.ready().await?.call(7).await });
+    assert!(answer.is_err());
+    assert_eq!(
+        recorded.counter(RETRIES, &k, &[]),
+        Some(5),
+        "3 more: 4 attempts"
+    );
+}
+
+#[test]
+fn a_tower_retry_whose_wait_a_timeout_cuts_short_is_not_counted() {
+    let recorded = Recorded::new();
+    let k = key("tower-cut-short");
+    // Each failure waits 60 ms; tower's 100 ms timeout around the retry ends the second wait.
+    let retry =
+        RetryWithBackoff::new(5).with_backoff(FixedDelay(Duration::from_millis(60)), TokioSleep);
+    let mut service = ServiceBuilder::new()
+        .timeout(Duration::from_millis(100))
+        .retry(recorded.run(|| Counted::new(RetryPolicy::new(retry), &k)))
+        .service(failing_first(u32::MAX));
+    let answer = on_paused_time(async { service.ready().await?.call(7).await });
+    let error = answer.unwrap_err();
+    assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
+    assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(1));
 }

@@ -76,7 +76,8 @@ pub use shared_key::SharedBreaker;
 #[doc = include_str!("../README.md")]
 pub struct CrateReadmeDoctests;
 
-/// The README's examples, compiled and run as doc tests (they use tokio and tower).
-#[cfg(all(doctest, feature = "tower"))]
+/// The README's examples, compiled and run as doc tests (they use tokio, tower and the
+/// PostgreSQL store).
+#[cfg(all(doctest, feature = "tower", feature = "postgres"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

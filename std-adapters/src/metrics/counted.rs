@@ -24,6 +24,10 @@ use crate::BreakerKey;
 /// that is not counted. Otherwise the stage behaves as the one it wraps. The counters are
 /// registered with the recorder installed when this is made.
 ///
+/// With feature `tower`, a `Counted` tower retry policy (a
+/// [`tower::RetryPolicy`](crate::tower::RetryPolicy), or any other) is a policy too, whose
+/// retries count when their wait is over.
+///
 /// ```
 /// use resilient_circuit_std::{
 ///     AsyncPolicy, BreakerConfig, BreakerKey, Error, MemoryStore, RetryWithBackoff, SafetyNet,
@@ -48,8 +52,8 @@ use crate::BreakerKey;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Counted<S> {
-    stage: S,
-    retries: Counter,
+    pub(super) stage: S,
+    pub(super) retries: Counter,
     timeouts: Counter,
 }
 

@@ -7,7 +7,7 @@
 //! | [`resilient_circuit_calls_total`](CALLS) | counter | `outcome` = `success`, `failure`, `ignored`; or `rejected`, with `reason` = `open`, `probes_busy`, `store_unavailable` | each call's outcome as the breaker recorded it, and each call it refused |
 //! | [`resilient_circuit_transitions_total`](TRANSITIONS) | counter | `from`, `to` = `CLOSED`, `OPEN`, `HALF_OPEN` | each transition, made here or (PostgreSQL) adopted from a peer |
 //! | [`resilient_circuit_state`](STATE) | gauge | `state` = `CLOSED`, `OPEN`, `HALF_OPEN` | 1 for the key's state, 0 for the others |
-//! | [`resilient_circuit_retries_total`](RETRIES) | counter | | each retry a [`Counted`] stage starts |
+//! | [`resilient_circuit_retries_total`](RETRIES) | counter | | each retry a [`Counted`] stage starts, or a `Counted` tower retry policy's wait ends |
 //! | [`resilient_circuit_timeouts_total`](TIMEOUTS) | counter | | each time limit of a [`Counted`] stage that runs out |
 //!
 //! A key's metrics are registered once, when the store makes the key, with the recorder
@@ -43,10 +43,14 @@
 mod batch;
 mod counted;
 mod key;
+#[cfg(feature = "tower")]
+mod tower;
 
 pub use batch::{BATCH, flush};
 pub use counted::Counted;
 pub(crate) use key::KeyCounters;
+#[cfg(feature = "tower")]
+pub use tower::CountedWait;
 
 /// Calls by outcome, and refusals by reason.
 pub const CALLS: &str = "resilient_circuit_calls_total";

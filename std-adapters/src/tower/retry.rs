@@ -26,7 +26,8 @@ use crate::{
 ///
 /// Requests are cloned for the next attempt with [`Clone`] unless
 /// [`clone_requests_with`](Self::clone_requests_with) says how. Each request gets its own copy
-/// of the policy, and each copy draws its own jitter.
+/// of the policy, and each copy draws its own jitter. With feature `metrics`,
+/// `metrics::Counted::new(policy, key)` counts its retries.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
