@@ -41,6 +41,11 @@ impl Recorded {
         }
     }
 
+    /// The recorder itself, for a recorder of a test's own that hands its counts on to it.
+    pub fn recorder(&self) -> &DebuggingRecorder {
+        &self.recorder
+    }
+
     /// Runs `f` with this recorder installed on this thread.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
         ::metrics::with_local_recorder(&self.recorder, f)

@@ -4,7 +4,17 @@
 //! running side by side do not see each other's counts.
 #![cfg(feature = "metrics")]
 
-use std::{future::pending, time::Duration};
+use std::{
+    future::pending,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use ::metrics::{CounterFn, Key as MetricKey, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_util::debugging::DebuggingRecorder;
 
 use host_tests::{SharedFakeClock, on_paused_time, recorded::Recorded, secs};
 use resilient_circuit_std::{
@@ -158,6 +168,97 @@ fn successes_during_a_threads_exit_are_counted_too() {
         .unwrap();
     });
     assert_eq!(recorded.calls(&key("exiting"), "success"), 8);
+}
+
+/// A recorder handing its counts on to `inner` that, the first time a success of `trigger` is
+/// handed to it, makes a success of `reentrant` from inside: a recorder that calls a breaker.
+struct Reentering<'a> {
+    inner: &'a DebuggingRecorder,
+    trigger: &'static str,
+    reentrant: Arc<OnceLock<SharedBreaker<SharedFakeClock>>>,
+}
+
+/// A counter that makes a success of `reentrant` the first time it is incremented.
+struct SucceedsOnce {
+    counter: ::metrics::Counter,
+    reentrant: Arc<OnceLock<SharedBreaker<SharedFakeClock>>>,
+    done: AtomicBool,
+}
+
+impl CounterFn for SucceedsOnce {
+    fn increment(&self, value: u64) {
+        self.counter.increment(value);
+        if !self.done.swap(true, Ordering::SeqCst) {
+            succeed(self.reentrant.get().expect("set before the first success"));
+        }
+    }
+
+    fn absolute(&self, value: u64) {
+        self.counter.absolute(value);
+    }
+}
+
+impl Recorder for Reentering<'_> {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner.describe_counter(key, unit, description);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner.describe_gauge(key, unit, description);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner.describe_histogram(key, unit, description);
+    }
+
+    fn register_counter(&self, key: &MetricKey, metadata: &Metadata<'_>) -> ::metrics::Counter {
+        let counter = self.inner.register_counter(key, metadata);
+        let has = |name: &str, value: &str| {
+            key.labels()
+                .any(|label| label.key() == name && label.value() == value)
+        };
+        if has("resource_key", self.trigger) && has("outcome", "success") {
+            ::metrics::Counter::from_arc(Arc::new(SucceedsOnce {
+                counter,
+                reentrant: self.reentrant.clone(),
+                done: AtomicBool::new(false),
+            }))
+        } else {
+            counter
+        }
+    }
+
+    fn register_gauge(&self, key: &MetricKey, metadata: &Metadata<'_>) -> ::metrics::Gauge {
+        self.inner.register_gauge(key, metadata)
+    }
+
+    fn register_histogram(&self, key: &MetricKey, metadata: &Metadata<'_>) -> ::metrics::Histogram {
+        self.inner.register_histogram(key, metadata)
+    }
+}
+
+#[test]
+fn a_recorder_that_makes_a_success_while_counting_one_loses_nothing() {
+    let recorded = Recorded::new();
+    let store = MemoryStore::with_clock(SharedFakeClock::new());
+    let reentrant = Arc::new(OnceLock::new());
+    let recorder = Reentering {
+        inner: recorded.recorder(),
+        trigger: "reenter-a",
+        reentrant: reentrant.clone(),
+    };
+    let (a, b, c) = ::metrics::with_local_recorder(&recorder, || {
+        let make = |name| breaker(&store, name);
+        (make("reenter-a"), make("reenter-b"), make("reenter-c"))
+    });
+    reentrant.set(c).expect("set once");
+    succeed(&a);
+    // Hands a's success over; the recorder, counting it, makes a success of c.
+    succeed(&b);
+    metrics::flush();
+    for name in ["reenter-a", "reenter-b", "reenter-c"] {
+        assert_eq!(recorded.calls(&key(name), "success"), 1, "{name}");
+    }
 }
 
 #[test]

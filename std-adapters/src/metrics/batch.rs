@@ -43,8 +43,9 @@ thread_local! {
 /// Counts one success of `counters`' key in this thread's batch.
 #[inline]
 pub(super) fn count(counters: &KeyCounters) {
-    // `PENDING` has no destructor, so it is there for as long as the thread runs.
-    let _ = PENDING.try_with(|pending| {
+    // `PENDING` has no destructor: with native thread-locals it is there for as long as the
+    // thread runs, and this check compiles away.
+    let batched = PENDING.try_with(|pending| {
         if pending.key.get() == counters.id {
             let count = pending.count.get() + 1;
             if count < BATCH {
@@ -54,6 +55,9 @@ pub(super) fn count(counters: &KeyCounters) {
         }
         pending.hand_over(counters);
     });
+    if batched.is_err() {
+        counters.successes.increment(1);
+    }
 }
 
 impl Pending {
@@ -72,9 +76,13 @@ impl Pending {
             RECIPIENT.try_with(|recipient| recipient.counter.replace(counters.successes.clone()));
         match adopted {
             Ok(previous_counter) => {
-                previous_counter.increment(previous);
+                // The batch is this key's before the recorder runs, so a recorder that itself
+                // counts a success finds the batch consistent.
                 self.key.set(counters.id);
                 self.count.set(1);
+                if previous > 0 {
+                    previous_counter.increment(previous);
+                }
             }
             // The thread is exiting and its recipient is gone (it took what was pending):
             // count directly, with no batch.
