@@ -8,7 +8,7 @@ use std::{
     future::pending,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -424,9 +424,9 @@ fn a_retry_cut_short_by_the_limit_around_it_is_not_counted() {
 fn failing_first(
     failures: u32,
 ) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone {
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let calls = Arc::new(AtomicU32::new(0));
     service_fn(move |n: u32| {
-        let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
         async move {
             if call <= failures {
                 Err(BoxError::from("reset"))

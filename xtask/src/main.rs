@@ -343,9 +343,13 @@ fn ensure_target(target: &str) -> Result<(), String> {
     }
 }
 
+/// Runs one step, saying how long it took (so a slow CI run shows where its time went).
 fn step(label: &str, run: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     println!("\nxtask: == {label} ==");
-    run().map_err(|e| format!("{label}: {e}"))
+    let started = Instant::now();
+    let result = run().map_err(|e| format!("{label}: {e}"));
+    println!("xtask: {label}: {:.0} s", started.elapsed().as_secs_f64());
+    result
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
