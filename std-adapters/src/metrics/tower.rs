@@ -13,9 +13,9 @@ use pin_project_lite::pin_project;
 use super::Counted;
 
 /// tower's retry layer with a counted policy: `Counted::new(RetryPolicy::new(retry), key)`
-/// counts each retry in `resilient_circuit_retries_total` when its wait is over, as the
-/// attempt starts. A wait dropped before then (a timeout layer around the retry ran out) is not
-/// counted.
+/// counts each retry in `resilient_circuit_retries_total` when its wait is over, before tower
+/// readies the service for the attempt. A wait dropped before then (a timeout layer around the
+/// retry ran out) is not counted.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
