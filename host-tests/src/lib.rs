@@ -168,6 +168,17 @@ pub fn on_paused_time<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// A tower service failing its first `failures` calls at once, counting every call in `calls`.
+pub fn failing_first(
+    failures: usize,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> impl tower::Service<u32, Response = u32, Error = &'static str, Future: Send> + Clone {
+    tower::service_fn(move |n: u32| {
+        let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move { if call < failures { Err("reset") } else { Ok(n) } }
+    })
+}
+
 /// Seconds as a `Duration` (fractions allowed), for tables written in seconds.
 pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)

@@ -8,7 +8,7 @@ use std::{
     future::pending,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -16,7 +16,7 @@ use std::{
 use ::metrics::{CounterFn, Key as MetricKey, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::debugging::DebuggingRecorder;
 
-use host_tests::{SharedFakeClock, on_paused_time, recorded::Recorded, secs};
+use host_tests::{SharedFakeClock, failing_first, on_paused_time, recorded::Recorded, secs};
 use resilient_circuit_std::{
     AsyncPolicy, Breaker, BreakerConfig, BreakerKey, CircuitState, Error, MemoryStore, Policy,
     Ratio, RetryWithBackoff, SafetyNet, SharedBreaker, Timeout,
@@ -26,7 +26,7 @@ use resilient_circuit_std::{
     time::TokioSleep,
     tower::RetryPolicy,
 };
-use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 use CircuitState::{Closed, HalfOpen, Open};
 
@@ -420,23 +420,6 @@ fn a_retry_cut_short_by_the_limit_around_it_is_not_counted() {
     assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(2));
 }
 
-/// A tower service whose first `failures` calls fail at once, counting its calls.
-fn failing_first(
-    failures: u32,
-) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone {
-    let calls = Arc::new(AtomicU32::new(0));
-    service_fn(move |n: u32| {
-        let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
-        async move {
-            if call <= failures {
-                Err(BoxError::from("reset"))
-            } else {
-                Ok(n)
-            }
-        }
-    })
-}
-
 #[test]
 fn a_counted_tower_retry_policy_counts_each_retry() {
     let recorded = Recorded::new();
@@ -446,14 +429,14 @@ fn a_counted_tower_retry_policy_counts_each_retry() {
     let policy = recorded.run(|| Counted::new(RetryPolicy::new(retry), &k));
     let mut recovering = ServiceBuilder::new()
         .retry(policy.clone())
-        .service(failing_first(2));
+        .service(failing_first(2, Arc::default()));
     let answer = on_paused_time(async { recovering.ready().await?.call(7).await });
     assert_eq!(answer.unwrap(), 7);
     assert_eq!(recorded.counter(RETRIES, &k, &[]), Some(2));
 
     let mut down = ServiceBuilder::new()
         .retry(policy)
-        .service(failing_first(u32::MAX));
+        .service(failing_first(usize::MAX, Arc::default()));
     let answer = on_paused_time(async { down.ready().await?.call(7).await });
     assert!(answer.is_err());
     assert_eq!(
@@ -473,7 +456,7 @@ fn a_tower_retry_whose_wait_a_timeout_cuts_short_is_not_counted() {
     let mut service = ServiceBuilder::new()
         .timeout(Duration::from_millis(100))
         .retry(recorded.run(|| Counted::new(RetryPolicy::new(retry), &k)))
-        .service(failing_first(u32::MAX));
+        .service(failing_first(usize::MAX, Arc::default()));
     let answer = on_paused_time(async { service.ready().await?.call(7).await });
     let error = answer.unwrap_err();
     assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");

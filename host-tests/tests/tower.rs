@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use host_tests::{SharedFakeClock, on_paused_time};
+use host_tests::{SharedFakeClock, failing_first, on_paused_time};
 use http::{Request, Response, StatusCode};
 use resilient_circuit_std::{
     BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio, RejectReason, SharedBreaker,
@@ -322,17 +322,6 @@ mod retry_policy {
         tower::RetryPolicy,
     };
     use tokio::time::Instant;
-
-    /// A service failing its first `failures` calls, counting every call.
-    fn failing_first(
-        failures: usize,
-        calls: Arc<AtomicUsize>,
-    ) -> impl Service<u32, Response = u32, Error = &'static str, Future: Send> + Clone {
-        service_fn(move |n: u32| {
-            let call = calls.fetch_add(1, Ordering::SeqCst);
-            async move { if call < failures { Err("reset") } else { Ok(n) } }
-        })
-    }
 
     #[test]
     fn waits_our_backoff_between_attempts_and_no_more() {
