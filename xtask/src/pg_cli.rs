@@ -83,7 +83,7 @@ pub fn pg_setup(args: &[String]) -> u8 {
             0
         }
         Err(e) => {
-            eprintln!("pg-setup: {}", settings.redact(&e.to_string()));
+            eprintln!("pg-setup: {}", e);
             1
         }
     }
@@ -124,10 +124,7 @@ pub fn pg_check(args: &[String]) -> u8 {
     let report = match pg::inspect(&mut client) {
         Ok(report) => report,
         Err(e) => {
-            eprintln!(
-                "pg-check: cannot read the schema: {}",
-                settings.redact(&e.to_string())
-            );
+            eprintln!("pg-check: cannot read the schema: {}", e);
             return 2;
         }
     };
@@ -151,10 +148,7 @@ pub fn pg_check(args: &[String]) -> u8 {
                 return 1;
             }
             Err(e) => {
-                eprintln!(
-                    "pg-check: cannot check role {role}: {}",
-                    settings.redact(&e.to_string())
-                );
+                eprintln!("pg-check: cannot check role {role}: {}", e);
                 return 2;
             }
         }
@@ -213,5 +207,5 @@ fn connect_failure(settings: &DbSettings, error: &postgres::Error) -> String {
             "the database {dbname} does not exist; create it with: createdb{host}{port}{user} {dbname}"
         );
     }
-    settings.redact(&error.to_string())
+    error.to_string()
 }

@@ -15,7 +15,6 @@ pub struct DbSettings {
     namespace: String,
     strict: bool,
     app_user: Option<String>,
-    secrets: Vec<String>,
 }
 
 /// Whether the environment asks for PostgreSQL.
@@ -118,46 +117,33 @@ impl Selection {
 }
 
 impl DbSettings {
-    /// Settings for the database `config` names, namespace `default`, not strict. Its password,
-    /// if any, is redacted from every message.
+    /// Settings for the database `config` names, namespace `default`, not strict. No message
+    /// about them ever holds the password: [`describe`](Self::describe) leaves it out.
     ///
     /// ```
     /// use resilient_circuit_std::postgres::{Config, DbSettings};
     ///
     /// let config: Config = "host=db.internal user=app password=s3cret dbname=rc".parse()?;
     /// let settings = DbSettings::from_config(config);
-    /// assert_eq!(settings.redact("auth failed for s3cret"), "auth failed for ***");
+    /// assert_eq!(settings.describe(), "host=db.internal port=5432 dbname=rc");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_config(config: Config) -> DbSettings {
-        let secrets = config
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .into_iter()
-            .collect();
         DbSettings {
             config,
             namespace: crate::key::DEFAULT_NAMESPACE.to_owned(),
             strict: false,
             app_user: None,
-            secrets,
         }
     }
 
     /// The settings from the environment, with the defaults `pg-setup` uses when something is
     /// missing: host `localhost`, port 5432, database `resilient_circuit_db`, user `postgres`.
     pub fn from_env() -> Result<DbSettings, SettingsError> {
-        let mut secrets = Vec::new();
         let mut config = match var("RC_DB_DSN") {
-            Some(dsn) => {
-                let config: Config = dsn.parse().map_err(|e: postgres::Error| {
-                    SettingsError::BadDsn(redact(&e.to_string(), &[dsn.as_str()]))
-                })?;
-                if let Some(password) = config.get_password() {
-                    secrets.push(String::from_utf8_lossy(password).into_owned());
-                }
-                config
-            }
+            Some(dsn) => dsn
+                .parse()
+                .map_err(|e: postgres::Error| SettingsError::BadDsn(dsn_error(&e)))?,
             None => {
                 let mut config = Config::new();
                 config.host(var("RC_DB_HOST").as_deref().unwrap_or("localhost"));
@@ -174,7 +160,6 @@ impl DbSettings {
                 config.user(var("RC_DB_USER").as_deref().unwrap_or("postgres"));
                 if let Some(password) = var("RC_DB_PASSWORD") {
                     config.password(password.as_str());
-                    secrets.push(password);
                 }
                 config
             }
@@ -194,7 +179,6 @@ impl DbSettings {
             namespace: namespace_from_env(),
             strict: flag("RC_DB_STRICT"),
             app_user: var("RC_DB_APP_USER"),
-            secrets,
         })
     }
 
@@ -246,12 +230,6 @@ impl DbSettings {
         )
     }
 
-    /// `message` with every secret of these settings replaced by `***`.
-    pub fn redact(&self, message: &str) -> String {
-        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-        redact(message, &secrets)
-    }
-
     /// Connects (no TLS).
     pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
         self.config.connect(postgres::NoTls)
@@ -268,11 +246,27 @@ impl fmt::Debug for DbSettings {
     }
 }
 
-fn redact(message: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| !s.is_empty())
-        .fold(message.to_owned(), |text, secret| {
-            text.replace(secret, "***")
-        })
+/// Why a DSN did not parse, in words that hold none of its text: the parser's messages can
+/// quote the DSN (a character, or a stray word taken for an option's name), and a DSN holds the
+/// password. Option names the parser itself names are kept, as are its fixed messages.
+fn dsn_error(error: &postgres::Error) -> String {
+    let why = std::error::Error::source(error).map_or_else(String::new, ToString::to_string);
+    if let Some(at) = why
+        .strip_prefix("unexpected character at byte ")
+        .and_then(|rest| rest.split(':').next())
+    {
+        return format!("unexpected character at byte {at}");
+    }
+    if why.starts_with("unknown option `") {
+        return "an unknown option (a value with spaces needs quotes: password='...')".to_owned();
+    }
+    let fixed = why.starts_with("invalid value for option `")
+        || why == "unexpected EOF"
+        || why == "unterminated quoted connection parameter value"
+        || why == "unterminated parameter";
+    if fixed {
+        why
+    } else {
+        "a value is not valid (percent-encoded text that is not UTF-8?)".to_owned()
+    }
 }

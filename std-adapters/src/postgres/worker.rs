@@ -249,9 +249,8 @@ impl Worker {
     /// Checks the table (with a short-lived blocking client) and opens the connection.
     fn start(&mut self) -> Result<(), PostgresStoreError> {
         let settings = &self.settings;
-        let fail = |why: String| {
-            PostgresStoreError::Connect(settings.redact(&format!("{}: {why}", settings.describe())))
-        };
+        let fail =
+            |why: String| PostgresStoreError::Connect(format!("{}: {why}", settings.describe()));
         let mut config = settings.config().clone();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(self.options.round_trip_timeout.max(Duration::from_secs(1)));
@@ -903,9 +902,9 @@ impl Worker {
                         }
                     }
                 } else if let Some(key) = first {
-                    report::store_warning(&self.settings.redact(&format!(
+                    report::store_warning(&format!(
                         "PostgreSQL store: breaker {key}: the write failed ({why}); it is tried again, other breakers are not affected"
-                    )));
+                    ));
                 }
                 Err(StoreUnavailable {
                     retry_after: self.options.sync_interval,
@@ -960,10 +959,10 @@ impl Worker {
                 OnOutage::FailOpen => "serving from this process's copy of the state (fail open)",
                 OnOutage::FailClosed => "rejecting calls (fail closed)",
             };
-            report::store_warning(&self.settings.redact(&format!(
+            report::store_warning(&format!(
                 "PostgreSQL store: {} is unreachable: {why}; {policy} until it is back",
                 self.settings.describe()
-            )));
+            ));
         }
         let wait = self.backoff;
         self.next_attempt = now.saturating_add(wait);
