@@ -22,7 +22,7 @@ use resilient_circuit_std::{
     Ratio, RetryWithBackoff, SafetyNet, SharedBreaker, Timeout,
     backoff::FixedDelay,
     classify::Verdict,
-    metrics::{self, BATCH, CALLS, Counted, RETRIES, TIMEOUTS},
+    metrics::{self, CALLS, Counted, RETRIES, TIMEOUTS},
     time::TokioSleep,
     tower::RetryPolicy,
 };
@@ -84,39 +84,24 @@ fn every_outcome_is_counted_by_kind() {
 }
 
 #[test]
-fn closed_successes_reach_the_recorder_a_batch_at_a_time() {
+fn a_threads_batch_is_handed_over_when_it_switches_keys_on_any_flush_and_at_its_exit() {
     let recorded = Recorded::new();
     let store = MemoryStore::with_clock(SharedFakeClock::new());
     let (first, second) = recorded.run(|| (breaker(&store, "batch-a"), breaker(&store, "batch-b")));
     let (a, b) = (key("batch-a"), key("batch-b"));
-    let batch = u32::try_from(BATCH).unwrap();
 
-    for _ in 0..batch - 1 {
-        succeed(&first);
-    }
-    assert_eq!(
-        recorded.calls(&a, "success"),
-        0,
-        "held back in this thread's batch"
-    );
-    succeed(&first);
-    assert_eq!(
-        recorded.calls(&a, "success"),
-        BATCH,
-        "a full batch is handed over"
-    );
-
-    for _ in 0..5 {
+    for _ in 0..100 {
         succeed(&first);
     }
     succeed(&second);
     assert_eq!(
         recorded.calls(&a, "success"),
-        BATCH + 5,
+        100,
         "another key's success hands over the batch"
     );
-    assert_eq!(recorded.calls(&b, "success"), 0);
-    metrics::flush();
+
+    // A flush on any thread hands over every thread's batch, this one's included.
+    std::thread::scope(|s| s.spawn(metrics::flush).join().unwrap());
     assert_eq!(recorded.calls(&b, "success"), 1);
 
     // A thread's batch is handed over when the thread exits (its thread-locals are dropped
@@ -131,6 +116,43 @@ fn closed_successes_reach_the_recorder_a_batch_at_a_time() {
         .unwrap();
     });
     assert_eq!(recorded.calls(&b, "success"), 8);
+}
+
+/// The case a scrape of a quiet service meets: successes spread over a multi-threaded
+/// runtime's workers, which then sit idle. Every one reaches the recorder within the flush
+/// interval with no flush called (real time: this is what the background flusher is for).
+#[test]
+fn successes_on_idle_tokio_workers_reach_the_recorder_within_the_flush_interval() {
+    let recorded = Recorded::new();
+    let store = MemoryStore::with_clock(SharedFakeClock::new());
+    let breaker = recorded.run(|| breaker(&store, "idle-workers"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let breaker = breaker.clone();
+                tokio::spawn(async move { succeed(&breaker) })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+    });
+    let called = std::time::Instant::now();
+    let bound = 2 * metrics::FLUSH_INTERVAL;
+    let k = key("idle-workers");
+    while recorded.calls(&k, "success") < 20 && called.elapsed() < bound {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        recorded.calls(&k, "success"),
+        20,
+        "within {bound:?}, the workers idle and nothing flushed"
+    );
+    drop(runtime);
 }
 
 /// Calls `breaker` when the thread that made it exits: a thread-local's destructor.

@@ -157,7 +157,8 @@ fn reply(status: StatusCode, body: String) -> http::Response<String> {
 }
 
 async fn metrics_page(State(app): State<Arc<App>>) -> String {
-    // This thread's batched CLOSED successes, handed over before rendering.
+    // Every thread's batched CLOSED successes, handed over before rendering (the flusher
+    // would within `metrics::FLUSH_INTERVAL`).
     metrics::flush();
     app.prometheus.render()
 }

@@ -1,133 +1,237 @@
 //! CLOSED successes counted in a batch per thread, so the healthy path writes only memory its
-//! own thread owns.
+//! own thread writes, and handed to the recorder within [`FLUSH_INTERVAL`] whatever the thread
+//! does next.
 //!
-//! Two thread-locals: the pending count has no destructor, so the healthy path reads it with no
-//! check of whether the thread is exiting; the counter it goes to has one, which hands the
-//! pending count over when the thread exits, and is reached only when a batch changes hands.
+//! Each thread that counts a success owns a [`Slot`]: the key of its batch and a running count,
+//! which only the owner writes. A background thread (the flusher) reads every slot each
+//! [`FLUSH_INTERVAL`] and hands over what it has not handed yet; the owner hands over the rest
+//! when it switches keys or exits. Slots live for the program and are reused by later threads,
+//! so their number is the most threads that ever counted at once.
+//!
+//! The healthy path reads the slot through a thread-local with no destructor (no check of
+//! whether the thread is exiting); a second thread-local, reached only when a thread takes or
+//! gives back its slot, has the destructor that gives it back.
 
 use std::{
     cell::Cell,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Mutex, Once, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::Duration,
 };
 
 use metrics::Counter;
 
 use super::key::KeyCounters;
 
-/// The CLOSED successes a thread holds back, at most, before it hands them to the recorder.
-pub const BATCH: u64 = 64;
+/// How often the flusher hands every thread's batched successes to the recorder: a scrape sees
+/// every CLOSED success counted more than this long ago (and the time the flusher takes to be
+/// scheduled), however idle the thread that counted it is afterwards.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Ids of keys' counters; 0 is no key's, the empty batch's.
+/// Ids of keys' counters; 0 is no key's, an empty slot's.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 pub(super) fn new_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// One thread's successes not yet handed over: of which key, how many.
-struct Pending {
-    key: Cell<u64>,
-    count: Cell<u64>,
+/// One thread's batch, readable by the flusher.
+struct Slot {
+    /// The key whose successes `count` counts; written by the owner under `handing`.
+    key: AtomicU64,
+    /// Successes of `key` since it became the slot's key; written only by the owner.
+    count: AtomicU64,
+    /// Taken to hand over (by the owner or the flusher), never on the healthy path.
+    handing: Mutex<Handing>,
+    /// Whether a thread owns the slot.
+    owned: AtomicBool,
 }
 
-/// Where this thread's pending successes go: the pending key's success counter.
-struct Recipient {
-    counter: Cell<Counter>,
+/// Where a slot's successes go, and how many of them already went.
+struct Handing {
+    counter: Counter,
+    handed: u64,
 }
+
+/// Every slot ever made: the flusher reads them all; a thread that needs one takes a free one.
+static SLOTS: Mutex<Vec<&'static Slot>> = Mutex::new(Vec::new());
+
+/// Starts the flusher once.
+static FLUSHER: Once = Once::new();
+/// Whether the flusher runs: without it, successes are counted at once, not batched.
+static FLUSHING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
-    static PENDING: Pending = const { Pending { key: Cell::new(0), count: Cell::new(0) } };
-    static RECIPIENT: Recipient = const { Recipient { counter: Cell::new(Counter::noop()) } };
+    /// This thread's slot, for the healthy path (no destructor).
+    static SLOT: Cell<Option<&'static Slot>> = const { Cell::new(None) };
+    /// This thread's slot, given back when the thread exits.
+    static OWNER: Owner = const { Owner(Cell::new(None)) };
 }
+
+/// Gives the thread's slot back when the thread exits.
+struct Owner(Cell<Option<&'static Slot>>);
 
 /// Counts one success of `counters`' key in this thread's batch.
 #[inline]
 pub(super) fn count(counters: &KeyCounters) {
-    // `PENDING` has no destructor: with native thread-locals it is there for as long as the
-    // thread runs, and this check compiles away.
-    let batched = PENDING.try_with(|pending| {
-        if pending.key.get() == counters.id {
-            let count = pending.count.get() + 1;
-            if count < BATCH {
-                pending.count.set(count);
-                return;
-            }
+    // `SLOT` has no destructor: with native thread-locals it is there for as long as the thread
+    // runs, and this check compiles away.
+    let batched = SLOT.try_with(|slot| match slot.get() {
+        Some(slot) if slot.key.load(Ordering::Relaxed) == counters.id => {
+            // Only this thread writes `count`: a load and a store, no read-modify-write.
+            let count = slot.count.load(Ordering::Relaxed);
+            slot.count.store(count + 1, Ordering::Relaxed);
         }
-        pending.hand_over(counters);
+        current => switch(current, counters),
     });
     if batched.is_err() {
         counters.successes.increment(1);
     }
 }
 
-impl Pending {
-    /// A full batch, or a success of another key: hands over what is pending, then counts the
-    /// success in a batch of its key.
-    #[cold]
-    #[inline(never)]
-    fn hand_over(&self, counters: &KeyCounters) {
-        if self.key.get() == counters.id {
-            self.count.set(0);
-            counters.successes.increment(BATCH);
-            return;
-        }
-        let previous = self.take();
-        let adopted =
-            RECIPIENT.try_with(|recipient| recipient.counter.replace(counters.successes.clone()));
-        match adopted {
-            Ok(previous_counter) => {
-                // The batch is this key's before the recorder runs, so a recorder that itself
-                // counts a success finds the batch consistent.
-                self.key.set(counters.id);
-                self.count.set(1);
-                if previous > 0 {
-                    previous_counter.increment(previous);
-                }
-            }
-            // The thread is exiting and its recipient is gone (it took what was pending):
-            // count directly, with no batch.
-            Err(_) => counters.successes.increment(1),
-        }
-    }
-
-    /// What is pending, leaving the batch empty and of no key.
-    fn take(&self) -> u64 {
-        self.key.set(0);
-        self.count.replace(0)
+/// A success of a key other than the batch's, or the thread's first: hands over what the slot
+/// holds, then counts the success in a batch of its key (or at once, with no slot to be had).
+#[cold]
+#[inline(never)]
+fn switch(current: Option<&'static Slot>, counters: &KeyCounters) {
+    let Some(slot) = current.or_else(take_slot) else {
+        counters.successes.increment(1);
+        return;
+    };
+    let (previous, delta) = {
+        let mut handing = slot.handing.lock().unwrap_or_else(PoisonError::into_inner);
+        let delta = slot.count.load(Ordering::Relaxed) - handing.handed;
+        handing.handed = 0;
+        slot.count.store(1, Ordering::Relaxed);
+        slot.key.store(counters.id, Ordering::Relaxed);
+        (
+            std::mem::replace(&mut handing.counter, counters.successes.clone()),
+            delta,
+        )
+    };
+    // Outside the lock, and with the batch already the new key's: a recorder that itself
+    // counts a success finds the slot consistent and free.
+    if delta > 0 {
+        previous.increment(delta);
     }
 }
 
-impl Drop for Recipient {
-    /// The thread is exiting: hands over what is pending, and leaves the batch of no key, so
-    /// successes counted later in the exit count directly.
+/// A free slot (or a new one) for this thread, registered to be given back when it exits.
+/// `None` when the thread is exiting or the flusher cannot run.
+fn take_slot() -> Option<&'static Slot> {
+    if !start_flusher() {
+        return None;
+    }
+    OWNER
+        .try_with(|owner| {
+            let slot = {
+                let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+                // Acquire: a freed slot's reset, made before it was freed, is seen.
+                let free = slots
+                    .iter()
+                    .find(|slot| !slot.owned.load(Ordering::Acquire));
+                let slot = match free {
+                    Some(&free) => free,
+                    None => {
+                        let new: &'static Slot = Box::leak(Box::new(Slot {
+                            key: AtomicU64::new(0),
+                            count: AtomicU64::new(0),
+                            handing: Mutex::new(Handing {
+                                counter: Counter::noop(),
+                                handed: 0,
+                            }),
+                            owned: AtomicBool::new(false),
+                        }));
+                        slots.push(new);
+                        new
+                    }
+                };
+                slot.owned.store(true, Ordering::Relaxed);
+                slot
+            };
+            owner.0.set(Some(slot));
+            SLOT.with(|cell| cell.set(Some(slot)));
+            slot
+        })
+        .ok()
+}
+
+impl Drop for Owner {
+    /// The thread is exiting: hands its batch over and frees its slot. Successes counted later
+    /// in the exit are counted at once.
     fn drop(&mut self) {
-        let _ = PENDING.try_with(|pending| {
-            let count = pending.take();
-            if count > 0 {
-                self.counter.get_mut().increment(count);
+        if let Some(slot) = self.0.take() {
+            let _ = SLOT.try_with(|cell| cell.set(None));
+            let (counter, delta) = {
+                let mut handing = slot.handing.lock().unwrap_or_else(PoisonError::into_inner);
+                let delta = slot.count.load(Ordering::Relaxed) - handing.handed;
+                handing.handed = 0;
+                slot.count.store(0, Ordering::Relaxed);
+                slot.key.store(0, Ordering::Relaxed);
+                (
+                    std::mem::replace(&mut handing.counter, Counter::noop()),
+                    delta,
+                )
+            };
+            slot.owned.store(false, Ordering::Release);
+            if delta > 0 {
+                counter.increment(delta);
             }
-        });
+        }
     }
 }
 
-/// Hands this thread's batched CLOSED successes to the recorder now.
+impl Slot {
+    /// Hands over what the owner counted and nobody handed yet. The owner may go on counting
+    /// meanwhile: what this misses, the next hand-over takes.
+    fn hand_over(&self) {
+        let (counter, delta) = {
+            let mut handing = self.handing.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = self.count.load(Ordering::Relaxed);
+            let delta = count - handing.handed;
+            if delta == 0 {
+                return;
+            }
+            handing.handed = count;
+            (handing.counter.clone(), delta)
+        };
+        counter.increment(delta);
+    }
+}
+
+/// Starts the flusher if it is not running; whether it runs.
+fn start_flusher() -> bool {
+    FLUSHER.call_once(|| {
+        let started = thread::Builder::new()
+            .name("resilient-circuit-metrics".to_owned())
+            .spawn(|| {
+                loop {
+                    thread::sleep(FLUSH_INTERVAL);
+                    flush();
+                }
+            });
+        FLUSHING.store(started.is_ok(), Ordering::Relaxed);
+    });
+    FLUSHING.load(Ordering::Relaxed)
+}
+
+/// Hands every thread's batched CLOSED successes to the recorder now.
 ///
-/// Each thread holds back at most [`BATCH`] successes of one key, and hands them over when the
-/// batch is full, when it counts a success of another key, and when it exits. Call this where
-/// a count must be exact at once: before rendering a scrape from the thread that made the
-/// calls, or in a test.
+/// A background thread does this every [`FLUSH_INTERVAL`]; a thread also hands its batch over
+/// when it counts a success of another key and when it exits. Call this where a count must be
+/// exact at once: before rendering a scrape, or in a test.
 ///
 /// ```
 /// resilient_circuit_std::metrics::flush();
 /// ```
 pub fn flush() {
-    let _ = PENDING.try_with(|pending| {
-        let count = pending.take();
-        if count > 0 {
-            let _ = RECIPIENT.try_with(|recipient| {
-                let counter = recipient.counter.replace(Counter::noop());
-                counter.increment(count);
-            });
-        }
-    });
+    // A copy of the list, so that no lock is held while a recorder runs (a recorder that makes
+    // a call may need a slot).
+    let slots: Vec<&'static Slot> = SLOTS.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    for slot in slots {
+        slot.hand_over();
+    }
 }

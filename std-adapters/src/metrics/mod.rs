@@ -16,9 +16,12 @@
 //!
 //! What it costs: every outcome but one is counted on a path that already takes the key's lock
 //! or is cold (one atomic add on the recorder's counter). The exception is the healthy path, a
-//! CLOSED call's success, which counts in a batch per thread: a thread hands its successes of one
-//! key to the recorder [`BATCH`] at a time, when it counts another key's, when it exits, and on
-//! [`flush`]. So `outcome="success"` may lag by fewer than [`BATCH`] calls per thread.
+//! CLOSED call's success, which counts in a batch per thread (a load and a store of memory only
+//! that thread writes). A background thread hands every thread's batch to the recorder each
+//! [`FLUSH_INTERVAL`] (500 ms); a thread also hands its batch over when it counts another key's
+//! success and when it exits, and [`flush`] hands over every batch at once. So a scrape sees
+//! every `outcome="success"` counted more than [`FLUSH_INTERVAL`] ago, however idle the thread
+//! that counted it is afterwards (a tokio worker, say).
 //!
 //! ```
 //! use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -46,7 +49,7 @@ mod key;
 #[cfg(feature = "tower")]
 mod tower;
 
-pub use batch::{BATCH, flush};
+pub use batch::{FLUSH_INTERVAL, flush};
 pub use counted::Counted;
 pub(crate) use key::KeyCounters;
 #[cfg(feature = "tower")]
