@@ -4,7 +4,8 @@
 //!
 //! The SQL lives here once; `cargo xtask pg-setup` and `pg-check` use it.
 
-mod link;
+mod error;
+mod options;
 mod row;
 mod schema;
 mod select;
@@ -15,12 +16,12 @@ mod worker;
 pub use crate::StoreUnavailable;
 /// The `postgres` crate's connection configuration, for [`DbSettings::from_config`].
 pub use ::postgres::Config;
+pub use error::PostgresStoreError;
+pub use options::{MAX_PENDING_OUTCOMES, OnOutage};
 pub use schema::{
     INDEXES, NOTIFY_CHANNEL, Privileges, RC_TRIGGERS, SchemaReport, SetupError, SetupOutcome,
     TABLE, TRIGGER, WRITERS_TABLE, grant_sql, inspect, privileges, quote_ident, setup, setup_sql,
 };
 pub use select::{AnyStore, StartError};
 pub use settings::{DbSettings, Selection, SettingsError, load_dotenv};
-pub use store::{
-    MAX_PENDING_OUTCOMES, OnOutage, PostgresStore, PostgresStoreBuilder, PostgresStoreError,
-};
+pub use store::{PostgresStore, PostgresStoreBuilder};

@@ -3,99 +3,22 @@
 
 use std::{
     fmt,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc,
-    },
+    sync::{Arc, Mutex, mpsc},
     thread::JoinHandle,
     time::Duration,
 };
 
-use resilient_circuit::{BreakerConfig, store::Control, time::Clock};
-use tokio::sync::{Notify, mpsc::UnboundedSender};
+use resilient_circuit::{BreakerConfig, time::Clock};
 
 use super::{
-    DbSettings,
-    worker::{self, Request},
+    DbSettings, OnOutage, PostgresStoreError,
+    options::Options,
+    worker::{self, Mailbox, Request},
 };
 use crate::{
     BreakerKey, MemoryStore, SharedBreaker, StoreError, StoreUnavailable, replica::Replicator,
     shared::SharedState, shared_key::shared_breaker, store::SharedWindow, time::CoarseClock,
 };
-
-/// Outcomes kept per key while the database is unreachable, written when it is back (beyond
-/// this the oldest are dropped, with a warning).
-///
-/// ```
-/// assert_eq!(resilient_circuit_std::postgres::MAX_PENDING_OUTCOMES, 1024);
-/// ```
-pub const MAX_PENDING_OUTCOMES: usize = 1024;
-
-/// What a breaker does while its store cannot reach the database.
-///
-/// ```
-/// use resilient_circuit_std::postgres::{Config, DbSettings, OnOutage, PostgresStore};
-///
-/// let settings = DbSettings::from_config("host=db.internal user=app".parse::<Config>()?);
-/// // Payments must not run on a guess: reject while the shared state is unknown.
-/// let builder = PostgresStore::builder(settings).on_outage(OnOutage::FailClosed);
-/// # drop(builder);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OnOutage {
-    /// Keep serving from this process's copy of the state, changed by its own outcomes (which
-    /// are written once the database is back). One warning per outage. As the Python package
-    /// does.
-    FailOpen,
-    /// Reject every call with [`RejectReason::StoreUnavailable`](crate::RejectReason) until
-    /// the database is back: the state is unknown, so nothing runs.
-    FailClosed,
-}
-
-/// Why a [`PostgresStore`] could not start. Never contains a password or a DSN's user info.
-///
-/// ```
-/// use resilient_circuit_std::postgres::PostgresStoreError;
-///
-/// let e = PostgresStoreError::SchemaNotReady(vec!["column rc_epoch is missing".into()]);
-/// assert!(e.to_string().ends_with("run `cargo xtask pg-setup`"));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PostgresStoreError {
-    /// The database could not be reached or refused the connection.
-    Connect(String),
-    /// The table is missing or unusable; `cargo xtask pg-setup` makes or completes it.
-    SchemaNotReady(Vec<String>),
-}
-
-impl fmt::Display for PostgresStoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PostgresStoreError::Connect(why) => write!(f, "cannot use PostgreSQL: {why}"),
-            PostgresStoreError::SchemaNotReady(problems) => write!(
-                f,
-                "the table public.rc_circuit_breakers is not ready ({}); run `cargo xtask pg-setup`",
-                problems.join("; ")
-            ),
-        }
-    }
-}
-
-impl std::error::Error for PostgresStoreError {}
-
-/// The store's options, as the worker reads them.
-#[derive(Clone)]
-pub(crate) struct Options {
-    pub(crate) max_staleness: Duration,
-    pub(crate) sync_interval: Duration,
-    pub(crate) on_outage: OnOutage,
-    pub(crate) probe_lease: Duration,
-    pub(crate) reconnect: (Duration, Duration),
-    pub(crate) round_trip_timeout: Duration,
-}
 
 /// Builds a [`PostgresStore`]: `PostgresStore::builder(settings).sync_interval(..).connect()`.
 ///
@@ -187,15 +110,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
     /// statements; waits for it (at most the round-trip timeout plus the connection's).
     /// Safe to call inside a tokio runtime: no database I/O runs on the calling thread.
     pub fn connect(self) -> Result<PostgresStore<C>, PostgresStoreError> {
-        let (requests, inbox) = tokio::sync::mpsc::unbounded_channel();
-        let link = Arc::new(Link {
-            wake: Notify::new(),
-            requests,
-            round_trips: AtomicU64::new(0),
-            connected: AtomicBool::new(false),
-            round_trip_timeout: self.options.round_trip_timeout,
-            store_alive: AtomicBool::new(true),
-        });
+        let (mailbox, inbox) = Mailbox::new(self.options.round_trip_timeout);
         let memory =
             MemoryStore::with_clock_and_max_entries(self.clock, std::num::NonZeroUsize::MAX);
         let (started, start) = mpsc::sync_channel(1);
@@ -203,7 +118,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
             self.settings.clone(),
             self.options.clone(),
             Arc::new(memory.clock().clone()),
-            Arc::clone(&link),
+            Arc::clone(&mailbox),
             inbox,
             started,
         )
@@ -232,7 +147,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
         Ok(PostgresStore {
             inner: Arc::new(StoreInner {
                 memory,
-                link,
+                mailbox,
                 settings: self.settings,
                 options: self.options,
                 thread: Mutex::new(Some(thread)),
@@ -302,70 +217,10 @@ impl<C> Clone for PostgresStore<C> {
 
 struct StoreInner<C> {
     memory: MemoryStore<C>,
-    link: Arc<Link>,
+    mailbox: Arc<Mailbox>,
     settings: DbSettings,
     options: Options,
     thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-/// What breakers and the store share with the worker.
-pub(crate) struct Link {
-    pub(crate) wake: Notify,
-    pub(crate) requests: UnboundedSender<Request>,
-    pub(crate) round_trips: AtomicU64,
-    pub(crate) connected: AtomicBool,
-    pub(crate) round_trip_timeout: Duration,
-    /// Cleared when the last clone of the store is dropped.
-    pub(crate) store_alive: AtomicBool,
-}
-
-impl Link {
-    /// Sends `request` (made with a reply channel) and waits up to `wait` for the answer.
-    fn ask<T>(
-        &self,
-        wait: Duration,
-        request: impl FnOnce(mpsc::SyncSender<T>) -> Request,
-    ) -> Option<T> {
-        if worker::on_worker_thread() {
-            // A hook calling back into its store would wait for itself.
-            return None;
-        }
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.requests.send(request(reply)).ok()?;
-        answer.recv_timeout(wait).ok()
-    }
-
-    fn unavailable(&self) -> StoreUnavailable {
-        StoreUnavailable {
-            retry_after: self.round_trip_timeout,
-        }
-    }
-}
-
-impl Replicator for Link {
-    fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    fn manual(&self, key: &BreakerKey, manual: Control) -> Result<(), StoreUnavailable> {
-        let key = key.clone();
-        self.ask(self.round_trip_timeout * 2, |reply| Request::Manual {
-            key,
-            manual,
-            reply,
-        })
-        .unwrap_or_else(|| Err(self.unavailable()))
-    }
-
-    fn handle_dropped(&self, references: usize) {
-        // The store is gone and this is the last handle (the worker holds the other
-        // reference): send what is pending now, bounded, before the process may exit.
-        if !self.store_alive.load(Ordering::Acquire) && references <= 2 {
-            self.ask(self.round_trip_timeout * 2, |reply| Request::Flush {
-                reply,
-            });
-        }
-    }
 }
 
 impl PostgresStore {
@@ -406,7 +261,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
     ) -> Result<SharedBreaker<C>, StoreError> {
         let valid = config.validate::<SharedWindow>()?;
         let inner = &self.inner;
-        let replicator: Arc<dyn Replicator> = inner.link.clone();
+        let replicator: Arc<dyn Replicator> = inner.mailbox.clone();
         let (shared, made) =
             inner
                 .memory
@@ -416,14 +271,14 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
         if made {
             if inner.options.on_outage == OnOutage::FailClosed {
                 // Unknown until loaded.
-                let wait = inner.link.round_trip_timeout;
+                let wait = inner.mailbox.round_trip_timeout;
                 shared.replicate(|_, replica| replica.unavailable = Some(wait));
             }
             let shared = Arc::clone(&shared);
             let key = key.clone();
             inner
-                .link
-                .ask(inner.link.round_trip_timeout, |reply| Request::Load {
+                .mailbox
+                .ask(inner.mailbox.round_trip_timeout, |reply| Request::Load {
                     key,
                     shared,
                     reply,
@@ -441,11 +296,11 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
     pub fn flush(&self, timeout: Duration) -> Result<(), StoreUnavailable> {
         match self
             .inner
-            .link
+            .mailbox
             .ask(timeout, |reply| Request::Flush { reply })
         {
             Some(true) => Ok(()),
-            _ => Err(self.inner.link.unavailable()),
+            _ => Err(self.inner.mailbox.unavailable()),
         }
     }
 
@@ -457,12 +312,12 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
     /// How many statements the worker has sent (each is one round trip; connecting and
     /// preparing are not counted). For monitoring and tests.
     pub fn round_trips(&self) -> u64 {
-        self.inner.link.round_trips.load(Ordering::Relaxed)
+        self.inner.mailbox.round_trips()
     }
 
     /// Whether the worker's connection is up.
     pub fn is_connected(&self) -> bool {
-        self.inner.link.connected.load(Ordering::Relaxed)
+        self.inner.mailbox.is_connected()
     }
 }
 
@@ -470,9 +325,9 @@ impl<C> Drop for StoreInner<C> {
     /// The last clone of the store: what is pending is sent (bounded by twice the round-trip
     /// timeout); the worker stops once no breaker handle is left either.
     fn drop(&mut self) {
-        self.link.store_alive.store(false, Ordering::Release);
-        let wait = self.link.round_trip_timeout * 2;
-        let _ = self.link.ask(wait, |reply| Request::Shutdown { reply });
+        self.mailbox.store_dropped();
+        let wait = self.mailbox.round_trip_timeout * 2;
+        let _ = self.mailbox.ask(wait, |reply| Request::Shutdown { reply });
         if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take())
             && thread.is_finished()
         {

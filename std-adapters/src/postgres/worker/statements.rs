@@ -1,5 +1,6 @@
-//! The worker's connection: `tokio-postgres` on the worker's own runtime (so every round trip
-//! can have a deadline), its statements prepared once, and its notifications forwarded.
+//! A live connection and what it says: `tokio-postgres` on the worker's own runtime (so every
+//! round trip can have a deadline), the statements prepared once, and the notifications
+//! forwarded.
 
 use std::{
     future::poll_fn,
@@ -10,12 +11,12 @@ use resilient_circuit::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Statement, error::SqlState};
 
-use super::{
+use crate::BreakerKey;
+use crate::postgres::{
     DbSettings,
     row::{StoredRow, instant_of},
     schema::NOTIFY_CHANNEL,
 };
-use crate::BreakerKey;
 
 /// A database error with its message (the driver's own text says only "db error").
 pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
@@ -471,39 +472,6 @@ impl Conn {
     }
 }
 
-/// The server's clock, carried forward by the local monotonic clock between round trips.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ServerTime {
-    server: Instant,
-    local: Instant,
-}
-
-impl ServerTime {
-    pub(crate) fn new(server: Instant, local: Instant) -> Self {
-        ServerTime { server, local }
-    }
-
-    /// The server's time now, as best known: the last reading plus the local time since.
-    pub(crate) fn estimate(&self, local_now: Instant) -> Instant {
-        self.server
-            .saturating_add(local_now.saturating_duration_since(self.local))
-    }
-
-    /// `server`, a time on the server's timeline, on the local timeline.
-    pub(crate) fn local_of(&self, server: Instant) -> Instant {
-        if server >= self.server {
-            self.local
-                .saturating_add(server.saturating_duration_since(self.server))
-        } else {
-            Instant::from_nanos(
-                self.local
-                    .as_nanos()
-                    .saturating_sub(self.server.saturating_duration_since(server).as_nanos() as u64),
-            )
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,27 +491,5 @@ mod tests {
             Some(("ñx".to_owned(), "key".to_owned()))
         );
         assert_eq!(parse_payload("garbage"), None);
-    }
-
-    #[test]
-    fn server_time_maps_both_ways_without_overflow() {
-        let time = ServerTime::new(Instant::from_secs(1_000), Instant::from_secs(10));
-        assert_eq!(
-            time.estimate(Instant::from_secs(12)),
-            Instant::from_secs(1_002)
-        );
-        assert_eq!(
-            time.local_of(Instant::from_secs(1_030)),
-            Instant::from_secs(40)
-        );
-        assert_eq!(
-            time.local_of(Instant::from_secs(995)),
-            Instant::from_secs(5)
-        );
-        assert_eq!(time.local_of(Instant::ZERO), Instant::ZERO);
-        let far = Instant::from_nanos(u64::MAX - 990_000_000_000);
-        assert_eq!(time.local_of(Instant::MAX), far);
-        let late = ServerTime::new(Instant::ZERO, Instant::MAX);
-        assert_eq!(late.local_of(Instant::MAX), Instant::MAX);
     }
 }

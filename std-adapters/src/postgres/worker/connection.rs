@@ -1,0 +1,187 @@
+//! The worker's one connection: opened at start, every round trip under a deadline, lost to
+//! any fault of the connection, and opened again with a backoff.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use resilient_circuit::time::Instant;
+
+use super::{
+    Worker,
+    statements::{Conn, Fault, describe},
+};
+use crate::{
+    StoreUnavailable,
+    postgres::{OnOutage, PostgresStoreError, inspect},
+    report,
+};
+
+/// The connection, or the outage and when to try again.
+pub(super) struct Connection {
+    pub(super) conn: Option<Conn>,
+    /// When (local clock) the outage began, while in one.
+    outage_since: Option<Instant>,
+    /// When to try to reconnect.
+    next_attempt: Instant,
+    /// The wait before the attempt after next.
+    backoff: Duration,
+}
+
+impl Connection {
+    /// Not connected yet; the first attempt may go at `now`.
+    pub(super) fn new(now: Instant, first_backoff: Duration) -> Self {
+        Connection {
+            conn: None,
+            outage_since: None,
+            next_attempt: now,
+            backoff: first_backoff,
+        }
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Down, and its time to try again has come.
+    pub(super) fn attempt_due(&self, now: Instant) -> bool {
+        self.conn.is_none() && now >= self.next_attempt
+    }
+
+    /// How long until the next attempt to reconnect (`None` while connected).
+    pub(super) fn attempt_in(&self, now: Instant) -> Option<Duration> {
+        self.conn
+            .is_none()
+            .then(|| self.next_attempt.saturating_duration_since(now))
+    }
+}
+
+impl Worker {
+    /// Checks the table (with a short-lived blocking client) and opens the connection.
+    pub(super) fn start(&mut self) -> Result<(), PostgresStoreError> {
+        let settings = &self.settings;
+        let fail =
+            |why: String| PostgresStoreError::Connect(format!("{}: {why}", settings.describe()));
+        let mut config = settings.config().clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(self.options.round_trip_timeout.max(Duration::from_secs(1)));
+        }
+        let mut client = config
+            .connect(postgres::NoTls)
+            .map_err(|e| fail(describe(&e)))?;
+        let report = inspect(&mut client).map_err(|e| fail(describe(&e)))?;
+        drop(client);
+        if !report.usable() {
+            return Err(PostgresStoreError::SchemaNotReady(report.problems()));
+        }
+        let timeout = self.options.round_trip_timeout.max(Duration::from_secs(1));
+        let opened = self
+            .rt
+            .block_on(async { tokio::time::timeout(timeout, Conn::open(settings, timeout)).await });
+        match opened {
+            Ok(Ok(conn)) => {
+                self.connection.conn = Some(conn);
+                self.mailbox.connected.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(fail(describe(&e))),
+            Err(_) => Err(fail(format!("no answer within {timeout:?}"))),
+        }
+    }
+
+    /// Runs one statement on the connection, within the round-trip deadline. A connection
+    /// fault closes the connection and starts (or continues) an outage.
+    pub(super) fn round_trip<T>(
+        &mut self,
+        exchange: impl AsyncFnOnce(&Conn) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, Fault> {
+        let Some(conn) = &self.connection.conn else {
+            return Err(Fault::Connection("not connected".to_owned()));
+        };
+        self.mailbox.round_trips.fetch_add(1, Ordering::Relaxed);
+        let deadline = self.options.round_trip_timeout;
+        let result = match self
+            .rt
+            .block_on(async { tokio::time::timeout(deadline, exchange(conn)).await })
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(Fault::of(&e, conn.client())),
+            Err(_) => Err(Fault::Connection(format!(
+                "no answer within {deadline:?} (the round-trip timeout)"
+            ))),
+        };
+        if let Err(Fault::Connection(why)) = &result {
+            let why = why.clone();
+            self.connection_lost(&why);
+        }
+        result
+    }
+
+    /// The store cannot reach the database now: when it tries again.
+    pub(super) fn unavailable(&self) -> StoreUnavailable {
+        StoreUnavailable {
+            retry_after: self
+                .connection
+                .next_attempt
+                .saturating_duration_since(self.local_now())
+                .max(Duration::from_millis(1)),
+        }
+    }
+
+    pub(super) fn connection_lost(&mut self, why: &str) {
+        self.connection.conn = None;
+        let now = self.local_now();
+        if self.connection.outage_since.is_none() {
+            self.connection.outage_since = Some(now);
+            let policy = match self.options.on_outage {
+                OnOutage::FailOpen => "serving from this process's copy of the state (fail open)",
+                OnOutage::FailClosed => "rejecting calls (fail closed)",
+            };
+            report::store_warning(&format!(
+                "PostgreSQL store: {} is unreachable: {why}; {policy} until it is back",
+                self.settings.describe()
+            ));
+        }
+        let wait = self.connection.backoff;
+        self.connection.next_attempt = now.saturating_add(wait);
+        self.connection.backoff = wait.saturating_mul(2).min(self.options.reconnect.1);
+        if self.options.on_outage == OnOutage::FailClosed {
+            let retry_after = wait.max(Duration::from_millis(1));
+            for state in self.keys.values() {
+                state
+                    .shared
+                    .replicate(|_, replica| replica.unavailable = Some(retry_after));
+            }
+        }
+        // Last: whoever sees the store disconnected sees its policy in force.
+        self.mailbox.connected.store(false, Ordering::Relaxed);
+    }
+
+    pub(super) fn reconnect(&mut self) {
+        let timeout = self.options.round_trip_timeout;
+        let opened = self.rt.block_on(async {
+            tokio::time::timeout(timeout, Conn::open(&self.settings, timeout)).await
+        });
+        let conn = match opened {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return self.connection_lost(&describe(&e)),
+            Err(_) => {
+                return self.connection_lost(&format!("no answer within {timeout:?} (connecting)"));
+            }
+        };
+        self.connection.conn = Some(conn);
+        self.mailbox.connected.store(true, Ordering::Relaxed);
+        self.connection.backoff = self.options.reconnect.0;
+        if let Some(since) = self.connection.outage_since.take() {
+            report::store_info(&format!(
+                "PostgreSQL store: reconnected to {} after {:?}",
+                self.settings.describe(),
+                self.local_now().saturating_duration_since(since)
+            ));
+        }
+        // Every key again: the rows may have changed meanwhile, and with a new period the
+        // changes kept for an old one are no-ops.
+        for state in self.keys.values_mut() {
+            state.row = None;
+            state.stale = true;
+        }
+    }
+}

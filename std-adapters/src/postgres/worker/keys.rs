@@ -1,0 +1,190 @@
+//! One key as the worker keeps it: the row as last known, the changes not yet in it, and what
+//! those changes come to on the row.
+
+use std::{sync::Arc, time::Duration};
+
+use resilient_circuit::{BreakerConfig, CircuitState, store::Control, time::Instant};
+
+use super::statements::Version;
+use crate::{
+    BreakerKey,
+    postgres::{
+        MAX_PENDING_OUTCOMES,
+        row::{StoredRow, timestamp_of},
+    },
+    replica::Event,
+    report,
+    shared::SharedState,
+};
+
+/// One key, as the worker keeps it.
+pub(super) struct KeyState {
+    pub(super) shared: Arc<SharedState>,
+    pub(super) config: BreakerConfig,
+    /// The row as last read or written, with its version.
+    pub(super) row: Option<(StoredRow, Version)>,
+    /// The period of the row as last seen: outcomes logged during an outage are kept for the
+    /// row only if their calls were admitted in it.
+    pub(super) row_epoch: u32,
+    /// Changes taken from the key's log and not yet in the row.
+    pub(super) unsent: Vec<Event>,
+    /// The row was read this round (so a change that is a no-op on it is a no-op).
+    pub(super) confirmed: bool,
+    /// The row must be read before the next write (notified, conflicting, or never read).
+    pub(super) stale: bool,
+    /// A caller wants a probe slot reserved.
+    pub(super) wants_probe: bool,
+    /// When (local clock) the log was last taken.
+    pub(super) last_taken: Instant,
+    /// After a statement error: not before this.
+    pub(super) retry_at: Option<Instant>,
+    pub(super) warned_malformed: bool,
+    warned_overflow: bool,
+    pub(super) warned_statement: bool,
+}
+
+/// One key's part of a batch, ready to write.
+pub(super) struct Entry {
+    pub(super) key: BreakerKey,
+    pub(super) version: Version,
+    pub(super) new_row: StoredRow,
+    pub(super) next_epoch: u32,
+    /// How many of the key's unsent changes it holds.
+    pub(super) events: usize,
+    pub(super) reserved: u16,
+    pub(super) unguarded: bool,
+}
+
+/// What a key's unsent changes come to.
+pub(super) enum Prepared {
+    /// Nothing to write now.
+    Nothing,
+    /// Nothing to write, and `reserved` probe slots (a no-op on the row) for this process.
+    Reserved(u16),
+    Write(Entry),
+}
+
+impl KeyState {
+    /// A key just made: its row is to be read.
+    pub(super) fn new(shared: Arc<SharedState>, now: Instant) -> Self {
+        KeyState {
+            config: shared.config,
+            shared,
+            row: None,
+            row_epoch: 0,
+            unsent: Vec::new(),
+            confirmed: false,
+            stale: true,
+            wants_probe: false,
+            last_taken: now,
+            retry_at: None,
+            warned_malformed: false,
+            warned_overflow: false,
+            warned_statement: false,
+        }
+    }
+
+    /// During an outage: keeps `events` for the row (those of the row's period), the oldest
+    /// dropped past [`MAX_PENDING_OUTCOMES`].
+    pub(super) fn keep_for_row(&mut self, key: &BreakerKey, events: Vec<Event>) {
+        let row_epoch = self.row_epoch;
+        for event in events.into_iter().filter(|e| e.epoch() == row_epoch) {
+            if self.unsent.len() >= MAX_PENDING_OUTCOMES {
+                self.unsent.remove(0);
+                if !self.warned_overflow {
+                    self.warned_overflow = true;
+                    report::store_warning(&format!(
+                        "PostgreSQL store: breaker {key}: more than {MAX_PENDING_OUTCOMES} outcomes wait for the database; the oldest are dropped"
+                    ));
+                }
+            }
+            self.unsent.push(event);
+        }
+    }
+
+    /// The unsent changes (a wanted probe reservation, a manual change) applied to the row as
+    /// last known, at `server_now`: the new row to write, or nothing to write (then the changes
+    /// are done with, or wait for the row to be read). A probe slot taken in the row is leased
+    /// for `lease_for`.
+    pub(super) fn prepare(
+        &mut self,
+        key: &BreakerKey,
+        server_now: Instant,
+        lease_for: Duration,
+        wants_probe: bool,
+        manual: Option<Control>,
+        force: bool,
+    ) -> Prepared {
+        if self.unsent.is_empty() && !wants_probe && manual.is_none() {
+            return Prepared::Nothing;
+        }
+        let Some((row, version)) = self.row.clone() else {
+            self.stale = true;
+            return Prepared::Nothing;
+        };
+        let config = self.config;
+        let (base, malformed) = row.decode_lossy(&config, server_now);
+        let mut next = base;
+        for event in &self.unsent {
+            event.apply(&mut next, &config, &server_now);
+        }
+        if let Some(manual) = manual {
+            manual.apply(&mut next, &config, &server_now);
+        }
+        let mut reserved = 0;
+        if wants_probe
+            && next.status() != CircuitState::Closed
+            && let Ok((admission, _)) = next.admit(&config, &server_now)
+            && admission.is_probe()
+        {
+            reserved = 1;
+        }
+        let lease = if next.probes_in_flight() > base.probes_in_flight() {
+            Some(timestamp_of(server_now.saturating_add(lease_for)))
+        } else {
+            row.probes_until
+        };
+        let new_row = StoredRow::encode(&next, lease);
+        // Compared as this breaker reads the row, not byte for byte: a row another writer left
+        // in another shape (a longer log, a lapsed probe count) is not a change.
+        if malformed.is_none() && new_row == StoredRow::encode(&base, row.probes_until) {
+            let successes_only = self.unsent.iter().all(Event::is_successes);
+            if successes_only && !self.confirmed {
+                // A no-op on the row as last known, which may be stale: the next read (a
+                // notification's, the poll's, a flush's) confirms it or shows the change.
+                if force || manual.is_some() {
+                    self.stale = true;
+                }
+                return Prepared::Nothing;
+            }
+            // Late outcomes of an earlier period change no later row either; a slot given back
+            // and reserved again in one batch leaves the row as it is, and the slot with this
+            // process.
+            self.unsent.clear();
+            self.wants_probe = false;
+            return if reserved > 0 {
+                Prepared::Reserved(reserved)
+            } else {
+                Prepared::Nothing
+            };
+        }
+        Prepared::Write(Entry {
+            key: key.clone(),
+            version,
+            events: self.unsent.len(),
+            new_row,
+            next_epoch: next.epoch(),
+            reserved,
+            unguarded: manual.is_some(),
+        })
+    }
+}
+
+/// How long a probe slot reserved for this process waits for a caller: a few of the waits
+/// the callers that asked for it were told.
+pub(super) fn reservation_ttl(config: &BreakerConfig) -> Duration {
+    config
+        .busy_retry_after
+        .saturating_mul(4)
+        .max(Duration::from_millis(50))
+}

@@ -1,0 +1,148 @@
+//! How the store and its breakers reach the worker: requests with a reply channel, a wake-up,
+//! and what the worker publishes (whether it is connected, how many statements it sent).
+
+use std::{
+    cell::Cell,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{self, SyncSender},
+    },
+    time::Duration,
+};
+
+use resilient_circuit::store::Control;
+use tokio::sync::{
+    Notify,
+    mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel},
+};
+
+use crate::{BreakerKey, StoreUnavailable, replica::Replicator, shared::SharedState};
+
+thread_local! {
+    static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is a store's worker (a hook runs there).
+fn on_worker_thread() -> bool {
+    ON_WORKER.with(Cell::get)
+}
+
+/// Marks this thread as a store's worker: a request made from it (by a hook) is refused, as
+/// the worker would wait for itself.
+pub(super) fn mark_worker_thread() {
+    ON_WORKER.with(|on| on.set(true));
+}
+
+/// What the store and its breakers ask of the worker.
+pub(crate) enum Request {
+    /// A key was just made: read its row; answer when it is in.
+    Load {
+        key: BreakerKey,
+        shared: Arc<SharedState>,
+        reply: SyncSender<()>,
+    },
+    /// Manual control of a key, on its row.
+    Manual {
+        key: BreakerKey,
+        manual: Control,
+        reply: SyncSender<Result<(), StoreUnavailable>>,
+    },
+    /// Send everything recorded so far; answer whether it is all in the rows.
+    Flush { reply: SyncSender<bool> },
+    /// The store was dropped: flush, and stop once no breaker handle is left.
+    Shutdown { reply: SyncSender<bool> },
+}
+
+/// What breakers and the store share with the worker.
+pub(crate) struct Mailbox {
+    /// Wakes the worker for something urgent a breaker logged.
+    pub(super) wake: Notify,
+    requests: UnboundedSender<Request>,
+    /// Statements the worker has sent.
+    pub(super) round_trips: AtomicU64,
+    /// Whether the worker's connection is up.
+    pub(super) connected: AtomicBool,
+    pub(crate) round_trip_timeout: Duration,
+    /// Cleared when the last clone of the store is dropped.
+    store_alive: AtomicBool,
+}
+
+impl Mailbox {
+    /// A mailbox, and the worker's end of it.
+    pub(crate) fn new(round_trip_timeout: Duration) -> (Arc<Mailbox>, UnboundedReceiver<Request>) {
+        let (requests, inbox) = unbounded_channel();
+        let mailbox = Mailbox {
+            wake: Notify::new(),
+            requests,
+            round_trips: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            round_trip_timeout,
+            store_alive: AtomicBool::new(true),
+        };
+        (Arc::new(mailbox), inbox)
+    }
+
+    /// How many statements the worker has sent.
+    pub(crate) fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker's connection is up.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The last clone of the store is gone: the last breaker handle dropped flushes.
+    pub(crate) fn store_dropped(&self) {
+        self.store_alive.store(false, Ordering::Release);
+    }
+
+    /// Sends `request` (made with a reply channel) and waits up to `wait` for the answer.
+    pub(crate) fn ask<T>(
+        &self,
+        wait: Duration,
+        request: impl FnOnce(mpsc::SyncSender<T>) -> Request,
+    ) -> Option<T> {
+        if on_worker_thread() {
+            // A hook calling back into its store would wait for itself.
+            return None;
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.requests.send(request(reply)).ok()?;
+        answer.recv_timeout(wait).ok()
+    }
+
+    /// The answer for a request that got none in time.
+    pub(crate) fn unavailable(&self) -> StoreUnavailable {
+        StoreUnavailable {
+            retry_after: self.round_trip_timeout,
+        }
+    }
+}
+
+impl Replicator for Mailbox {
+    fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn manual(&self, key: &BreakerKey, manual: Control) -> Result<(), StoreUnavailable> {
+        let key = key.clone();
+        self.ask(self.round_trip_timeout * 2, |reply| Request::Manual {
+            key,
+            manual,
+            reply,
+        })
+        .unwrap_or_else(|| Err(self.unavailable()))
+    }
+
+    fn handle_dropped(&self, references: usize) {
+        // The store is gone and this is the last handle (the worker holds the other
+        // reference): send what is pending now, bounded, before the process may exit.
+        if !self.store_alive.load(Ordering::Acquire) && references <= 2 {
+            self.ask(self.round_trip_timeout * 2, |reply| Request::Flush {
+                reply,
+            });
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The store's worker: one thread that owns the connection and replicates every key, so no
+//! caller ever waits on the database.
+//!
+//! Each turn it takes what callers asked ([`mailbox`]), settles a batch in doubt
+//! ([`recovery`]), and runs a round ([`replication`]): it writes one batch of every key's
+//! changes (a compare-and-swap that also records the batch's number), reads the keys the
+//! database said changed (and every key at least every `max_staleness`), and hands each key's
+//! row state to the in-process copy, firing the hooks for what changed. Statements are paced
+//! by a [`budget`]; the [`connection`] is one, under a deadline, reopened with a backoff.
+
+mod budget;
+mod connection;
+mod keys;
+mod mailbox;
+mod recovery;
+mod replication;
+mod server_time;
+mod statements;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, mpsc::SyncSender},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use resilient_circuit::time::{Clock, Instant};
+use tokio::{runtime::Runtime, sync::mpsc::UnboundedReceiver};
+
+pub(crate) use mailbox::{Mailbox, Request};
+
+use budget::StatementBudget;
+use connection::Connection;
+use keys::KeyState;
+use recovery::Batches;
+use server_time::ServerTime;
+
+use super::{DbSettings, PostgresStoreError, options::Options};
+use crate::BreakerKey;
+
+struct Worker {
+    rt: Runtime,
+    settings: DbSettings,
+    options: Options,
+    /// The store's clock, which its breakers read too.
+    local_clock: Arc<dyn Clock + Send + Sync>,
+    mailbox: Arc<Mailbox>,
+    inbox: UnboundedReceiver<Request>,
+    connection: Connection,
+    keys: HashMap<BreakerKey, KeyState>,
+    batches: Batches,
+    time: ServerTime,
+    last_poll: Instant,
+    shutting_down: bool,
+    /// Flushes waiting until everything is in the rows (their callers bound the wait).
+    flushes: Vec<SyncSender<bool>>,
+    budget: StatementBudget,
+    /// Keys whose last batch failed as a statement: each is written alone next, so one key's
+    /// error does not hold back the others.
+    write_alone: Vec<BreakerKey>,
+}
+
+/// Starts the worker thread; it says on `started` whether the store is usable.
+pub(crate) fn spawn(
+    settings: DbSettings,
+    options: Options,
+    local_clock: Arc<dyn Clock + Send + Sync>,
+    mailbox: Arc<Mailbox>,
+    inbox: UnboundedReceiver<Request>,
+    started: SyncSender<Result<(), PostgresStoreError>>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("resilient-circuit-pg".to_owned())
+        .spawn(move || {
+            mailbox::mark_worker_thread();
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = started.send(Err(PostgresStoreError::Connect(format!(
+                        "cannot start the store's runtime: {e}"
+                    ))));
+                    return;
+                }
+            };
+            let now = local_clock.now();
+            let mut worker = Worker {
+                rt,
+                settings,
+                connection: Connection::new(now, options.reconnect.0),
+                options,
+                local_clock,
+                mailbox,
+                inbox,
+                keys: HashMap::new(),
+                batches: Batches::new(now),
+                time: ServerTime::new(Instant::ZERO, now),
+                last_poll: now,
+                shutting_down: false,
+                flushes: Vec::new(),
+                budget: StatementBudget::new(now),
+                write_alone: Vec::new(),
+            };
+            let outcome = worker.start();
+            let ok = outcome.is_ok();
+            let _ = started.send(outcome);
+            if ok {
+                worker.run();
+            }
+        })
+}
+
+impl Worker {
+    fn local_now(&self) -> Instant {
+        self.local_clock.now()
+    }
+
+    fn server_now(&self) -> Instant {
+        self.time.estimate(self.local_now())
+    }
+
+    /// Takes a statement from the budget (or goes past it, for an answer a caller waits for).
+    fn spend(&mut self, waited_for: bool) -> bool {
+        let now = self.local_now();
+        self.budget.spend(now, waited_for)
+    }
+
+    fn run(mut self) {
+        loop {
+            let wait = self.next_wake();
+            let mut requests = Vec::new();
+            let mut notified = Vec::new();
+            {
+                let Worker {
+                    rt,
+                    inbox,
+                    connection,
+                    mailbox,
+                    ..
+                } = &mut self;
+                let conn = &mut connection.conn;
+                rt.block_on(async {
+                    let notification = async {
+                        match conn.as_mut() {
+                            Some(conn) => conn.notifications.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        request = inbox.recv() => requests.extend(request),
+                        payload = notification => notified.extend(payload),
+                        () = mailbox.wake.notified() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                });
+                while let Ok(request) = inbox.try_recv() {
+                    requests.push(request);
+                }
+                if let Some(conn) = conn.as_mut() {
+                    while let Ok(payload) = conn.notifications.try_recv() {
+                        notified.push(payload);
+                    }
+                }
+            }
+            self.turn(requests, notified);
+            if self.shutting_down && self.nothing_left() {
+                return;
+            }
+        }
+    }
+
+    /// How long to sleep when nothing wakes the worker.
+    fn next_wake(&self) -> Duration {
+        let now = self.local_now();
+        let poll = self
+            .last_poll
+            .saturating_add(self.options.max_staleness)
+            .saturating_duration_since(now);
+        let mut wait = self.options.sync_interval.min(poll);
+        if let Some(owed) = self.budget.owed_in() {
+            wait = wait.min(owed);
+        }
+        if let Some(attempt) = self.connection.attempt_in(now) {
+            wait = wait.min(attempt);
+        }
+        wait.max(Duration::from_millis(1))
+    }
+
+    /// Once the store is gone: no handle holds a key any more (this worker holds the last
+    /// reference), and nothing is left to send (or nowhere to send it).
+    fn nothing_left(&self) -> bool {
+        self.keys.values().all(|key| {
+            Arc::strong_count(&key.shared) <= 1
+                && (key.unsent.is_empty() || !self.connection.is_up())
+        })
+    }
+
+    fn turn(&mut self, requests: Vec<Request>, notified: Vec<String>) {
+        if self.connection.attempt_due(self.local_now()) {
+            self.reconnect();
+        }
+        if self.connection.is_up() && self.batches.in_doubt.is_some() {
+            self.resolve_doubt();
+        }
+        let mut loads = Vec::new();
+        let mut manuals = Vec::new();
+        let mut flushes = std::mem::take(&mut self.flushes);
+        for request in requests {
+            match request {
+                Request::Load { key, shared, reply } => {
+                    let now = self.local_now();
+                    self.keys.insert(key.clone(), KeyState::new(shared, now));
+                    loads.push((key, reply));
+                }
+                Request::Manual { key, manual, reply } => manuals.push((key, manual, reply)),
+                Request::Flush { reply } => flushes.push(reply),
+                Request::Shutdown { reply } => {
+                    self.shutting_down = true;
+                    flushes.push(reply);
+                }
+            }
+        }
+        for key in self.notified_keys(&notified) {
+            if let Some(state) = self.keys.get_mut(&key) {
+                state.stale = true;
+            }
+        }
+        let flush = !flushes.is_empty();
+        let waited_for = !loads.is_empty() || flush || !manuals.is_empty();
+        self.budget.round_started();
+        self.round(waited_for, flush, loads.iter().map(|(key, _)| key));
+        for (_, reply) in loads {
+            let _ = reply.send(());
+        }
+        for (key, manual, reply) in manuals {
+            let _ = reply.send(self.manual(&key, manual));
+        }
+        let done = self.connection.is_up()
+            && self.batches.in_doubt.is_none()
+            && self.keys.values().all(|key| key.unsent.is_empty());
+        if done {
+            for reply in flushes {
+                let _ = reply.send(true);
+            }
+        } else {
+            // Answered once done; a flush whose caller stopped waiting is dropped.
+            self.flushes = flushes;
+        }
+    }
+}

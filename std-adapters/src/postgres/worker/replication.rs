@@ -1,0 +1,473 @@
+//! Per-key replication: each round reads the rows that need it and adopts them, takes each
+//! key's log, and writes every key's changes in one batch (a compare-and-swap per key).
+
+use std::sync::Arc;
+
+use resilient_circuit::{
+    CircuitState,
+    state::{BreakerState, Transition},
+    store::Control,
+    time::Instant,
+};
+
+use super::{
+    Worker,
+    keys::{Entry, Prepared, reservation_ttl},
+    recovery::InDoubt,
+    server_time::ServerTime,
+    statements::{Conn, Fault, Found, Swap, Version, parse_payload},
+};
+use crate::{
+    BreakerKey, StoreUnavailable,
+    counters::KeyCounters,
+    postgres::OnOutage,
+    replica::{Event, WorkerHook},
+    report,
+    store::SharedWindow,
+};
+
+/// Attempts of a manual change (each failed attempt means another writer's change went in
+/// first).
+const MAX_ATTEMPTS: u32 = 16;
+
+impl Worker {
+    /// One round: a read of every key that needs one (loaded, notified, conflicting, or all of
+    /// them when the poll or a flush is due), then one write of every key's batch.
+    pub(super) fn round<'a>(
+        &mut self,
+        waited_for: bool,
+        flush: bool,
+        loading: impl Iterator<Item = &'a BreakerKey> + Clone,
+    ) {
+        let now = self.local_now();
+        if self.connection.is_up() {
+            let poll = flush
+                || now.saturating_duration_since(self.last_poll) >= self.options.max_staleness;
+            let stale: Vec<BreakerKey> = self
+                .keys
+                .iter()
+                .filter(|(_, state)| poll || state.stale || state.row.is_none())
+                .map(|(key, _)| key.clone())
+                .collect();
+            // The poll counts as done once its read went (or there was nothing to read).
+            let read = stale.is_empty() || self.spend(waited_for);
+            if read && !stale.is_empty() {
+                self.read_keys(&stale, loading);
+            }
+            if read && poll {
+                self.last_poll = now;
+            }
+        }
+        let keys: Vec<BreakerKey> = self.keys.keys().cloned().collect();
+        let mut batch = Vec::new();
+        for key in &keys {
+            // Changes taken earlier and not yet written (held back by the bucket, or a
+            // conflict) go too.
+            self.take(key, flush);
+            if !self.connection.is_up() {
+                continue;
+            }
+            let wants_probe = self.keys.get(key).is_some_and(|state| state.wants_probe);
+            batch.extend(self.prepare(key, wants_probe, None, flush));
+        }
+        // Keys whose last batch failed as a statement go alone, so that one key's error (a
+        // lock held elsewhere) holds back no other.
+        let (single, batch): (Vec<Entry>, Vec<Entry>) = batch
+            .into_iter()
+            .partition(|entry| self.write_alone.contains(&entry.key));
+        if !batch.is_empty() && self.spend(waited_for) {
+            let _ = self.write_batch(batch);
+        }
+        for entry in single {
+            let key = entry.key.clone();
+            if self.spend(waited_for) && matches!(self.write_batch(vec![entry]), Ok(true)) {
+                self.write_alone.retain(|k| *k != key);
+            }
+        }
+        for state in self.keys.values_mut() {
+            state.confirmed = false;
+        }
+    }
+
+    /// The keys of this store that `payloads` say another writer changed.
+    pub(super) fn notified_keys(&self, payloads: &[String]) -> Vec<BreakerKey> {
+        let mut keys = Vec::new();
+        for changed in payloads.iter().filter_map(|p| parse_payload(p)) {
+            let Ok(key) = BreakerKey::new(&changed.namespace, &changed.resource_key) else {
+                continue;
+            };
+            let Some(state) = self.keys.get(&key) else {
+                continue;
+            };
+            let ours = state.row.as_ref().is_some_and(|(_, v)| *v == changed.xid);
+            if !ours && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+
+    pub(super) fn synced(&mut self, server_now: Instant) {
+        self.time = ServerTime::new(server_now, self.local_now());
+    }
+
+    /// Reads the rows of `keys` (making rows for keys without one) and adopts those that
+    /// changed; `loading` are keys read for the first time (no hook for what they start as).
+    fn read_keys<'a>(
+        &mut self,
+        keys: &[BreakerKey],
+        loading: impl Iterator<Item = &'a BreakerKey> + Clone,
+    ) {
+        for attempt in 0..2 {
+            let known: Vec<(BreakerKey, Option<Version>)> = keys
+                .iter()
+                .map(|key| {
+                    let version = self.keys.get(key).and_then(|k| k.row.as_ref()).map(|r| r.1);
+                    (key.clone(), version)
+                })
+                .collect();
+            let read = self.round_trip(async |conn: &Conn| {
+                let refs: Vec<(&BreakerKey, Option<Version>)> =
+                    known.iter().map(|(key, version)| (key, *version)).collect();
+                conn.read(&refs).await
+            });
+            let Ok((server_now, found)) = read else {
+                return;
+            };
+            self.synced(server_now);
+            let mut missing = Vec::new();
+            for ((key, _), found) in known.iter().zip(found) {
+                let Some(state) = self.keys.get_mut(key) else {
+                    continue;
+                };
+                match found {
+                    Found::Missing => missing.push(key.clone()),
+                    Found::Unchanged => {
+                        state.confirmed = true;
+                        state.stale = false;
+                    }
+                    Found::Row(row, version) => {
+                        state.confirmed = true;
+                        state.stale = false;
+                        state.row = Some((row, version));
+                        let load = loading.clone().any(|k| k == key);
+                        self.adopt_row(key, 0, load);
+                    }
+                }
+            }
+            if missing.is_empty() || attempt == 1 {
+                return;
+            }
+            let inserted = self.round_trip(async |conn: &Conn| {
+                let refs: Vec<&BreakerKey> = missing.iter().collect();
+                conn.insert(&refs).await
+            });
+            if inserted.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Hands `key`'s row state to its in-process copy, with `reserved` probe slots more for
+    /// this process, and fires the hooks if its status changed (not when `load`ing it).
+    pub(super) fn adopt_row(&mut self, key: &BreakerKey, reserved: u16, load: bool) {
+        let server_now = self.server_now();
+        let time = self.time;
+        let clock = Arc::clone(&self.local_clock);
+        let Some(state) = self.keys.get_mut(key) else {
+            return;
+        };
+        let Some((row, _)) = &state.row else {
+            return;
+        };
+        let (shared_state, malformed) = row.decode_lossy(&state.config, server_now);
+        if let Some(malformed) = malformed
+            && !state.warned_malformed
+        {
+            state.warned_malformed = true;
+            report::store_warning(&format!(
+                "PostgreSQL store: breaker {key}: the row cannot be fully read ({malformed}); it is read as no more permissive than it is, and the next write replaces it"
+            ));
+        }
+        state.row_epoch = shared_state.epoch();
+        let local = on_local_timeline(shared_state, &time);
+        let unsent = state.unsent.clone();
+        if load {
+            state.shared.counters.state(local.status());
+        }
+        let announced = state.shared.replicate(|copy, replica| {
+            if load {
+                replica.announced = local.status();
+            }
+            let transition = replica.adopt(copy, local, &unsent, reserved, &clock.now());
+            (transition, replica.hooks())
+        });
+        if let Some((transition, hooks)) = announced {
+            announce(key, &state.shared.counters, transition, &hooks);
+        }
+    }
+
+    /// Takes `key`'s log when it is due (urgent, or `sync_interval` since the last, or a
+    /// flush): into its unsent changes when connected, kept for the row otherwise. Whether a
+    /// probe slot is wanted; `None` when nothing was due.
+    pub(super) fn take(&mut self, key: &BreakerKey, force: bool) -> Option<bool> {
+        let now = self.local_now();
+        let sync_interval = self.options.sync_interval;
+        let state = self.keys.get_mut(key)?;
+        if state.retry_at.is_some_and(|at| now < at) && !force {
+            return None;
+        }
+        let ttl = reservation_ttl(&state.config);
+        let last_taken = state.last_taken;
+        let (events, wants_probe) = state.shared.replicate(|copy, replica| {
+            let mut released = replica.expire_reservations(now, ttl);
+            for admission in &released {
+                copy.release(*admission);
+            }
+            let due = force
+                || replica.urgent
+                || replica.wants_probe
+                || !released.is_empty()
+                || now.saturating_duration_since(last_taken) >= sync_interval;
+            if !due {
+                return None;
+            }
+            let mut events = replica.take();
+            events.extend(
+                released
+                    .drain(..)
+                    .map(|admission| Event::Release { admission }),
+            );
+            // One unused reservation at a time is enough.
+            let wants_probe = std::mem::take(&mut replica.wants_probe) && replica.reserved == 0;
+            Some((events, wants_probe))
+        })??;
+        state.last_taken = now;
+        if !self.connection.is_up() {
+            self.keep(key, events, wants_probe);
+            return None;
+        }
+        state.unsent.extend(events);
+        // Kept until a write settles it (the round's write may be held back).
+        state.wants_probe |= wants_probe;
+        Some(state.wants_probe)
+    }
+
+    /// During an outage: keeps `events` for the row (those of the row's period), and lets the
+    /// in-process copy stand in for the row: a wanted probe is admitted locally (fail open),
+    /// and its changes of status are announced.
+    fn keep(&mut self, key: &BreakerKey, events: Vec<Event>, wants_probe: bool) {
+        let clock = Arc::clone(&self.local_clock);
+        let fail_open = self.options.on_outage == OnOutage::FailOpen;
+        let Some(state) = self.keys.get_mut(key) else {
+            return;
+        };
+        state.keep_for_row(key, events);
+        let config = state.config;
+        let announced = state.shared.replicate(|copy, replica| {
+            if wants_probe
+                && fail_open
+                && let Ok((admission, _)) = copy.admit(&config, &clock.now())
+                && admission.is_probe()
+            {
+                replica.reserve(1, copy.epoch(), clock.now());
+            }
+            (replica.announce(copy.status()), replica.hooks())
+        });
+        if let Some((transition, hooks)) = announced {
+            announce(key, &state.shared.counters, transition, &hooks);
+        }
+    }
+
+    /// `key`'s unsent changes applied to its row as last known (see [`KeyState::prepare`](super::keys::KeyState::prepare));
+    /// nothing while its last batch is in doubt. A probe slot reserved without a write is
+    /// adopted at once.
+    fn prepare(
+        &mut self,
+        key: &BreakerKey,
+        wants_probe: bool,
+        manual: Option<Control>,
+        force: bool,
+    ) -> Option<Entry> {
+        if self.batches.in_doubt(key) {
+            // Not before its last batch is known to be written or not.
+            return None;
+        }
+        let server_now = self.server_now();
+        let lease_for = self.options.probe_lease;
+        let state = self.keys.get_mut(key)?;
+        match state.prepare(key, server_now, lease_for, wants_probe, manual, force) {
+            Prepared::Nothing => None,
+            Prepared::Reserved(reserved) => {
+                self.adopt_row(key, reserved, false);
+                None
+            }
+            Prepared::Write(entry) => Some(entry),
+        }
+    }
+
+    /// Writes `batch` in one statement. Keys written adopt their new rows; the others (another
+    /// writer got there first, or a live OPEN refused the change) are read again next round.
+    /// Whether every key was written.
+    fn write_batch(&mut self, batch: Vec<Entry>) -> Result<bool, StoreUnavailable> {
+        let number = self.batches.next();
+        let writer = self.batches.writer.clone();
+        let backend = self.connection.conn.as_ref().map_or(0, |conn| conn.backend);
+        let written = self.round_trip(async |conn: &Conn| {
+            let swaps: Vec<Swap<'_>> = batch
+                .iter()
+                .map(|entry| Swap {
+                    key: &entry.key,
+                    version: entry.version,
+                    row: &entry.new_row,
+                    unguarded: entry.unguarded,
+                })
+                .collect();
+            conn.swap(&swaps, &writer, number).await
+        });
+        match written {
+            Ok((server_now, written)) => {
+                self.synced(server_now);
+                let mut all = true;
+                for entry in batch {
+                    let version = written.iter().find(|(k, _)| *k == entry.key).map(|w| w.1);
+                    let Some(state) = self.keys.get_mut(&entry.key) else {
+                        continue;
+                    };
+                    match version {
+                        Some(version) => {
+                            state.row = Some((entry.new_row, version));
+                            state.unsent.drain(..entry.events.min(state.unsent.len()));
+                            state.wants_probe = false;
+                            state.retry_at = None;
+                            state.warned_statement = false;
+                            self.adopt_row(&entry.key, entry.reserved, false);
+                        }
+                        None => {
+                            state.stale = true;
+                            all = false;
+                        }
+                    }
+                }
+                Ok(all)
+            }
+            Err(Fault::Connection(_)) => {
+                self.batches.in_doubt = Some(InDoubt {
+                    batch: number,
+                    backend,
+                    keys: batch
+                        .into_iter()
+                        .map(|entry| {
+                            let reserved_in = (entry.reserved > 0).then_some(entry.next_epoch);
+                            (entry.key, entry.events, reserved_in)
+                        })
+                        .collect(),
+                });
+                Err(self.unavailable())
+            }
+            Err(Fault::Statement(why)) => {
+                let retry_at = self.local_now().saturating_add(self.options.sync_interval);
+                let mut first = None;
+                for entry in &batch {
+                    if let Some(state) = self.keys.get_mut(&entry.key) {
+                        state.retry_at = Some(retry_at);
+                        if !state.warned_statement {
+                            state.warned_statement = true;
+                            first.get_or_insert(entry.key.clone());
+                        }
+                    }
+                }
+                if batch.len() > 1 {
+                    // One key's error must not hold back the others: each goes alone next.
+                    for entry in batch {
+                        if !self.write_alone.contains(&entry.key) {
+                            self.write_alone.push(entry.key);
+                        }
+                    }
+                } else if let Some(key) = first {
+                    report::store_warning(&format!(
+                        "PostgreSQL store: breaker {key}: the write failed ({why}); it is tried again, other breakers are not affected"
+                    ));
+                }
+                Err(StoreUnavailable {
+                    retry_after: self.options.sync_interval,
+                })
+            }
+        }
+    }
+
+    /// Manual control: what is pending first, then the change, on the row (unguarded), read
+    /// again and retried after a conflict.
+    pub(super) fn manual(
+        &mut self,
+        key: &BreakerKey,
+        manual: Control,
+    ) -> Result<(), StoreUnavailable> {
+        for _ in 0..MAX_ATTEMPTS {
+            if !self.connection.is_up() || !self.keys.contains_key(key) {
+                return Err(self.unavailable());
+            }
+            if self
+                .keys
+                .get(key)
+                .is_some_and(|state| state.stale || state.row.is_none())
+            {
+                self.read_keys(std::slice::from_ref(key), std::iter::empty());
+                continue;
+            }
+            self.take(key, true);
+            let wants_probe = self.keys.get(key).is_some_and(|state| state.wants_probe);
+            match self.prepare(key, wants_probe, Some(manual), true) {
+                Some(entry) => {
+                    if self.write_batch(vec![entry])? {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    let state = self.keys.get(key);
+                    if state.is_some_and(|state| state.unsent.is_empty() && !state.stale) {
+                        return Ok(()); // already so on the current row
+                    }
+                    if self.batches.in_doubt(key) {
+                        return Err(self.unavailable());
+                    }
+                }
+            }
+        }
+        Err(self.unavailable())
+    }
+}
+
+/// `state`, a state on the server's timeline, with its OPEN deadline on the local one.
+fn on_local_timeline(
+    state: BreakerState<SharedWindow>,
+    time: &ServerTime,
+) -> BreakerState<SharedWindow> {
+    match state.open_until() {
+        Some(until) => BreakerState::restore(
+            CircuitState::Open,
+            *state.window(),
+            state.failure_count(),
+            time.local_of(until),
+            0,
+            state.epoch(),
+        ),
+        None => state,
+    }
+}
+
+/// Reports a transition and runs every hook on it.
+fn announce(
+    key: &BreakerKey,
+    counters: &KeyCounters,
+    transition: Option<Transition>,
+    hooks: &[WorkerHook],
+) {
+    if let Some(transition) = transition {
+        counters.transition(transition.from, transition.to);
+        report::transition_event(key, transition.from, transition.to);
+        for hook in hooks {
+            report::run_hook(key, &**hook, transition.from, transition.to);
+        }
+    }
+}
