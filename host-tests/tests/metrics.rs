@@ -7,8 +7,9 @@
 use std::{
     future::pending,
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
+        mpsc,
     },
     time::Duration,
 };
@@ -192,12 +193,12 @@ fn successes_during_a_threads_exit_are_counted_too() {
     assert_eq!(recorded.calls(&key("exiting"), "success"), 8);
 }
 
-/// A recorder handing its counts on to `inner` that, the first time a success of `trigger` is
-/// handed to it, makes a success of `reentrant` from inside: a recorder that calls a breaker.
-struct Reentering<'a> {
+/// A recorder handing its counts on to `inner`, whose counter of `trigger`'s successes is the
+/// one `wrap` makes of the inner counter: a recorder that does something as it counts.
+struct WrapsSuccesses<'a> {
     inner: &'a DebuggingRecorder,
     trigger: &'static str,
-    reentrant: Arc<OnceLock<SharedBreaker<SharedFakeClock>>>,
+    wrap: Box<dyn Fn(::metrics::Counter) -> ::metrics::Counter + 'a>,
 }
 
 /// A counter that makes a success of `reentrant` the first time it is incremented.
@@ -220,7 +221,7 @@ impl CounterFn for SucceedsOnce {
     }
 }
 
-impl Recorder for Reentering<'_> {
+impl Recorder for WrapsSuccesses<'_> {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
         self.inner.describe_counter(key, unit, description);
     }
@@ -240,11 +241,7 @@ impl Recorder for Reentering<'_> {
                 .any(|label| label.key() == name && label.value() == value)
         };
         if has("resource_key", self.trigger) && has("outcome", "success") {
-            ::metrics::Counter::from_arc(Arc::new(SucceedsOnce {
-                counter,
-                reentrant: self.reentrant.clone(),
-                done: AtomicBool::new(false),
-            }))
+            (self.wrap)(counter)
         } else {
             counter
         }
@@ -264,10 +261,16 @@ fn a_recorder_that_makes_a_success_while_counting_one_loses_nothing() {
     let recorded = Recorded::new();
     let store = MemoryStore::with_clock(SharedFakeClock::new());
     let reentrant = Arc::new(OnceLock::new());
-    let recorder = Reentering {
+    let recorder = WrapsSuccesses {
         inner: recorded.recorder(),
         trigger: "reenter-a",
-        reentrant: reentrant.clone(),
+        wrap: Box::new(|counter| {
+            ::metrics::Counter::from_arc(Arc::new(SucceedsOnce {
+                counter,
+                reentrant: reentrant.clone(),
+                done: AtomicBool::new(false),
+            }))
+        }),
     };
     let (a, b, c) = ::metrics::with_local_recorder(&recorder, || {
         let make = |name| breaker(&store, name);
@@ -281,6 +284,77 @@ fn a_recorder_that_makes_a_success_while_counting_one_loses_nothing() {
     for name in ["reenter-a", "reenter-b", "reenter-c"] {
         assert_eq!(recorded.calls(&key(name), "success"), 1, "{name}");
     }
+}
+
+/// A counter whose first increment waits for `go` after saying it `entered`: a hand-over
+/// caught half-way.
+struct Gated {
+    counter: ::metrics::Counter,
+    entered: Mutex<Option<mpsc::Sender<()>>>,
+    go: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl CounterFn for Gated {
+    fn increment(&self, value: u64) {
+        if let Some(entered) = self.entered.lock().unwrap().take() {
+            let go = self.go.lock().unwrap().take().expect("set with entered");
+            entered.send(()).unwrap();
+            go.recv().unwrap();
+        }
+        self.counter.increment(value);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.counter.absolute(value);
+    }
+}
+
+/// `flush` is exact when it returns, even while another thread's hand-over of the same batch
+/// is under way (there, the background flusher's or another `flush`'s): it waits for it.
+#[test]
+fn a_flush_returns_only_once_every_batch_it_saw_is_counted() {
+    let recorded = Recorded::new();
+    let store = MemoryStore::with_clock(SharedFakeClock::new());
+    let (entered_tx, entered) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
+    let gate = Arc::new(Mutex::new(Some((entered_tx, go_rx))));
+    let recorder = WrapsSuccesses {
+        inner: recorded.recorder(),
+        trigger: "gated",
+        wrap: Box::new(|counter| {
+            let (entered, go) = gate.lock().unwrap().take().expect("one success counter");
+            ::metrics::Counter::from_arc(Arc::new(Gated {
+                counter,
+                entered: Mutex::new(Some(entered)),
+                go: Mutex::new(Some(go)),
+            }))
+        }),
+    };
+    let gated = ::metrics::with_local_recorder(&recorder, || breaker(&store, "gated"));
+    let returned_early = std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..3 {
+                succeed(&gated);
+            }
+            // Caught half-way through handing these three over.
+            metrics::flush();
+        });
+        entered.recv().unwrap();
+        let (returned_tx, returned) = mpsc::channel();
+        s.spawn(move || {
+            metrics::flush();
+            let _ = returned_tx.send(());
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let early = returned.try_recv().is_ok();
+        go.send(()).unwrap();
+        early
+    });
+    assert!(
+        !returned_early,
+        "a flush returned while the batch it saw was still being handed over"
+    );
+    assert_eq!(recorded.calls(&key("gated"), "success"), 3);
 }
 
 #[test]

@@ -204,6 +204,12 @@ fn a_dsn_that_does_not_parse_is_described_without_its_text() {
             "RC_DB_DSN is not a valid connection string: invalid value for option `port`",
             "Pa55",
         ),
+        // The URL parser ends the user info at the first `@`: the rest would be the host.
+        (
+            "postgresql://app:p@ss-word@db.internal/rc",
+            "RC_DB_DSN is not a valid connection string: the user info holds a raw `@`; write it as %40",
+            "ss-word",
+        ),
         (
             "host=db password=Pa55 x y",
             "RC_DB_DSN is not a valid connection string: unexpected character at byte 24",

@@ -124,7 +124,7 @@ pub fn pg_check(args: &[String]) -> u8 {
     let report = match pg::inspect(&mut client) {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("pg-check: cannot read the schema: {}", e);
+            eprintln!("pg-check: cannot read the schema: {}", explain(&e));
             return 2;
         }
     };
@@ -148,7 +148,7 @@ pub fn pg_check(args: &[String]) -> u8 {
                 return 1;
             }
             Err(e) => {
-                eprintln!("pg-check: cannot check role {role}: {}", e);
+                eprintln!("pg-check: cannot check role {role}: {}", explain(&e));
                 return 2;
             }
         }
@@ -207,5 +207,13 @@ fn connect_failure(settings: &DbSettings, error: &postgres::Error) -> String {
             "the database {dbname} does not exist; create it with: createdb{host}{port}{user} {dbname}"
         );
     }
-    error.to_string()
+    explain(error)
+}
+
+/// The driver's error with its cause: the server's message (its own text says only "db error").
+fn explain(error: &postgres::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
 }

@@ -38,7 +38,9 @@ pub(super) fn new_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// One thread's batch, readable by the flusher.
+/// One thread's batch, readable by the flusher. Aligned to its own cache lines, so that a
+/// thread's count shares none with another thread's.
+#[repr(align(128))]
 struct Slot {
     /// The key whose successes `count` counts; written by the owner under `handing`.
     key: AtomicU64,
@@ -67,6 +69,9 @@ static FLUSHING: AtomicBool = AtomicBool::new(false);
 thread_local! {
     /// This thread's slot, for the healthy path (no destructor).
     static SLOT: Cell<Option<&'static Slot>> = const { Cell::new(None) };
+    /// This thread is handing a batch to the recorder, under that slot's lock: a success the
+    /// recorder itself makes here is counted at once (the lock may be its own slot's).
+    static HANDING: Cell<bool> = const { Cell::new(false) };
     /// This thread's slot, given back when the thread exits.
     static OWNER: Owner = const { Owner(Cell::new(None)) };
 }
@@ -97,26 +102,23 @@ pub(super) fn count(counters: &KeyCounters) {
 #[cold]
 #[inline(never)]
 fn switch(current: Option<&'static Slot>, counters: &KeyCounters) {
+    if HANDING.try_with(Cell::get).unwrap_or(true) {
+        counters.successes.increment(1);
+        return;
+    }
     let Some(slot) = current.or_else(take_slot) else {
         counters.successes.increment(1);
         return;
     };
-    let (previous, delta) = {
-        let mut handing = slot.handing.lock().unwrap_or_else(PoisonError::into_inner);
-        let delta = slot.count.load(Ordering::Relaxed) - handing.handed;
-        handing.handed = 0;
-        slot.count.store(1, Ordering::Relaxed);
-        slot.key.store(counters.id, Ordering::Relaxed);
-        (
-            std::mem::replace(&mut handing.counter, counters.successes.clone()),
-            delta,
-        )
-    };
-    // Outside the lock, and with the batch already the new key's: a recorder that itself
-    // counts a success finds the slot consistent and free.
-    if delta > 0 {
-        previous.increment(delta);
-    }
+    let mut handing = slot.lock();
+    let delta = slot.count.load(Ordering::Relaxed) - handing.handed;
+    let previous = std::mem::replace(&mut handing.counter, counters.successes.clone());
+    handing.handed = 0;
+    // The batch is the new key's before the recorder runs: a success the recorder makes here
+    // finds it consistent.
+    slot.count.store(1, Ordering::Relaxed);
+    slot.key.store(counters.id, Ordering::Relaxed);
+    deliver(&previous, delta);
 }
 
 /// A free slot (or a new one) for this thread, registered to be given back when it exits.
@@ -165,41 +167,46 @@ impl Drop for Owner {
     fn drop(&mut self) {
         if let Some(slot) = self.0.take() {
             let _ = SLOT.try_with(|cell| cell.set(None));
-            let (counter, delta) = {
-                let mut handing = slot.handing.lock().unwrap_or_else(PoisonError::into_inner);
+            {
+                let mut handing = slot.lock();
                 let delta = slot.count.load(Ordering::Relaxed) - handing.handed;
+                let counter = std::mem::replace(&mut handing.counter, Counter::noop());
                 handing.handed = 0;
                 slot.count.store(0, Ordering::Relaxed);
                 slot.key.store(0, Ordering::Relaxed);
-                (
-                    std::mem::replace(&mut handing.counter, Counter::noop()),
-                    delta,
-                )
-            };
-            slot.owned.store(false, Ordering::Release);
-            if delta > 0 {
-                counter.increment(delta);
+                deliver(&counter, delta);
             }
+            // Release: the reset above is seen by the thread that takes the slot next.
+            slot.owned.store(false, Ordering::Release);
         }
     }
 }
 
 impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Handing> {
+        self.handing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Hands over what the owner counted and nobody handed yet. The owner may go on counting
     /// meanwhile: what this misses, the next hand-over takes.
     fn hand_over(&self) {
-        let (counter, delta) = {
-            let mut handing = self.handing.lock().unwrap_or_else(PoisonError::into_inner);
-            let count = self.count.load(Ordering::Relaxed);
-            let delta = count - handing.handed;
-            if delta == 0 {
-                return;
-            }
-            handing.handed = count;
-            (handing.counter.clone(), delta)
-        };
-        counter.increment(delta);
+        let mut handing = self.lock();
+        let count = self.count.load(Ordering::Relaxed);
+        let delta = count - handing.handed;
+        handing.handed = count;
+        deliver(&handing.counter, delta);
     }
+}
+
+/// Gives `delta` successes to the recorder, with the slot's lock held: a hand-over that
+/// returns has been counted, so [`flush`] is exact at once whoever else is handing over.
+fn deliver(counter: &Counter, delta: u64) {
+    if delta == 0 {
+        return;
+    }
+    let _ = HANDING.try_with(|handing| handing.set(true));
+    counter.increment(delta);
+    let _ = HANDING.try_with(|handing| handing.set(false));
 }
 
 /// Starts the flusher if it is not running; whether it runs.
@@ -210,7 +217,8 @@ fn start_flusher() -> bool {
             .spawn(|| {
                 loop {
                     thread::sleep(FLUSH_INTERVAL);
-                    flush();
+                    // A recorder that panics must not end the flusher.
+                    let _ = std::panic::catch_unwind(flush);
                 }
             });
         FLUSHING.store(started.is_ok(), Ordering::Relaxed);
@@ -228,8 +236,8 @@ fn start_flusher() -> bool {
 /// resilient_circuit_std::metrics::flush();
 /// ```
 pub fn flush() {
-    // A copy of the list, so that no lock is held while a recorder runs (a recorder that makes
-    // a call may need a slot).
+    // A copy of the list, so that the list is not locked while a recorder runs (a recorder
+    // that makes a call may need a slot of its own).
     let slots: Vec<&'static Slot> = SLOTS.lock().unwrap_or_else(PoisonError::into_inner).clone();
     for slot in slots {
         slot.hand_over();

@@ -399,7 +399,12 @@ impl fmt::Display for SetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SetupError::Database(e) => {
-                write!(f, "the database refused the setup (nothing changed): {e}")
+                write!(f, "the database refused the setup (nothing changed): {e}")?;
+                // The driver's own text says only "db error": the server's message follows.
+                match std::error::Error::source(e) {
+                    Some(cause) => write!(f, ": {cause}"),
+                    None => Ok(()),
+                }
             }
             SetupError::RoleOwnsTable(role) => write!(
                 f,

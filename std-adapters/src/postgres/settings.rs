@@ -141,9 +141,23 @@ impl DbSettings {
     /// missing: host `localhost`, port 5432, database `resilient_circuit_db`, user `postgres`.
     pub fn from_env() -> Result<DbSettings, SettingsError> {
         let mut config = match var("RC_DB_DSN") {
-            Some(dsn) => dsn
-                .parse()
-                .map_err(|e: postgres::Error| SettingsError::BadDsn(dsn_error(&e)))?,
+            Some(dsn) => {
+                let config: Config = dsn
+                    .parse()
+                    .map_err(|e: postgres::Error| SettingsError::BadDsn(dsn_error(&e)))?;
+                // The URL parser ends the user info at the first `@`: the rest of a password
+                // with a raw `@` would be read as the host, and shown wherever the host is.
+                let host_has_at = config
+                    .get_hosts()
+                    .iter()
+                    .any(|host| matches!(host, Host::Tcp(name) if name.contains('@')));
+                if host_has_at {
+                    return Err(SettingsError::BadDsn(
+                        "the user info holds a raw `@`; write it as %40".to_owned(),
+                    ));
+                }
+                config
+            }
             None => {
                 let mut config = Config::new();
                 config.host(var("RC_DB_HOST").as_deref().unwrap_or("localhost"));
