@@ -5,7 +5,8 @@ use std::{
     process::{Command, Stdio},
 };
 
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, NoTls};
+use resilient_circuit_std::postgres::Config;
 use resilient_circuit_std::{
     Breaker,
     classify::{AllErrors, AllValues},
@@ -90,7 +91,7 @@ pub fn config(port: u16, dbname: &str) -> Config {
 
 /// A client of `dbname`.
 pub fn connect(port: u16, dbname: &str) -> Client {
-    config(port, dbname)
+    postgres::Config::from(config(port, dbname))
         .connect(NoTls)
         .unwrap_or_else(|e| panic!("connect to {dbname}: {e}"))
 }

@@ -92,25 +92,25 @@ pub(crate) trait Replicator: Send + Sync {
 /// The replication part of a key's state, kept under the key's lock.
 pub(crate) struct Replica {
     /// The configuration the key was first made with: the replicator applies it to the row.
-    pub(crate) config: BreakerConfig,
+    config: BreakerConfig,
     /// Changes not yet taken by the replicator, oldest first.
-    pub(crate) pending: Vec<Event>,
+    pending: Vec<Event>,
     /// The last pending change is a run of successes as long as the window: more change nothing.
     saturated: bool,
     /// The replicator should run at once.
-    pub(crate) urgent: bool,
+    urgent: bool,
     /// Probe slots reserved in the shared copy for this process, not yet given to a caller.
-    pub(crate) reserved: u16,
+    reserved: u16,
     /// When (local clock) the oldest unused reservation was made.
-    pub(crate) reserved_at: Option<Instant>,
+    reserved_at: Option<Instant>,
     /// The period the reservations belong to.
-    pub(crate) reserved_epoch: u32,
+    reserved_epoch: u32,
     /// A caller found no probe slot: the replicator should reserve one.
-    pub(crate) wants_probe: bool,
+    wants_probe: bool,
     /// Set while failing closed: every admission is rejected with this wait.
-    pub(crate) unavailable: Option<Duration>,
+    unavailable: Option<Duration>,
     /// The status last announced to the hooks: the shared copy's, as last adopted.
-    pub(crate) announced: CircuitState,
+    announced: CircuitState,
     /// The period of the shared copy as last adopted (reservations belong to it).
     adopted_epoch: u32,
     hooks: Vec<Weak<dyn TransitionHook + Send + Sync>>,
@@ -132,6 +132,39 @@ impl Replica {
             adopted_epoch: 0,
             hooks: Vec::new(),
         }
+    }
+
+    /// Something logged wants the replicator at once (a failure, a probe's outcome, a probe
+    /// wanted).
+    pub(crate) fn is_urgent(&self) -> bool {
+        self.urgent
+    }
+
+    /// Whether a caller found no probe slot and the replicator has yet to hear of it.
+    pub(crate) fn wants_probe(&self) -> bool {
+        self.wants_probe
+    }
+
+    /// Takes the wish for a probe slot: whether the replicator should reserve one (a caller
+    /// found none, and no reservation waits unused: one at a time is enough).
+    pub(crate) fn take_probe_wish(&mut self) -> bool {
+        std::mem::take(&mut self.wants_probe) && self.reserved == 0
+    }
+
+    /// Whether changes wait in the log for the replicator.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// While the shared copy is out of reach and the store fails closed: every admission is
+    /// rejected, told to retry after `retry_after`, until a shared copy is adopted.
+    pub(crate) fn fail_closed(&mut self, retry_after: Duration) {
+        self.unavailable = Some(retry_after);
+    }
+
+    /// The key's state as first read: its status is announced as it is, with no transition.
+    pub(crate) fn loaded(&mut self, status: CircuitState) {
+        self.announced = status;
     }
 
     /// Appends a change to the log.

@@ -214,6 +214,6 @@ impl SharedState {
             && lock(&self.state)
                 .replica
                 .as_ref()
-                .is_none_or(|replica| replica.pending.is_empty())
+                .is_none_or(|replica| !replica.has_pending())
     }
 }

@@ -183,7 +183,7 @@ impl SharedKey {
                 // The in-process copy predicts; the shared copy decides and announces.
                 Some(replica) => {
                     replica.record(admission, verdict);
-                    (None, replica.urgent)
+                    (None, replica.is_urgent())
                 }
             }
         });

@@ -21,6 +21,16 @@ use std::{
 /// Temporary directories of this harness start with this.
 const PREFIX: &str = "rc-pg-";
 
+/// The PEM files a TLS server needs.
+pub struct TlsFiles<'a> {
+    /// The server's certificate.
+    pub server_cert: &'a str,
+    /// The server's private key.
+    pub server_key: &'a str,
+    /// The CA that client certificates must chain to (`cert` authentication).
+    pub client_ca: &'a str,
+}
+
 /// A running throwaway server; stopped and removed when dropped.
 pub struct PgServer {
     dir: PathBuf,
@@ -237,6 +247,47 @@ impl PgServer {
             thread::sleep(Duration::from_millis(50));
         }
         Err("the throwaway PostgreSQL server did not become ready in 20 s".to_owned())
+    }
+
+    /// Turns TLS on: writes the server's certificate and key and the CA that signs client
+    /// certificates into the data directory, replaces `pg_hba.conf` with `hba` (its lines as
+    /// they would be written there), and restarts the server to apply them.
+    pub fn enable_tls(&mut self, files: &TlsFiles<'_>, hba: &str) -> Result<(), String> {
+        let data = self.dir.join("data");
+        let write = |name: &str, text: &str, mode: u32| -> Result<(), String> {
+            use std::os::unix::fs::PermissionsExt;
+            let path = data.join(name);
+            fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("cannot chmod {}: {e}", path.display()))
+        };
+        write("server.crt", files.server_cert, 0o644)?;
+        write("server.key", files.server_key, 0o600)?;
+        write("root.crt", files.client_ca, 0o644)?;
+        write("pg_hba.conf", hba, 0o600)?;
+        let conf = data.join("postgresql.conf");
+        let mut settings = fs::read_to_string(&conf)
+            .map_err(|e| format!("cannot read {}: {e}", conf.display()))?;
+        settings.push_str(
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\n",
+        );
+        fs::write(&conf, settings).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data)
+                .status()
+                .map_err(|e| format!("cannot run chown: {e}"))?;
+            if !status.success() {
+                return Err(format!("chown of {} failed", data.display()));
+            }
+        }
+        self.restart()
+    }
+
+    /// The directory of its Unix socket (local connections are trusted, in plaintext).
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.join("socket")
     }
 
     /// The port it listens on (127.0.0.1).

@@ -186,8 +186,14 @@ fn confirm() -> bool {
 }
 
 /// A connection failure, with the `createdb` command when the database is missing.
-fn connect_failure(settings: &DbSettings, error: &postgres::Error) -> String {
-    if error.code() == Some(&postgres::error::SqlState::INVALID_CATALOG_NAME) {
+fn connect_failure(settings: &DbSettings, error: &pg::ConnectError) -> String {
+    let missing = match error {
+        pg::ConnectError::Postgres(e) => {
+            e.code() == Some(&postgres::error::SqlState::INVALID_CATALOG_NAME)
+        }
+        _ => false,
+    };
+    if missing {
         let config = settings.config();
         let dbname = config.get_dbname().unwrap_or("resilient_circuit_db");
         let user = config
@@ -195,7 +201,7 @@ fn connect_failure(settings: &DbSettings, error: &postgres::Error) -> String {
             .map(|u| format!(" -U {u}"))
             .unwrap_or_default();
         let host = match config.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(host)) => format!(" -h {host}"),
+            Some(pg::Host::Tcp(host)) => format!(" -h {host}"),
             _ => String::new(),
         };
         let port = config
@@ -207,7 +213,7 @@ fn connect_failure(settings: &DbSettings, error: &postgres::Error) -> String {
             "the database {dbname} does not exist; create it with: createdb{host}{port}{user} {dbname}"
         );
     }
-    explain(error)
+    error.to_string()
 }
 
 /// The driver's error with its cause: the server's message (its own text says only "db error").

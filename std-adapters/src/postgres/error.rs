@@ -1,4 +1,4 @@
-//! Why a PostgreSQL store could not start.
+//! Why a PostgreSQL store could not start, and why a connection could not be made.
 
 use std::fmt;
 
@@ -33,3 +33,44 @@ impl fmt::Display for PostgresStoreError {
 }
 
 impl std::error::Error for PostgresStoreError {}
+
+/// Why [`DbSettings::connect`](super::DbSettings::connect) failed: the TLS setup (a
+/// certificate file that cannot be read) or the connection (the server's message included).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The TLS settings cannot be used.
+    Tls(String),
+    /// The connection failed or the server refused it.
+    Postgres(postgres::Error),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Tls(why) => write!(f, "TLS: {why}"),
+            ConnectError::Postgres(e) => f.write_str(&describe(e)),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Tls(_) => None,
+            ConnectError::Postgres(e) => Some(e),
+        }
+    }
+}
+
+/// A database error with its message (the driver's own text says only "db error"), or a
+/// failure to connect with its cause.
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
+}

@@ -4,6 +4,7 @@
 //!
 //! The SQL lives here once; `cargo xtask pg-setup` and `pg-check` use it.
 
+mod dsn;
 mod error;
 mod options;
 mod row;
@@ -11,12 +12,11 @@ mod schema;
 mod select;
 mod settings;
 mod store;
+mod tls;
 mod worker;
 
 pub use crate::StoreUnavailable;
-/// The `postgres` crate's connection configuration, for [`DbSettings::from_config`].
-pub use ::postgres::Config;
-pub use error::PostgresStoreError;
+pub use error::{ConnectError, PostgresStoreError};
 pub use options::{MAX_PENDING_OUTCOMES, OnOutage};
 pub use schema::{
     INDEXES, NOTIFY_CHANNEL, Privileges, RC_TRIGGERS, SchemaReport, SetupError, SetupOutcome,
@@ -25,3 +25,8 @@ pub use schema::{
 pub use select::{AnyStore, StartError};
 pub use settings::{DbSettings, Selection, SettingsError, load_dotenv};
 pub use store::{PostgresStore, PostgresStoreBuilder};
+pub use tls::SslMode;
+/// The driver's connection configuration, for [`DbSettings::from_config`].
+pub use tokio_postgres::Config;
+/// A host of a [`Config`]: a name or address, or a Unix socket's directory.
+pub use tokio_postgres::config::Host;

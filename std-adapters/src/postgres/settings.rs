@@ -6,12 +6,20 @@ use std::{
     sync::{Mutex, PoisonError},
 };
 
-use postgres::config::{Config, Host, SslMode};
+use tokio_postgres::config::{Config, Host};
+
+use super::{
+    ConnectError, SslMode,
+    dsn::{TlsKeys, split_tls_keys},
+    tls::{Tls, TlsSettings},
+};
+use crate::report;
 
 /// The database the breakers share, as configured.
 #[derive(Clone)]
 pub struct DbSettings {
     config: Config,
+    tls: TlsSettings,
     namespace: String,
     strict: bool,
     app_user: Option<String>,
@@ -35,8 +43,11 @@ pub enum SettingsError {
     BadDsn(String),
     /// `RC_DB_PORT` is not a port number.
     BadPort,
-    /// `RC_DB_SSLMODE` asks for encryption, which this build cannot do.
-    TlsUnavailable(String),
+    /// `sslmode` (`RC_DB_SSLMODE`, or in `RC_DB_DSN`) is none of libpq's six.
+    BadSslMode(String),
+    /// The TLS settings cannot be used: a certificate or key file that cannot be read, no
+    /// trusted roots.
+    Tls(String),
 }
 
 impl fmt::Display for SettingsError {
@@ -46,10 +57,11 @@ impl fmt::Display for SettingsError {
                 write!(f, "RC_DB_DSN is not a valid connection string: {why}")
             }
             SettingsError::BadPort => f.write_str("RC_DB_PORT is not a port number"),
-            SettingsError::TlsUnavailable(mode) => write!(
+            SettingsError::BadSslMode(mode) => write!(
                 f,
-                "RC_DB_SSLMODE={mode} needs TLS, which this build does not include; use disable or prefer"
+                "sslmode {mode:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
             ),
+            SettingsError::Tls(why) => write!(f, "TLS: {why}"),
         }
     }
 }
@@ -129,34 +141,73 @@ impl DbSettings {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_config(config: Config) -> DbSettings {
+        let mode = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+            tokio_postgres::config::SslMode::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        };
         DbSettings {
             config,
+            tls: TlsSettings {
+                mode,
+                ..TlsSettings::default()
+            },
             namespace: crate::key::DEFAULT_NAMESPACE.to_owned(),
             strict: false,
             app_user: None,
         }
     }
 
+    /// Settings from a libpq connection string, `key=value` pairs or a `postgresql://` URL,
+    /// TLS keys included (`sslmode` with all six of libpq's modes, `sslrootcert`, `sslcert`,
+    /// `sslkey`; the files they name are read now). Namespace `default`, not strict.
+    ///
+    /// ```
+    /// use resilient_circuit_std::postgres::{DbSettings, SslMode};
+    ///
+    /// let settings = DbSettings::from_dsn(
+    ///     "postgresql://app@db.internal/rc?sslmode=verify-full&sslrootcert=system",
+    /// )?;
+    /// assert_eq!(settings.ssl_mode(), SslMode::VerifyFull);
+    /// assert_eq!(settings.describe(), "host=db.internal port=5432 dbname=rc");
+    /// # Ok::<(), resilient_circuit_std::postgres::SettingsError>(())
+    /// ```
+    pub fn from_dsn(dsn: &str) -> Result<DbSettings, SettingsError> {
+        let (rest, keys) = split_tls_keys(dsn);
+        let config = parse_dsn(&rest)?;
+        let tls = tls_settings(&keys, SslMode::Prefer)?;
+        // The files named are read now, so a missing one is an error here.
+        tls.connector().map_err(SettingsError::Tls)?;
+        Ok(DbSettings {
+            tls,
+            ..DbSettings::from_config(config)
+        })
+    }
+
     /// The settings from the environment, with the defaults `pg-setup` uses when something is
     /// missing: host `localhost`, port 5432, database `resilient_circuit_db`, user `postgres`.
+    /// TLS from `RC_DB_SSLMODE` (default `prefer`), `RC_DB_SSLROOTCERT` (a PEM file, or
+    /// `system`: the platform's roots, the default), `RC_DB_SSLCERT` and `RC_DB_SSLKEY` (a client
+    /// certificate); with `RC_DB_DSN`, the DSN's own TLS keys win, and a warning says so.
     pub fn from_env() -> Result<DbSettings, SettingsError> {
-        let mut config = match var("RC_DB_DSN") {
+        let env_keys = TlsKeys {
+            sslmode: var("RC_DB_SSLMODE"),
+            sslrootcert: var("RC_DB_SSLROOTCERT"),
+            sslcert: var("RC_DB_SSLCERT"),
+            sslkey: var("RC_DB_SSLKEY"),
+        };
+        let (config, keys) = match var("RC_DB_DSN") {
             Some(dsn) => {
-                let config: Config = dsn
-                    .parse()
-                    .map_err(|e: postgres::Error| SettingsError::BadDsn(dsn_error(&e)))?;
-                // The URL parser ends the user info at the first `@`: the rest of a password
-                // with a raw `@` would be read as the host, and shown wherever the host is.
-                let host_has_at = config
-                    .get_hosts()
-                    .iter()
-                    .any(|host| matches!(host, Host::Tcp(name) if name.contains('@')));
-                if host_has_at {
-                    return Err(SettingsError::BadDsn(
-                        "the user info holds a raw `@`; write it as %40".to_owned(),
-                    ));
+                let (rest, dsn_keys) = split_tls_keys(&dsn);
+                let config = parse_dsn(&rest)?;
+                if env_keys.any() {
+                    report::store_warning(if dsn_keys.any() {
+                        "RC_DB_SSL* and RC_DB_DSN both set TLS: the DSN's keys win where both name one (RC_DB_SSL* fill in the rest)"
+                    } else {
+                        "RC_DB_SSL* given with RC_DB_DSN, whose DSN names no TLS key: RC_DB_SSL* are applied to it"
+                    });
                 }
-                config
+                (config, dsn_keys.or(env_keys))
             }
             None => {
                 let mut config = Config::new();
@@ -175,21 +226,15 @@ impl DbSettings {
                 if let Some(password) = var("RC_DB_PASSWORD") {
                     config.password(password.as_str());
                 }
-                config
+                (config, env_keys)
             }
         };
-        if let Some(mode) = var("RC_DB_SSLMODE") {
-            match mode.trim() {
-                "disable" => config.ssl_mode(SslMode::Disable),
-                "prefer" | "allow" => config.ssl_mode(SslMode::Prefer),
-                other => return Err(SettingsError::TlsUnavailable(other.to_owned())),
-            };
-        }
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(SettingsError::TlsUnavailable("require".to_owned()));
-        }
+        let tls = tls_settings(&keys, SslMode::Prefer)?;
+        // The files named are read now, so a missing one is an error at start.
+        tls.connector().map_err(SettingsError::Tls)?;
         Ok(DbSettings {
             config,
+            tls,
             namespace: namespace_from_env(),
             strict: flag("RC_DB_STRICT"),
             app_user: var("RC_DB_APP_USER"),
@@ -244,9 +289,37 @@ impl DbSettings {
         )
     }
 
-    /// Connects (no TLS).
-    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
-        self.config.connect(postgres::NoTls)
+    /// How the connection is encrypted (`sslmode`).
+    pub fn ssl_mode(&self) -> SslMode {
+        self.tls.mode
+    }
+
+    /// Connects, with TLS as [`ssl_mode`](Self::ssl_mode) says.
+    pub fn connect(&self) -> Result<postgres::Client, ConnectError> {
+        self.connect_within(None)
+    }
+
+    /// Connects (blocking), within `timeout` when the settings name no `connect_timeout`.
+    pub(crate) fn connect_within(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<postgres::Client, ConnectError> {
+        let tls = self.tls().map_err(ConnectError::Tls)?;
+        let mut config = self.config.clone();
+        config.ssl_mode(tls.driver_mode);
+        if let Some(timeout) = timeout
+            && config.get_connect_timeout().is_none()
+        {
+            config.connect_timeout(timeout);
+        }
+        postgres::Config::from(config)
+            .connect(tls.connector)
+            .map_err(ConnectError::Postgres)
+    }
+
+    /// The TLS connector, made now (reading the certificate files named).
+    pub(crate) fn tls(&self) -> Result<Tls, String> {
+        self.tls.connector()
     }
 }
 
@@ -258,6 +331,49 @@ impl fmt::Debug for DbSettings {
             .field("strict", &self.strict)
             .finish_non_exhaustive()
     }
+}
+
+/// `dsn` (without its TLS keys) as the driver reads it, refused when part of the password
+/// would be read as the host.
+fn parse_dsn(dsn: &str) -> Result<Config, SettingsError> {
+    let config: Config = dsn
+        .parse()
+        .map_err(|e: postgres::Error| SettingsError::BadDsn(dsn_error(&e)))?;
+    // The URL parser ends the user info at the first `@`: the rest of a password with a raw
+    // `@` would be read as the host, and shown wherever the host is.
+    let host_has_at = config
+        .get_hosts()
+        .iter()
+        .any(|host| matches!(host, Host::Tcp(name) if name.contains('@')));
+    if host_has_at {
+        return Err(SettingsError::BadDsn(
+            "the user info holds a raw `@`; write it as %40".to_owned(),
+        ));
+    }
+    Ok(config)
+}
+
+/// The TLS settings `keys` name (`default` the mode when they name none).
+fn tls_settings(keys: &TlsKeys, default: SslMode) -> Result<TlsSettings, SettingsError> {
+    let mode = match &keys.sslmode {
+        Some(mode) => mode.parse()?,
+        None => default,
+    };
+    let client_cert = match (&keys.sslcert, &keys.sslkey) {
+        (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+        (None, None) => None,
+        _ => {
+            return Err(SettingsError::Tls(
+                "a client certificate needs both sslcert and sslkey (RC_DB_SSLCERT, RC_DB_SSLKEY)"
+                    .to_owned(),
+            ));
+        }
+    };
+    Ok(TlsSettings {
+        mode,
+        root_cert: keys.sslrootcert.clone(),
+        client_cert,
+    })
 }
 
 /// Why a DSN did not parse, in words that hold none of its text: the parser's messages can

@@ -272,7 +272,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
             if inner.options.on_outage == OnOutage::FailClosed {
                 // Unknown until loaded.
                 let wait = inner.mailbox.round_trip_timeout;
-                shared.replicate(|_, replica| replica.unavailable = Some(wait));
+                shared.replicate(|_, replica| replica.fail_closed(wait));
             }
             let shared = Arc::clone(&shared);
             let key = key.clone();

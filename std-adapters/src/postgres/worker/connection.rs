@@ -7,11 +7,11 @@ use resilient_circuit::time::Instant;
 
 use super::{
     Worker,
-    statements::{Conn, Fault, describe},
+    statements::{Conn, Fault},
 };
 use crate::{
     StoreUnavailable,
-    postgres::{OnOutage, PostgresStoreError, inspect},
+    postgres::{OnOutage, PostgresStoreError, error::describe, inspect},
     report,
 };
 
@@ -60,13 +60,11 @@ impl Worker {
         let settings = &self.settings;
         let fail =
             |why: String| PostgresStoreError::Connect(format!("{}: {why}", settings.describe()));
-        let mut config = settings.config().clone();
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(self.options.round_trip_timeout.max(Duration::from_secs(1)));
-        }
-        let mut client = config
-            .connect(postgres::NoTls)
-            .map_err(|e| fail(describe(&e)))?;
+        let mut client = settings
+            .connect_within(Some(
+                self.options.round_trip_timeout.max(Duration::from_secs(1)),
+            ))
+            .map_err(|e| fail(e.to_string()))?;
         let report = inspect(&mut client).map_err(|e| fail(describe(&e)))?;
         drop(client);
         if !report.usable() {
@@ -82,7 +80,7 @@ impl Worker {
                 self.mailbox.connected.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(Err(e)) => Err(fail(describe(&e))),
+            Ok(Err(why)) => Err(fail(why)),
             Err(_) => Err(fail(format!("no answer within {timeout:?}"))),
         }
     }
@@ -148,7 +146,7 @@ impl Worker {
             for state in self.keys.values() {
                 state
                     .shared
-                    .replicate(|_, replica| replica.unavailable = Some(retry_after));
+                    .replicate(|_, replica| replica.fail_closed(retry_after));
             }
         }
         // Last: whoever sees the store disconnected sees its policy in force.
@@ -162,7 +160,7 @@ impl Worker {
         });
         let conn = match opened {
             Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return self.connection_lost(&describe(&e)),
+            Ok(Err(why)) => return self.connection_lost(&why),
             Err(_) => {
                 return self.connection_lost(&format!("no answer within {timeout:?} (connecting)"));
             }

@@ -3,7 +3,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use resilient_circuit::{BreakerConfig, CircuitState, store::Control, time::Instant};
+use resilient_circuit::{
+    BreakerConfig, CircuitState, state::BreakerState, store::Control, time::Instant,
+};
 
 use super::statements::Version;
 use crate::{
@@ -15,6 +17,7 @@ use crate::{
     replica::Event,
     report,
     shared::SharedState,
+    store::SharedWindow,
 };
 
 /// One key, as the worker keeps it.
@@ -48,7 +51,8 @@ pub(super) struct Entry {
     pub(super) key: BreakerKey,
     pub(super) version: Version,
     pub(super) new_row: StoredRow,
-    pub(super) next_epoch: u32,
+    /// The state `new_row` holds, on the server's timeline.
+    pub(super) next: BreakerState<SharedWindow>,
     /// How many of the key's unsent changes it holds.
     pub(super) events: usize,
     pub(super) reserved: u16,
@@ -61,7 +65,8 @@ pub(super) enum Prepared {
     Nothing,
     /// Nothing to write, and `reserved` probe slots (a no-op on the row) for this process.
     Reserved(u16),
-    Write(Entry),
+    /// A write, ready (boxed: an entry holds a whole state).
+    Write(Box<Entry>),
 }
 
 impl KeyState {
@@ -168,15 +173,15 @@ impl KeyState {
                 Prepared::Nothing
             };
         }
-        Prepared::Write(Entry {
+        Prepared::Write(Box::new(Entry {
             key: key.clone(),
             version,
             events: self.unsent.len(),
             new_row,
-            next_epoch: next.epoch(),
+            next,
             reserved,
             unguarded: manual.is_some(),
-        })
+        }))
     }
 }
 

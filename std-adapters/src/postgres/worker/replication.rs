@@ -168,19 +168,16 @@ impl Worker {
         }
     }
 
-    /// Hands `key`'s row state to its in-process copy, with `reserved` probe slots more for
-    /// this process, and fires the hooks if its status changed (not when `load`ing it).
+    /// Hands `key`'s row, as last read, to its in-process copy (see [`adopt`](Self::adopt)).
     pub(super) fn adopt_row(&mut self, key: &BreakerKey, reserved: u16, load: bool) {
         let server_now = self.server_now();
-        let time = self.time;
-        let clock = Arc::clone(&self.local_clock);
         let Some(state) = self.keys.get_mut(key) else {
             return;
         };
         let Some((row, _)) = &state.row else {
             return;
         };
-        let (shared_state, malformed) = row.decode_lossy(&state.config, server_now);
+        let (shared, malformed) = row.decode_lossy(&state.config, server_now);
         if let Some(malformed) = malformed
             && !state.warned_malformed
         {
@@ -189,15 +186,33 @@ impl Worker {
                 "PostgreSQL store: breaker {key}: the row cannot be fully read ({malformed}); it is read as no more permissive than it is, and the next write replaces it"
             ));
         }
-        state.row_epoch = shared_state.epoch();
-        let local = on_local_timeline(shared_state, &time);
+        self.adopt(key, shared, reserved, load);
+    }
+
+    /// Hands `shared`, `key`'s state in its row (on the server's timeline), to its in-process
+    /// copy, with `reserved` probe slots more for this process, and fires the hooks if its
+    /// status changed (not when `load`ing it).
+    fn adopt(
+        &mut self,
+        key: &BreakerKey,
+        shared: BreakerState<SharedWindow>,
+        reserved: u16,
+        load: bool,
+    ) {
+        let time = self.time;
+        let clock = Arc::clone(&self.local_clock);
+        let Some(state) = self.keys.get_mut(key) else {
+            return;
+        };
+        state.row_epoch = shared.epoch();
+        let local = on_local_timeline(shared, &time);
         let unsent = state.unsent.clone();
         if load {
             state.shared.counters.state(local.status());
         }
         let announced = state.shared.replicate(|copy, replica| {
             if load {
-                replica.announced = local.status();
+                replica.loaded(local.status());
             }
             let transition = replica.adopt(copy, local, &unsent, reserved, &clock.now());
             (transition, replica.hooks())
@@ -225,8 +240,8 @@ impl Worker {
                 copy.release(*admission);
             }
             let due = force
-                || replica.urgent
-                || replica.wants_probe
+                || replica.is_urgent()
+                || replica.wants_probe()
                 || !released.is_empty()
                 || now.saturating_duration_since(last_taken) >= sync_interval;
             if !due {
@@ -238,8 +253,7 @@ impl Worker {
                     .drain(..)
                     .map(|admission| Event::Release { admission }),
             );
-            // One unused reservation at a time is enough.
-            let wants_probe = std::mem::take(&mut replica.wants_probe) && replica.reserved == 0;
+            let wants_probe = replica.take_probe_wish();
             Some((events, wants_probe))
         })??;
         state.last_taken = now;
@@ -302,7 +316,7 @@ impl Worker {
                 self.adopt_row(key, reserved, false);
                 None
             }
-            Prepared::Write(entry) => Some(entry),
+            Prepared::Write(entry) => Some(*entry),
         }
     }
 
@@ -341,7 +355,8 @@ impl Worker {
                             state.wants_probe = false;
                             state.retry_at = None;
                             state.warned_statement = false;
-                            self.adopt_row(&entry.key, entry.reserved, false);
+                            // The state this batch computed, not its row decoded again.
+                            self.adopt(&entry.key, entry.next, entry.reserved, false);
                         }
                         None => {
                             state.stale = true;
@@ -358,7 +373,7 @@ impl Worker {
                     keys: batch
                         .into_iter()
                         .map(|entry| {
-                            let reserved_in = (entry.reserved > 0).then_some(entry.next_epoch);
+                            let reserved_in = (entry.reserved > 0).then_some(entry.next.epoch());
                             (entry.key, entry.events, reserved_in)
                         })
                         .collect(),

@@ -9,25 +9,15 @@ use std::{
 
 use resilient_circuit::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-use tokio_postgres::{AsyncMessage, Client, NoTls, Statement, error::SqlState};
+use tokio_postgres::{AsyncMessage, Client, Statement, error::SqlState};
 
 use crate::BreakerKey;
 use crate::postgres::{
     DbSettings,
+    error::describe,
     row::{StoredRow, instant_of},
     schema::NOTIFY_CHANNEL,
 };
-
-/// A database error with its message (the driver's own text says only "db error").
-pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => match std::error::Error::source(error) {
-            Some(source) => format!("{error}: {source}"),
-            None => error.to_string(),
-        },
-    }
-}
 
 const COLUMNS: [&str; 7] = [
     "r.state",
@@ -210,50 +200,26 @@ impl Drop for Conn {
     }
 }
 
-/// The `tokio-postgres` configuration of `settings`, with the store's network timeouts: a
-/// link that drops packets silently fails its connection within seconds.
+/// The connection configuration of `settings`, every setting kept (hosts and their order,
+/// `target_session_attrs`, `load_balance_hosts`, keepalives, `channel_binding`), with the store's
+/// defaults where the DSN sets none: a link that drops packets silently fails its connection
+/// within seconds.
 fn config_of(settings: &DbSettings, connect_timeout: Duration) -> tokio_postgres::Config {
     let from = settings.config();
-    let mut config = tokio_postgres::Config::new();
-    for host in from.get_hosts() {
-        match host {
-            tokio_postgres::config::Host::Tcp(name) => config.host(name),
-            tokio_postgres::config::Host::Unix(path) => config.host_path(path),
-        };
+    let mut config = from.clone();
+    if from.get_application_name().is_none() {
+        config.application_name("resilient-circuit");
     }
-    for addr in from.get_hostaddrs() {
-        config.hostaddr(*addr);
+    if from.get_connect_timeout().is_none() {
+        config.connect_timeout(connect_timeout);
     }
-    for port in from.get_ports() {
-        config.port(*port);
+    if from.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(5));
     }
-    if let Some(user) = from.get_user() {
-        config.user(user);
+    if from.get_keepalives() && from.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        // The driver's default idle time (two hours) would never notice a dead link.
+        config.keepalives_idle(Duration::from_secs(5));
     }
-    if let Some(password) = from.get_password() {
-        config.password(password);
-    }
-    if let Some(dbname) = from.get_dbname() {
-        config.dbname(dbname);
-    }
-    if let Some(options) = from.get_options() {
-        config.options(options);
-    }
-    config.application_name(from.get_application_name().unwrap_or("resilient-circuit"));
-    config.ssl_mode(from.get_ssl_mode());
-    config.connect_timeout(
-        from.get_connect_timeout()
-            .copied()
-            .unwrap_or(connect_timeout),
-    );
-    config.tcp_user_timeout(
-        from.get_tcp_user_timeout()
-            .copied()
-            .unwrap_or(Duration::from_secs(5)),
-    );
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(5));
     config
 }
 
@@ -263,8 +229,29 @@ impl Conn {
     pub(crate) async fn open(
         settings: &DbSettings,
         connect_timeout: Duration,
-    ) -> Result<Conn, tokio_postgres::Error> {
-        let (client, mut connection) = config_of(settings, connect_timeout).connect(NoTls).await?;
+    ) -> Result<Conn, String> {
+        let tls = settings.tls().map_err(|why| format!("TLS: {why}"))?;
+        let mut config = config_of(settings, connect_timeout);
+        config.ssl_mode(tls.driver_mode);
+        Conn::set_up(
+            config
+                .connect(tls.connector)
+                .await
+                .map_err(|e| describe(&e))?,
+        )
+        .await
+        .map_err(|e| describe(&e))
+    }
+
+    /// Sets up a connection just made: the session, the statements, `LISTEN`, and a task that
+    /// drives the connection and forwards its notifications.
+    async fn set_up<S, T>(
+        (client, mut connection): (Client, tokio_postgres::Connection<S, T>),
+    ) -> Result<Conn, tokio_postgres::Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+    {
         let (sender, notifications) = unbounded_channel();
         let driver = tokio::spawn(async move {
             while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
