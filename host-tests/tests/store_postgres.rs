@@ -978,3 +978,56 @@ fn any_store_runs_inside_tokio_on_both_runtimes_without_spawn_blocking() {
         assert_eq!(log.matches("true").count(), 720, "{flavor}");
     }
 }
+
+/// A role given pg-setup's grants but one is refused at start, with what it lacks, on which
+/// object, and the command that grants it (not left to fail every write for ever).
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_role_lacking_a_privilege_is_refused_at_start_naming_it() {
+    let port = pg::port();
+    let (db, _) = pg::fresh_database(port, "privileges");
+    let role = format!("rc_app_{}", std::process::id());
+    let mut admin = pg::connect(port, &db);
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .unwrap();
+    for grant in resilient_circuit_std::postgres::setup_sql(Some(&role))
+        .into_iter()
+        .filter(|sql| sql.starts_with("GRANT"))
+    {
+        admin.batch_execute(&grant).unwrap();
+    }
+    let as_role = || {
+        let mut config = pg::config(port, &db);
+        config.user(&role);
+        DbSettings::from_config(config)
+    };
+    PostgresStore::connect(as_role()).expect("every privilege granted");
+
+    admin
+        .batch_execute(&format!(
+            "REVOKE UPDATE ON public.rc_circuit_breaker_writers FROM {role}"
+        ))
+        .unwrap();
+    match PostgresStore::connect(as_role()) {
+        Err(error @ PostgresStoreError::MissingPrivileges { .. }) => {
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!(
+                    "role {role} lacks UPDATE on public.rc_circuit_breaker_writers;"
+                )),
+                "{message}"
+            );
+            assert!(
+                message.contains(&format!("cargo xtask pg-setup --grant-to {role}")),
+                "{message}"
+            );
+        }
+        other => panic!("expected MissingPrivileges, got {other:?}"),
+    }
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON public.rc_circuit_breaker_writers FROM {role}; DROP OWNED BY {role}; DROP ROLE {role}"
+        ))
+        .unwrap();
+}

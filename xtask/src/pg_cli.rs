@@ -135,15 +135,18 @@ pub fn pg_check(args: &[String]) -> u8 {
         return 1;
     }
     if let Some(role) = &role {
-        match pg::privileges(&mut client, role) {
+        match pg::privileges(&mut client, Some(role)) {
             Ok(privileges) if privileges.missing.is_empty() => {
-                println!("role {role}: SELECT, INSERT, UPDATE, DELETE granted");
+                println!(
+                    "role {role}: SELECT, INSERT, UPDATE, DELETE on {}; SELECT, INSERT, UPDATE on {} granted",
+                    pg::TABLE,
+                    pg::WRITERS_TABLE
+                );
             }
             Ok(privileges) => {
+                println!("role {role} lacks {}", privileges.missing.join(", "));
                 println!(
-                    "role {role} lacks {} on {}",
-                    privileges.missing.join(", "),
-                    pg::TABLE
+                    "grant them with `cargo xtask pg-setup --grant-to {role}` (as the table's owner)"
                 );
                 return 1;
             }

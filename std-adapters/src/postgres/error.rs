@@ -17,6 +17,14 @@ pub enum PostgresStoreError {
     Connect(String),
     /// The table is missing or unusable; `cargo xtask pg-setup` makes or completes it.
     SchemaNotReady(Vec<String>),
+    /// The role connected lacks privileges the store needs (each `PRIVILEGE on OBJECT`);
+    /// `cargo xtask pg-setup --grant-to ROLE`, run as the table's owner, grants them.
+    MissingPrivileges {
+        /// The role connected.
+        role: String,
+        /// What it lacks.
+        missing: Vec<String>,
+    },
 }
 
 impl fmt::Display for PostgresStoreError {
@@ -27,6 +35,11 @@ impl fmt::Display for PostgresStoreError {
                 f,
                 "the table public.rc_circuit_breakers is not ready ({}); run `cargo xtask pg-setup`",
                 problems.join("; ")
+            ),
+            PostgresStoreError::MissingPrivileges { role, missing } => write!(
+                f,
+                "role {role} lacks {}; grant them with `cargo xtask pg-setup --grant-to {role}` (as the table's owner)",
+                missing.join(", ")
             ),
         }
     }

@@ -506,7 +506,7 @@ pub fn setup(client: &mut Client, grant_to: Option<&str>) -> Result<SetupOutcome
         return Err(SetupError::StillIncomplete(after.problems()));
     }
     if let Some(role) = grant_to {
-        let missing = privileges(&mut tx, role)?.missing;
+        let missing = privileges(&mut tx, Some(role))?.missing;
         if !missing.is_empty() {
             return Err(SetupError::StillIncomplete(vec![format!(
                 "{role} lacks {}",
@@ -531,28 +531,61 @@ fn has_column(client: &mut impl GenericClient, column: &str) -> Result<bool, pos
         .get(0))
 }
 
-/// A role's privileges on the table.
+/// Every privilege the store needs (and the Python package, which also deletes rows), on each
+/// object it uses: `(privilege, object)`.
+const NEEDED: [(&str, &str); 8] = [
+    ("USAGE", "schema public"),
+    ("SELECT", TABLE),
+    ("INSERT", TABLE),
+    ("UPDATE", TABLE),
+    ("DELETE", TABLE),
+    ("SELECT", WRITERS_TABLE),
+    ("INSERT", WRITERS_TABLE),
+    ("UPDATE", WRITERS_TABLE),
+];
+
+/// A role's privileges on the objects the store uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Privileges {
-    /// The DML privileges the role lacks, of SELECT, INSERT, UPDATE, DELETE.
-    pub missing: Vec<&'static str>,
+    /// What the role lacks, each as `PRIVILEGE on OBJECT` (`INSERT on
+    /// public.rc_circuit_breaker_writers`), in a fixed order.
+    pub missing: Vec<String>,
 }
 
-/// Which of the four DML privileges `role` lacks on the table.
+/// Which privileges the store needs that `role` lacks, on the table, the writers table and the
+/// schema; `None` for the role connected.
+///
+/// ```no_run
+/// use resilient_circuit_std::postgres::{DbSettings, privileges};
+///
+/// let mut client = DbSettings::from_env()?.connect()?;
+/// let lacking = privileges(&mut client, Some("app_rw"))?.missing;
+/// assert!(lacking.is_empty(), "app_rw lacks {}", lacking.join(", "));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn privileges(
     client: &mut impl GenericClient,
-    role: &str,
+    role: Option<&str>,
 ) -> Result<Privileges, postgres::Error> {
+    let role = match role {
+        Some(role) => role.to_owned(),
+        None => client.query_one("SELECT current_user::text", &[])?.get(0),
+    };
     let mut missing = Vec::new();
-    for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
-        let has: bool = client
-            .query_one(
-                "SELECT has_table_privilege($1, 'public.rc_circuit_breakers', $2)",
-                &[&role, &privilege],
-            )?
-            .get(0);
+    for (privilege, object) in NEEDED {
+        let has: bool = match object.strip_prefix("schema ") {
+            Some(schema) => client.query_one(
+                "SELECT has_schema_privilege($1, $2, $3)",
+                &[&role, &schema, &privilege],
+            )?,
+            None => client.query_one(
+                "SELECT has_table_privilege($1, $2, $3)",
+                &[&role, &object, &privilege],
+            )?,
+        }
+        .get(0);
         if !has {
-            missing.push(privilege);
+            missing.push(format!("{privilege} on {object}"));
         }
     }
     Ok(Privileges { missing })

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     StoreUnavailable,
-    postgres::{OnOutage, PostgresStoreError, error::describe, inspect},
+    postgres::{OnOutage, PostgresStoreError, error::describe, inspect, privileges},
     report,
 };
 
@@ -66,10 +66,22 @@ impl Worker {
             ))
             .map_err(|e| fail(e.to_string()))?;
         let report = inspect(&mut client).map_err(|e| fail(describe(&e)))?;
-        drop(client);
         if !report.usable() {
             return Err(PostgresStoreError::SchemaNotReady(report.problems()));
         }
+        // Checked now: a role that cannot write would otherwise fail every write, for ever.
+        let lacking = privileges(&mut client, None).map_err(|e| fail(describe(&e)))?;
+        if !lacking.missing.is_empty() {
+            let role = client
+                .query_one("SELECT current_user::text", &[])
+                .map_err(|e| fail(describe(&e)))?
+                .get(0);
+            return Err(PostgresStoreError::MissingPrivileges {
+                role,
+                missing: lacking.missing,
+            });
+        }
+        drop(client);
         let timeout = self.options.round_trip_timeout.max(Duration::from_secs(1));
         let opened = self
             .rt
@@ -86,7 +98,8 @@ impl Worker {
     }
 
     /// Runs one statement on the connection, within the round-trip deadline. A connection
-    /// fault closes the connection and starts (or continues) an outage.
+    /// fault, or a session that cannot write, closes the connection and starts (or continues)
+    /// an outage.
     pub(super) fn round_trip<T>(
         &mut self,
         exchange: impl AsyncFnOnce(&Conn) -> Result<T, tokio_postgres::Error>,
@@ -106,7 +119,7 @@ impl Worker {
                 "no answer within {deadline:?} (the round-trip timeout)"
             ))),
         };
-        if let Err(Fault::Connection(why)) = &result {
+        if let Err(Fault::Connection(why) | Fault::ReadOnly(why)) = &result {
             let why = why.clone();
             self.connection_lost(&why);
         }

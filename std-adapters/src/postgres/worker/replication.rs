@@ -380,6 +380,8 @@ impl Worker {
                 });
                 Err(self.unavailable())
             }
+            // Not applied: the changes stay unsent, for the next connection.
+            Err(Fault::ReadOnly(_)) => Err(self.unavailable()),
             Err(Fault::Statement(why)) => {
                 let retry_at = self.local_now().saturating_add(self.options.sync_interval);
                 let mut first = None;

@@ -126,8 +126,12 @@ pub(crate) enum Fault {
     /// The connection is gone or cannot be trusted (closed, timed out, the server shutting
     /// down): every key waits for a new one.
     Connection(String),
-    /// The statement failed and the connection is fine (a lock wait, a constraint, a read-only
-    /// server): the key's problem only.
+    /// The session cannot write (a server turned read-only, a standby, a read-only default):
+    /// the statement was not applied, and a new connection is needed (to the writable host,
+    /// with `target_session_attrs=read-write`).
+    ReadOnly(String),
+    /// The statement failed and the connection is fine (a lock wait, a constraint): the key's
+    /// problem only.
     Statement(String),
 }
 
@@ -145,6 +149,8 @@ impl Fault {
         };
         if connection_level || client.is_closed() {
             Fault::Connection(describe(error))
+        } else if error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+            Fault::ReadOnly(describe(error))
         } else {
             Fault::Statement(describe(error))
         }

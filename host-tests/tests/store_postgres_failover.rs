@@ -1,0 +1,102 @@
+//! Failover: a DSN that lists two servers with `target_session_attrs=read-write`. The first
+//! turns read-only while outcomes are being recorded; the store leaves it for the second, and
+//! every outcome lands once. Servers of the test's own.
+
+use std::time::Duration;
+
+use host_tests::{
+    pg::{self, fail},
+    pg_server::PgServer,
+};
+use postgres::{Client, NoTls};
+use resilient_circuit_std::{
+    BreakerConfig, BreakerKey, Ratio,
+    postgres::{DbSettings, PostgresStore, setup},
+};
+
+const KEY: &str = "failover-api";
+
+fn client(port: u16, dbname: &str) -> Client {
+    let mut config = postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname(dbname);
+    config.connect(NoTls).expect("a client")
+}
+
+/// A server with the table in database `rc_failover`.
+fn server() -> PgServer {
+    let server = PgServer::start().expect("a server of its own");
+    client(server.port(), "postgres")
+        .batch_execute("CREATE DATABASE rc_failover")
+        .expect("a database");
+    setup(&mut client(server.port(), "rc_failover"), None).expect("the table");
+    server
+}
+
+/// The failures in the key's row on the server at `port`.
+fn failures_in_row(port: u16) -> usize {
+    let mut client = client(port, "rc_failover");
+    let (log, _) = pg::log_and_failure_count(&mut client, KEY);
+    log.map_or(0, |log| log.matches("false").count())
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_server_turned_read_only_is_left_for_the_writable_one_and_nothing_is_lost_or_doubled() {
+    pg::port();
+    let (first, second) = (server(), server());
+    let dsn = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=rc_failover target_session_attrs=read-write",
+        first.port(),
+        second.port()
+    );
+    let store = PostgresStore::builder(DbSettings::from_dsn(&dsn).unwrap())
+        .round_trip_timeout(Duration::from_secs(2))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .connect()
+        .expect("connected to the first");
+    // A window of 100 that never trips: every failure stays in the row's log.
+    let config = BreakerConfig::new().failure_limit(Ratio::new(100, 100).unwrap());
+    let breaker = store
+        .breaker(BreakerKey::resource(KEY).unwrap(), config)
+        .unwrap();
+    for _ in 0..10 {
+        fail(&breaker);
+    }
+    store.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(failures_in_row(first.port()), 10);
+
+    let mut admin = client(first.port(), "postgres");
+    for sql in [
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(sql).unwrap();
+    }
+    // Every session of the first server reads only once it has reloaded.
+    pg::until("the first server read-only", || {
+        let read_only: String = client(first.port(), "postgres")
+            .query_one("SHOW default_transaction_read_only", &[])
+            .unwrap()
+            .get(0);
+        (read_only == "on").then_some(())
+    });
+    for _ in 0..7 {
+        fail(&breaker);
+    }
+    store
+        .flush(Duration::from_secs(10))
+        .expect("written on the second server");
+    assert_eq!(
+        (
+            failures_in_row(first.port()),
+            failures_in_row(second.port())
+        ),
+        (10, 7),
+        "the first ten stayed where they were written; the next seven went to the second, once"
+    );
+    assert!(store.is_connected());
+}
