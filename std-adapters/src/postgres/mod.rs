@@ -4,6 +4,7 @@
 //!
 //! The SQL lives here once; `cargo xtask pg-setup` and `pg-check` use it.
 
+mod catalog;
 mod dsn;
 mod error;
 mod options;

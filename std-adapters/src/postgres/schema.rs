@@ -5,6 +5,8 @@ use std::fmt;
 
 use postgres::{Client, GenericClient};
 
+use super::catalog::Catalog;
+
 /// The table.
 pub const TABLE: &str = "public.rc_circuit_breakers";
 
@@ -281,12 +283,15 @@ impl SchemaReport {
 
 /// Reads what the database holds of the schema.
 pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres::Error> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('public.rc_circuit_breakers') IS NOT NULL",
-            &[],
-        )?
-        .get(0);
+    inspect_with(client)
+}
+
+/// [`inspect`] through any [`Catalog`].
+pub(crate) fn inspect_with<C: Catalog>(client: &mut C) -> Result<SchemaReport, C::Error> {
+    let exists = client.flag(
+        "SELECT to_regclass('public.rc_circuit_breakers') IS NOT NULL",
+        &[],
+    )?;
     if !exists {
         return Ok(SchemaReport {
             table: false,
@@ -299,7 +304,7 @@ pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres
         });
     }
     let columns: Vec<(String, String)> = client
-        .query(
+        .rows(
             "SELECT column_name::text, data_type::text FROM information_schema.columns
              WHERE table_schema = 'public' AND table_name = 'rc_circuit_breakers'",
             &[],
@@ -320,7 +325,7 @@ pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres
         )
         .collect();
     let mut key: Vec<String> = client
-        .query(
+        .rows(
             "SELECT a.attname::text FROM pg_index i
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
              WHERE i.indrelid = 'public.rc_circuit_breakers'::regclass AND i.indisprimary",
@@ -331,7 +336,7 @@ pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres
         .collect();
     key.sort();
     let indexes: Vec<String> = client
-        .query(
+        .rows(
             "SELECT indexname::text FROM pg_indexes
              WHERE schemaname = 'public' AND tablename = 'rc_circuit_breakers'",
             &[],
@@ -340,7 +345,7 @@ pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres
         .map(|row| row.get(0))
         .collect();
     let triggers: Vec<String> = client
-        .query(
+        .rows(
             "SELECT tgname::text FROM pg_trigger
              WHERE tgrelid = 'public.rc_circuit_breakers'::regclass AND NOT tgisinternal",
             &[],
@@ -349,12 +354,10 @@ pub fn inspect(client: &mut impl GenericClient) -> Result<SchemaReport, postgres
         .map(|row| row.get(0))
         .collect();
     let has_trigger = |name: &str| triggers.iter().any(|t| t == name);
-    let writers_table: bool = client
-        .query_one(
-            "SELECT to_regclass('public.rc_circuit_breaker_writers') IS NOT NULL",
-            &[],
-        )?
-        .get(0);
+    let writers_table = client.flag(
+        "SELECT to_regclass('public.rc_circuit_breaker_writers') IS NOT NULL",
+        &[],
+    )?;
     Ok(SchemaReport {
         table: true,
         column_problems,
@@ -567,23 +570,34 @@ pub fn privileges(
     client: &mut impl GenericClient,
     role: Option<&str>,
 ) -> Result<Privileges, postgres::Error> {
-    let role = match role {
+    privileges_with(client, role)
+}
+
+/// [`privileges`] through any [`Catalog`].
+pub(crate) fn privileges_with<C: Catalog>(
+    client: &mut C,
+    role: Option<&str>,
+) -> Result<Privileges, C::Error> {
+    let role: String = match role {
         Some(role) => role.to_owned(),
-        None => client.query_one("SELECT current_user::text", &[])?.get(0),
+        None => client
+            .rows("SELECT current_user::text", &[])?
+            .first()
+            .map(|row| row.get(0))
+            .unwrap_or_default(),
     };
     let mut missing = Vec::new();
     for (privilege, object) in NEEDED {
-        let has: bool = match object.strip_prefix("schema ") {
-            Some(schema) => client.query_one(
+        let has = match object.strip_prefix("schema ") {
+            Some(schema) => client.flag(
                 "SELECT has_schema_privilege($1, $2, $3)",
                 &[&role, &schema, &privilege],
             )?,
-            None => client.query_one(
+            None => client.flag(
                 "SELECT has_table_privilege($1, $2, $3)",
                 &[&role, &object, &privilege],
             )?,
-        }
-        .get(0);
+        };
         if !has {
             missing.push(format!("{privilege} on {object}"));
         }

@@ -81,9 +81,10 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
         self
     }
 
-    /// The deadline of every round trip (and of connecting): a server that does not answer
-    /// within it (frozen, or behind a network that drops packets) is an outage. Default 2 s.
-    /// It also bounds how long making a breaker waits for its row, and manual control.
+    /// The deadline of every round trip (and of connecting, unless the DSN sets
+    /// `connect_timeout`): a server that does not answer within it (frozen, or behind a network
+    /// that drops packets) is an outage. Default 2 s. It also bounds the start's checks of the
+    /// table, how long making a breaker waits for its row, and manual control.
     pub fn round_trip_timeout(mut self, timeout: Duration) -> Self {
         self.options.round_trip_timeout = timeout.max(Duration::from_millis(1));
         self
@@ -106,9 +107,11 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
         }
     }
 
-    /// Starts the store's worker thread, which connects, checks the table and prepares the
-    /// statements; waits for it (at most the round-trip timeout plus the connection's).
-    /// Safe to call inside a tokio runtime: no database I/O runs on the calling thread.
+    /// Starts the store's worker thread, which connects, checks the table and the role's
+    /// privileges and prepares the statements, and waits for it: at most the DSN's
+    /// `connect_timeout` (else the round-trip timeout) to connect, then the round-trip timeout
+    /// for the rest. A start that fails leaves no thread and no connection behind. Safe to call
+    /// inside a tokio runtime: no database I/O runs on the calling thread.
     pub fn connect(self) -> Result<PostgresStore<C>, PostgresStoreError> {
         let (mailbox, inbox) = Mailbox::new(self.options.round_trip_timeout);
         let memory =
@@ -125,7 +128,14 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
         .map_err(|e| {
             PostgresStoreError::Connect(format!("cannot start the store's thread: {e}"))
         })?;
-        let wait = self.options.round_trip_timeout * 3 + Duration::from_secs(5);
+        let connect_for = self
+            .settings
+            .config()
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(self.options.round_trip_timeout);
+        // The worker keeps both deadlines itself; the margin is for its thread to be scheduled.
+        let wait = connect_for + self.options.round_trip_timeout + Duration::from_secs(1);
         match start.recv_timeout(wait) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -133,8 +143,10 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
                 return Err(e);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Abandoned: the worker stops as soon as its start ends.
+                mailbox.store_dropped();
                 return Err(PostgresStoreError::Connect(format!(
-                    "{}: no answer within {wait:?}",
+                    "{}: connect timed out after {wait:?}",
                     self.settings.describe()
                 )));
             }

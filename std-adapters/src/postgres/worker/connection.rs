@@ -7,11 +7,15 @@ use resilient_circuit::time::Instant;
 
 use super::{
     Worker,
-    statements::{Conn, Fault},
+    statements::{Conn, Connected, Fault},
 };
 use crate::{
     StoreUnavailable,
-    postgres::{OnOutage, PostgresStoreError, error::describe, inspect, privileges},
+    postgres::{
+        OnOutage, PostgresStoreError,
+        catalog::Catalog,
+        schema::{inspect_with, privileges_with},
+    },
     report,
 };
 
@@ -55,37 +59,56 @@ impl Connection {
 }
 
 impl Worker {
-    /// Checks the table (with a short-lived blocking client) and opens the connection.
+    /// Connects (within the DSN's `connect_timeout`, else the round-trip timeout), checks the
+    /// table and the role's privileges and sets the session up (within the round-trip
+    /// timeout): every step under a deadline, so a server that accepts and never answers fails
+    /// the start in time, and nothing of it is left behind.
     pub(super) fn start(&mut self) -> Result<(), PostgresStoreError> {
         let settings = &self.settings;
         let fail =
             |why: String| PostgresStoreError::Connect(format!("{}: {why}", settings.describe()));
-        let mut client = settings
-            .connect_within(Some(
-                self.options.round_trip_timeout.max(Duration::from_secs(1)),
-            ))
-            .map_err(|e| fail(e.to_string()))?;
-        let report = inspect(&mut client).map_err(|e| fail(describe(&e)))?;
+        let connect_for = settings
+            .config()
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(self.options.round_trip_timeout);
+        let connected = self.rt.block_on(async {
+            tokio::time::timeout(connect_for, Connected::connect(settings, connect_for)).await
+        });
+        let connected = match connected {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(why)) => return Err(fail(why)),
+            Err(_) => return Err(fail(format!("connect timed out after {connect_for:?}"))),
+        };
+        let checks_for = self.options.round_trip_timeout;
+        let mut catalog = Deadlined {
+            rt: &self.rt,
+            client: connected.client(),
+            until: tokio::time::Instant::now() + checks_for,
+            limit: checks_for,
+        };
+        let report = inspect_with(&mut catalog).map_err(fail)?;
         if !report.usable() {
             return Err(PostgresStoreError::SchemaNotReady(report.problems()));
         }
         // Checked now: a role that cannot write would otherwise fail every write, for ever.
-        let lacking = privileges(&mut client, None).map_err(|e| fail(describe(&e)))?;
+        let lacking = privileges_with(&mut catalog, None).map_err(fail)?;
         if !lacking.missing.is_empty() {
-            let role = client
-                .query_one("SELECT current_user::text", &[])
-                .map_err(|e| fail(describe(&e)))?
-                .get(0);
+            let role = catalog
+                .rows("SELECT current_user::text", &[])
+                .map_err(fail)?
+                .first()
+                .map(|row| row.get(0))
+                .unwrap_or_default();
             return Err(PostgresStoreError::MissingPrivileges {
                 role,
                 missing: lacking.missing,
             });
         }
-        drop(client);
-        let timeout = self.options.round_trip_timeout.max(Duration::from_secs(1));
+        let until = catalog.until;
         let opened = self
             .rt
-            .block_on(async { tokio::time::timeout(timeout, Conn::open(settings, timeout)).await });
+            .block_on(async { tokio::time::timeout_at(until, connected.set_up()).await });
         match opened {
             Ok(Ok(conn)) => {
                 self.connection.conn = Some(conn);
@@ -93,7 +116,9 @@ impl Worker {
                 Ok(())
             }
             Ok(Err(why)) => Err(fail(why)),
-            Err(_) => Err(fail(format!("no answer within {timeout:?}"))),
+            Err(_) => Err(fail(format!(
+                "no answer within {checks_for:?} (setting the session up)"
+            ))),
         }
     }
 
@@ -193,6 +218,37 @@ impl Worker {
         for state in self.keys.values_mut() {
             state.row = None;
             state.stale = true;
+        }
+    }
+}
+
+/// The start's checks, each statement run on the worker's runtime before a deadline.
+struct Deadlined<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    client: &'a tokio_postgres::Client,
+    until: tokio::time::Instant,
+    /// The time the checks were given, for the message.
+    limit: Duration,
+}
+
+impl Catalog for Deadlined<'_> {
+    type Error = String;
+
+    fn rows(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, String> {
+        let rows = self.rt.block_on(async {
+            tokio::time::timeout_at(self.until, self.client.query(sql, params)).await
+        });
+        match rows {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => Err(crate::postgres::error::describe(&e)),
+            Err(_) => Err(format!(
+                "no answer within {:?} (checking the table)",
+                self.limit
+            )),
         }
     }
 }

@@ -93,7 +93,13 @@ impl Mailbox {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// The last clone of the store is gone: the last breaker handle dropped flushes.
+    /// Whether a clone of the store is alive (or its start still awaited).
+    pub(super) fn store_alive(&self) -> bool {
+        self.store_alive.load(Ordering::Acquire)
+    }
+
+    /// The last clone of the store is gone (or its start was given up on): the last breaker
+    /// handle dropped flushes.
     pub(crate) fn store_dropped(&self) {
         self.store_alive.store(false, Ordering::Release);
     }

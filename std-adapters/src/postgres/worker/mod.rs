@@ -106,7 +106,8 @@ pub(crate) fn spawn(
             let outcome = worker.start();
             let ok = outcome.is_ok();
             let _ = started.send(outcome);
-            if ok {
+            // A start its caller gave up on ends here, its connection with it.
+            if ok && worker.mailbox.store_alive() {
                 worker.run();
             }
         })

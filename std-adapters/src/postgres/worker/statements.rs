@@ -197,13 +197,9 @@ pub(crate) struct Conn {
     pub(crate) backend: i32,
     /// Notifications, forwarded by the task that drives the connection.
     pub(crate) notifications: UnboundedReceiver<String>,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
+    /// Ends the connection's task when the connection is dropped.
+    #[allow(dead_code)]
+    driver: Driver,
 }
 
 /// The connection configuration of `settings`, every setting kept (hosts and their order,
@@ -229,37 +225,38 @@ fn config_of(settings: &DbSettings, connect_timeout: Duration) -> tokio_postgres
     config
 }
 
-impl Conn {
-    /// Connects, sets the session up, prepares the statements and listens. Runs on the
-    /// worker's runtime; the caller bounds it with a deadline.
-    pub(crate) async fn open(
+/// The task that drives a connection (and forwards its notifications), ended with it.
+struct Driver(tokio::task::JoinHandle<()>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A connection just made, driven by a task of its own, its session not yet set up.
+pub(crate) struct Connected {
+    client: Client,
+    notifications: UnboundedReceiver<String>,
+    driver: Driver,
+}
+
+impl Connected {
+    /// Connects, with TLS as the settings say, and starts the task that drives the connection.
+    /// Runs on the worker's runtime; the caller bounds it with a deadline.
+    pub(crate) async fn connect(
         settings: &DbSettings,
         connect_timeout: Duration,
-    ) -> Result<Conn, String> {
+    ) -> Result<Connected, String> {
         let tls = settings.tls().map_err(|why| format!("TLS: {why}"))?;
         let mut config = config_of(settings, connect_timeout);
         config.ssl_mode(tls.driver_mode);
-        Conn::set_up(
-            config
-                .connect(tls.connector)
-                .await
-                .map_err(|e| describe(&e))?,
-        )
-        .await
-        .map_err(|e| describe(&e))
-    }
-
-    /// Sets up a connection just made: the session, the statements, `LISTEN`, and a task that
-    /// drives the connection and forwards its notifications.
-    async fn set_up<S, T>(
-        (client, mut connection): (Client, tokio_postgres::Connection<S, T>),
-    ) -> Result<Conn, tokio_postgres::Error>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-        T: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
-    {
+        let (client, mut connection) = config
+            .connect(tls.connector)
+            .await
+            .map_err(|e| describe(&e))?;
         let (sender, notifications) = unbounded_channel();
-        let driver = tokio::spawn(async move {
+        let driver = Driver(tokio::spawn(async move {
             while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
                 match message {
                     Ok(AsyncMessage::Notification(n)) => {
@@ -269,7 +266,30 @@ impl Conn {
                     Err(_) => break,
                 }
             }
-        });
+        }));
+        Ok(Connected {
+            client,
+            notifications,
+            driver,
+        })
+    }
+
+    /// The client, for the checks made before the session is set up.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sets the session up, prepares the statements and listens.
+    pub(crate) async fn set_up(self) -> Result<Conn, String> {
+        self.prepare().await.map_err(|e| describe(&e))
+    }
+
+    async fn prepare(self) -> Result<Conn, tokio_postgres::Error> {
+        let Connected {
+            client,
+            notifications,
+            driver,
+        } = self;
         // The server ends a statement that runs long; a lock held on one key fails that key's
         // statement quickly instead of delaying every other key.
         client
@@ -299,6 +319,20 @@ impl Conn {
             notifications,
             driver,
         })
+    }
+}
+
+impl Conn {
+    /// Connects, sets the session up, prepares the statements and listens. Runs on the
+    /// worker's runtime; the caller bounds it with a deadline.
+    pub(crate) async fn open(
+        settings: &DbSettings,
+        connect_timeout: Duration,
+    ) -> Result<Conn, String> {
+        Connected::connect(settings, connect_timeout)
+            .await?
+            .set_up()
+            .await
     }
 
     pub(crate) fn client(&self) -> &Client {

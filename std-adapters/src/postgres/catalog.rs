@@ -1,0 +1,30 @@
+//! What the schema checks need of a client: the rows a statement returns. A blocking client
+//! is one; the store's worker is another, which runs each statement under its start-up
+//! deadline.
+
+use postgres::{GenericClient, Row, types::ToSql};
+
+/// Something that runs a statement and returns its rows.
+pub(crate) trait Catalog {
+    /// Why a statement got no rows back.
+    type Error;
+
+    /// The rows `sql` returns with `params`.
+    fn rows(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Self::Error>;
+
+    /// The boolean in the first column of the first row (`false` without a row).
+    fn flag(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<bool, Self::Error> {
+        Ok(self
+            .rows(sql, params)?
+            .first()
+            .is_some_and(|row| row.get::<_, bool>(0)))
+    }
+}
+
+impl<C: GenericClient> Catalog for C {
+    type Error = postgres::Error;
+
+    fn rows(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Self::Error> {
+        self.query(sql, params)
+    }
+}
