@@ -132,6 +132,12 @@ fn prefer_the_default_and_require_end_up_encrypted_and_work() {
             "{extra:?}: {count} connections, encrypted: {all}"
         );
     }
+    // A host given only as an address is the name the handshake uses.
+    let by_address = format!(
+        "hostaddr=127.0.0.1 port={} user=postgres dbname={db} sslmode=require",
+        server().server.port()
+    );
+    connect(&by_address).expect("TLS to a hostaddr");
     let mut client = admin(&server().server, &db);
     let (_, failures) = pg::log_and_failure_count(&mut client, "tls-api");
     assert_eq!(failures, 3, "one failure through each store");
@@ -244,4 +250,30 @@ fn a_refused_certificate_is_an_error_under_strict_and_a_warned_fallback_otherwis
     let (status, stdout, stderr) = run(false);
     assert_eq!((status, stdout.trim()), (Some(0), "memory default"));
     assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+}
+
+/// libpq's rules for the roots: `sslrootcert=system` means `verify-full` and refuses anything
+/// weaker, and `verify-ca` needs a CA of its own (the platform's would pass any public
+/// certificate).
+#[test]
+fn the_platform_roots_are_used_only_where_the_name_is_checked_too() {
+    // (Where the platform has no roots at all, that is the error.)
+    if let Ok(settings) = DbSettings::from_dsn("host=db sslrootcert=system") {
+        assert_eq!(settings.ssl_mode(), SslMode::VerifyFull);
+    }
+    for weak in ["prefer", "require", "verify-ca"] {
+        let error = DbSettings::from_dsn(&format!("host=db sslrootcert=system sslmode={weak}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!(
+                "sslmode={weak} may not be used with sslrootcert=system"
+            )),
+            "{error}"
+        );
+    }
+    let error = DbSettings::from_dsn("host=db sslmode=verify-ca")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("verify-ca needs sslrootcert"), "{error}");
 }

@@ -56,18 +56,23 @@ pub(crate) fn split_tls_keys(dsn: &str) -> (String, TlsKeys) {
     split.unwrap_or_else(|| (dsn.to_owned(), TlsKeys::default()))
 }
 
-/// A URL's query parameters: `?k=v&k=v`, percent-encoded.
+/// A URL's query parameters: `?k=v&k=v`, percent-encoded. As the driver reads it, the user
+/// info ends at the first `@`, so the query starts at the first `?` after it.
 fn split_url(url: &str) -> (String, TlsKeys) {
     let mut keys = TlsKeys::default();
-    let Some((base, query)) = url.split_once('?') else {
+    let after_user_info = url.find('@').map_or(0, |at| at + 1);
+    let Some(question) = url[after_user_info..]
+        .find('?')
+        .map(|i| after_user_info + i)
+    else {
         return (url.to_owned(), keys);
     };
+    let (base, query) = (&url[..question], &url[question + 1..]);
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_encoding_decode(value);
-            !keys.take(key, value)
+            !keys.take(&percent_decode(key), percent_decode(value))
         })
         .collect();
     if kept.is_empty() {
@@ -78,7 +83,7 @@ fn split_url(url: &str) -> (String, TlsKeys) {
 }
 
 /// `%XX` decoded (what is not valid is kept as it is).
-fn percent_encoding_decode(text: &str) -> String {
+fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -128,22 +133,24 @@ fn split_key_values(dsn: &str) -> Option<(String, TlsKeys)> {
     }
 }
 
-/// The value at the start of `text` (quoted or not), and what follows it.
+/// The value at the start of `text` (quoted or not), and what follows it. As the driver reads
+/// it, a backslash takes the next character as it is, quoted or not.
 fn value_at(text: &str) -> Option<(String, &str)> {
-    let Some(quoted) = text.strip_prefix('\'') else {
-        let end = text.find(char::is_whitespace).unwrap_or(text.len());
-        return Some((text[..end].to_owned(), &text[end..]));
+    let (quoted, body) = match text.strip_prefix('\'') {
+        Some(body) => (true, body),
+        None => (false, text),
     };
     let mut value = String::new();
-    let mut chars = quoted.char_indices();
+    let mut chars = body.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '\'' => return Some((value, &quoted[i + 1..])),
+            '\'' if quoted => return Some((value, &body[i + 1..])),
+            c if c.is_whitespace() && !quoted => return Some((value, &body[i..])),
             '\\' => value.push(chars.next()?.1),
             c => value.push(c),
         }
     }
-    None
+    (!quoted).then_some((value, ""))
 }
 
 #[cfg(test)]
@@ -179,6 +186,16 @@ mod tests {
             (rest.as_str(), found),
             ("postgres://db/rc", keys("require", None))
         );
+    }
+
+    #[test]
+    fn escapes_percent_encoded_keys_and_question_marks_in_passwords_are_read_as_the_driver_does() {
+        let (rest, found) = split_tls_keys("password=pa\\ ss\\=x sslmode=require host=db");
+        assert_eq!(rest, "password=pa\\ ss\\=x host=db");
+        assert_eq!(found, keys("require", None));
+        let (rest, found) = split_tls_keys("postgresql://u:p?x@db/rc?ssl%6Dode=verify-full");
+        assert_eq!(rest, "postgresql://u:p?x@db/rc");
+        assert_eq!(found, keys("verify-full", None));
     }
 
     #[test]

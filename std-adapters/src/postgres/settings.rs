@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     env, fmt,
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
 };
 
 use tokio_postgres::config::{Config, Host};
@@ -20,6 +20,8 @@ use crate::report;
 pub struct DbSettings {
     config: Config,
     tls: TlsSettings,
+    /// The connector, made once (it reads the certificate files) and shared by the clones.
+    connector: Arc<OnceLock<Result<Tls, String>>>,
     namespace: String,
     strict: bool,
     app_user: Option<String>,
@@ -57,10 +59,17 @@ impl fmt::Display for SettingsError {
                 write!(f, "RC_DB_DSN is not a valid connection string: {why}")
             }
             SettingsError::BadPort => f.write_str("RC_DB_PORT is not a port number"),
-            SettingsError::BadSslMode(mode) => write!(
-                f,
-                "sslmode {mode:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
-            ),
+            SettingsError::BadSslMode(mode) => {
+                // Echoed only when it looks like a mode (a misparse could make it a secret).
+                let shown =
+                    mode.len() <= 16 && mode.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+                if shown {
+                    write!(f, "sslmode {mode:?} ")?;
+                } else {
+                    f.write_str("sslmode ")?;
+                }
+                f.write_str("is not one of disable, allow, prefer, require, verify-ca, verify-full")
+            }
             SettingsError::Tls(why) => write!(f, "TLS: {why}"),
         }
     }
@@ -141,17 +150,13 @@ impl DbSettings {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_config(config: Config) -> DbSettings {
-        let mode = match config.get_ssl_mode() {
-            tokio_postgres::config::SslMode::Disable => SslMode::Disable,
-            tokio_postgres::config::SslMode::Require => SslMode::Require,
-            _ => SslMode::Prefer,
-        };
         DbSettings {
-            config,
             tls: TlsSettings {
-                mode,
+                mode: driver_mode(&config),
                 ..TlsSettings::default()
             },
+            connector: Arc::default(),
+            config,
             namespace: crate::key::DEFAULT_NAMESPACE.to_owned(),
             strict: false,
             app_user: None,
@@ -165,23 +170,22 @@ impl DbSettings {
     /// ```
     /// use resilient_circuit_std::postgres::{DbSettings, SslMode};
     ///
-    /// let settings = DbSettings::from_dsn(
-    ///     "postgresql://app@db.internal/rc?sslmode=verify-full&sslrootcert=system",
-    /// )?;
-    /// assert_eq!(settings.ssl_mode(), SslMode::VerifyFull);
+    /// let settings = DbSettings::from_dsn("postgresql://app@db.internal/rc?sslmode=require")?;
+    /// assert_eq!(settings.ssl_mode(), SslMode::Require);
     /// assert_eq!(settings.describe(), "host=db.internal port=5432 dbname=rc");
     /// # Ok::<(), resilient_circuit_std::postgres::SettingsError>(())
     /// ```
     pub fn from_dsn(dsn: &str) -> Result<DbSettings, SettingsError> {
         let (rest, keys) = split_tls_keys(dsn);
         let config = parse_dsn(&rest)?;
-        let tls = tls_settings(&keys, SslMode::Prefer)?;
-        // The files named are read now, so a missing one is an error here.
-        tls.connector().map_err(SettingsError::Tls)?;
-        Ok(DbSettings {
+        let tls = tls_settings(&keys, driver_mode(&config))?;
+        let settings = DbSettings {
             tls,
             ..DbSettings::from_config(config)
-        })
+        };
+        // The files named are read now, so a missing one is an error here.
+        settings.tls().map_err(SettingsError::Tls)?;
+        Ok(settings)
     }
 
     /// The settings from the environment, with the defaults `pg-setup` uses when something is
@@ -229,16 +233,18 @@ impl DbSettings {
                 (config, env_keys)
             }
         };
-        let tls = tls_settings(&keys, SslMode::Prefer)?;
-        // The files named are read now, so a missing one is an error at start.
-        tls.connector().map_err(SettingsError::Tls)?;
-        Ok(DbSettings {
+        let tls = tls_settings(&keys, driver_mode(&config))?;
+        let settings = DbSettings {
             config,
             tls,
+            connector: Arc::default(),
             namespace: namespace_from_env(),
             strict: flag("RC_DB_STRICT"),
             app_user: var("RC_DB_APP_USER"),
-        })
+        };
+        // The files named are read now, so a missing one is an error at start.
+        settings.tls().map_err(SettingsError::Tls)?;
+        Ok(settings)
     }
 
     /// The connection configuration.
@@ -263,7 +269,7 @@ impl DbSettings {
 
     /// Where the database is, without password or user info: `host=... port=... dbname=...`.
     pub fn describe(&self) -> String {
-        let hosts: Vec<String> = self
+        let mut hosts: Vec<String> = self
             .config
             .get_hosts()
             .iter()
@@ -272,6 +278,14 @@ impl DbSettings {
                 Host::Unix(path) => path.display().to_string(),
             })
             .collect();
+        if hosts.is_empty() {
+            hosts = self
+                .config
+                .get_hostaddrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        }
         let ports: Vec<String> = self.config.get_ports().iter().map(u16::to_string).collect();
         format!(
             "host={} port={} dbname={}",
@@ -306,7 +320,7 @@ impl DbSettings {
     ) -> Result<postgres::Client, ConnectError> {
         let tls = self.tls().map_err(ConnectError::Tls)?;
         let mut config = self.config.clone();
-        config.ssl_mode(tls.driver_mode);
+        tls.configure(&mut config);
         if let Some(timeout) = timeout
             && config.get_connect_timeout().is_none()
         {
@@ -317,9 +331,9 @@ impl DbSettings {
             .map_err(ConnectError::Postgres)
     }
 
-    /// The TLS connector, made now (reading the certificate files named).
+    /// The TLS connector, made on first use (reading the certificate files named).
     pub(crate) fn tls(&self) -> Result<Tls, String> {
-        self.tls.connector()
+        self.connector.get_or_init(|| self.tls.connector()).clone()
     }
 }
 
@@ -353,12 +367,31 @@ fn parse_dsn(dsn: &str) -> Result<Config, SettingsError> {
     Ok(config)
 }
 
-/// The TLS settings `keys` name (`default` the mode when they name none).
+/// The TLS settings `keys` name, as libpq reads them: the mode `default` (the driver's reading)
+/// when they name none, or `verify-full` with `sslrootcert=system`; the roots
+/// `~/.postgresql/root.crt` when they name none and that file exists.
 fn tls_settings(keys: &TlsKeys, default: SslMode) -> Result<TlsSettings, SettingsError> {
+    let root_cert = keys.sslrootcert.clone().or_else(|| {
+        let file = std::path::Path::new(&env::var_os("HOME")?).join(".postgresql/root.crt");
+        file.exists().then(|| file.display().to_string())
+    });
+    let system = root_cert.as_deref() == Some("system");
     let mode = match &keys.sslmode {
         Some(mode) => mode.parse()?,
+        None if system => SslMode::VerifyFull,
         None => default,
     };
+    if system && mode != SslMode::VerifyFull {
+        return Err(SettingsError::Tls(format!(
+            "sslmode={mode} may not be used with sslrootcert=system: with the platform's roots only verify-full (the name checked too) refuses a certificate anyone can get"
+        )));
+    }
+    if mode == SslMode::VerifyCa && root_cert.is_none() {
+        return Err(SettingsError::Tls(
+            "sslmode=verify-ca needs sslrootcert (RC_DB_SSLROOTCERT) naming the CA that signs the server's certificate: against the platform's roots, any public certificate would pass"
+                .to_owned(),
+        ));
+    }
     let client_cert = match (&keys.sslcert, &keys.sslkey) {
         (Some(cert), Some(key)) => Some((cert.into(), key.into())),
         (None, None) => None,
@@ -371,9 +404,18 @@ fn tls_settings(keys: &TlsKeys, default: SslMode) -> Result<TlsSettings, Setting
     };
     Ok(TlsSettings {
         mode,
-        root_cert: keys.sslrootcert.clone(),
+        root_cert,
         client_cert,
     })
+}
+
+/// The mode the driver read from a DSN (`disable`, `prefer` or `require`).
+fn driver_mode(config: &Config) -> SslMode {
+    match config.get_ssl_mode() {
+        tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+        tokio_postgres::config::SslMode::Require => SslMode::Require,
+        _ => SslMode::Prefer,
+    }
 }
 
 /// Why a DSN did not parse, in words that hold none of its text: the parser's messages can

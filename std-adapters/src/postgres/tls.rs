@@ -95,7 +95,7 @@ impl FromStr for SslMode {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TlsSettings {
     pub(crate) mode: SslMode,
-    /// A PEM file of trusted roots, or `system` for the platform's (the default).
+    /// A PEM file of trusted roots, or `system` for the platform's.
     pub(crate) root_cert: Option<String>,
     /// A client certificate (PEM) and its key (PEM), for `cert` authentication.
     pub(crate) client_cert: Option<(PathBuf, PathBuf)>,
@@ -104,8 +104,30 @@ pub(crate) struct TlsSettings {
 /// What the connection uses: the driver's mode, and the connector that does the handshake.
 #[derive(Clone)]
 pub(crate) struct Tls {
-    pub(crate) driver_mode: DriverMode,
+    driver_mode: DriverMode,
     pub(crate) connector: MakeRustlsConnect,
+}
+
+impl Tls {
+    /// Sets the driver's TLS mode on `config`. As libpq: a Unix socket is never encrypted;
+    /// hosts given only as addresses (`hostaddr`) are also the names the handshake checks.
+    pub(crate) fn configure(&self, config: &mut tokio_postgres::Config) {
+        let hosts = config.get_hosts();
+        let unix_only = !hosts.is_empty()
+            && hosts
+                .iter()
+                .all(|host| matches!(host, tokio_postgres::config::Host::Unix(_)));
+        if hosts.is_empty() {
+            for addr in config.get_hostaddrs().to_vec() {
+                config.host(addr.to_string());
+            }
+        }
+        config.ssl_mode(if unix_only {
+            DriverMode::Disable
+        } else {
+            self.driver_mode
+        });
+    }
 }
 
 /// How the server's certificate is checked.
@@ -149,7 +171,7 @@ impl TlsSettings {
             .map_err(|e| format!("cannot set up TLS: {e}"))?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
-        let config = match &self.client_cert {
+        let mut config = match &self.client_cert {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
                 let certs = read_certs(cert, "sslcert (RC_DB_SSLCERT)")?;
@@ -164,13 +186,16 @@ impl TlsSettings {
                     .map_err(|e| format!("the client certificate and key do not fit: {e}"))?
             }
         };
+        // PostgreSQL 17 asks for it with direct TLS negotiation (`sslnegotiation=direct`).
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
         Ok(Tls {
             driver_mode: self.mode.driver_mode(),
             connector: MakeRustlsConnect::new(config),
         })
     }
 
-    /// The trusted roots: the PEM file named, or the platform's.
+    /// The trusted roots: the PEM file named, or the platform's (`system`, or none named:
+    /// reached only by `verify-full`, which checks the name as well).
     fn roots(&self) -> Result<RootCertStore, String> {
         let mut roots = RootCertStore::empty();
         match self.root_cert.as_deref() {

@@ -250,7 +250,7 @@ impl Connected {
     ) -> Result<Connected, String> {
         let tls = settings.tls().map_err(|why| format!("TLS: {why}"))?;
         let mut config = config_of(settings, connect_timeout);
-        config.ssl_mode(tls.driver_mode);
+        tls.configure(&mut config);
         let (client, mut connection) = config
             .connect(tls.connector)
             .await
