@@ -35,6 +35,10 @@ struct Shared {
     upstream: SocketAddr,
     black_hole: AtomicBool,
     drop_next_reply: AtomicBool,
+    /// With the next reply dropped: how long the server side stays open after the cut.
+    hold_server: Mutex<Option<Duration>>,
+    /// Connections whose server side is held open after their client side was cut.
+    held: Mutex<Vec<u64>>,
     generation: AtomicU64,
     shutdown: AtomicBool,
     replies_dropped: AtomicU64,
@@ -98,6 +102,8 @@ impl FaultProxy {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
             black_hole: AtomicBool::new(false),
             drop_next_reply: AtomicBool::new(false),
+            hold_server: Mutex::new(None),
+            held: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             replies_dropped: AtomicU64::new(0),
@@ -142,6 +148,23 @@ impl FaultProxy {
     /// still drops one. While a black hole is on, the armed drop waits for the first reply
     /// after [`pass`](Self::pass). See [`replies_dropped`](Self::replies_dropped).
     pub fn drop_next_reply_and_cut(&self) {
+        *self
+            .shared
+            .hold_server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.shared.drop_next_reply.store(true, SeqCst);
+    }
+
+    /// As [`drop_next_reply_and_cut`](Self::drop_next_reply_and_cut), but only the client's
+    /// side is cut: the server's stays open for `hold` (its server process lives on, as after a
+    /// network loss), its bytes discarded, and is closed then.
+    pub fn drop_next_reply_and_cut_client(&self, hold: Duration) {
+        *self
+            .shared
+            .hold_server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(hold);
         self.shared.drop_next_reply.store(true, SeqCst);
     }
 
@@ -272,13 +295,63 @@ fn pump(
         }
         if from_server && shared.drop_next_reply.swap(false, SeqCst) {
             shared.replies_dropped.fetch_add(1, SeqCst);
+            let hold = shared
+                .hold_server
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(hold) = hold {
+                hold_server_side(shared, from, to, hold, id);
+                return;
+            }
             break;
         }
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
     }
+    let held = shared
+        .held
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&id);
+    if held {
+        // The client side of a connection whose server side is held: only it ends here.
+        let _ = from.shutdown(Shutdown::Both);
+        return;
+    }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
+    shared.forget(id);
+}
+
+/// Cuts the client's side of connection `id` and keeps its server side open for `hold`,
+/// reading and discarding what the server sends, then closes it.
+fn hold_server_side(
+    shared: &Shared,
+    mut server: TcpStream,
+    client: TcpStream,
+    hold: Duration,
+    id: u64,
+) {
+    shared
+        .held
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(id);
+    let _ = client.shutdown(Shutdown::Both);
+    let until = std::time::Instant::now() + hold;
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < until && !shared.shutdown.load(SeqCst) {
+        if matches!(server.read(&mut buf), Ok(0)) {
+            break;
+        }
+    }
+    let _ = server.shutdown(Shutdown::Both);
+    shared
+        .held
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|held| *held != id);
     shared.forget(id);
 }

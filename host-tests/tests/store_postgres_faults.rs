@@ -342,3 +342,67 @@ fn fail_closed_rejects_at_once_while_the_server_is_frozen() {
     // store just waits.
     assert!(quick(|| breaker.try_acquire()).is_err());
 }
+
+/// A reply lost while the server process that wrote it lives on (the network lost, the
+/// server's side still open for a second), then two lost in a row, with other keys written in
+/// between: each batch in doubt is sent again, unchanged, before any other, and the answer
+/// says whether it was applied. No server process is ended (as behind a connection pooler),
+/// and every key's count is exact.
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn replies_lost_while_their_server_process_lives_are_applied_once_each() {
+    let OneFailure {
+        proxy,
+        mut client,
+        store,
+        breaker: a,
+        db,
+    } = one_failure("lost_alive", counting(), true);
+    let proxy = proxy.unwrap();
+    let b = store.breaker(key("b"), counting()).unwrap();
+    let c = store.breaker(key("c"), counting()).unwrap();
+    let backends = |client: &mut Client| -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'resilient-circuit'",
+                &[&db],
+            )
+            .unwrap()
+            .get(0)
+    };
+
+    // One lost reply: a's and b's failure in one batch; the server side stays open for 1 s.
+    proxy.drop_next_reply_and_cut_client(Duration::from_secs(1));
+    fail(&a);
+    fail(&b);
+    pg::until("the first lost reply", || {
+        (proxy.replies_dropped() == 1).then_some(())
+    });
+    // Others go on meanwhile, and the old server process is still there.
+    fail(&c);
+    // The store's new connection beside the old server process, which lives on.
+    pg::until("two server processes", || {
+        (backends(&mut client) == 2).then_some(())
+    });
+    flush(&store);
+
+    // Two in a row: the batch's reply, then its resend's.
+    proxy.drop_next_reply_and_cut_client(Duration::from_secs(1));
+    fail(&a);
+    fail(&c);
+    pg::until("the second lost reply", || {
+        (proxy.replies_dropped() == 2).then_some(())
+    });
+    proxy.drop_next_reply_and_cut_client(Duration::from_secs(1));
+    fail(&b);
+    pg::until("the third lost reply", || {
+        (proxy.replies_dropped() == 3).then_some(())
+    });
+    flush(&store);
+
+    let counts: Vec<i32> = ["a", "b", "c"]
+        .iter()
+        .map(|name| row(&mut client, name).1)
+        .collect();
+    assert_eq!(counts, [3, 2, 2], "a: 1 + 1 + 1; b: 1 + 1; c: 1 + 1");
+}

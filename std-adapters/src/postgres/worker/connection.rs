@@ -106,9 +106,17 @@ impl Worker {
             });
         }
         let until = catalog.until;
-        let opened = self
-            .rt
-            .block_on(async { tokio::time::timeout_at(until, connected.set_up()).await });
+        let writer = self.batches.writer.clone();
+        let opened = self.rt.block_on(async {
+            tokio::time::timeout_at(until, async {
+                let conn = connected.set_up().await?;
+                conn.register(&writer, 0)
+                    .await
+                    .map_err(|e| crate::postgres::error::describe(&e))?;
+                Ok::<_, String>(conn)
+            })
+            .await
+        });
         match opened {
             Ok(Ok(conn)) => {
                 self.connection.conn = Some(conn);
@@ -205,6 +213,11 @@ impl Worker {
         };
         self.connection.conn = Some(conn);
         self.mailbox.connected.store(true, Ordering::Relaxed);
+        // Registered again: the row may have been lost with a server that was failed over.
+        self.register();
+        if !self.connection.is_up() {
+            return;
+        }
         self.connection.backoff = self.options.reconnect.0;
         if let Some(since) = self.connection.outage_since.take() {
             report::store_info(&format!(

@@ -1,27 +1,27 @@
-//! Batches whose reply was lost: each batch is numbered and recorded for this writer in the
-//! statement that writes it, so after reconnecting the worker can tell whether it went in.
+//! Batches whose reply was lost. Each batch is numbered, and its statement applies it only if
+//! the writer's last batch is older, recording it in the same transaction. A batch in doubt is
+//! sent again, unchanged, before any other: the answer says whether this copy applied it or an
+//! earlier one did (and which keys that one wrote). No server process is ended to find out, so
+//! it works behind a connection pooler, and a copy still in flight in a frozen backend can only
+//! wait for the writer's row and then find the batch applied.
 
-use resilient_circuit::{state::Admission, time::Instant};
+use resilient_circuit::time::Instant;
 
-use super::{Worker, statements::Conn};
-use crate::{BreakerKey, replica::Event};
+use super::{Worker, keys::Entry, statements::Swapped};
+use crate::{BreakerKey, report};
 
-/// This store's batches: its name in the writers table, its last batch number, and the batch
-/// in doubt, if one is.
+/// This store's batches: its name in the writers table, the last batch number acknowledged,
+/// and the batch in doubt, if one is.
 pub(super) struct Batches {
     pub(super) writer: String,
-    pub(super) last: i64,
+    last: i64,
     pub(super) in_doubt: Option<InDoubt>,
 }
 
-/// The batch whose reply was lost: was it written? Known once the server process that
-/// received it has ended (until then it may still commit).
+/// The batch whose reply was lost, kept to be sent again as it was.
 pub(super) struct InDoubt {
     pub(super) batch: i64,
-    pub(super) backend: i32,
-    /// Each key of the batch: how many of its unsent changes the batch held, and the period of
-    /// the probe slot it reserved, if it did.
-    pub(super) keys: Vec<(BreakerKey, usize, Option<u32>)>,
+    pub(super) entries: Vec<Entry>,
 }
 
 impl Batches {
@@ -34,17 +34,26 @@ impl Batches {
         }
     }
 
-    /// The next batch's number.
-    pub(super) fn next(&mut self) -> i64 {
-        self.last += 1;
+    /// The next batch's number (used up only once acknowledged).
+    pub(super) fn next(&self) -> i64 {
+        self.last + 1
+    }
+
+    /// The last batch acknowledged, as the writer is registered with.
+    pub(super) fn last(&self) -> i64 {
         self.last
+    }
+
+    /// Batch `number` is known to be applied.
+    pub(super) fn acknowledged(&mut self, number: i64) {
+        self.last = self.last.max(number);
     }
 
     /// Whether `key`'s last batch is in doubt (nothing more of it may go until it is settled).
     pub(super) fn in_doubt(&self, key: &BreakerKey) -> bool {
         self.in_doubt
             .as_ref()
-            .is_some_and(|doubt| doubt.keys.iter().any(|(k, ..)| k == key))
+            .is_some_and(|doubt| doubt.entries.iter().any(|entry| entry.key == *key))
     }
 }
 
@@ -57,43 +66,40 @@ fn writer_name(now: Instant) -> String {
 }
 
 impl Worker {
-    /// Settles the batch whose reply was lost: once the server process that received it has
-    /// ended, the writers table says whether it was written, and which keys it wrote. Their
-    /// changes are then dropped from the keys' unsent ones (a probe slot it reserved is given
-    /// back); the other keys' are sent again.
+    /// Sends the batch in doubt again, unchanged, and settles it by the answer: applied now,
+    /// or applied by an earlier copy. Still in doubt if there is no answer (or the writer's
+    /// row is locked by a copy still in flight).
     pub(super) fn resolve_doubt(&mut self) {
         let Some(doubt) = self.batches.in_doubt.take() else {
             return;
         };
-        let backend = doubt.backend;
-        match self.round_trip(async |conn: &Conn| conn.end_backend(backend).await) {
-            Ok(false) => {}
-            Ok(true) | Err(_) => {
+        match self.send_batch(doubt.batch, &doubt.entries) {
+            Ok(Swapped::Applied(written)) => {
+                self.batches.acknowledged(doubt.batch);
+                self.settle_written(doubt.entries, &written);
+            }
+            Ok(Swapped::AlreadyApplied(keys)) => {
+                self.batches.acknowledged(doubt.batch);
+                self.settle_applied_earlier(doubt.entries, &keys);
+            }
+            Ok(Swapped::Unregistered) => {
+                // The writers table lost this writer's row (deleted by hand): whether the
+                // batch went in cannot be known any more. Sent again as new.
+                report::store_warning(&format!(
+                    "PostgreSQL store: writer {} is no longer in rc_circuit_breaker_writers; a batch whose reply was lost is sent again, and may count twice",
+                    self.batches.writer
+                ));
+                self.register();
                 self.batches.in_doubt = Some(doubt);
-                return;
             }
+            Err(_) => self.batches.in_doubt = Some(doubt),
         }
-        let writer = self.batches.writer.clone();
-        let Ok(last) = self.round_trip(async |conn: &Conn| conn.last_batch(&writer).await) else {
-            self.batches.in_doubt = Some(doubt);
-            return;
-        };
-        let written: Vec<BreakerKey> = match last {
-            Some((batch, keys)) if batch == doubt.batch => keys,
-            _ => Vec::new(),
-        };
-        for (key, events, reserved_in) in doubt.keys {
-            let Some(state) = self.keys.get_mut(&key) else {
-                continue;
-            };
-            state.stale = true;
-            if written.contains(&key) {
-                state.unsent.drain(..events.min(state.unsent.len()));
-                if let Some(epoch) = reserved_in {
-                    let admission = Admission::in_period(epoch, true);
-                    state.unsent.insert(0, Event::Release { admission });
-                }
-            }
-        }
+    }
+
+    /// Registers this writer (a round trip; nothing if it is registered).
+    pub(super) fn register(&mut self) {
+        let (writer, last) = (self.batches.writer.clone(), self.batches.last());
+        let _ = self
+            .round_trip(async |conn: &super::statements::Conn| conn.register(&writer, last).await);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use resilient_circuit::{
     CircuitState,
-    state::{BreakerState, Transition},
+    state::{Admission, BreakerState, Transition},
     store::Control,
     time::Instant,
 };
@@ -15,7 +15,7 @@ use super::{
     keys::{Entry, Prepared, reservation_ttl},
     recovery::InDoubt,
     server_time::ServerTime,
-    statements::{Conn, Fault, Found, Swap, Version, parse_payload},
+    statements::{Conn, Fault, Found, Swap, Swapped, Version, parse_payload},
 };
 use crate::{
     BreakerKey, StoreUnavailable,
@@ -64,7 +64,8 @@ impl Worker {
             // Changes taken earlier and not yet written (held back by the bucket, or a
             // conflict) go too.
             self.take(key, flush);
-            if !self.connection.is_up() {
+            // No batch goes while one is in doubt: it goes again first.
+            if !self.connection.is_up() || self.batches.in_doubt.is_some() {
                 continue;
             }
             let wants_probe = self.keys.get(key).is_some_and(|state| state.wants_probe);
@@ -320,63 +321,33 @@ impl Worker {
         }
     }
 
-    /// Writes `batch` in one statement. Keys written adopt their new rows; the others (another
-    /// writer got there first, or a live OPEN refused the change) are read again next round.
-    /// Whether every key was written.
+    /// Writes `batch` in one statement, as this writer's next batch. Keys written adopt their
+    /// new rows; the others (another writer got there first, or a live OPEN refused the change)
+    /// are read again next round. Whether every key was written. Nothing is sent while a batch
+    /// is in doubt: it goes again first, unchanged.
     fn write_batch(&mut self, batch: Vec<Entry>) -> Result<bool, StoreUnavailable> {
+        if self.batches.in_doubt.is_some() {
+            return Err(self.unavailable());
+        }
         let number = self.batches.next();
-        let writer = self.batches.writer.clone();
-        let backend = self.connection.conn.as_ref().map_or(0, |conn| conn.backend);
-        let written = self.round_trip(async |conn: &Conn| {
-            let swaps: Vec<Swap<'_>> = batch
-                .iter()
-                .map(|entry| Swap {
-                    key: &entry.key,
-                    version: entry.version,
-                    row: &entry.new_row,
-                    unguarded: entry.unguarded,
-                })
-                .collect();
-            conn.swap(&swaps, &writer, number).await
-        });
-        match written {
-            Ok((server_now, written)) => {
-                self.synced(server_now);
-                let mut all = true;
-                for entry in batch {
-                    let version = written.iter().find(|(k, _)| *k == entry.key).map(|w| w.1);
-                    let Some(state) = self.keys.get_mut(&entry.key) else {
-                        continue;
-                    };
-                    match version {
-                        Some(version) => {
-                            state.row = Some((entry.new_row, version));
-                            state.unsent.drain(..entry.events.min(state.unsent.len()));
-                            state.wants_probe = false;
-                            state.retry_at = None;
-                            state.warned_statement = false;
-                            // The state this batch computed, not its row decoded again.
-                            self.adopt(&entry.key, entry.next, entry.reserved, false);
-                        }
-                        None => {
-                            state.stale = true;
-                            all = false;
-                        }
-                    }
-                }
-                Ok(all)
+        match self.send_batch(number, &batch) {
+            Ok(Swapped::Applied(written)) => {
+                self.batches.acknowledged(number);
+                Ok(self.settle_written(batch, &written))
+            }
+            Ok(Swapped::AlreadyApplied(keys)) => {
+                self.batches.acknowledged(number);
+                self.settle_applied_earlier(batch, &keys);
+                Ok(false)
+            }
+            Ok(Swapped::Unregistered) => {
+                self.register();
+                Err(self.unavailable())
             }
             Err(Fault::Connection(_)) => {
                 self.batches.in_doubt = Some(InDoubt {
                     batch: number,
-                    backend,
-                    keys: batch
-                        .into_iter()
-                        .map(|entry| {
-                            let reserved_in = (entry.reserved > 0).then_some(entry.next.epoch());
-                            (entry.key, entry.events, reserved_in)
-                        })
-                        .collect(),
+                    entries: batch,
                 });
                 Err(self.unavailable())
             }
@@ -409,6 +380,76 @@ impl Worker {
                 Err(StoreUnavailable {
                     retry_after: self.options.sync_interval,
                 })
+            }
+        }
+    }
+
+    /// Sends batch `number` of `entries` (a round trip), keeping the server's time it returns.
+    pub(super) fn send_batch(&mut self, number: i64, entries: &[Entry]) -> Result<Swapped, Fault> {
+        let writer = self.batches.writer.clone();
+        let (server_now, swapped) = self.round_trip(async |conn: &Conn| {
+            let swaps: Vec<Swap<'_>> = entries
+                .iter()
+                .map(|entry| Swap {
+                    key: &entry.key,
+                    version: entry.version,
+                    row: &entry.new_row,
+                    unguarded: entry.unguarded,
+                })
+                .collect();
+            conn.swap(&swaps, &writer, number).await
+        })?;
+        self.synced(server_now);
+        Ok(swapped)
+    }
+
+    /// A batch applied now: each key `written` adopts the state the batch computed for it
+    /// (its changes are done with); the others are read again. Whether every key was written.
+    pub(super) fn settle_written(
+        &mut self,
+        entries: Vec<Entry>,
+        written: &[(BreakerKey, Version)],
+    ) -> bool {
+        let mut all = true;
+        for entry in entries {
+            let version = written.iter().find(|(k, _)| *k == entry.key).map(|w| w.1);
+            let Some(state) = self.keys.get_mut(&entry.key) else {
+                continue;
+            };
+            match version {
+                Some(version) => {
+                    state.row = Some((entry.new_row, version));
+                    state.unsent.drain(..entry.events.min(state.unsent.len()));
+                    state.wants_probe = false;
+                    state.retry_at = None;
+                    state.warned_statement = false;
+                    // The state this batch computed, not its row decoded again.
+                    self.adopt(&entry.key, entry.next, entry.reserved, false);
+                }
+                None => {
+                    state.stale = true;
+                    all = false;
+                }
+            }
+        }
+        all
+    }
+
+    /// A batch an earlier copy of which was applied, writing `keys`: their changes are done
+    /// with (a probe slot it reserved is given back, no caller having been told of it); every
+    /// key is read again, as the rows it wrote were never seen here.
+    pub(super) fn settle_applied_earlier(&mut self, entries: Vec<Entry>, keys: &[BreakerKey]) {
+        for entry in entries {
+            let Some(state) = self.keys.get_mut(&entry.key) else {
+                continue;
+            };
+            state.stale = true;
+            if keys.contains(&entry.key) {
+                state.unsent.drain(..entry.events.min(state.unsent.len()));
+                if entry.reserved > 0 {
+                    let admission = Admission::in_period(entry.next.epoch(), true);
+                    state.unsent.insert(0, Event::Release { admission });
+                }
             }
         }
     }

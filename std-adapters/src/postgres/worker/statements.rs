@@ -57,16 +57,25 @@ const INSERT_SQL: &str = "INSERT INTO public.rc_circuit_breakers
 /// The compare-and-swap of one batch, for many keys in one statement ($1 to $11 one array
 /// element per key): each key's new values are written only if its row is still the version
 /// read ($3), and, unless unguarded ($11), only if it is not a live OPEN by the server's clock.
-/// In the same statement, writer $12 records batch $13 and the keys it wrote. Returns the
-/// server's `now()` (a row without a key), then each key written with its new version.
-const SWAP_SQL: &str = "WITH b AS (
+///
+/// Exactly once: batch $13 of writer $12 is applied only if the writer's last batch is older
+/// (its row is locked first, so a copy of the same batch still in flight elsewhere, in a frozen
+/// backend or a late packet, waits and then finds it applied). Applied or not, the first row
+/// returned is the writer's record as it was (last batch, and the keys it wrote), with the
+/// server's `now()`; then each key written, with its new version. No writer row, no first row.
+const SWAP_SQL: &str = "WITH w AS (
+      SELECT batch, namespaces, resource_keys FROM public.rc_circuit_breaker_writers
+       WHERE writer = $12 FOR UPDATE
+    ), b AS (
       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
                            $6::timestamptz[], $7::text[], $8::int8[], $9::int4[],
                            $10::timestamptz[], $11::bool[])
         AS b(ns, rk, version, state, failure_count, open_until, execution_log, epoch, probes,
              probes_until, unguarded)
+       WHERE EXISTS (SELECT 1 FROM w WHERE w.batch < $13)
     ), locked AS (
-      -- Rows locked in one order by every writer, so batches of many keys never deadlock.
+      -- Rows locked in one order by every writer (after its own writer row), so batches of
+      -- many keys never deadlock.
       SELECT r.namespace, r.resource_key FROM public.rc_circuit_breakers r
         JOIN b ON r.resource_key = b.rk AND r.namespace = b.ns
        ORDER BY r.namespace, r.resource_key
@@ -83,19 +92,30 @@ const SWAP_SQL: &str = "WITH b AS (
          AND (b.unguarded OR NOT (r.state = 'OPEN' AND COALESCE(r.open_until > now(), false)))
       RETURNING r.namespace, r.resource_key, r.xmin::text::bigint AS version
     ), mark AS (
-      INSERT INTO public.rc_circuit_breaker_writers (writer, batch, namespaces, resource_keys, written_at)
-      SELECT $12, $13, array_agg(namespace::text), array_agg(resource_key::text), now()
-        FROM written HAVING count(*) > 0
-      ON CONFLICT (writer) DO UPDATE SET batch = EXCLUDED.batch,
-        namespaces = EXCLUDED.namespaces, resource_keys = EXCLUDED.resource_keys,
-        written_at = EXCLUDED.written_at
+      UPDATE public.rc_circuit_breaker_writers
+         SET batch = $13,
+             namespaces = COALESCE((SELECT array_agg(namespace::text ORDER BY namespace, resource_key) FROM written), '{}'),
+             resource_keys = COALESCE((SELECT array_agg(resource_key::text ORDER BY namespace, resource_key) FROM written), '{}'),
+             written_at = now()
+       WHERE writer = $12 AND batch < $13
     )
-    SELECT now(), NULL::text, NULL::text, NULL::bigint
-    UNION ALL SELECT now(), namespace::text, resource_key::text, version FROM written";
+    SELECT now(), NULL::text, NULL::text, NULL::bigint, w.batch, w.namespaces, w.resource_keys FROM w
+    UNION ALL SELECT now(), namespace::text, resource_key::text, version, NULL, NULL, NULL FROM written";
 
-/// The last batch writer $1 wrote, if any.
-const LAST_BATCH_SQL: &str = "SELECT batch, namespaces, resource_keys
-    FROM public.rc_circuit_breaker_writers WHERE writer = $1";
+/// Registers writer $1, whose batches so far are numbered up to $2 (a new writer: 0).
+const REGISTER_SQL: &str = "INSERT INTO public.rc_circuit_breaker_writers (writer, batch)
+    VALUES ($1, $2) ON CONFLICT (writer) DO NOTHING";
+
+/// What became of a batch.
+#[derive(Debug)]
+pub(crate) enum Swapped {
+    /// Applied now: each key written, with its new version (the others were not written).
+    Applied(Vec<(BreakerKey, Version)>),
+    /// An earlier copy of it was applied, and wrote these keys (the others were not written).
+    AlreadyApplied(Vec<BreakerKey>),
+    /// The writer is not registered (its row is gone): nothing was applied.
+    Unregistered,
+}
 
 /// One key's part of a batch: its new row, written if the row is still at `version`.
 pub(crate) struct Swap<'a> {
@@ -186,15 +206,12 @@ struct Statements {
     read: Statement,
     insert: Statement,
     swap: Statement,
-    last_batch: Statement,
 }
 
 /// A live connection with its statements prepared and `LISTEN` issued.
 pub(crate) struct Conn {
     client: Client,
     statements: Statements,
-    /// The server process serving this connection.
-    pub(crate) backend: i32,
     /// Notifications, forwarded by the task that drives the connection.
     pub(crate) notifications: UnboundedReceiver<String>,
     /// Ends the connection's task when the connection is dropped.
@@ -302,20 +319,14 @@ impl Connected {
         let _ = client
             .batch_execute("SET plan_cache_mode = force_generic_plan")
             .await;
-        let backend: i32 = client
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await?
-            .try_get(0)?;
         let statements = Statements {
             read: client.prepare(&read_sql()).await?,
             insert: client.prepare(INSERT_SQL).await?,
             swap: client.prepare(SWAP_SQL).await?,
-            last_batch: client.prepare(LAST_BATCH_SQL).await?,
         };
         Ok(Conn {
             client,
             statements,
-            backend,
             notifications,
             driver,
         })
@@ -409,7 +420,7 @@ impl Conn {
         batch: &[Swap<'_>],
         writer: &str,
         number: i64,
-    ) -> Result<(Instant, Vec<(BreakerKey, Version)>), tokio_postgres::Error> {
+    ) -> Result<(Instant, Swapped), tokio_postgres::Error> {
         let namespaces: Vec<&str> = batch.iter().map(|s| s.key.namespace()).collect();
         let resources: Vec<&str> = batch.iter().map(|s| s.key.resource_key()).collect();
         let versions: Vec<String> = batch.iter().map(|s| s.version.to_string()).collect();
@@ -446,9 +457,21 @@ impl Conn {
             )
             .await?;
         let mut server_now = Instant::ZERO;
+        let mut record: Option<(i64, Vec<BreakerKey>)> = None;
         let mut written = Vec::new();
         for row in &rows {
             server_now = instant_of(row.try_get::<_, SystemTime>(0)?);
+            if let Some(last) = row.try_get::<_, Option<i64>>(4)? {
+                let namespaces: Vec<String> = row.try_get(5)?;
+                let resources: Vec<String> = row.try_get(6)?;
+                let keys = namespaces
+                    .iter()
+                    .zip(&resources)
+                    .filter_map(|(namespace, resource)| BreakerKey::new(namespace, resource).ok())
+                    .collect();
+                record = Some((last, keys));
+                continue;
+            }
             let (Some(namespace), Some(resource), Some(version)) = (
                 row.try_get::<_, Option<String>>(1)?,
                 row.try_get::<_, Option<String>>(2)?,
@@ -460,42 +483,24 @@ impl Conn {
                 written.push((key, version));
             }
         }
-        Ok((server_now, written))
+        let swapped = match record {
+            None => Swapped::Unregistered,
+            Some((last, _)) if last < number => Swapped::Applied(written),
+            // The record is of this batch: it holds the keys the batch wrote. (A later one
+            // cannot be: batches go one at a time.)
+            Some((_, keys)) => Swapped::AlreadyApplied(keys),
+        };
+        Ok((server_now, swapped))
     }
 
-    /// Whether the server process `backend` (an earlier connection's) still runs; asks it to
-    /// end if so.
-    pub(crate) async fn end_backend(&self, backend: i32) -> Result<bool, tokio_postgres::Error> {
-        let rows = self
-            .client
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1",
-                &[&backend],
-            )
-            .await?;
-        Ok(!rows.is_empty())
-    }
-
-    /// The last batch `writer` wrote, and the keys it wrote.
-    pub(crate) async fn last_batch(
+    /// Registers `writer` (nothing if it is registered), its batches numbered up to `last`.
+    pub(crate) async fn register(
         &self,
         writer: &str,
-    ) -> Result<Option<(i64, Vec<BreakerKey>)>, tokio_postgres::Error> {
-        let Some(row) = self
-            .client
-            .query_opt(&self.statements.last_batch, &[&writer])
-            .await?
-        else {
-            return Ok(None);
-        };
-        let namespaces: Vec<String> = row.try_get(1)?;
-        let resources: Vec<String> = row.try_get(2)?;
-        let keys = namespaces
-            .iter()
-            .zip(&resources)
-            .filter_map(|(namespace, resource)| BreakerKey::new(namespace, resource).ok())
-            .collect();
-        Ok(Some((row.try_get(0)?, keys)))
+        last: i64,
+    ) -> Result<(), tokio_postgres::Error> {
+        self.client.execute(REGISTER_SQL, &[&writer, &last]).await?;
+        Ok(())
     }
 }
 
