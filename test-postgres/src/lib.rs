@@ -313,3 +313,97 @@ impl Drop for PgServer {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A throwaway PgBouncer in transaction pooling mode in front of a server: its own
+/// configuration in a temporary directory, on a free port of 127.0.0.1, every user trusted.
+/// Stopped and removed when dropped.
+pub struct PgBouncer {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// What to do when PgBouncer is missing.
+pub const PGBOUNCER_MISSING: &str =
+    "pgbouncer is missing; install it with `.ci/install-pgbouncer` (Debian's pgbouncer)";
+
+/// The PgBouncer binary, if installed.
+pub fn pgbouncer_bin() -> Option<PathBuf> {
+    ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer in transaction pooling mode in front of the server on 127.0.0.1:
+    /// `upstream_port`, with at most `pool_size` server connections per database and user, and
+    /// waits until it accepts connections.
+    pub fn start(upstream_port: u16, pool_size: u32) -> Result<PgBouncer, String> {
+        let bin = pgbouncer_bin().ok_or_else(|| PGBOUNCER_MISSING.to_owned())?;
+        let serial = STARTED.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("{PREFIX}{}-{serial}-pgbouncer", std::process::id()));
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let port = free_port()?;
+        let config = format!(
+            "[databases]\n* = host=127.0.0.1 port={upstream_port}\n\n[pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {auth}\npool_mode = transaction\n\
+             default_pool_size = {pool_size}\nmax_client_conn = 200\n\
+             ignore_startup_parameters = extra_float_digits,options,application_name\n\
+             logfile = {log}\npidfile =\nserver_reset_query =\n",
+            auth = dir.join("users.txt").display(),
+            log = dir.join("pgbouncer.log").display(),
+        );
+        fs::write(dir.join("pgbouncer.ini"), config)
+            .and_then(|()| fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n"))
+            .map_err(|e| format!("cannot write PgBouncer's configuration: {e}"))?;
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status();
+        }
+        // PgBouncer refuses to run as root.
+        let child = as_server_user(&bin)
+            .arg(dir.join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start pgbouncer: {e}"))?;
+        let bouncer = PgBouncer {
+            dir,
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(bouncer);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "pgbouncer did not listen within 10 s (its log: {})",
+            bouncer.dir.join("pgbouncer.log").display()
+        ))
+    }
+
+    /// The port clients connect to (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

@@ -156,7 +156,8 @@ fn usage() -> &'static str {
      pg-check [--role ROLE]\n  \
                0 complete, 1 unusable or privileges missing, 2 cannot connect,\n  \
                3 usable but an index or the updated_at trigger is missing\n\n\
-     XTASK_REQUIRE_FIRMWARE=1 makes `test` fail when QEMU is missing instead of skipping the run."
+     XTASK_REQUIRE_FIRMWARE=1 makes `test` fail when QEMU is missing instead of skipping the run;\n\
+     XTASK_REQUIRE_PGBOUNCER=1 the same when PgBouncer is missing (the tests behind a pooler)."
 }
 
 fn test() -> Result<(), String> {
@@ -171,10 +172,24 @@ fn test() -> Result<(), String> {
     TEST_PG_PORT
         .set(server.port())
         .expect("the server starts once");
+    // The tests behind a connection pooler need PgBouncer: without it they are skipped, and
+    // said so (a failure under XTASK_REQUIRE_PGBOUNCER=1, as CI sets).
+    let mut host_tests = vec!["test", "--workspace", "--", "--include-ignored"];
+    if test_postgres::pgbouncer_bin().is_none() {
+        if env::var_os("XTASK_REQUIRE_PGBOUNCER").is_some_and(|v| v == "1") {
+            return Err(format!(
+                "{} (XTASK_REQUIRE_PGBOUNCER=1 requires the tests behind a pooler)",
+                test_postgres::PGBOUNCER_MISSING
+            ));
+        }
+        println!(
+            "xtask: the tests behind a connection pooler are skipped: {}",
+            test_postgres::PGBOUNCER_MISSING
+        );
+        host_tests.extend(["--skip", "pooler"]);
+    }
     // The PostgreSQL tests are `#[ignore]`d by a plain `cargo test`; here they have a server.
-    step("host tests (and PostgreSQL tests)", || {
-        cargo(&["test", "--workspace", "--", "--include-ignored"])
-    })?;
+    step("host tests (and PostgreSQL tests)", || cargo(&host_tests))?;
     step("std adapters without optional features", || {
         cargo(&[
             "test",

@@ -591,11 +591,11 @@ pub(crate) fn privileges_with<C: Catalog>(
         let has = match object.strip_prefix("schema ") {
             Some(schema) => client.flag(
                 "SELECT has_schema_privilege($1, $2, $3)",
-                &[&role, &schema, &privilege],
+                &[&role, schema, privilege],
             )?,
             None => client.flag(
                 "SELECT has_table_privilege($1, $2, $3)",
-                &[&role, &object, &privilege],
+                &[&role, object, privilege],
             )?,
         };
         if !has {

@@ -22,6 +22,8 @@ pub struct DbSettings {
     tls: TlsSettings,
     /// The connector, made once (it reads the certificate files) and shared by the clones.
     connector: Arc<OnceLock<Result<Tls, String>>>,
+    /// Connections go through a pooler in transaction mode.
+    transaction_pooler: bool,
     namespace: String,
     strict: bool,
     app_user: Option<String>,
@@ -50,6 +52,8 @@ pub enum SettingsError {
     /// The TLS settings cannot be used: a certificate or key file that cannot be read, no
     /// trusted roots.
     Tls(String),
+    /// `RC_DB_POOLER` is none of `none`, `session`, `transaction`.
+    BadPooler(String),
 }
 
 impl fmt::Display for SettingsError {
@@ -71,6 +75,10 @@ impl fmt::Display for SettingsError {
                 f.write_str("is not one of disable, allow, prefer, require, verify-ca, verify-full")
             }
             SettingsError::Tls(why) => write!(f, "TLS: {why}"),
+            SettingsError::BadPooler(value) => write!(
+                f,
+                "RC_DB_POOLER={value:?} is none of none, session, transaction (statement pooling cannot run the store's transactions)"
+            ),
         }
     }
 }
@@ -96,6 +104,16 @@ pub fn load_dotenv() -> bool {
     let read = values.is_some();
     *DOTENV.lock().unwrap_or_else(PoisonError::into_inner) = values;
     read
+}
+
+/// `RC_DB_POOLER`: whether connections go through a pooler in transaction mode.
+fn pooler_from_env() -> Result<bool, SettingsError> {
+    match var("RC_DB_POOLER").map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(mode) if mode == "none" || mode == "session" => Ok(false),
+        Some(mode) if mode == "transaction" => Ok(true),
+        Some(other) => Err(SettingsError::BadPooler(other)),
+    }
 }
 
 /// `RC_NAMESPACE`, or [`DEFAULT_NAMESPACE`](crate::key::DEFAULT_NAMESPACE) when unset or blank.
@@ -156,6 +174,7 @@ impl DbSettings {
                 ..TlsSettings::default()
             },
             connector: Arc::default(),
+            transaction_pooler: false,
             config,
             namespace: crate::key::DEFAULT_NAMESPACE.to_owned(),
             strict: false,
@@ -238,6 +257,7 @@ impl DbSettings {
             config,
             tls,
             connector: Arc::default(),
+            transaction_pooler: pooler_from_env()?,
             namespace: namespace_from_env(),
             strict: flag("RC_DB_STRICT"),
             app_user: var("RC_DB_APP_USER"),
@@ -306,6 +326,30 @@ impl DbSettings {
     /// How the connection is encrypted (`sslmode`).
     pub fn ssl_mode(&self) -> SslMode {
         self.tls.mode
+    }
+
+    /// Connections go through a pooler in transaction mode (PgBouncer's `pool_mode =
+    /// transaction`, RDS Proxy), where a session lasts one transaction: the store then keeps
+    /// nothing in the session (each statement sets its timeouts in its own transaction, and
+    /// goes unprepared), does not `LISTEN` (peers' changes arrive by the `max_staleness` poll),
+    /// and ends no server process. `RC_DB_POOLER=transaction` says so from the environment.
+    ///
+    /// ```
+    /// use resilient_circuit_std::postgres::DbSettings;
+    ///
+    /// let settings = DbSettings::from_dsn("host=pgbouncer.internal port=6432 dbname=rc")?
+    ///     .behind_transaction_pooler(true);
+    /// assert!(settings.is_behind_transaction_pooler());
+    /// # Ok::<(), resilient_circuit_std::postgres::SettingsError>(())
+    /// ```
+    pub fn behind_transaction_pooler(mut self, behind: bool) -> Self {
+        self.transaction_pooler = behind;
+        self
+    }
+
+    /// Whether connections go through a pooler in transaction mode.
+    pub fn is_behind_transaction_pooler(&self) -> bool {
+        self.transaction_pooler
     }
 
     /// Connects, with TLS as [`ssl_mode`](Self::ssl_mode) says.

@@ -13,7 +13,7 @@ use crate::{
     StoreUnavailable,
     postgres::{
         OnOutage, PostgresStoreError,
-        catalog::Catalog,
+        catalog::{Catalog, text_params},
         schema::{inspect_with, privileges_with},
     },
     report,
@@ -107,9 +107,10 @@ impl Worker {
         }
         let until = catalog.until;
         let writer = self.batches.writer.clone();
+        let pooled = settings.is_behind_transaction_pooler();
         let opened = self.rt.block_on(async {
             tokio::time::timeout_at(until, async {
-                let conn = connected.set_up().await?;
+                let conn = connected.set_up(pooled).await?;
                 conn.register(&writer, 0)
                     .await
                     .map_err(|e| crate::postgres::error::describe(&e))?;
@@ -247,13 +248,10 @@ struct Deadlined<'a> {
 impl Catalog for Deadlined<'_> {
     type Error = String;
 
-    fn rows(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<postgres::Row>, String> {
+    fn rows(&mut self, sql: &str, params: &[&str]) -> Result<Vec<postgres::Row>, String> {
+        let typed = text_params(params);
         let rows = self.rt.block_on(async {
-            tokio::time::timeout_at(self.until, self.client.query(sql, params)).await
+            tokio::time::timeout_at(self.until, self.client.query_typed(sql, &typed)).await
         });
         match rows {
             Ok(Ok(rows)) => Ok(rows),

@@ -9,7 +9,11 @@ use std::{
 
 use resilient_circuit::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-use tokio_postgres::{AsyncMessage, Client, Statement, error::SqlState};
+use tokio_postgres::{
+    AsyncMessage, Client, Row, Statement,
+    error::SqlState,
+    types::{ToSql, Type},
+};
 
 use crate::BreakerKey;
 use crate::postgres::{
@@ -202,16 +206,82 @@ pub(crate) fn parse_payload(payload: &str) -> Option<Changed> {
     })
 }
 
-struct Statements {
-    read: Statement,
-    insert: Statement,
-    swap: Statement,
+/// The worker's statements.
+#[derive(Clone, Copy)]
+enum Which {
+    Read,
+    Insert,
+    Swap,
+    Register,
+    Now,
 }
+
+impl Which {
+    const ALL: [Which; 5] = [
+        Which::Read,
+        Which::Insert,
+        Which::Swap,
+        Which::Register,
+        Which::Now,
+    ];
+
+    fn sql(self) -> &'static str {
+        static READ: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        match self {
+            Which::Read => READ.get_or_init(read_sql),
+            Which::Insert => INSERT_SQL,
+            Which::Swap => SWAP_SQL,
+            Which::Register => REGISTER_SQL,
+            Which::Now => "SELECT now()",
+        }
+    }
+
+    /// The parameters' types, for a statement sent unprepared.
+    fn types(self) -> &'static [Type] {
+        const SWAP: [Type; 13] = [
+            Type::TEXT_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::INT4_ARRAY,
+            Type::TIMESTAMPTZ_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::INT8_ARRAY,
+            Type::INT4_ARRAY,
+            Type::TIMESTAMPTZ_ARRAY,
+            Type::BOOL_ARRAY,
+            Type::TEXT,
+            Type::INT8,
+        ];
+        match self {
+            Which::Read => &[Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::INT8_ARRAY],
+            Which::Insert => &[Type::TEXT_ARRAY, Type::TEXT_ARRAY],
+            Which::Swap => &SWAP,
+            Which::Register => &[Type::TEXT, Type::INT8],
+            Which::Now => &[],
+        }
+    }
+}
+
+/// How statements reach the server.
+enum Session {
+    /// A connection of the worker's own: the session is set up once, every statement prepared
+    /// once (in the order of [`Which::ALL`]).
+    Direct(Vec<Statement>),
+    /// Through a pooler in transaction mode (PgBouncer, RDS Proxy), where a session lasts one
+    /// transaction: each statement goes unprepared, in a transaction of its own that sets its
+    /// timeouts, the three pipelined in one round trip.
+    Pooled,
+}
+
+/// A statement's settings, for a session that lasts one transaction.
+const POOLED_BEGIN: &str =
+    "BEGIN; SET LOCAL statement_timeout = '5s'; SET LOCAL lock_timeout = '50ms'";
 
 /// A live connection with its statements prepared and `LISTEN` issued.
 pub(crate) struct Conn {
     client: Client,
-    statements: Statements,
+    session: Session,
     /// Notifications, forwarded by the task that drives the connection.
     pub(crate) notifications: UnboundedReceiver<String>,
     /// Ends the connection's task when the connection is dropped.
@@ -296,37 +366,44 @@ impl Connected {
         &self.client
     }
 
-    /// Sets the session up, prepares the statements and listens.
-    pub(crate) async fn set_up(self) -> Result<Conn, String> {
-        self.prepare().await.map_err(|e| describe(&e))
+    /// Sets the session up, prepares the statements and listens; through a pooler in
+    /// transaction mode (`pooled`), none of that: each statement goes on its own.
+    pub(crate) async fn set_up(self, pooled: bool) -> Result<Conn, String> {
+        self.prepare(pooled).await.map_err(|e| describe(&e))
     }
 
-    async fn prepare(self) -> Result<Conn, tokio_postgres::Error> {
+    async fn prepare(self, pooled: bool) -> Result<Conn, tokio_postgres::Error> {
         let Connected {
             client,
             notifications,
             driver,
         } = self;
-        // The server ends a statement that runs long; a lock held on one key fails that key's
-        // statement quickly instead of delaying every other key.
-        client
-            .batch_execute(&format!(
-                "SET statement_timeout = '5s'; SET lock_timeout = '50ms'; LISTEN {NOTIFY_CHANNEL}"
-            ))
-            .await?;
-        // One plan per statement, made once. (PostgreSQL 12 and later; older servers plan as
-        // they like.)
-        let _ = client
-            .batch_execute("SET plan_cache_mode = force_generic_plan")
-            .await;
-        let statements = Statements {
-            read: client.prepare(&read_sql()).await?,
-            insert: client.prepare(INSERT_SQL).await?,
-            swap: client.prepare(SWAP_SQL).await?,
+        let session = if pooled {
+            // Nothing that outlives a transaction: no session settings, no LISTEN (the poll
+            // carries peers' changes), no prepared statements.
+            Session::Pooled
+        } else {
+            // The server ends a statement that runs long; a lock held on one key fails that
+            // key's statement quickly instead of delaying every other key.
+            client
+                .batch_execute(&format!(
+                    "SET statement_timeout = '5s'; SET lock_timeout = '50ms'; LISTEN {NOTIFY_CHANNEL}"
+                ))
+                .await?;
+            // One plan per statement, made once. (PostgreSQL 12 and later; older servers plan
+            // as they like.)
+            let _ = client
+                .batch_execute("SET plan_cache_mode = force_generic_plan")
+                .await;
+            let mut prepared = Vec::with_capacity(Which::ALL.len());
+            for which in Which::ALL {
+                prepared.push(client.prepare(which.sql()).await?);
+            }
+            Session::Direct(prepared)
         };
         Ok(Conn {
             client,
-            statements,
+            session,
             notifications,
             driver,
         })
@@ -342,12 +419,39 @@ impl Conn {
     ) -> Result<Conn, String> {
         Connected::connect(settings, connect_timeout)
             .await?
-            .set_up()
+            .set_up(settings.is_behind_transaction_pooler())
             .await
     }
 
     pub(crate) fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Runs `which` with `params`, as the session allows.
+    async fn run(
+        &self,
+        which: Which,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        match &self.session {
+            Session::Direct(prepared) => self.client.query(&prepared[which as usize], params).await,
+            Session::Pooled => {
+                let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+                    .iter()
+                    .zip(which.types())
+                    .map(|(param, ty)| (*param, ty.clone()))
+                    .collect();
+                let (began, rows, committed) = tokio::join!(
+                    self.client.batch_execute(POOLED_BEGIN),
+                    self.client.query_typed(which.sql(), &typed),
+                    self.client.batch_execute("COMMIT"),
+                );
+                began?;
+                let rows = rows?;
+                committed?;
+                Ok(rows)
+            }
+        }
     }
 
     /// The rows of `keys` (with the version already known of each), and the server's time.
@@ -359,8 +463,7 @@ impl Conn {
         let resources: Vec<&str> = keys.iter().map(|(key, _)| key.resource_key()).collect();
         let known: Vec<Option<Version>> = keys.iter().map(|(_, version)| *version).collect();
         let rows = self
-            .client
-            .query(&self.statements.read, &[&namespaces, &resources, &known])
+            .run(Which::Read, &[&namespaces, &resources, &known])
             .await?;
         let mut found = vec![Found::Missing; keys.len()];
         let mut server_now = None;
@@ -398,17 +501,19 @@ impl Conn {
     }
 
     async fn server_now(&self) -> Result<Instant, tokio_postgres::Error> {
-        let row = self.client.query_one("SELECT now()", &[]).await?;
-        Ok(instant_of(row.try_get::<_, SystemTime>(0)?))
+        let rows = self.run(Which::Now, &[]).await?;
+        let now = rows
+            .first()
+            .map(|row| row.try_get::<_, SystemTime>(0))
+            .transpose()?;
+        Ok(now.map_or(Instant::ZERO, instant_of))
     }
 
     /// Makes a fresh row for each of `keys` that has none.
     pub(crate) async fn insert(&self, keys: &[&BreakerKey]) -> Result<(), tokio_postgres::Error> {
         let namespaces: Vec<&str> = keys.iter().map(|key| key.namespace()).collect();
         let resources: Vec<&str> = keys.iter().map(|key| key.resource_key()).collect();
-        self.client
-            .execute(&self.statements.insert, &[&namespaces, &resources])
-            .await?;
+        self.run(Which::Insert, &[&namespaces, &resources]).await?;
         Ok(())
     }
 
@@ -436,9 +541,8 @@ impl Conn {
         let leases: Vec<Option<SystemTime>> = batch.iter().map(|s| s.row.probes_until).collect();
         let unguarded: Vec<bool> = batch.iter().map(|s| s.unguarded).collect();
         let rows = self
-            .client
-            .query(
-                &self.statements.swap,
+            .run(
+                Which::Swap,
                 &[
                     &namespaces,
                     &resources,
@@ -499,7 +603,7 @@ impl Conn {
         writer: &str,
         last: i64,
     ) -> Result<(), tokio_postgres::Error> {
-        self.client.execute(REGISTER_SQL, &[&writer, &last]).await?;
+        self.run(Which::Register, &[&writer, &last]).await?;
         Ok(())
     }
 }
