@@ -406,3 +406,46 @@ fn replies_lost_while_their_server_process_lives_are_applied_once_each() {
         .collect();
     assert_eq!(counts, [3, 2, 2], "a: 1 + 1 + 1; b: 1 + 1; c: 1 + 1");
 }
+
+/// A batch in doubt whose key's row is locked elsewhere holds back no other key: the doubt is
+/// settled by the writer's row alone (the batch fenced off), and its changes go again, the
+/// locked key's alone.
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_batch_in_doubt_with_a_locked_row_holds_back_no_other_key() {
+    let OneFailure {
+        proxy,
+        mut client,
+        store,
+        breaker: a,
+        db,
+    } = one_failure("doubt_lock", counting(), true);
+    let proxy = proxy.unwrap();
+    let b = store.breaker(key("b"), counting()).unwrap();
+    fail(&b);
+    flush(&store);
+    // Another session holds key b's row.
+    let mut holder = pg::connect(pg::port(), &db);
+    let mut lock = holder.transaction().unwrap();
+    lock.execute(
+        "SELECT 1 FROM rc_circuit_breakers WHERE resource_key = 'b' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    // a's and b's failures in one batch, which waits for b's row; its answer is lost.
+    proxy.drop_next_reply_and_cut_client(Duration::from_secs(1));
+    fail(&b);
+    fail(&a);
+    pg::until("the lost reply", || {
+        (proxy.replies_dropped() == 1).then_some(())
+    });
+    fail(&a);
+    pg::until("a's failures in its row, b's row still locked", || {
+        (row(&mut client, "a").1 == 3).then_some(())
+    });
+    assert_eq!(row(&mut client, "b").1, 1, "b's write waits for the lock");
+    lock.commit().unwrap();
+    flush(&store);
+    assert_eq!(row(&mut client, "b").1, 2);
+    assert_eq!(row(&mut client, "a").1, 3);
+}

@@ -29,8 +29,11 @@ pub(super) struct KeyState {
     /// The period of the row as last seen: outcomes logged during an outage are kept for the
     /// row only if their calls were admitted in it.
     pub(super) row_epoch: u32,
-    /// Changes taken from the key's log and not yet in the row.
+    /// Changes taken from the key's log and not yet in the row, at most
+    /// [`MAX_PENDING_OUTCOMES`].
     pub(super) unsent: Vec<Event>,
+    /// How many of `unsent`'s first changes a batch in doubt holds: never dropped.
+    pub(super) in_doubt: usize,
     /// The row was read this round (so a change that is a no-op on it is a no-op).
     pub(super) confirmed: bool,
     /// The row must be read before the next write (notified, conflicting, or never read).
@@ -78,6 +81,7 @@ impl KeyState {
             row: None,
             row_epoch: 0,
             unsent: Vec::new(),
+            in_doubt: 0,
             confirmed: false,
             stale: true,
             wants_probe: false,
@@ -89,18 +93,32 @@ impl KeyState {
         }
     }
 
-    /// During an outage: keeps `events` for the row (those of the row's period), the oldest
-    /// dropped past [`MAX_PENDING_OUTCOMES`].
+    /// During an outage: keeps `events` for the row, those of the row's period.
     pub(super) fn keep_for_row(&mut self, key: &BreakerKey, events: Vec<Event>) {
         let row_epoch = self.row_epoch;
-        for event in events.into_iter().filter(|e| e.epoch() == row_epoch) {
+        self.push_unsent(key, events.into_iter().filter(|e| e.epoch() == row_epoch));
+    }
+
+    /// Adds `events` to the unsent changes. Past [`MAX_PENDING_OUTCOMES`], the oldest not held
+    /// by a batch in doubt goes (with one warning).
+    pub(super) fn push_unsent(
+        &mut self,
+        key: &BreakerKey,
+        events: impl IntoIterator<Item = Event>,
+    ) {
+        for event in events {
             if self.unsent.len() >= MAX_PENDING_OUTCOMES {
-                self.unsent.remove(0);
                 if !self.warned_overflow {
                     self.warned_overflow = true;
                     report::store_warning(&format!(
                         "PostgreSQL store: breaker {key}: more than {MAX_PENDING_OUTCOMES} outcomes wait for the database; the oldest are dropped"
                     ));
+                }
+                if self.unsent.len() > self.in_doubt {
+                    self.unsent.remove(self.in_doubt);
+                } else {
+                    // All held by the batch in doubt: this one cannot be kept.
+                    continue;
                 }
             }
             self.unsent.push(event);

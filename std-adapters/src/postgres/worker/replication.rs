@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use resilient_circuit::{
     CircuitState,
-    state::{Admission, BreakerState, Transition},
+    state::{BreakerState, Transition},
     store::Control,
     time::Instant,
 };
@@ -13,9 +13,8 @@ use resilient_circuit::{
 use super::{
     Worker,
     keys::{Entry, Prepared, reservation_ttl},
-    recovery::InDoubt,
     server_time::ServerTime,
-    statements::{Conn, Fault, Found, Swap, Swapped, Version, parse_payload},
+    statements::{Conn, Fault, Found, Swap, Version, parse_payload},
 };
 use crate::{
     BreakerKey, StoreUnavailable,
@@ -262,7 +261,7 @@ impl Worker {
             self.keep(key, events, wants_probe);
             return None;
         }
-        state.unsent.extend(events);
+        state.push_unsent(key, events);
         // Kept until a write settles it (the round's write may be held back).
         state.wants_probe |= wants_probe;
         Some(state.wants_probe)
@@ -324,31 +323,48 @@ impl Worker {
     /// Writes `batch` in one statement, as this writer's next batch. Keys written adopt their
     /// new rows; the others (another writer got there first, or a live OPEN refused the change)
     /// are read again next round. Whether every key was written. Nothing is sent while a batch
-    /// is in doubt: it goes again first, unchanged.
+    /// is in doubt: it is settled first.
     fn write_batch(&mut self, batch: Vec<Entry>) -> Result<bool, StoreUnavailable> {
         if self.batches.in_doubt.is_some() {
             return Err(self.unavailable());
         }
         let number = self.batches.next();
-        match self.send_batch(number, &batch) {
-            Ok(Swapped::Applied(written)) => {
-                self.batches.acknowledged(number);
-                Ok(self.settle_written(batch, &written))
-            }
-            Ok(Swapped::AlreadyApplied(keys)) => {
-                self.batches.acknowledged(number);
-                self.settle_applied_earlier(batch, &keys);
-                Ok(false)
-            }
-            Ok(Swapped::Unregistered) => {
-                self.register();
-                Err(self.unavailable())
+        let writer = self.batches.writer.clone();
+        let sent = self.round_trip(async |conn: &Conn| {
+            let swaps: Vec<Swap<'_>> = batch
+                .iter()
+                .map(|entry| Swap {
+                    key: &entry.key,
+                    version: entry.version,
+                    row: &entry.new_row,
+                    unguarded: entry.unguarded,
+                })
+                .collect();
+            conn.swap(&swaps, &writer, number).await
+        });
+        match sent {
+            Ok((server_now, record, written)) => {
+                self.synced(server_now);
+                match record {
+                    Some((last, _)) if last < number => {
+                        self.batches.acknowledged(number);
+                        Ok(self.settle_written(batch, &written))
+                    }
+                    // Not applied: the writer is not registered, or its record is ahead of
+                    // this writer's count (its row restored, its name reused).
+                    record => {
+                        self.writer_record_anomaly(record.map(|(last, _)| last));
+                        for entry in &batch {
+                            if let Some(state) = self.keys.get_mut(&entry.key) {
+                                state.stale = true;
+                            }
+                        }
+                        Err(self.unavailable())
+                    }
+                }
             }
             Err(Fault::Connection(_)) => {
-                self.batches.in_doubt = Some(InDoubt {
-                    batch: number,
-                    entries: batch,
-                });
+                self.batches.doubt(number, &batch, &mut self.keys);
                 Err(self.unavailable())
             }
             // Not applied: the changes stay unsent, for the next connection.
@@ -384,25 +400,6 @@ impl Worker {
         }
     }
 
-    /// Sends batch `number` of `entries` (a round trip), keeping the server's time it returns.
-    pub(super) fn send_batch(&mut self, number: i64, entries: &[Entry]) -> Result<Swapped, Fault> {
-        let writer = self.batches.writer.clone();
-        let (server_now, swapped) = self.round_trip(async |conn: &Conn| {
-            let swaps: Vec<Swap<'_>> = entries
-                .iter()
-                .map(|entry| Swap {
-                    key: &entry.key,
-                    version: entry.version,
-                    row: &entry.new_row,
-                    unguarded: entry.unguarded,
-                })
-                .collect();
-            conn.swap(&swaps, &writer, number).await
-        })?;
-        self.synced(server_now);
-        Ok(swapped)
-    }
-
     /// A batch applied now: each key `written` adopts the state the batch computed for it
     /// (its changes are done with); the others are read again. Whether every key was written.
     pub(super) fn settle_written(
@@ -435,25 +432,6 @@ impl Worker {
         all
     }
 
-    /// A batch an earlier copy of which was applied, writing `keys`: their changes are done
-    /// with (a probe slot it reserved is given back, no caller having been told of it); every
-    /// key is read again, as the rows it wrote were never seen here.
-    pub(super) fn settle_applied_earlier(&mut self, entries: Vec<Entry>, keys: &[BreakerKey]) {
-        for entry in entries {
-            let Some(state) = self.keys.get_mut(&entry.key) else {
-                continue;
-            };
-            state.stale = true;
-            if keys.contains(&entry.key) {
-                state.unsent.drain(..entry.events.min(state.unsent.len()));
-                if entry.reserved > 0 {
-                    let admission = Admission::in_period(entry.next.epoch(), true);
-                    state.unsent.insert(0, Event::Release { admission });
-                }
-            }
-        }
-    }
-
     /// Manual control: what is pending first, then the change, on the row (unguarded), read
     /// again and retried after a conflict.
     pub(super) fn manual(
@@ -462,7 +440,9 @@ impl Worker {
         manual: Control,
     ) -> Result<(), StoreUnavailable> {
         for _ in 0..MAX_ATTEMPTS {
-            if !self.connection.is_up() || !self.keys.contains_key(key) {
+            // Nothing is written while a batch is in doubt (its settling comes first).
+            let blocked = !self.connection.is_up() || self.batches.in_doubt.is_some();
+            if blocked || !self.keys.contains_key(key) {
                 return Err(self.unavailable());
             }
             if self
@@ -485,9 +465,6 @@ impl Worker {
                     let state = self.keys.get(key);
                     if state.is_some_and(|state| state.unsent.is_empty() && !state.stale) {
                         return Ok(()); // already so on the current row
-                    }
-                    if self.batches.in_doubt(key) {
-                        return Err(self.unavailable());
                     }
                 }
             }

@@ -63,10 +63,10 @@ const INSERT_SQL: &str = "INSERT INTO public.rc_circuit_breakers
 /// read ($3), and, unless unguarded ($11), only if it is not a live OPEN by the server's clock.
 ///
 /// Exactly once: batch $13 of writer $12 is applied only if the writer's last batch is older
-/// (its row is locked first, so a copy of the same batch still in flight elsewhere, in a frozen
-/// backend or a late packet, waits and then finds it applied). Applied or not, the first row
-/// returned is the writer's record as it was (last batch, and the keys it wrote), with the
-/// server's `now()`; then each key written, with its new version. No writer row, no first row.
+/// (its row is locked first, so that of two copies of one batch, the second waits for the
+/// first and then finds it applied, or fenced off). The first row returned is the writer's
+/// record as it was (last batch, and the keys it wrote; all null without a writer row), with
+/// the server's `now()`; then each key written, with its new version.
 const SWAP_SQL: &str = "WITH w AS (
       SELECT batch, namespaces, resource_keys FROM public.rc_circuit_breaker_writers
        WHERE writer = $12 FOR UPDATE
@@ -103,22 +103,46 @@ const SWAP_SQL: &str = "WITH w AS (
              written_at = now()
        WHERE writer = $12 AND batch < $13
     )
-    SELECT now(), NULL::text, NULL::text, NULL::bigint, w.batch, w.namespaces, w.resource_keys FROM w
+    SELECT now(), NULL::text, NULL::text, NULL::bigint, w.batch, w.namespaces, w.resource_keys
+      FROM (SELECT 1) AS one LEFT JOIN w ON true
     UNION ALL SELECT now(), namespace::text, resource_key::text, version, NULL, NULL, NULL FROM written";
 
-/// Registers writer $1, whose batches so far are numbered up to $2 (a new writer: 0).
+/// Registers writer $1, whose batches so far are numbered up to $2 (a new writer: 0); returns
+/// a row if it was not registered.
 const REGISTER_SQL: &str = "INSERT INTO public.rc_circuit_breaker_writers (writer, batch)
-    VALUES ($1, $2) ON CONFLICT (writer) DO NOTHING";
+    VALUES ($1, $2) ON CONFLICT (writer) DO NOTHING RETURNING writer";
 
-/// What became of a batch.
-#[derive(Debug)]
-pub(crate) enum Swapped {
-    /// Applied now: each key written, with its new version (the others were not written).
-    Applied(Vec<(BreakerKey, Version)>),
-    /// An earlier copy of it was applied, and wrote these keys (the others were not written).
-    AlreadyApplied(Vec<BreakerKey>),
-    /// The writer is not registered (its row is gone): nothing was applied.
-    Unregistered,
+/// Settles batch $2 of writer $1, in doubt, locking only the writer's row: if the writer's last
+/// batch is older, the batch was not applied, and never will be (the record moves to $2, so a
+/// copy still in flight finds it applied and changes nothing). Returns the record as it was
+/// (all null without a writer row), with the server's `now()`.
+const FENCE_SQL: &str = "WITH w AS (
+      SELECT batch, namespaces, resource_keys FROM public.rc_circuit_breaker_writers
+       WHERE writer = $1 FOR UPDATE
+    ), fence AS (
+      UPDATE public.rc_circuit_breaker_writers
+         SET batch = $2, namespaces = '{}', resource_keys = '{}', written_at = now()
+       WHERE writer = $1 AND batch < $2
+    )
+    SELECT now(), w.batch, w.namespaces, w.resource_keys FROM (SELECT 1) AS one LEFT JOIN w ON true";
+
+/// A writer's record: its last batch, and the keys that batch wrote. `None`: not registered.
+pub(crate) type Record = Option<(i64, Vec<BreakerKey>)>;
+
+/// The record of a row whose columns `first` to `first + 2` are a writer's batch, namespaces
+/// and resource keys.
+fn record_of(row: &Row, first: usize) -> Result<Record, tokio_postgres::Error> {
+    let Some(last) = row.try_get::<_, Option<i64>>(first)? else {
+        return Ok(None);
+    };
+    let namespaces: Vec<String> = row.try_get(first + 1)?;
+    let resources: Vec<String> = row.try_get(first + 2)?;
+    let keys = namespaces
+        .iter()
+        .zip(&resources)
+        .filter_map(|(namespace, resource)| BreakerKey::new(namespace, resource).ok())
+        .collect();
+    Ok(Some((last, keys)))
 }
 
 /// One key's part of a batch: its new row, written if the row is still at `version`.
@@ -213,15 +237,17 @@ enum Which {
     Insert,
     Swap,
     Register,
+    Fence,
     Now,
 }
 
 impl Which {
-    const ALL: [Which; 5] = [
+    const ALL: [Which; 6] = [
         Which::Read,
         Which::Insert,
         Which::Swap,
         Which::Register,
+        Which::Fence,
         Which::Now,
     ];
 
@@ -232,6 +258,7 @@ impl Which {
             Which::Insert => INSERT_SQL,
             Which::Swap => SWAP_SQL,
             Which::Register => REGISTER_SQL,
+            Which::Fence => FENCE_SQL,
             Which::Now => "SELECT now()",
         }
     }
@@ -257,7 +284,7 @@ impl Which {
             Which::Read => &[Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::INT8_ARRAY],
             Which::Insert => &[Type::TEXT_ARRAY, Type::TEXT_ARRAY],
             Which::Swap => &SWAP,
-            Which::Register => &[Type::TEXT, Type::INT8],
+            Which::Register | Which::Fence => &[Type::TEXT, Type::INT8],
             Which::Now => &[],
         }
     }
@@ -274,9 +301,8 @@ enum Session {
     Pooled,
 }
 
-/// A statement's settings, for a session that lasts one transaction.
-const POOLED_BEGIN: &str =
-    "BEGIN; SET LOCAL statement_timeout = '5s'; SET LOCAL lock_timeout = '50ms'";
+/// A statement's settings, for a session that lasts one transaction (as the direct session's).
+const POOLED_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout = '5s'; SET LOCAL lock_timeout = '50ms'";
 
 /// A live connection with its statements prepared and `LISTEN` issued.
 pub(crate) struct Conn {
@@ -384,10 +410,12 @@ impl Connected {
             Session::Pooled
         } else {
             // The server ends a statement that runs long; a lock held on one key fails that
-            // key's statement quickly instead of delaying every other key.
+            // key's statement quickly instead of delaying every other key. The statements are
+            // written for READ COMMITTED (a copy of a batch that waited for the writer's row
+            // sees it as the other left it), whatever the role's default.
             client
                 .batch_execute(&format!(
-                    "SET statement_timeout = '5s'; SET lock_timeout = '50ms'; LISTEN {NOTIFY_CHANNEL}"
+                    "SET statement_timeout = '5s'; SET lock_timeout = '50ms'; SET default_transaction_isolation = 'read committed'; LISTEN {NOTIFY_CHANNEL}"
                 ))
                 .await?;
             // One plan per statement, made once. (PostgreSQL 12 and later; older servers plan
@@ -517,15 +545,15 @@ impl Conn {
         Ok(())
     }
 
-    /// Writes each of `batch`'s new rows whose row is still at the version read, recording
-    /// `(writer, number)` and the keys written: the server's time and each key written, with
-    /// its new version.
+    /// Writes each of `batch`'s new rows whose row is still at the version read, as batch
+    /// `number` of `writer` (see `SWAP_SQL`): the server's time, the writer's record as it was,
+    /// and each key written, with its new version.
     pub(crate) async fn swap(
         &self,
         batch: &[Swap<'_>],
         writer: &str,
         number: i64,
-    ) -> Result<(Instant, Swapped), tokio_postgres::Error> {
+    ) -> Result<(Instant, Record, Vec<(BreakerKey, Version)>), tokio_postgres::Error> {
         let namespaces: Vec<&str> = batch.iter().map(|s| s.key.namespace()).collect();
         let resources: Vec<&str> = batch.iter().map(|s| s.key.resource_key()).collect();
         let versions: Vec<String> = batch.iter().map(|s| s.version.to_string()).collect();
@@ -561,50 +589,54 @@ impl Conn {
             )
             .await?;
         let mut server_now = Instant::ZERO;
-        let mut record: Option<(i64, Vec<BreakerKey>)> = None;
+        let mut record = None;
         let mut written = Vec::new();
         for row in &rows {
             server_now = instant_of(row.try_get::<_, SystemTime>(0)?);
-            if let Some(last) = row.try_get::<_, Option<i64>>(4)? {
-                let namespaces: Vec<String> = row.try_get(5)?;
-                let resources: Vec<String> = row.try_get(6)?;
-                let keys = namespaces
-                    .iter()
-                    .zip(&resources)
-                    .filter_map(|(namespace, resource)| BreakerKey::new(namespace, resource).ok())
-                    .collect();
-                record = Some((last, keys));
-                continue;
-            }
             let (Some(namespace), Some(resource), Some(version)) = (
                 row.try_get::<_, Option<String>>(1)?,
                 row.try_get::<_, Option<String>>(2)?,
                 row.try_get::<_, Option<Version>>(3)?,
             ) else {
+                // The first row: the writer's record.
+                record = record_of(row, 4)?;
                 continue;
             };
             if let Ok(key) = BreakerKey::new(&namespace, &resource) {
                 written.push((key, version));
             }
         }
-        let swapped = match record {
-            None => Swapped::Unregistered,
-            Some((last, _)) if last < number => Swapped::Applied(written),
-            // The record is of this batch: it holds the keys the batch wrote. (A later one
-            // cannot be: batches go one at a time.)
-            Some((_, keys)) => Swapped::AlreadyApplied(keys),
-        };
-        Ok((server_now, swapped))
+        Ok((server_now, record, written))
     }
 
-    /// Registers `writer` (nothing if it is registered), its batches numbered up to `last`.
+    /// Settles batch `number` of `writer`, in doubt (see `FENCE_SQL`): the server's time and
+    /// the writer's record as it was.
+    pub(crate) async fn fence(
+        &self,
+        writer: &str,
+        number: i64,
+    ) -> Result<(Instant, Record), tokio_postgres::Error> {
+        let rows = self.run(Which::Fence, &[&writer, &number]).await?;
+        let Some(row) = rows.first() else {
+            return Ok((Instant::ZERO, None));
+        };
+        Ok((
+            instant_of(row.try_get::<_, SystemTime>(0)?),
+            record_of(row, 1)?,
+        ))
+    }
+
+    /// Registers `writer` (nothing if it is registered), its batches numbered up to `last`;
+    /// whether it was not registered.
     pub(crate) async fn register(
         &self,
         writer: &str,
         last: i64,
-    ) -> Result<(), tokio_postgres::Error> {
-        self.run(Which::Register, &[&writer, &last]).await?;
-        Ok(())
+    ) -> Result<bool, tokio_postgres::Error> {
+        Ok(!self
+            .run(Which::Register, &[&writer, &last])
+            .await?
+            .is_empty())
     }
 }
 
