@@ -4,7 +4,7 @@ pub use crate::rng::SplitMix64;
 
 use core::{fmt, time::Duration};
 
-use fixed::types::{U1F31, U32F32};
+use crate::fixed_point::{U1F31, U32F32};
 use rand_core::Rng;
 
 use crate::{divide::duration_from_nanos, time::duration_to_nanos};

@@ -89,9 +89,14 @@ pub use timeout::Timeout;
 /// The `rand_core` crate, whose generators drive jitter.
 pub use rand_core;
 
-/// Fixed-point numbers used for backoff factors and jitter (re-exported from the `fixed` crate).
+/// Fixed-point numbers used for backoff factors and jitter (the `fixed` crate's), named here
+/// so that signatures read `U32F32`, not the type it stands for.
 pub mod fixed_point {
-    pub use fixed::types::{U1F31, U32F32};
+    /// An unsigned number with 32 integer and 32 fractional bits: a backoff's factor.
+    pub type U32F32 = fixed::types::U32F32;
+    /// An unsigned number with 1 integer and 31 fractional bits: a jitter's fraction of a delay,
+    /// 0 to 1.
+    pub type U1F31 = fixed::types::U1F31;
 }
 
 /// The README's examples, compiled and run as doc tests.

@@ -12,6 +12,10 @@
 //!   another (its own connection), p50 and p99.
 //! - A fleet: 8 processes, one hot key and 1000 cold keys each; calls/s, statements/s, and the
 //!   failures recorded on an audit key against those the row holds.
+//! - Paths: the same store reached directly, through TLS (a server of its own that accepts only
+//!   TLS, `verify-full`) and through PgBouncer in transaction mode (when installed): 4 threads'
+//!   calls/s with 1 call in 50 failing, the statements/s the store sent, and a peer's trip
+//!   (p50 of 20) seen by a second store of the same path.
 
 use std::{
     hint::black_box,
@@ -20,7 +24,11 @@ use std::{
 };
 
 use criterion::Criterion;
-use host_tests::{pg, pg_server::PgServer};
+use host_tests::{
+    certs::TestPki,
+    pg,
+    pg_server::{PgBouncer, PgServer, TlsFiles},
+};
 use resilient_circuit_std::{
     Breaker, BreakerConfig, BreakerKey, MemoryStore, Ratio, RejectReason, SharedBreaker,
     postgres::{DbSettings, PostgresStore},
@@ -250,6 +258,116 @@ fn fleet(port: u16, client: &mut postgres::Client, db: &str) {
     );
 }
 
+/// One way to reach the database: its name, and settings for a database of it.
+struct Path {
+    name: &'static str,
+    settings: DbSettings,
+    /// How long a peer's change may take to arrive (the poll, behind a pooler).
+    max_staleness: Duration,
+}
+
+fn paths_compared(paths: &[Path]) {
+    println!(
+        "\npaths: 4 threads on one key, 1 call in 50 failing (2 s each); a peer's trip seen by a second store (p50 of 20)"
+    );
+    println!(
+        "{:<10} {:>12} {:>9} {:>14}",
+        "path", "calls/s", "sent/s", "trip seen p50"
+    );
+    for path in paths {
+        let connect = || {
+            PostgresStore::builder(path.settings.clone())
+                .max_staleness(path.max_staleness)
+                .connect()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.name))
+        };
+        let store = connect();
+        let breaker = store.breaker(key("paths"), config()).unwrap();
+        let sent_before = store.round_trips();
+        let run = Duration::from_secs(2);
+        let rate = calls_per_second(&breaker, 4, run);
+        let sent = (store.round_trips() - sent_before) as f64 / run.as_secs_f64();
+        store.flush(Duration::from_secs(10)).unwrap();
+        let peer = connect();
+        let trips = BreakerConfig::new().cooldown(Duration::from_secs(3600));
+        let a = store.breaker(key("paths-trip"), trips).unwrap();
+        let b = peer.breaker(key("paths-trip"), trips).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            a.reset().unwrap();
+            pg::until("B admits again", || b.try_acquire().ok().map(drop));
+            let start = StdInstant::now();
+            let _ = a.call(|| Err::<(), _>("down"));
+            pg::until("B rejects", || match b.try_acquire() {
+                Err(r) if r.reason() == RejectReason::Open => Some(()),
+                _ => None,
+            });
+            seen.push(start.elapsed());
+        }
+        seen.sort();
+        println!(
+            "{:<10} {rate:>12.0} {sent:>9.1} {:>14.1?}",
+            path.name,
+            seen[seen.len() / 2]
+        );
+    }
+}
+
+/// The paths to compare: direct; TLS to a server of its own that accepts nothing else; and
+/// PgBouncer in transaction mode in front of the test server, when it is installed.
+fn paths(port: u16, db: &str, servers: &mut PathServers) -> Vec<Path> {
+    let mut paths = vec![Path {
+        name: "direct",
+        settings: DbSettings::from_config(pg::config(port, db)),
+        max_staleness: Duration::from_secs(1),
+    }];
+    let pki = TestPki::new("bench", "postgres");
+    let mut server = PgServer::start().expect("a TLS server");
+    let files = TlsFiles {
+        server_cert: &pki.server_cert_pem,
+        server_key: &pki.server_key_pem,
+        client_ca: &pki.ca_pem,
+    };
+    server
+        .enable_tls(
+            &files,
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n",
+        )
+        .expect("TLS on");
+    let (tls_db, _) = pg::fresh_database_over_socket(&server, "bench_tls");
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=postgres dbname={tls_db} sslmode=verify-full sslrootcert={}",
+        server.port(),
+        pki.path("ca.pem")
+    );
+    paths.push(Path {
+        name: "TLS",
+        settings: DbSettings::from_dsn(&dsn).expect("TLS settings"),
+        max_staleness: Duration::from_secs(1),
+    });
+    servers.tls = Some((server, pki));
+    match PgBouncer::start(port, 4) {
+        Ok(bouncer) => {
+            paths.push(Path {
+                name: "PgBouncer",
+                settings: DbSettings::from_config(pg::config(bouncer.port(), db))
+                    .behind_transaction_pooler(true),
+                max_staleness: Duration::from_secs(1),
+            });
+            servers.bouncer = Some(bouncer);
+        }
+        Err(e) => println!("(PgBouncer path skipped: {e})"),
+    }
+    paths
+}
+
+/// The servers of the paths, kept for the run and removed after it.
+#[derive(Default)]
+struct PathServers {
+    tls: Option<(PgServer, TestPki)>,
+    bouncer: Option<PgBouncer>,
+}
+
 fn main() {
     let own_server;
     let port = match std::env::var("RC_TEST_PG_PORT") {
@@ -273,5 +391,8 @@ fn main() {
     let (fleet_db, _) = pg::fresh_database(port, "bench_fleet");
     let mut fleet_client = pg::connect(port, &fleet_db);
     fleet(port, &mut fleet_client, &fleet_db);
+    let (paths_db, _) = pg::fresh_database(port, "bench_paths");
+    let mut servers = PathServers::default();
+    paths_compared(&paths(port, &paths_db, &mut servers));
     criterion.final_summary();
 }

@@ -12,6 +12,7 @@ use resilient_circuit_std::{
     classify::{AllErrors, AllValues},
     postgres::{DbSettings, setup},
 };
+use test_postgres::PgServer;
 
 /// Why a PostgreSQL test is ignored by a plain `cargo test`.
 pub const NEEDS_POSTGRES: &str = "needs PostgreSQL: cargo xtask test";
@@ -117,6 +118,39 @@ pub fn fresh_database(port: u16, test: &str) -> (String, DbSettings) {
     setup(&mut connect(port, &name), None).expect("setup");
     let settings = DbSettings::from_config(config(port, &name));
     (name, settings)
+}
+
+/// A plaintext client of `dbname` on `server` over its Unix socket (trusted locally, whatever
+/// `pg_hba.conf` says of TCP: a TLS-only server's, say).
+pub fn connect_over_socket(server: &PgServer, dbname: &str) -> Client {
+    let mut config = postgres::Config::new();
+    config
+        .host_path(server.socket_dir())
+        .port(server.port())
+        .user("postgres")
+        .dbname(dbname);
+    config
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("connect to {dbname} over the socket: {e}"))
+}
+
+/// A fresh database `rc_{test}` on `server`, with the table, made over its Unix socket.
+pub fn fresh_database_over_socket(server: &PgServer, test: &str) -> (String, DbSettings) {
+    let name = format!("rc_{test}");
+    let mut admin = connect_over_socket(server, "postgres");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin
+            .batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    setup(&mut connect_over_socket(server, &name), None).expect("setup");
+    (
+        name.clone(),
+        DbSettings::from_config(config(server.port(), &name)),
+    )
 }
 
 /// Runs `count` processes of the `pg_peer` binary at `exe` with `args`: starts them all, waits

@@ -9,10 +9,10 @@ use host_tests::{
     pg::{self, fail},
     pg_server::{PgServer, TlsFiles},
 };
-use postgres::{Client, NoTls};
+use postgres::Client;
 use resilient_circuit_std::{
     BreakerConfig, BreakerKey, Ratio,
-    postgres::{DbSettings, PostgresStore, SslMode, setup},
+    postgres::{DbSettings, PostgresStore, SslMode},
 };
 
 /// The role that logs in with a client certificate (`cert` authentication).
@@ -54,27 +54,12 @@ fn server() -> &'static TlsServer {
 
 /// A plaintext client over the Unix socket (trusted locally).
 fn admin(server: &PgServer, dbname: &str) -> Client {
-    let mut config = postgres::Config::new();
-    config
-        .host_path(server.socket_dir())
-        .port(server.port())
-        .user("postgres")
-        .dbname(dbname);
-    config.connect(NoTls).expect("a local client")
+    pg::connect_over_socket(server, dbname)
 }
 
 /// A database of its own, with the table.
 fn database(name: &str) -> String {
-    let tls = server();
-    let mut admin = admin(&tls.server, "postgres");
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&sql).expect("a database");
-    }
-    setup(&mut self::admin(&tls.server, name), None).expect("the table");
-    name.to_owned()
+    pg::fresh_database_over_socket(&server().server, name).0
 }
 
 fn dsn(db: &str, extra: &str) -> String {

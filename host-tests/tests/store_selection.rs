@@ -10,7 +10,7 @@ use std::{
 
 use host_tests::pg;
 
-const VARS: [&str; 12] = [
+const VARS: [&str; 16] = [
     "RC_DB_DSN",
     "RC_DB_HOST",
     "RC_DB_PORT",
@@ -18,6 +18,10 @@ const VARS: [&str; 12] = [
     "RC_DB_USER",
     "RC_DB_PASSWORD",
     "RC_DB_SSLMODE",
+    "RC_DB_SSLROOTCERT",
+    "RC_DB_SSLCERT",
+    "RC_DB_SSLKEY",
+    "RC_DB_POOLER",
     "RC_DB_STRICT",
     "RC_NAMESPACE",
     "RC_DB_APP_USER",
@@ -34,8 +38,16 @@ fn workdir(name: &str) -> PathBuf {
 }
 
 fn select(dir: &Path, vars: &[(&str, String)]) -> (Option<i32>, String, String) {
+    select_with(dir, vars, &[])
+}
+
+fn select_with(
+    dir: &Path,
+    vars: &[(&str, String)],
+    args: &[&str],
+) -> (Option<i32>, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pg_peer"));
-    command.arg("select").current_dir(dir);
+    command.arg("select").args(args).current_dir(dir);
     for var in VARS {
         command.env_remove(var);
     }
@@ -228,4 +240,39 @@ fn a_dsn_that_does_not_parse_is_described_without_its_text() {
         assert_eq!(stdout, format!("error: {expected}"), "{dsn}");
         assert!(!stderr.contains(secret), "{dsn}: {stderr}");
     }
+}
+
+/// The fallback is never silent: with the `tracing` feature on and no subscriber installed (so
+/// no event would show), the warning goes to stderr.
+#[test]
+fn the_fallback_is_on_stderr_when_no_subscriber_would_show_it() {
+    let vars = [
+        ("RC_DB_HOST", "127.0.0.1".to_owned()),
+        ("RC_DB_PORT", closed_port().to_string()),
+        ("RC_DB_PASSWORD", "hunter2-secret".to_owned()),
+    ];
+    let (status, stdout, stderr) =
+        select_with(&workdir("no-subscriber"), &vars, &["--no-subscriber"]);
+    assert_eq!((status, stdout.as_str()), (Some(0), "memory default"));
+    assert!(
+        stderr.contains("resilient-circuit: warning: PostgreSQL was requested")
+            && stderr.contains("Falling back to the in-process store"),
+        "{stderr}"
+    );
+}
+
+/// Some connection settings, but not enough to select PostgreSQL: one warning says which and
+/// why, not an info line.
+#[test]
+fn settings_that_select_nothing_are_warned_about_and_say_why() {
+    let vars = [("RC_DB_HOST", "db.internal".to_owned())];
+    let (status, stdout, stderr) = select(&workdir("partial"), &vars);
+    assert_eq!((status, stdout.as_str()), (Some(0), "memory default"));
+    assert_eq!(stderr.matches("WARN").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("RC_DB_HOST set, but PostgreSQL is selected only by")
+            && stderr.contains("use RC_DB_DSN"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("INFO"), "{stderr}");
 }

@@ -6,6 +6,8 @@
 //! - in [`time`]: [`StdClock`](time::StdClock) and [`CoarseClock`](time::CoarseClock),
 //!   monotonic clocks (the coarse one, read only when a breaker opens or rejects, is the
 //!   default), and [`ThreadSleep`](time::ThreadSleep), a blocking sleeper;
+//! - in [`backoff`]: [`entropy_seeded`](backoff::entropy_seeded), a jitter generator seeded
+//!   from the operating system's randomness;
 //! - [`MemoryStore`], a thread-safe in-process store keyed by `(namespace, resource_key)`, and
 //!   [`SharedBreaker`], its `Send + Sync` breaker handle: no lock and no allocation on a
 //!   CLOSED call, every transition reported exactly once;
@@ -44,6 +46,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod backoff;
 mod clock;
 mod counters;
 #[cfg(feature = "http")]

@@ -82,12 +82,15 @@ pub(crate) fn rejection(key: &BreakerKey, retry_after: Duration) {
     let _ = (key, retry_after);
 }
 
-/// Something an operator must know about a store (an outage, a malformed row, a fallback).
+/// Something an operator must know about a store (an outage, a malformed row, a fallback):
+/// never lost, so on stderr when no `tracing` subscriber would show it.
 #[cfg(feature = "postgres")]
 pub(crate) fn store_warning(message: &str) {
     #[cfg(feature = "tracing")]
-    tracing::warn!("{message}");
-    #[cfg(not(feature = "tracing"))]
+    if tracing::enabled!(tracing::Level::WARN) {
+        tracing::warn!("{message}");
+        return;
+    }
     eprintln!("resilient-circuit: warning: {message}");
 }
 

@@ -122,6 +122,20 @@ mod pg_cli;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
+    if let Some(task) = args.first()
+        && args[1..].iter().any(|arg| arg == "--help" || arg == "-h")
+    {
+        match task_help(task) {
+            Some(help) => {
+                println!("{help}");
+                return ExitCode::SUCCESS;
+            }
+            None => {
+                eprintln!("xtask: unknown task `{task}`\n\n{}", usage());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let result = match args.first().map(String::as_str) {
         Some("pg-setup") => return ExitCode::from(pg_cli::pg_setup(&args[1..])),
         Some("pg-check") => return ExitCode::from(pg_cli::pg_check(&args[1..])),
@@ -141,6 +155,47 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `cargo xtask TASK --help` prints.
+fn task_help(task: &str) -> Option<&'static str> {
+    Some(match task {
+        "test" => {
+            "usage: cargo xtask test\n\n\
+             Every test: the host tests and the PostgreSQL tests (against throwaway servers it\n\
+             starts and removes: TLS, failover, PgBouncer), the loom model, the README's\n\
+             examples, the core for every target and feature set, and the firmware in QEMU.\n\
+             XTASK_REQUIRE_FIRMWARE=1 fails when QEMU is missing (.ci/install-qemu installs it);\n\
+             XTASK_REQUIRE_PGBOUNCER=1 fails when PgBouncer is (.ci/install-pgbouncer)."
+        }
+        "firmware" => {
+            "usage: cargo xtask firmware [--target T] [--features F]\n\n\
+             Builds the example firmware (release), runs it in QEMU, checks its log and prints\n\
+             its sizes against the budgets, on Cortex-M4F (thumbv7em-none-eabihf) and RV32IMAC\n\
+             (riscv32imac-unknown-none-elf), or the one --target names; --features passes cargo\n\
+             features (e.g. wrong-expectation, which must fail)."
+        }
+        "bench" => {
+            "usage: cargo xtask bench [-- CRITERION ARGUMENTS]\n\n\
+             Runs the criterion benchmarks (the PostgreSQL one against a throwaway server);\n\
+             arguments after -- go to criterion (`cargo xtask bench -- --help` for its own)."
+        }
+        "pg-setup" => {
+            "usage: cargo xtask pg-setup [--yes] [--dry-run] [--grant-to ROLE]\n\n\
+             Creates or completes the shared table where RC_DB_* and .env say (one transaction,\n\
+             idempotent), and grants what the store needs to ROLE (default RC_DB_APP_USER).\n\
+             --yes skips the question; --dry-run prints the SQL and connects to nothing.\n\
+             Exit 0 done, 1 cancelled or failed."
+        }
+        "pg-check" => {
+            "usage: cargo xtask pg-check [--role ROLE]\n\n\
+             Checks the shared table, and ROLE's privileges (default RC_DB_APP_USER). Exit 0\n\
+             complete, 1 unusable or a privilege missing, 2 cannot connect, 3 usable but an index\n\
+             or the updated_at trigger is missing."
+        }
+        "help" => usage(),
+        _ => return None,
+    })
 }
 
 fn usage() -> &'static str {

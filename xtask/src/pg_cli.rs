@@ -43,7 +43,7 @@ pub fn pg_setup(args: &[String]) -> u8 {
     );
     match &grant_to {
         Some(role) => println!("grant SELECT, INSERT, UPDATE, DELETE to: {role}"),
-        None => println!("no role to grant to (--grant-to ROLE or RC_DB_APP_USER)"),
+        None => println!("grant: none asked for (--grant-to ROLE, or RC_DB_APP_USER, names one)"),
     }
     if dry_run {
         println!("\n-- dry run: the SQL, in one transaction; nothing was connected to\nBEGIN;");

@@ -520,3 +520,34 @@ fn a_dotenv_file_fills_in_what_the_environment_lacks() {
     assert_eq!(status(&overridden), 2, "{}", text(&overridden));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every task says how to use it, and does nothing else.
+#[test]
+fn every_task_answers_help_and_does_nothing_else() {
+    let here = std::env::temp_dir();
+    for task in ["test", "firmware", "bench", "pg-setup", "pg-check"] {
+        for flag in ["--help", "-h"] {
+            let output = xtask(&[task, flag], &[], &here, "");
+            assert_eq!(status(&output), 0, "{task} {flag}: {}", text(&output));
+            assert!(
+                text(&output).starts_with(&format!("usage: cargo xtask {task}")),
+                "{task} {flag}: {}",
+                text(&output)
+            );
+        }
+    }
+    let unknown = xtask(&["nope", "--help"], &[], &here, "");
+    assert_eq!(status(&unknown), 1);
+}
+
+/// A dry run without a role to grant to says so plainly, not as a problem.
+#[test]
+fn a_dry_run_without_a_role_says_none_was_asked_for() {
+    let output = xtask(&["pg-setup", "--dry-run"], &[], &std::env::temp_dir(), "");
+    assert_eq!(status(&output), 0, "{}", text(&output));
+    assert!(
+        text(&output).contains("grant: none asked for"),
+        "{}",
+        text(&output)
+    );
+}

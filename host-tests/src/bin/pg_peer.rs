@@ -35,14 +35,14 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("fail") => fail(&args[1..]),
         Some("hammer") => hammer(&args[1..]),
-        Some("select") => select(),
+        Some("select") => select(args.get(1).map(String::as_str) == Some("--no-subscriber")),
         Some("threads") => threads(&args[1..]),
         Some("hold") => hold(&args[1..]),
         Some("tokio") => in_tokio(&args[1..]),
         Some("fleet") => fleet(&args[1..]),
         _ => {
             eprintln!(
-                "usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW | hammer PORT DBNAME KEY MILLIS | select | threads PORT DBNAME KEY THREADS COUNT WINDOW | hold PORT DBNAME KEY LEASE_MS | tokio FLAVOR"
+                "usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW | hammer PORT DBNAME KEY MILLIS | select [--no-subscriber] | threads PORT DBNAME KEY THREADS COUNT WINDOW | hold PORT DBNAME KEY LEASE_MS | tokio FLAVOR"
             );
             std::process::exit(2);
         }
@@ -252,11 +252,15 @@ fn hammer(args: &[String]) {
     println!("{calls}");
 }
 
-fn select() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+/// Chooses a store from the environment; with a `tracing` subscriber on stderr, unless
+/// `bare` (as an application that installs none).
+fn select(bare: bool) {
+    if !bare {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+    }
     let chosen = AnyStore::from_env();
     // Reading `.env` must leave the process environment as it was.
     eprintln!(

@@ -94,9 +94,15 @@ impl AnyStore {
         let settings = match Selection::from_env() {
             Ok(Selection::NotConfigured) => {
                 if !SAID_NOT_CONFIGURED.swap(true, Ordering::Relaxed) {
-                    report::store_info(
-                        "no database configured (RC_DB_DSN, or RC_DB_HOST with RC_DB_PASSWORD): breakers use the in-process store and are not shared across processes",
-                    );
+                    match super::settings::partly_configured() {
+                        // Some of the settings, not enough: a warning, which says why.
+                        Some(set) => report::store_warning(&format!(
+                            "{set} set, but PostgreSQL is selected only by RC_DB_DSN, or RC_DB_HOST with RC_DB_PASSWORD (for passwordless authentication: trust, peer, .pgpass, a client certificate, use RC_DB_DSN): breakers use the in-process store and are NOT shared across processes"
+                        )),
+                        None => report::store_info(
+                            "no database configured (RC_DB_DSN, or RC_DB_HOST with RC_DB_PASSWORD): breakers use the in-process store and are not shared across processes",
+                        ),
+                    }
                 }
                 return Ok(memory(namespace));
             }

@@ -106,6 +106,28 @@ pub fn load_dotenv() -> bool {
     read
 }
 
+/// The `RC_DB_*` connection settings that are set, when PostgreSQL is not selected by them
+/// (`RC_DB_HOST` without `RC_DB_PASSWORD`, say): named, for a warning.
+pub(crate) fn partly_configured() -> Option<String> {
+    const CONNECTION: [&str; 10] = [
+        "RC_DB_HOST",
+        "RC_DB_PORT",
+        "RC_DB_NAME",
+        "RC_DB_USER",
+        "RC_DB_PASSWORD",
+        "RC_DB_SSLMODE",
+        "RC_DB_SSLROOTCERT",
+        "RC_DB_SSLCERT",
+        "RC_DB_SSLKEY",
+        "RC_DB_POOLER",
+    ];
+    let set: Vec<&str> = CONNECTION
+        .into_iter()
+        .filter(|name| var(name).is_some())
+        .collect();
+    (!set.is_empty()).then(|| set.join(", "))
+}
+
 /// `RC_DB_POOLER`: whether connections go through a pooler in transaction mode.
 fn pooler_from_env() -> Result<bool, SettingsError> {
     match var("RC_DB_POOLER").map(|v| v.trim().to_ascii_lowercase()) {
