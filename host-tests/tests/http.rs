@@ -203,3 +203,37 @@ fn a_rejection_becomes_a_503_whose_retry_after_is_rounded_up() {
         assert!(read >= secs(wait));
     }
 }
+
+/// With feature `reqwest`, a `reqwest::Response` is judged as it is: its status, and its
+/// `Retry-After` as the wait it asks for. A real response, from a server on loopback.
+#[test]
+fn a_reqwest_response_is_judged_by_its_status_and_retry_after() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(2) {
+            let mut stream = stream;
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy",
+            );
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let response = runtime
+        .block_on(
+            reqwest::Client::new()
+                .get(format!("http://{address}/"))
+                .send(),
+        )
+        .unwrap();
+    let status = HttpStatus::new();
+    use resilient_circuit_std::classify::ClassifyValue;
+    assert_eq!(status.classify_value(&response), Verdict::Failure);
+    assert_eq!(status.retry_after(&response), Some(Duration::from_secs(2)));
+}

@@ -7,7 +7,7 @@
 //! 100 ms, and the breaker opens), and then it is healthy. While OPEN, the service answers `503`
 //! with the breaker's `Retry-After` without calling the upstream.
 //!
-//! `cargo run -p resilient-circuit-std --features tokio,http,metrics --example axum_service`
+//! `cargo run -p resilient-circuit-std --features tokio,http,reqwest,metrics --example axum_service`
 
 use std::{
     net::SocketAddr,
@@ -27,21 +27,18 @@ use axum::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use resilient_circuit_std::{
-    AsyncPolicy, BreakerConfig, BreakerKey, CircuitState, Error, MemoryStore, Ratio,
-    RetryWithBackoff, SafetyNet, SharedBreaker, Timeout,
+    AsyncPolicy, BreakerConfig, BreakerKey, Error, MemoryStore, Ratio, RetryWithBackoff, SafetyNet,
+    Timeout,
     backoff::FixedDelay,
-    classify::AllErrors,
-    http::{HttpStatus, service_unavailable},
+    hook::{BoxedHook, SharedHook},
+    http::{HttpBreaker, HttpStatus, service_unavailable},
     metrics::{self, Counted},
-    store::SharedHook,
-    time::CoarseClock,
 };
 use tokio::{net::TcpListener, time::Instant};
 
-/// Prints a transition, with the time since the start.
-type PrintTransition = Box<dyn Fn(CircuitState, CircuitState) + Send + Sync>;
-/// The breaker guarding the upstream: its statuses judged by `HttpStatus`.
-type Upstream = SharedBreaker<CoarseClock, AllErrors, SharedHook<PrintTransition>, HttpStatus>;
+/// The breaker guarding the upstream: its responses judged by `HttpStatus`, its transitions
+/// printed by a closure.
+type Upstream = HttpBreaker<SharedHook<BoxedHook>>;
 
 /// The upstream: healthy, then one call that hangs, then four `503`s, then healthy again.
 async fn inventory(State(calls): State<Arc<AtomicU32>>) -> Response {
@@ -75,23 +72,6 @@ impl App {
     fn ms(&self) -> u128 {
         self.start.elapsed().as_millis()
     }
-}
-
-/// One upstream call as an `http::Response`, which `HttpStatus` judges (and reads
-/// `Retry-After` from).
-async fn get_upstream(
-    client: reqwest::Client,
-    url: String,
-) -> Result<http::Response<String>, reqwest::Error> {
-    let response = client.get(url).send().await?;
-    let mut out = http::Response::builder().status(response.status());
-    if let Some(headers) = out.headers_mut() {
-        headers.extend(response.headers().clone());
-    }
-    let body = response.text().await?;
-    Ok(out
-        .body(body)
-        .expect("status and headers came from a response"))
 }
 
 async fn stock(State(app): State<Arc<App>>) -> http::Response<String> {
@@ -131,10 +111,17 @@ async fn stock(State(app): State<Arc<App>>) -> http::Response<String> {
         Counted::new(per_attempt, key),
         &app.breaker,
     ));
+    // The call owns what it needs (clones of the client and the URL): a closure borrowing
+    // `app` across its await would not be `Send`, and axum needs the handler's future to be.
     let (client, url) = (app.client.clone(), app.upstream.clone());
-    let call = move || get_upstream(client.clone(), url.clone());
+    let call = move || client.get(url.clone()).send();
+    // `HttpStatus` judges each `reqwest::Response` (feature `reqwest`): a 503 counts as a
+    // failure and is retried after its `Retry-After`; the last one comes back as it is.
     match net.call_async(call).await {
-        Ok(response) => response,
+        Ok(response) => {
+            let status = response.status();
+            reply(status, response.text().await.unwrap_or_default())
+        }
         Err(Error::Rejected(rejected)) => {
             let mut response: http::Response<String> = service_unavailable(rejected);
             *response.body_mut() = format!(
@@ -190,7 +177,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .failure_limit(Ratio::new(3, 4)?)
         .success_limit(Ratio::new(1, 1)?)
         .cooldown(Duration::from_secs(1));
-    let hook: PrintTransition = Box::new(move |old, new| {
+    let hook: BoxedHook = Box::new(move |old, new| {
         println!(
             "[{:>5} ms] breaker {old} -> {new}",
             start.elapsed().as_millis()

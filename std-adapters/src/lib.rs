@@ -49,6 +49,7 @@
 pub mod backoff;
 mod clock;
 mod counters;
+pub mod hook;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod key;

@@ -95,7 +95,7 @@ const EXAMPLES: [Example; 3] = [
     Example {
         package: "resilient-circuit-std",
         name: "axum_service",
-        features: "tokio,http,metrics",
+        features: "tokio,http,reqwest,metrics",
         must_show: &[
             "attempt timed out after 300 ms",
             "retrying in 1000 ms (the upstream's Retry-After)",

@@ -7,6 +7,10 @@
 //!   HTTP-date), as a wait.
 //! - [`service_unavailable`]: a rejection as a 503 with `Retry-After`, for a service that
 //!   protects its own dependency and tells its callers when to come back.
+//! - [`HttpBreaker`]: the type of a shared breaker judged by [`HttpStatus`], to name in a
+//!   service's state.
+//! - Feature `reqwest`: [`HttpStatus`] judges a `reqwest::Response` as it is (status and
+//!   `Retry-After`), with no copy into an `http::Response`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -31,3 +35,30 @@ mod status;
 pub use rejection::service_unavailable;
 pub use retry_after::retry_after;
 pub use status::HttpStatus;
+
+use crate::{SharedBreaker, classify::AllErrors, hook::NoHook, time::CoarseClock};
+
+/// A shared breaker whose responses [`HttpStatus`] judges, with hook `H` (none, or
+/// `SharedHook<BoxedHook>` for a closure): a type a service's state can name.
+///
+/// ```
+/// use resilient_circuit_std::{
+///     BreakerConfig, BreakerKey, MemoryStore,
+///     hook::{BoxedHook, SharedHook},
+///     http::{HttpBreaker, HttpStatus},
+/// };
+///
+/// struct AppState {
+///     upstream: HttpBreaker<SharedHook<BoxedHook>>,
+/// }
+///
+/// let hook: BoxedHook = Box::new(|from, to| println!("upstream: {from} -> {to}"));
+/// let upstream = MemoryStore::new()
+///     .breaker(BreakerKey::resource("upstream")?, BreakerConfig::new())?
+///     .classify_values(HttpStatus::new())
+///     .on_status_change(hook);
+/// let state = AppState { upstream };
+/// # drop(state);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub type HttpBreaker<H = NoHook> = SharedBreaker<CoarseClock, AllErrors, H, HttpStatus>;

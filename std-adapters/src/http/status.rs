@@ -142,6 +142,20 @@ impl<B> ClassifyValue<Response<B>> for HttpStatus {
     }
 }
 
+/// A `reqwest` response, judged as it is (feature `reqwest`): by its status, with its
+/// `Retry-After`.
+#[cfg(feature = "reqwest")]
+impl ClassifyValue<reqwest::Response> for HttpStatus {
+    #[inline]
+    fn classify_value(&self, response: &reqwest::Response) -> Verdict {
+        self.verdict(response.status())
+    }
+
+    fn retry_after(&self, response: &reqwest::Response) -> Option<Duration> {
+        retry_after(response.headers(), std::time::SystemTime::now())
+    }
+}
+
 impl ClassifyValue<StatusCode> for HttpStatus {
     #[inline]
     fn classify_value(&self, status: &StatusCode) -> Verdict {

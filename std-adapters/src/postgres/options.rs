@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-/// Changes kept per key that are not yet in its row (while the database is unreachable, or
-/// while writes fail), written when they can be; beyond this the oldest are dropped, with a
-/// warning, except those of a batch in doubt.
+/// Outcomes kept per key while the database is unreachable, written when it is back; beyond
+/// this the oldest are dropped, with a warning, except those of a batch in doubt.
 ///
 /// ```
 /// assert_eq!(resilient_circuit_std::postgres::MAX_PENDING_OUTCOMES, 1024);

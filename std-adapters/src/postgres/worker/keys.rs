@@ -29,8 +29,8 @@ pub(super) struct KeyState {
     /// The period of the row as last seen: outcomes logged during an outage are kept for the
     /// row only if their calls were admitted in it.
     pub(super) row_epoch: u32,
-    /// Changes taken from the key's log and not yet in the row, at most
-    /// [`MAX_PENDING_OUTCOMES`].
+    /// Changes taken from the key's log and not yet in the row (at most
+    /// [`MAX_PENDING_OUTCOMES`] kept during an outage).
     pub(super) unsent: Vec<Event>,
     /// How many of `unsent`'s first changes a batch in doubt holds: never dropped.
     pub(super) in_doubt: usize,
@@ -99,13 +99,9 @@ impl KeyState {
         self.push_unsent(key, events.into_iter().filter(|e| e.epoch() == row_epoch));
     }
 
-    /// Adds `events` to the unsent changes. Past [`MAX_PENDING_OUTCOMES`], the oldest not held
-    /// by a batch in doubt goes (with one warning).
-    pub(super) fn push_unsent(
-        &mut self,
-        key: &BreakerKey,
-        events: impl IntoIterator<Item = Event>,
-    ) {
+    /// Adds `events` to the unsent changes kept for the row. Past [`MAX_PENDING_OUTCOMES`], the
+    /// oldest not held by a batch in doubt goes (with one warning).
+    fn push_unsent(&mut self, key: &BreakerKey, events: impl IntoIterator<Item = Event>) {
         for event in events {
             if self.unsent.len() >= MAX_PENDING_OUTCOMES {
                 if !self.warned_overflow {

@@ -261,7 +261,9 @@ impl Worker {
             self.keep(key, events, wants_probe);
             return None;
         }
-        state.push_unsent(key, events);
+        // While connected, every change goes to the row (each round takes what came since the
+        // last; the round's batch applies them all).
+        state.unsent.extend(events);
         // Kept until a write settles it (the round's write may be held back).
         state.wants_probe |= wants_probe;
         Some(state.wants_probe)
