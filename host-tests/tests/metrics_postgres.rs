@@ -101,3 +101,36 @@ fn a_fail_closed_store_without_its_server_counts_its_refusals() {
     assert_eq!(recorded.rejected(&key(), "open"), 0);
     assert_eq!(recorded.calls(&key(), "success"), 0, "no call ran");
 }
+
+/// A write that fails (the key's row locked elsewhere) is counted, every time, and tried
+/// again: never silent.
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn failed_writes_of_a_row_are_counted() {
+    let (db, settings) = pg::fresh_database(pg::port(), "metrics_write_errors");
+    let recorded = Recorded::new();
+    let store = PostgresStore::connect(settings).expect("connect");
+    let breaker = recorded.run(|| store.breaker(key(), config())).unwrap();
+    let errors = || {
+        recorded
+            .counter(resilient_circuit_std::metrics::WRITE_ERRORS, &key(), &[])
+            .unwrap_or(0)
+    };
+    assert_eq!(errors(), 0);
+    let mut holder = pg::connect(pg::port(), &db);
+    let mut lock = holder.transaction().unwrap();
+    lock.execute(
+        "SELECT 1 FROM rc_circuit_breakers WHERE resource_key = 'payments-api' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    fail(&breaker);
+    pg::until("two failed writes counted", || {
+        (errors() >= 2).then_some(())
+    });
+    lock.commit().unwrap();
+    store.flush(Duration::from_secs(5)).unwrap();
+    let counted = errors();
+    store.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(errors(), counted, "none once the write went in");
+}

@@ -100,3 +100,69 @@ fn a_server_turned_read_only_is_left_for_the_writable_one_and_nothing_is_lost_or
     );
     assert!(store.is_connected());
 }
+
+/// A real failover: a streaming standby with synchronous replication (so what the primary
+/// acknowledged is on the standby too), the primary stopped, the standby promoted. The store
+/// follows it, and every outcome is in the new primary's row once; the time to recover (from
+/// the promotion to a new outcome in the row) is printed.
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_promoted_standby_is_followed_and_nothing_acknowledged_is_lost_or_doubled() {
+    pg::port();
+    let mut primary = server();
+    let standby = primary.start_standby().expect("a standby");
+    let mut admin = client(primary.port(), "postgres");
+    for sql in [
+        "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(sql).unwrap();
+    }
+    pg::until("the standby in sync", || {
+        let rows = admin
+            .query(
+                "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'",
+                &[],
+            )
+            .unwrap();
+        (!rows.is_empty()).then_some(())
+    });
+    let dsn = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=rc_failover target_session_attrs=read-write connect_timeout=2",
+        primary.port(),
+        standby.port()
+    );
+    let store = PostgresStore::builder(DbSettings::from_dsn(&dsn).unwrap())
+        .round_trip_timeout(Duration::from_secs(2))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .connect()
+        .expect("connected to the primary");
+    let config = BreakerConfig::new().failure_limit(Ratio::new(100, 100).unwrap());
+    let breaker = store
+        .breaker(BreakerKey::resource(KEY).unwrap(), config)
+        .unwrap();
+    for _ in 0..10 {
+        fail(&breaker);
+    }
+    store.flush(Duration::from_secs(5)).unwrap();
+    drop(admin);
+
+    primary.stop();
+    let promoting = std::time::Instant::now();
+    standby.promote().expect("promoted");
+    for _ in 0..5 {
+        fail(&breaker);
+    }
+    store
+        .flush(Duration::from_secs(20))
+        .expect("written on the promoted standby");
+    println!(
+        "failover: the store wrote to the promoted standby {:?} after the promotion began",
+        promoting.elapsed()
+    );
+    assert_eq!(
+        failures_in_row(standby.port()),
+        15,
+        "the ten acknowledged by the old primary (replicated synchronously) and the five after, once each"
+    );
+}

@@ -35,5 +35,9 @@ mod nothing {
         #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
         #[inline(always)]
         pub(crate) fn state(&self, _: CircuitState) {}
+
+        #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+        #[inline(always)]
+        pub(crate) fn failed_write(&self) {}
     }
 }

@@ -285,6 +285,70 @@ impl PgServer {
         self.restart()
     }
 
+    /// Starts a streaming standby of this server (`pg_basebackup -R`), on a port of its own,
+    /// and waits until it accepts connections.
+    pub fn start_standby(&self) -> Result<PgServer, String> {
+        let bin = bin_dir()?;
+        let serial = STARTED.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{PREFIX}{}-{serial}", std::process::id()));
+        let socket = dir.join("socket");
+        fs::create_dir_all(&socket).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status();
+        }
+        let backup = as_server_user(&bin.join("pg_basebackup"))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args([
+                "-R",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "--checkpoint=fast",
+            ])
+            .output()
+            .map_err(|e| format!("cannot run pg_basebackup: {e}"))?;
+        if !backup.status.success() {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&backup.stderr)
+            ));
+        }
+        let mut standby = PgServer {
+            dir,
+            port: free_port()?,
+            child: None,
+        };
+        standby.run(&bin)?;
+        Ok(standby)
+    }
+
+    /// Promotes this standby to a primary (`pg_ctl promote`, which waits for it).
+    pub fn promote(&self) -> Result<(), String> {
+        let promoted = as_server_user(&bin_dir()?.join("pg_ctl"))
+            .arg("promote")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-w", "-t", "30"])
+            .output()
+            .map_err(|e| format!("cannot run pg_ctl promote: {e}"))?;
+        if promoted.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl promote failed: {}",
+                String::from_utf8_lossy(&promoted.stderr)
+            ))
+        }
+    }
+
     /// The directory of its Unix socket (local connections are trusted, in plaintext).
     pub fn socket_dir(&self) -> PathBuf {
         self.dir.join("socket")

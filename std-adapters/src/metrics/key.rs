@@ -3,7 +3,7 @@
 use metrics::{Counter, Gauge, Label, Level, Metadata};
 use resilient_circuit::{CircuitState, RejectReason, classify::Verdict};
 
-use super::{CALLS, STATE, TRANSITIONS, batch};
+use super::{CALLS, STATE, TRANSITIONS, WRITE_ERRORS, batch};
 use crate::BreakerKey;
 
 use CircuitState::{Closed, HalfOpen, Open};
@@ -34,6 +34,8 @@ pub(crate) struct KeyCounters {
     transitions: [Counter; 6],
     /// By state, in the order of [`STATES`]: 1 for the current one, 0 for the others.
     state: [Gauge; 3],
+    /// Writes of the key's row that failed (a shared store's).
+    write_errors: Counter,
     /// The key's labels.
     labels: Vec<Label>,
 }
@@ -67,6 +69,7 @@ impl KeyCounters {
                 )
             }),
             state: STATES.map(|state| gauge(STATE, labels(&[("state", state.as_str())]))),
+            write_errors: registered_counter(WRITE_ERRORS, labels(&[])),
             labels: key_labels(key),
         };
         counters.state(Closed);
@@ -115,6 +118,12 @@ impl KeyCounters {
             self.transitions[index].increment(1);
         }
         self.state(to);
+    }
+
+    /// A write of the key's row failed (a lock held elsewhere, a constraint, a privilege).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn failed_write(&self) {
+        self.write_errors.increment(1);
     }
 
     /// The state gauge set to `state` (a replicated key's state as loaded).

@@ -9,6 +9,7 @@
 //! | [`resilient_circuit_state`](STATE) | gauge | `state` = `CLOSED`, `OPEN`, `HALF_OPEN` | 1 for the key's state, 0 for the others |
 //! | [`resilient_circuit_retries_total`](RETRIES) | counter | | each retry a [`Counted`] stage starts, or a `Counted` tower retry policy's wait ends |
 //! | [`resilient_circuit_timeouts_total`](TIMEOUTS) | counter | | each time limit of a [`Counted`] stage that runs out |
+//! | [`resilient_circuit_store_write_errors_total`](WRITE_ERRORS) | counter | | each failed write of the key's row (PostgreSQL; tried again) |
 //!
 //! A key's metrics are registered once, when the store makes the key, with the recorder
 //! installed then: **install the recorder before making breakers** (a key made earlier reports
@@ -65,3 +66,5 @@ pub const STATE: &str = "resilient_circuit_state";
 pub const RETRIES: &str = "resilient_circuit_retries_total";
 /// Time limits of a [`Counted`] stage that ran out.
 pub const TIMEOUTS: &str = "resilient_circuit_timeouts_total";
+/// Writes of a key's row that failed (the PostgreSQL store's; each is tried again).
+pub const WRITE_ERRORS: &str = "resilient_circuit_store_write_errors_total";

@@ -46,7 +46,8 @@ pub(super) struct KeyState {
     pub(super) retry_at: Option<Instant>,
     pub(super) warned_malformed: bool,
     warned_overflow: bool,
-    pub(super) warned_statement: bool,
+    /// When a failed write of this key was last reported (at most one a minute).
+    pub(super) warned_statement: Option<Instant>,
 }
 
 /// One key's part of a batch, ready to write.
@@ -89,7 +90,7 @@ impl KeyState {
             retry_at: None,
             warned_malformed: false,
             warned_overflow: false,
-            warned_statement: false,
+            warned_statement: None,
         }
     }
 

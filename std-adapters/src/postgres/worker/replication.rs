@@ -29,6 +29,9 @@ use crate::{
 /// first).
 const MAX_ATTEMPTS: u32 = 16;
 
+/// How often a key whose writes keep failing is reported again.
+const WARN_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Worker {
     /// One round: a read of every key that needs one (loaded, notified, conflicting, or all of
     /// them when the poll or a flush is due), then one write of every key's batch.
@@ -372,13 +375,19 @@ impl Worker {
             // Not applied: the changes stay unsent, for the next connection.
             Err(Fault::ReadOnly(_)) => Err(self.unavailable()),
             Err(Fault::Statement(why)) => {
-                let retry_at = self.local_now().saturating_add(self.options.sync_interval);
+                let now = self.local_now();
+                let retry_at = now.saturating_add(self.options.sync_interval);
                 let mut first = None;
                 for entry in &batch {
                     if let Some(state) = self.keys.get_mut(&entry.key) {
                         state.retry_at = Some(retry_at);
-                        if !state.warned_statement {
-                            state.warned_statement = true;
+                        state.shared.counters.failed_write();
+                        // Reported again every minute while it keeps failing.
+                        let due = state
+                            .warned_statement
+                            .is_none_or(|at| now.saturating_duration_since(at) >= WARN_AGAIN_AFTER);
+                        if due {
+                            state.warned_statement = Some(now);
                             first.get_or_insert(entry.key.clone());
                         }
                     }
@@ -421,7 +430,7 @@ impl Worker {
                     state.unsent.drain(..entry.events.min(state.unsent.len()));
                     state.wants_probe = false;
                     state.retry_at = None;
-                    state.warned_statement = false;
+                    state.warned_statement = None;
                     // The state this batch computed, not its row decoded again.
                     self.adopt(&entry.key, entry.next, entry.reserved, false);
                 }
