@@ -262,3 +262,53 @@ fn the_platform_roots_are_used_only_where_the_name_is_checked_too() {
         .to_string();
     assert!(error.contains("verify-ca needs sslrootcert"), "{error}");
 }
+
+/// A Python service of the same fleet (the `resilient-circuit` package, with psycopg's libpq)
+/// on the same TLS-only server, `verify-full` against the test CA: what it trips, the Rust
+/// store sees, and what the Rust store trips, it reads.
+#[test]
+#[ignore = "needs PostgreSQL and the Python peer: cargo xtask test"]
+fn python_peer_on_the_tls_server_shares_the_state() {
+    let python = host_tests::pg_server::python_peer()
+        .unwrap_or_else(|| panic!("{}", host_tests::pg_server::PYTHON_PEER_MISSING));
+    let db = database("tls_python");
+    let verified = dsn(
+        &db,
+        &format!(
+            "sslmode=verify-full sslrootcert={}",
+            server().pki.path("ca.pem")
+        ),
+    );
+    let python_peer = |key: &str, failures: u32| {
+        let output = std::process::Command::new(&python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/python/peer.py"))
+            .args([verified.as_str(), key, &failures.to_string()])
+            .output()
+            .expect("run the Python peer");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let store = connect(&verified).expect("the Rust store, verify-full");
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(2, 2).unwrap())
+        .cooldown(Duration::from_secs(60));
+    let tripped_by_python = store
+        .breaker(BreakerKey::resource("py-trips").unwrap(), config)
+        .unwrap();
+    assert_eq!(python_peer("py-trips", 2), "OPEN");
+    pg::until("Python's trip seen by the Rust store", || {
+        (tripped_by_python.status() == resilient_circuit_std::CircuitState::Open).then_some(())
+    });
+
+    let tripped_by_rust = store
+        .breaker(BreakerKey::resource("rust-trips").unwrap(), config)
+        .unwrap();
+    fail(&tripped_by_rust);
+    fail(&tripped_by_rust);
+    store.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(python_peer("rust-trips", 0), "OPEN");
+}

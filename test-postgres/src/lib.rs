@@ -471,3 +471,19 @@ impl Drop for PgBouncer {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
+
+/// What to do when the Python peer is missing.
+pub const PYTHON_PEER_MISSING: &str = "the Python peer (resilient-circuit 0.8.6 with psycopg) is missing; install it with `.ci/install-python-peer`";
+
+/// The Python of the virtual environment `.ci/install-python-peer` makes (or the one
+/// `RC_TEST_PYTHON_PEER` names), if it is there.
+pub fn python_peer() -> Option<PathBuf> {
+    let venv = match std::env::var_os("RC_TEST_PYTHON_PEER") {
+        Some(venv) => PathBuf::from(venv),
+        None => {
+            PathBuf::from(std::env::var_os("HOME")?).join(".cache/resilient-circuit/python-peer")
+        }
+    };
+    let python = venv.join("bin/python");
+    python.exists().then_some(python)
+}

@@ -166,7 +166,8 @@ fn task_help(task: &str) -> Option<&'static str> {
              starts and removes: TLS, failover, PgBouncer), the loom model, the README's\n\
              examples, the core for every target and feature set, and the firmware in QEMU.\n\
              XTASK_REQUIRE_FIRMWARE=1 fails when QEMU is missing (.ci/install-qemu installs it);\n\
-             XTASK_REQUIRE_PGBOUNCER=1 fails when PgBouncer is (.ci/install-pgbouncer)."
+             XTASK_REQUIRE_PGBOUNCER=1 fails when PgBouncer is (.ci/install-pgbouncer);\n\
+             XTASK_REQUIRE_PYTHON_PEER=1 when the Python peer is (.ci/install-python-peer)."
         }
         "firmware" => {
             "usage: cargo xtask firmware [--target T] [--features F]\n\n\
@@ -212,7 +213,8 @@ fn usage() -> &'static str {
                0 complete, 1 unusable or privileges missing, 2 cannot connect,\n  \
                3 usable but an index or the updated_at trigger is missing\n\n\
      XTASK_REQUIRE_FIRMWARE=1 makes `test` fail when QEMU is missing instead of skipping the run;\n\
-     XTASK_REQUIRE_PGBOUNCER=1 the same when PgBouncer is missing (the tests behind a pooler)."
+     XTASK_REQUIRE_PGBOUNCER=1 the same when PgBouncer is missing (the tests behind a pooler),\n\
+     XTASK_REQUIRE_PYTHON_PEER=1 when the Python package is (the tests with a Python peer)."
 }
 
 fn test() -> Result<(), String> {
@@ -242,6 +244,20 @@ fn test() -> Result<(), String> {
             test_postgres::PGBOUNCER_MISSING
         );
         host_tests.extend(["--skip", "pooler"]);
+    }
+    // The same for the tests that run a Python service beside the store.
+    if test_postgres::python_peer().is_none() {
+        if env::var_os("XTASK_REQUIRE_PYTHON_PEER").is_some_and(|v| v == "1") {
+            return Err(format!(
+                "{} (XTASK_REQUIRE_PYTHON_PEER=1 requires the tests with a Python peer)",
+                test_postgres::PYTHON_PEER_MISSING
+            ));
+        }
+        println!(
+            "xtask: the tests with a Python peer are skipped: {}",
+            test_postgres::PYTHON_PEER_MISSING
+        );
+        host_tests.extend(["--skip", "python_peer"]);
     }
     // The PostgreSQL tests are `#[ignore]`d by a plain `cargo test`; here they have a server.
     step("host tests (and PostgreSQL tests)", || cargo(&host_tests))?;
