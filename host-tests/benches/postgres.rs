@@ -181,6 +181,24 @@ fn threads(store: &PostgresStore, client: &mut postgres::Client, db: &str) {
     );
 }
 
+/// `count` times: `a` reset and seen admitting by `b`, then tripped by one failure; how long
+/// `b` took to reject.
+fn trips_seen(a: &SharedBreaker, b: &SharedBreaker, count: usize) -> Vec<Duration> {
+    (0..count)
+        .map(|_| {
+            a.reset().unwrap();
+            pg::until("B admits again", || b.try_acquire().ok().map(drop));
+            let start = StdInstant::now();
+            let _ = a.call(|| Err::<(), _>("down"));
+            pg::until("B rejects", || match b.try_acquire() {
+                Err(r) if r.reason() == RejectReason::Open => Some(()),
+                _ => None,
+            });
+            start.elapsed()
+        })
+        .collect()
+}
+
 fn propagation(port: u16, db: &str) {
     let settings = DbSettings::from_config(pg::config(port, db));
     let connect = || {
@@ -193,18 +211,7 @@ fn propagation(port: u16, db: &str) {
     let trips = BreakerConfig::new().cooldown(Duration::from_secs(3600));
     let a = a_store.breaker(key("propagation"), trips).unwrap();
     let b = b_store.breaker(key("propagation"), trips).unwrap();
-    let mut seen = Vec::new();
-    for _ in 0..100 {
-        a.reset().unwrap();
-        pg::until("B admits again", || b.try_acquire().ok().map(drop));
-        let start = StdInstant::now();
-        let _ = a.call(|| Err::<(), _>("down"));
-        pg::until("B rejects", || match b.try_acquire() {
-            Err(r) if r.reason() == RejectReason::Open => Some(()),
-            _ => None,
-        });
-        seen.push(start.elapsed());
-    }
+    let mut seen = trips_seen(&a, &b, 100);
     seen.sort();
     println!(
         "\ntrip propagation, failure in store A to first rejection in store B (own connections), {} trips: p50 {:?}, p99 {:?}, max {:?}",
@@ -292,18 +299,7 @@ fn paths_compared(paths: &[Path]) {
         let trips = BreakerConfig::new().cooldown(Duration::from_secs(3600));
         let a = store.breaker(key("paths-trip"), trips).unwrap();
         let b = peer.breaker(key("paths-trip"), trips).unwrap();
-        let mut seen = Vec::new();
-        for _ in 0..20 {
-            a.reset().unwrap();
-            pg::until("B admits again", || b.try_acquire().ok().map(drop));
-            let start = StdInstant::now();
-            let _ = a.call(|| Err::<(), _>("down"));
-            pg::until("B rejects", || match b.try_acquire() {
-                Err(r) if r.reason() == RejectReason::Open => Some(()),
-                _ => None,
-            });
-            seen.push(start.elapsed());
-        }
+        let mut seen = trips_seen(&a, &b, 20);
         seen.sort();
         println!(
             "{:<10} {rate:>12.0} {sent:>9.1} {:>14.1?}",

@@ -99,8 +99,12 @@ pub fn connect(port: u16, dbname: &str) -> Client {
 
 /// A new empty database named `rc_<test>` (dropped first if a run left it).
 pub fn empty_database(port: u16, test: &str) -> String {
+    recreate(&mut connect(port, "postgres"), test)
+}
+
+/// Database `rc_<test>`, dropped if it was there and made empty, through `admin`; its name.
+fn recreate(admin: &mut Client, test: &str) -> String {
     let name = format!("rc_{test}");
-    let mut admin = connect(port, "postgres");
     for sql in [
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         format!("CREATE DATABASE {name}"),
@@ -136,16 +140,7 @@ pub fn connect_over_socket(server: &PgServer, dbname: &str) -> Client {
 
 /// A fresh database `rc_{test}` on `server`, with the table, made over its Unix socket.
 pub fn fresh_database_over_socket(server: &PgServer, test: &str) -> (String, DbSettings) {
-    let name = format!("rc_{test}");
-    let mut admin = connect_over_socket(server, "postgres");
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin
-            .batch_execute(&sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    }
+    let name = recreate(&mut connect_over_socket(server, "postgres"), test);
     setup(&mut connect_over_socket(server, &name), None).expect("setup");
     (
         name.clone(),

@@ -10,7 +10,7 @@ use host_tests::{
 };
 use postgres::{Client, NoTls};
 use resilient_circuit_std::{
-    BreakerConfig, BreakerKey, Ratio,
+    BreakerConfig, BreakerKey, Ratio, SharedBreaker,
     postgres::{DbSettings, PostgresStore, setup},
 };
 
@@ -43,15 +43,11 @@ fn failures_in_row(port: u16) -> usize {
     log.map_or(0, |log| log.matches("false").count())
 }
 
-#[test]
-#[ignore = "needs PostgreSQL: cargo xtask test"]
-fn a_server_turned_read_only_is_left_for_the_writable_one_and_nothing_is_lost_or_doubled() {
-    pg::port();
-    let (first, second) = (server(), server());
+/// A store whose DSN lists the servers on `first` and `second` (`target_session_attrs=
+/// read-write`, and `extra`), and its breaker on the key, with ten failures in the row.
+fn store_with_ten_failures(first: u16, second: u16, extra: &str) -> (PostgresStore, SharedBreaker) {
     let dsn = format!(
-        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=rc_failover target_session_attrs=read-write",
-        first.port(),
-        second.port()
+        "host=127.0.0.1,127.0.0.1 port={first},{second} user=postgres dbname=rc_failover target_session_attrs=read-write {extra}"
     );
     let store = PostgresStore::builder(DbSettings::from_dsn(&dsn).unwrap())
         .round_trip_timeout(Duration::from_secs(2))
@@ -67,6 +63,15 @@ fn a_server_turned_read_only_is_left_for_the_writable_one_and_nothing_is_lost_or
         fail(&breaker);
     }
     store.flush(Duration::from_secs(5)).unwrap();
+    (store, breaker)
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_server_turned_read_only_is_left_for_the_writable_one_and_nothing_is_lost_or_doubled() {
+    pg::port();
+    let (first, second) = (server(), server());
+    let (store, breaker) = store_with_ten_failures(first.port(), second.port(), "");
     assert_eq!(failures_in_row(first.port()), 10);
 
     let mut admin = client(first.port(), "postgres");
@@ -127,24 +132,8 @@ fn a_promoted_standby_is_followed_and_nothing_acknowledged_is_lost_or_doubled() 
             .unwrap();
         (!rows.is_empty()).then_some(())
     });
-    let dsn = format!(
-        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=rc_failover target_session_attrs=read-write connect_timeout=2",
-        primary.port(),
-        standby.port()
-    );
-    let store = PostgresStore::builder(DbSettings::from_dsn(&dsn).unwrap())
-        .round_trip_timeout(Duration::from_secs(2))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
-        .connect()
-        .expect("connected to the primary");
-    let config = BreakerConfig::new().failure_limit(Ratio::new(100, 100).unwrap());
-    let breaker = store
-        .breaker(BreakerKey::resource(KEY).unwrap(), config)
-        .unwrap();
-    for _ in 0..10 {
-        fail(&breaker);
-    }
-    store.flush(Duration::from_secs(5)).unwrap();
+    let (store, breaker) =
+        store_with_ten_failures(primary.port(), standby.port(), "connect_timeout=2");
     drop(admin);
 
     primary.stop();

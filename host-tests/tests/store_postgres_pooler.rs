@@ -52,27 +52,16 @@ fn failures_in_row(db: &str, key: &str) -> usize {
     log.map_or(0, |log| log.matches("false").count())
 }
 
+/// Four processes, each a store behind PgBouncer, fail on one key at once: every failure is in
+/// the row, once.
 #[test]
 #[ignore = "needs PostgreSQL and PgBouncer: cargo xtask test"]
-fn pooler_four_stores_count_every_failure_once() {
+fn pooler_four_processes_count_every_failure_once() {
     let (db, _) = pg::fresh_database(pg::port(), "pooler_count");
-    let port = bouncer().port();
-    thread::scope(|s| {
-        for _ in 0..4 {
-            let db = &db;
-            s.spawn(move || {
-                let store = store(port, db, Duration::from_secs(1));
-                let breaker = store
-                    .breaker(BreakerKey::resource("pooled-api").unwrap(), counting())
-                    .unwrap();
-                for _ in 0..25 {
-                    fail(&breaker);
-                    thread::sleep(Duration::from_millis(2));
-                }
-                store.flush(Duration::from_secs(10)).expect("flushed");
-            });
-        }
-    });
+    let port = bouncer().port().to_string();
+    let args = ["fail", &port, &db, "pooled-api", "25", "200", "pooled"];
+    let last_lines = pg::run_peers(env!("CARGO_BIN_EXE_pg_peer"), &args, 4);
+    assert_eq!(last_lines, ["done"; 4]);
     assert_eq!(failures_in_row(&db, "pooled-api"), 100);
 }
 

@@ -276,3 +276,32 @@ fn settings_that_select_nothing_are_warned_about_and_say_why() {
     );
     assert!(!stderr.contains("INFO"), "{stderr}");
 }
+
+/// `RC_DB_SSL*` with `RC_DB_DSN`, as the Python package warns: applied where the DSN names no
+/// TLS key, and a warning either way.
+#[test]
+fn ssl_settings_beside_a_dsn_are_applied_where_it_names_none_with_a_warning() {
+    let dsn = format!("host=127.0.0.1 port={} dbname=rc", closed_port());
+    let (_, _, stderr) = select(
+        &workdir("ssl-beside-dsn"),
+        &[
+            ("RC_DB_DSN", dsn.clone()),
+            ("RC_DB_SSLMODE", "disable".to_owned()),
+        ],
+    );
+    assert!(
+        stderr.contains("RC_DB_SSL* given with RC_DB_DSN, whose DSN names no TLS key: RC_DB_SSL* are applied to it"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = select(
+        &workdir("ssl-in-dsn"),
+        &[
+            ("RC_DB_DSN", format!("{dsn} sslmode=disable")),
+            ("RC_DB_SSLMODE", "require".to_owned()),
+        ],
+    );
+    assert!(
+        stderr.contains("the DSN's keys win where both name one"),
+        "{stderr}"
+    );
+}

@@ -94,6 +94,43 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
+/// A new directory for a server, `rc-pg-<pid>-<n>` with its socket directory, owned by the
+/// server's user.
+fn server_dir() -> Result<PathBuf, String> {
+    let serial = STARTED.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("{PREFIX}{}-{serial}", std::process::id()));
+    let socket = dir.join("socket");
+    fs::create_dir_all(&socket).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if is_root() {
+        // The server user must own its directories.
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| format!("cannot run chown: {e}"))?;
+        if !status.success() {
+            return Err(format!("chown of {} failed", dir.display()));
+        }
+    }
+    Ok(dir)
+}
+
+/// Runs `command` (`what`, for errors) to make a server in `dir`; on failure removes `dir`
+/// and says why.
+fn run_in(dir: &Path, what: &str, command: &mut Command) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let _ = fs::remove_dir_all(dir);
+    Err(format!(
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
 /// Stops servers a killed run left behind (their starting process is gone) and removes their
 /// directories.
 pub fn sweep() {
@@ -133,40 +170,16 @@ impl PgServer {
     pub fn start() -> Result<PgServer, String> {
         sweep();
         let bin = bin_dir()?;
-        let serial = STARTED.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("{PREFIX}{}-{serial}", std::process::id()));
+        let dir = server_dir()?;
         let data = dir.join("data");
-        let socket = dir.join("socket");
-        fs::create_dir_all(&socket).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        if is_root() {
-            // The server user must own its directories.
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .map_err(|e| format!("cannot run chown: {e}"))?;
-            if !status.success() {
-                return Err(format!("chown of {} failed", dir.display()));
-            }
-        }
-        let initdb = as_server_user(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "--auth=trust",
-                "--username=postgres",
-                "--encoding=UTF8",
-                "--no-sync",
-            ])
-            .output()
-            .map_err(|e| format!("cannot run initdb: {e}"))?;
-        if !initdb.status.success() {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&initdb.stderr)
-            ));
-        }
+        let mut initdb = as_server_user(&bin.join("initdb"));
+        initdb.arg("-D").arg(&data).args([
+            "--auth=trust",
+            "--username=postgres",
+            "--encoding=UTF8",
+            "--no-sync",
+        ]);
+        run_in(&dir, "initdb", &mut initdb)?;
         let port = free_port()?;
         let mut server = PgServer {
             dir,
@@ -289,38 +302,19 @@ impl PgServer {
     /// and waits until it accepts connections.
     pub fn start_standby(&self) -> Result<PgServer, String> {
         let bin = bin_dir()?;
-        let serial = STARTED.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("{PREFIX}{}-{serial}", std::process::id()));
-        let socket = dir.join("socket");
-        fs::create_dir_all(&socket).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        if is_root() {
-            let _ = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status();
-        }
-        let backup = as_server_user(&bin.join("pg_basebackup"))
-            .arg("-D")
-            .arg(dir.join("data"))
-            .args([
-                "-R",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "--checkpoint=fast",
-            ])
-            .output()
-            .map_err(|e| format!("cannot run pg_basebackup: {e}"))?;
-        if !backup.status.success() {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(format!(
-                "pg_basebackup failed: {}",
-                String::from_utf8_lossy(&backup.stderr)
-            ));
-        }
+        let dir = server_dir()?;
+        let mut backup = as_server_user(&bin.join("pg_basebackup"));
+        backup.arg("-D").arg(dir.join("data")).args([
+            "-R",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "--checkpoint=fast",
+        ]);
+        run_in(&dir, "pg_basebackup", &mut backup)?;
         let mut standby = PgServer {
             dir,
             port: free_port()?,

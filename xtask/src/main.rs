@@ -229,35 +229,29 @@ fn test() -> Result<(), String> {
     TEST_PG_PORT
         .set(server.port())
         .expect("the server starts once");
-    // The tests behind a connection pooler need PgBouncer: without it they are skipped, and
-    // said so (a failure under XTASK_REQUIRE_PGBOUNCER=1, as CI sets).
+    // Tests that need software from outside the workspace are skipped without it, and said so
+    // (a failure under their XTASK_REQUIRE_* variable, as CI sets).
     let mut host_tests = vec!["test", "--workspace", "--", "--include-ignored"];
-    if test_postgres::pgbouncer_bin().is_none() {
-        if env::var_os("XTASK_REQUIRE_PGBOUNCER").is_some_and(|v| v == "1") {
-            return Err(format!(
-                "{} (XTASK_REQUIRE_PGBOUNCER=1 requires the tests behind a pooler)",
-                test_postgres::PGBOUNCER_MISSING
-            ));
+    let optional = [
+        OptionalTests {
+            what: "the tests behind a connection pooler",
+            installed: test_postgres::pgbouncer_bin().is_some(),
+            missing: test_postgres::PGBOUNCER_MISSING,
+            require: "XTASK_REQUIRE_PGBOUNCER",
+            names: "pooler",
+        },
+        OptionalTests {
+            what: "the tests with a Python peer",
+            installed: test_postgres::python_peer().is_some(),
+            missing: test_postgres::PYTHON_PEER_MISSING,
+            require: "XTASK_REQUIRE_PYTHON_PEER",
+            names: "python_peer",
+        },
+    ];
+    for tests in &optional {
+        if let Some(skip) = tests.skip()? {
+            host_tests.extend(["--skip", skip]);
         }
-        println!(
-            "xtask: the tests behind a connection pooler are skipped: {}",
-            test_postgres::PGBOUNCER_MISSING
-        );
-        host_tests.extend(["--skip", "pooler"]);
-    }
-    // The same for the tests that run a Python service beside the store.
-    if test_postgres::python_peer().is_none() {
-        if env::var_os("XTASK_REQUIRE_PYTHON_PEER").is_some_and(|v| v == "1") {
-            return Err(format!(
-                "{} (XTASK_REQUIRE_PYTHON_PEER=1 requires the tests with a Python peer)",
-                test_postgres::PYTHON_PEER_MISSING
-            ));
-        }
-        println!(
-            "xtask: the tests with a Python peer are skipped: {}",
-            test_postgres::PYTHON_PEER_MISSING
-        );
-        host_tests.extend(["--skip", "python_peer"]);
     }
     // The PostgreSQL tests are `#[ignore]`d by a plain `cargo test`; here they have a server.
     step("host tests (and PostgreSQL tests)", || cargo(&host_tests))?;
@@ -315,6 +309,33 @@ fn test() -> Result<(), String> {
     }
     println!("\nxtask: all tests passed");
     Ok(())
+}
+
+/// Tests that need software from outside the workspace (their names hold `names`).
+struct OptionalTests {
+    what: &'static str,
+    installed: bool,
+    missing: &'static str,
+    /// The variable that, at `1`, makes a missing install a failure.
+    require: &'static str,
+    names: &'static str,
+}
+
+impl OptionalTests {
+    /// What to skip (`None`: they run), or the failure when they are required.
+    fn skip(&self) -> Result<Option<&'static str>, String> {
+        if self.installed {
+            return Ok(None);
+        }
+        if env::var_os(self.require).is_some_and(|v| v == "1") {
+            return Err(format!(
+                "{} ({}=1 requires {})",
+                self.missing, self.require, self.what
+            ));
+        }
+        println!("xtask: {} are skipped: {}", self.what, self.missing);
+        Ok(Some(self.names))
+    }
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {

@@ -42,7 +42,7 @@ fn main() {
         Some("fleet") => fleet(&args[1..]),
         _ => {
             eprintln!(
-                "usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW | hammer PORT DBNAME KEY MILLIS | select [--no-subscriber] | threads PORT DBNAME KEY THREADS COUNT WINDOW | hold PORT DBNAME KEY LEASE_MS | tokio FLAVOR"
+                "usage: pg_peer fail PORT DBNAME KEY COUNT WINDOW [pooled] | hammer PORT DBNAME KEY MILLIS | select [--no-subscriber] | threads PORT DBNAME KEY THREADS COUNT WINDOW | hold PORT DBNAME KEY LEASE_MS | tokio FLAVOR"
             );
             std::process::exit(2);
         }
@@ -57,17 +57,21 @@ fn breaker_at_the_start_line(
     key: &str,
     config: BreakerConfig,
 ) -> SharedBreaker {
-    breaker_and_store_at_the_start_line(port, dbname, key, config).0
+    breaker_and_store_at_the_start_line(port, dbname, key, config, false).0
 }
 
+/// A store (through a pooler in transaction mode if `pooled`) and its breaker on `key`, made
+/// before saying `ready` and waiting for the line that starts the run.
 fn breaker_and_store_at_the_start_line(
     port: u16,
     dbname: &str,
     key: &str,
     config: BreakerConfig,
+    pooled: bool,
 ) -> (SharedBreaker, PostgresStore) {
-    let store =
-        PostgresStore::connect(DbSettings::from_config(pg::config(port, dbname))).expect("connect");
+    let settings =
+        DbSettings::from_config(pg::config(port, dbname)).behind_transaction_pooler(pooled);
+    let store = PostgresStore::connect(settings).expect("connect");
     let breaker = store
         .breaker(BreakerKey::resource(key).expect("key"), config)
         .expect("breaker");
@@ -86,7 +90,7 @@ fn threads(args: &[String]) {
     let count: u32 = count.parse().expect("COUNT");
     let window: u16 = window.parse().expect("WINDOW");
     let config = BreakerConfig::new().failure_limit(Ratio::new(window, window).expect("ratio"));
-    let (breaker, store) = breaker_and_store_at_the_start_line(port, dbname, key, config);
+    let (breaker, store) = breaker_and_store_at_the_start_line(port, dbname, key, config, false);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -217,14 +221,18 @@ fn in_tokio(args: &[String]) {
 }
 
 fn fail(args: &[String]) {
+    let (args, pooled) = match args {
+        [rest @ .., last] if last == "pooled" => (rest, true),
+        _ => (args, false),
+    };
     let [port, dbname, key, count, window] = args else {
-        panic!("fail takes PORT DBNAME KEY COUNT WINDOW");
+        panic!("fail takes PORT DBNAME KEY COUNT WINDOW [pooled]");
     };
     let port: u16 = port.parse().expect("PORT");
     let count: u32 = count.parse().expect("COUNT");
     let window: u16 = window.parse().expect("WINDOW");
     let config = BreakerConfig::new().failure_limit(Ratio::new(window, window).expect("ratio"));
-    let breaker = breaker_at_the_start_line(port, dbname, key, config);
+    let (breaker, _store) = breaker_and_store_at_the_start_line(port, dbname, key, config, pooled);
     for _ in 0..count {
         let result = breaker.call(|| Err::<(), _>("upstream failed"));
         assert!(
