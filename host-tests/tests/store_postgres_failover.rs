@@ -117,9 +117,12 @@ fn a_promoted_standby_is_followed_and_nothing_acknowledged_is_lost_or_doubled() 
     let mut primary = server();
     let standby = primary.start_standby().expect("a standby");
     let mut admin = client(primary.port(), "postgres");
+    // The test servers run with synchronous_commit off; this database's commits wait for the
+    // standby.
     for sql in [
         "ALTER SYSTEM SET synchronous_standby_names = '*'",
         "SELECT pg_reload_conf()",
+        "ALTER DATABASE rc_failover SET synchronous_commit = on",
     ] {
         admin.batch_execute(sql).unwrap();
     }
@@ -136,7 +139,8 @@ fn a_promoted_standby_is_followed_and_nothing_acknowledged_is_lost_or_doubled() 
         store_with_ten_failures(primary.port(), standby.port(), "connect_timeout=2");
     drop(admin);
 
-    primary.stop();
+    // A crash (immediate shutdown): only what the standby acknowledged is on it.
+    primary.crash();
     let promoting = std::time::Instant::now();
     standby.promote().expect("promoted");
     for _ in 0..5 {

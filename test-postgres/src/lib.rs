@@ -151,6 +151,10 @@ pub fn sweep() {
         if Path::new("/proc").join(&owner).exists() {
             continue; // its process still runs: not a leftover
         }
+        // A PgBouncer a run left (one held in a test binary's static is never dropped).
+        if let Ok(pid) = fs::read_to_string(path.join("pgbouncer.pid")) {
+            let _ = Command::new("kill").args(["-INT", pid.trim()]).status();
+        }
         if let Ok(pid_file) = fs::read_to_string(path.join("data/postmaster.pid"))
             && let Some(pid) = pid_file.lines().next()
         {
@@ -228,6 +232,17 @@ impl PgServer {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server as a crash would (an immediate shutdown: no clean end, nothing more
+    /// sent to a standby), keeping its data.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-QUIT", &child.id().to_string()])
                 .status();
             let _ = child.wait();
         }
@@ -410,9 +425,10 @@ impl PgBouncer {
              auth_type = trust\nauth_file = {auth}\npool_mode = transaction\n\
              default_pool_size = {pool_size}\nmax_client_conn = 200\n\
              ignore_startup_parameters = extra_float_digits,options,application_name\n\
-             logfile = {log}\npidfile =\nserver_reset_query =\n",
+             logfile = {log}\npidfile = {pid}\nserver_reset_query =\n",
             auth = dir.join("users.txt").display(),
             log = dir.join("pgbouncer.log").display(),
+            pid = dir.join("pgbouncer.pid").display(),
         );
         fs::write(dir.join("pgbouncer.ini"), config)
             .and_then(|()| fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n"))
@@ -478,6 +494,7 @@ pub fn python_peer() -> Option<PathBuf> {
             PathBuf::from(std::env::var_os("HOME")?).join(".cache/resilient-circuit/python-peer")
         }
     };
+    // Written by the installer once the package imports, so a half-made one does not count.
     let python = venv.join("bin/python");
-    python.exists().then_some(python)
+    venv.join("installed").exists().then_some(python)
 }

@@ -122,8 +122,12 @@ mod pg_cli;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
+    // Only before `--`: what follows it is another tool's (criterion's, for `bench`).
     if let Some(task) = args.first()
-        && args[1..].iter().any(|arg| arg == "--help" || arg == "-h")
+        && args[1..]
+            .iter()
+            .take_while(|arg| *arg != "--")
+            .any(|arg| arg == "--help" || arg == "-h")
     {
         match task_help(task) {
             Some(help) => {
@@ -238,7 +242,7 @@ fn test() -> Result<(), String> {
             installed: test_postgres::pgbouncer_bin().is_some(),
             missing: test_postgres::PGBOUNCER_MISSING,
             require: "XTASK_REQUIRE_PGBOUNCER",
-            names: "pooler",
+            names: "pgbouncer_",
         },
         OptionalTests {
             what: "the tests with a Python peer",

@@ -133,6 +133,11 @@ impl Worker {
             Some((last, _)) if last < number => Vec::new(),
             Some((last, keys)) if last == number => keys,
             other => {
+                // Whether the batch went in cannot be known: its changes go again, and may
+                // count twice.
+                report::store_warning(&format!(
+                    "PostgreSQL store: batch {number}, whose reply was lost, cannot be settled by the writers table; its changes are sent again and may count twice"
+                ));
                 self.writer_record_anomaly(other.map(|(last, _)| last));
                 Vec::new()
             }

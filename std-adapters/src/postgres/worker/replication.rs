@@ -377,32 +377,34 @@ impl Worker {
             Err(Fault::Statement(why)) => {
                 let now = self.local_now();
                 let retry_at = now.saturating_add(self.options.sync_interval);
-                let mut first = None;
                 for entry in &batch {
                     if let Some(state) = self.keys.get_mut(&entry.key) {
                         state.retry_at = Some(retry_at);
-                        state.shared.counters.failed_write();
-                        // Reported again every minute while it keeps failing.
-                        let due = state
-                            .warned_statement
-                            .is_none_or(|at| now.saturating_duration_since(at) >= WARN_AGAIN_AFTER);
-                        if due {
-                            state.warned_statement = Some(now);
-                            first.get_or_insert(entry.key.clone());
-                        }
                     }
                 }
                 if batch.len() > 1 {
-                    // One key's error must not hold back the others: each goes alone next.
+                    // One key's error must not hold back the others: each goes alone next,
+                    // where the one whose write fails is counted and reported.
                     for entry in batch {
                         if !self.write_alone.contains(&entry.key) {
                             self.write_alone.push(entry.key);
                         }
                     }
-                } else if let Some(key) = first {
-                    report::store_warning(&format!(
-                        "PostgreSQL store: breaker {key}: the write failed ({why}); it is tried again, other breakers are not affected"
-                    ));
+                } else if let Some(entry) = batch.first()
+                    && let Some(state) = self.keys.get_mut(&entry.key)
+                {
+                    state.shared.counters.failed_write();
+                    // Reported again every minute while it keeps failing.
+                    let due = state
+                        .warned_statement
+                        .is_none_or(|at| now.saturating_duration_since(at) >= WARN_AGAIN_AFTER);
+                    if due {
+                        state.warned_statement = Some(now);
+                        let key = &entry.key;
+                        report::store_warning(&format!(
+                            "PostgreSQL store: breaker {key}: the write failed ({why}); it is tried again, other breakers are not affected"
+                        ));
+                    }
                 }
                 Err(StoreUnavailable {
                     retry_after: self.options.sync_interval,
