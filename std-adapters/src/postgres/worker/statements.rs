@@ -213,8 +213,17 @@ pub(crate) struct Changed {
     pub(crate) resource_key: String,
 }
 
-/// Reads the trigger's payload `<xid>:<namespace length>:<namespace><resource_key>`.
+/// The longest payload the trigger sends: a transaction id, a length, and a namespace and a
+/// resource key of at most 255 characters each (4 bytes a character at most). Any role may
+/// `NOTIFY` the channel: a longer payload is not the trigger's, and is dropped unread.
+pub(crate) const MAX_PAYLOAD: usize = 20 + 1 + 3 + 1 + 2 * 255 * 4;
+
+/// Reads the trigger's payload `<xid>:<namespace length>:<namespace><resource_key>`. What it
+/// names is only ever read again, never trusted.
 pub(crate) fn parse_payload(payload: &str) -> Option<Changed> {
+    if payload.len() > MAX_PAYLOAD {
+        return None;
+    }
     let (xid, rest) = payload.split_once(':')?;
     let (length, keys) = rest.split_once(':')?;
     let length: usize = length.parse().ok()?;
@@ -372,7 +381,8 @@ impl Connected {
         let driver = Driver(tokio::spawn(async move {
             while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
                 match message {
-                    Ok(AsyncMessage::Notification(n)) => {
+                    // Only what could be the trigger's is kept (any role may NOTIFY).
+                    Ok(AsyncMessage::Notification(n)) if n.payload().len() <= MAX_PAYLOAD => {
                         let _ = sender.send(n.payload().to_owned());
                     }
                     Ok(_) => {}
@@ -659,5 +669,14 @@ mod tests {
             Some(("ñx".to_owned(), "key".to_owned()))
         );
         assert_eq!(parse_payload("garbage"), None);
+    }
+
+    #[test]
+    fn a_payload_longer_than_the_triggers_is_dropped_unread() {
+        let longest = format!("9:255:{}", "ñ".repeat(510));
+        assert!(longest.len() <= MAX_PAYLOAD);
+        assert!(parse_payload(&longest).is_some());
+        let hostile = format!("9:3:abc{}", "x".repeat(MAX_PAYLOAD));
+        assert_eq!(parse_payload(&hostile), None);
     }
 }
