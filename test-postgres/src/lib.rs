@@ -97,8 +97,7 @@ fn free_port() -> Result<u16, String> {
 /// A new directory for a server, `rc-pg-<pid>-<n>` with its socket directory, owned by the
 /// server's user.
 fn server_dir() -> Result<PathBuf, String> {
-    let serial = STARTED.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("{PREFIX}{}-{serial}", std::process::id()));
+    let dir = fresh_dir("")?;
     let socket = dir.join("socket");
     fs::create_dir_all(&socket).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     if is_root() {
@@ -112,6 +111,15 @@ fn server_dir() -> Result<PathBuf, String> {
             return Err(format!("chown of {} failed", dir.display()));
         }
     }
+    Ok(dir)
+}
+
+/// A new directory `rc-pg-<pid>-<n><suffix>` in the temporary directory: this harness's, so a
+/// run that was killed has it swept at the next start.
+fn fresh_dir(suffix: &str) -> Result<PathBuf, String> {
+    let serial = STARTED.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("{PREFIX}{}-{serial}{suffix}", std::process::id()));
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(dir)
 }
 
@@ -414,10 +422,7 @@ impl PgBouncer {
     /// waits until it accepts connections.
     pub fn start(upstream_port: u16, pool_size: u32) -> Result<PgBouncer, String> {
         let bin = pgbouncer_bin().ok_or_else(|| PGBOUNCER_MISSING.to_owned())?;
-        let serial = STARTED.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("{PREFIX}{}-{serial}-pgbouncer", std::process::id()));
-        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let dir = fresh_dir("-pgbouncer")?;
         let port = free_port()?;
         let config = format!(
             "[databases]\n* = host=127.0.0.1 port={upstream_port}\n\n[pgbouncer]\n\

@@ -15,6 +15,7 @@ mod mailbox;
 mod recovery;
 mod replication;
 mod server_time;
+mod sql;
 mod statements;
 
 use std::{
