@@ -14,7 +14,7 @@ use postgres::Client;
 use resilient_circuit_std::{
     Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason,
     classify::{AllErrors, AllValues, Verdict},
-    postgres::{DbSettings, OnOutage, PostgresStore},
+    postgres::{DbSettings, MAX_PENDING_OUTCOMES, OnOutage, PostgresStore},
 };
 
 fn key(name: &str) -> BreakerKey {
@@ -448,4 +448,44 @@ fn a_batch_in_doubt_with_a_locked_row_holds_back_no_other_key() {
     flush(&store);
     assert_eq!(row(&mut client, "b").1, 2);
     assert_eq!(row(&mut client, "a").1, 3);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn an_outage_past_the_bound_keeps_the_newest_outcomes_and_counts_the_others() {
+    // A window as long as the bound, never tripped by one failure in two.
+    let config = BreakerConfig::new().failure_limit(Ratio::new(1024, 1024).unwrap());
+    let OneFailure {
+        proxy,
+        mut client,
+        store,
+        breaker,
+        ..
+    } = one_failure("past_the_bound", config, true);
+    let proxy = proxy.unwrap();
+    proxy.black_hole();
+    fail(&breaker); // its write goes into the hole: a batch in doubt, kept whatever follows
+    pg::until("the outage", || (!store.is_connected()).then_some(()));
+    // 100 000 outcomes, each success logged with the failure after it.
+    const PAIRS: u64 = 50_000;
+    for _ in 0..PAIRS {
+        pg::succeed(&breaker);
+        pg::fail(&breaker);
+    }
+    proxy.pass();
+    pg::until("the reconnection", || store.is_connected().then_some(()));
+    flush(&store);
+    // The failure in the hole was not applied: once that is settled it is the oldest of
+    // 100 001 outcomes, of which the bound keeps 1024.
+    let kept = MAX_PENDING_OUTCOMES as u64;
+    assert_eq!(
+        store.dropped_outcomes(),
+        2 * PAIRS + 1 - kept,
+        "the oldest dropped, counted"
+    );
+    // The newest reached the row, in order: the window is the last 1024 of them.
+    let (log, failures) = row(&mut client, "a");
+    let newest = ["true, false"; MAX_PENDING_OUTCOMES / 2].join(", ");
+    assert_eq!(log, format!("[{newest}]"));
+    assert_eq!(failures, 1);
 }

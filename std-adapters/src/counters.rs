@@ -39,5 +39,9 @@ mod nothing {
         #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
         #[inline(always)]
         pub(crate) fn failed_write(&self) {}
+
+        #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+        #[inline(always)]
+        pub(crate) fn dropped_outcomes(&self, _: u64) {}
     }
 }

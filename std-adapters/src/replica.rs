@@ -10,6 +10,7 @@
 #![cfg_attr(not(feature = "postgres"), allow(dead_code))]
 
 use std::{
+    collections::VecDeque,
     sync::{Arc, Weak},
     time::Duration,
 };
@@ -23,6 +24,10 @@ use resilient_circuit::{
 };
 
 use crate::{BreakerKey, StoreUnavailable, store::SharedWindow};
+
+/// Changes a key's log keeps for its replicator; past this the oldest go, counted (a
+/// replicator that keeps up takes the log long before: it is woken by every failure).
+pub(crate) const MAX_LOGGED: usize = 1024;
 
 /// A hook as the replicator holds it: alive while a breaker handle holds it.
 pub(crate) type WorkerHook = Arc<dyn TransitionHook + Send + Sync>;
@@ -49,6 +54,8 @@ impl Event {
         config: &BreakerConfig,
         clock: &impl Clock,
     ) -> Option<Transition> {
+        #[cfg(test)]
+        tests::APPLIED.with(|applied| applied.set(applied.get() + 1));
         match *self {
             Event::Successes { epoch, count } => {
                 state.record_closed_successes(config, epoch, count);
@@ -93,8 +100,10 @@ pub(crate) trait Replicator: Send + Sync {
 pub(crate) struct Replica {
     /// The configuration the key was first made with: the replicator applies it to the row.
     config: BreakerConfig,
-    /// Changes not yet taken by the replicator, oldest first.
-    pending: Vec<Event>,
+    /// Changes not yet taken by the replicator, oldest first; at most [`MAX_LOGGED`].
+    pending: VecDeque<Event>,
+    /// Changes dropped from the log since the replicator last took it (the oldest go first).
+    dropped: u64,
     /// The last pending change is a run of successes as long as the window: more change nothing.
     saturated: bool,
     /// The replicator should run at once.
@@ -120,7 +129,8 @@ impl Replica {
     pub(crate) fn new(config: BreakerConfig) -> Self {
         Replica {
             config,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
+            dropped: 0,
             saturated: false,
             urgent: false,
             reserved: 0,
@@ -167,10 +177,10 @@ impl Replica {
         self.announced = status;
     }
 
-    /// Appends a change to the log.
+    /// Appends a change to the log; past [`MAX_LOGGED`] the oldest goes (and is counted).
     pub(crate) fn push(&mut self, event: Event) {
         if let (Event::Successes { epoch, count }, Some(Event::Successes { epoch: e, count: c })) =
-            (event, self.pending.last_mut())
+            (event, self.pending.back_mut())
             && *e == epoch
         {
             let window = u32::from(self.config.closed_window());
@@ -185,14 +195,19 @@ impl Replica {
         if !event.is_successes() {
             self.urgent = true;
         }
-        self.pending.push(event);
+        if self.pending.len() >= MAX_LOGGED {
+            self.pending.pop_front();
+            self.dropped += 1;
+        }
+        self.pending.push_back(event);
     }
 
-    /// Takes the log, for the replicator.
-    pub(crate) fn take(&mut self) -> Vec<Event> {
+    /// Takes the log, for the replicator, and how many older changes it dropped.
+    pub(crate) fn take(&mut self) -> (Vec<Event>, u64) {
         self.saturated = false;
         self.urgent = false;
-        std::mem::take(&mut self.pending)
+        let events = Vec::from(std::mem::take(&mut self.pending));
+        (events, std::mem::take(&mut self.dropped))
     }
 
     /// The digest to publish for `state`: held while failing closed, and counting every success
@@ -322,5 +337,72 @@ impl Replica {
     pub(crate) fn announce(&mut self, status: CircuitState) -> Option<Transition> {
         let from = std::mem::replace(&mut self.announced, status);
         (from != status).then_some(Transition { from, to: status })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use resilient_circuit::{BreakerConfig, Ratio};
+
+    use super::*;
+
+    thread_local! {
+        /// Changes applied on this thread, by [`Event::apply`].
+        pub(super) static APPLIED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn never_trips() -> BreakerConfig {
+        BreakerConfig::new().failure_limit(Ratio::new(1024, 1024).unwrap())
+    }
+
+    fn outcome(verdict: Verdict) -> Event {
+        Event::Outcome {
+            admission: Admission::in_period(0, false),
+            verdict,
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_outcomes_and_counts_the_dropped_ones() {
+        let mut replica = Replica::new(never_trips());
+        for i in 0..100_000 {
+            let verdict = if i % 2 == 0 {
+                Verdict::Failure
+            } else {
+                Verdict::Ignore
+            };
+            replica.push(outcome(verdict));
+        }
+        let (events, dropped) = replica.take();
+        assert_eq!(events.len(), MAX_LOGGED);
+        assert_eq!(dropped, 100_000 - MAX_LOGGED as u64);
+        // The newest kept, in order: the last pushed is last.
+        assert_eq!(events.last(), Some(&outcome(Verdict::Ignore)));
+        assert_eq!(events.first(), Some(&outcome(Verdict::Failure)));
+        assert_eq!(replica.take(), (Vec::new(), 0), "counted once");
+    }
+
+    #[test]
+    fn adoption_under_the_lock_is_bounded_whatever_the_backlog() {
+        let config = never_trips();
+        let clock = Instant::ZERO;
+        let mut replica = Replica::new(config);
+        // 100 000 outcomes logged while the replicator was away; the replicator's own queue
+        // holds its bound too.
+        for _ in 0..100_000 {
+            replica.push(outcome(Verdict::Failure));
+        }
+        let unsent = vec![outcome(Verdict::Failure); MAX_LOGGED];
+        let mut state = BreakerState::new();
+        APPLIED.with(|applied| applied.set(0));
+        replica.adopt(&mut state, BreakerState::new(), &unsent, 0, &clock);
+        let applied = APPLIED.with(Cell::get);
+        assert_eq!(
+            applied,
+            2 * MAX_LOGGED,
+            "the work done under the key's lock"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use metrics::{Counter, Gauge, Label, Level, Metadata};
 use resilient_circuit::{CircuitState, RejectReason, classify::Verdict};
 
-use super::{CALLS, STATE, TRANSITIONS, WRITE_ERRORS, batch};
+use super::{CALLS, DROPPED_OUTCOMES, STATE, TRANSITIONS, WRITE_ERRORS, batch};
 use crate::BreakerKey;
 
 use CircuitState::{Closed, HalfOpen, Open};
@@ -36,6 +36,8 @@ pub(crate) struct KeyCounters {
     state: [Gauge; 3],
     /// Writes of the key's row that failed (a shared store's).
     write_errors: Counter,
+    /// Outcomes dropped before reaching the key's row (a shared store's, past its bound).
+    dropped_outcomes: Counter,
     /// The key's labels.
     labels: Vec<Label>,
 }
@@ -70,6 +72,7 @@ impl KeyCounters {
             }),
             state: STATES.map(|state| gauge(STATE, labels(&[("state", state.as_str())]))),
             write_errors: registered_counter(WRITE_ERRORS, labels(&[])),
+            dropped_outcomes: registered_counter(DROPPED_OUTCOMES, labels(&[])),
             labels: key_labels(key),
         };
         counters.state(Closed);
@@ -124,6 +127,12 @@ impl KeyCounters {
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn failed_write(&self) {
         self.write_errors.increment(1);
+    }
+
+    /// `count` outcomes went before reaching the key's row (past the bound on what waits).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn dropped_outcomes(&self, count: u64) {
+        self.dropped_outcomes.increment(count);
     }
 
     /// The state gauge set to `state` (a replicated key's state as loaded).

@@ -10,6 +10,7 @@
 //! | [`resilient_circuit_retries_total`](RETRIES) | counter | | each retry a [`Counted`] stage starts, or a `Counted` tower retry policy's wait ends |
 //! | [`resilient_circuit_timeouts_total`](TIMEOUTS) | counter | | each time limit of a [`Counted`] stage that runs out |
 //! | [`resilient_circuit_store_write_errors_total`](WRITE_ERRORS) | counter | | each failed write of the key's row (PostgreSQL; tried again) |
+//! | [`resilient_circuit_store_dropped_outcomes_total`](DROPPED_OUTCOMES) | counter | | each outcome dropped before reaching the key's row (PostgreSQL; past [`MAX_PENDING_OUTCOMES`](crate::postgres::MAX_PENDING_OUTCOMES)) |
 //!
 //! A key's metrics are registered once, when the store makes the key, with the recorder
 //! installed then: **install the recorder before making breakers** (a key made earlier reports
@@ -68,3 +69,5 @@ pub const RETRIES: &str = "resilient_circuit_retries_total";
 pub const TIMEOUTS: &str = "resilient_circuit_timeouts_total";
 /// Writes of a key's row that failed (the PostgreSQL store's; each is tried again).
 pub const WRITE_ERRORS: &str = "resilient_circuit_store_write_errors_total";
+/// Outcomes dropped before reaching a key's row (the PostgreSQL store's, past its bound).
+pub const DROPPED_OUTCOMES: &str = "resilient_circuit_store_dropped_outcomes_total";

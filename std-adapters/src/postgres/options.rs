@@ -2,13 +2,18 @@
 
 use std::time::Duration;
 
-/// Outcomes kept per key while the database is unreachable, written when it is back; beyond
-/// this the oldest are dropped, with a warning, except those of a batch in doubt.
+/// The bound on one key's outcomes that wait for the database (during an outage, or when they
+/// come faster than the worker writes them): at most this many in the key's log until the
+/// worker takes it, and at most this many with the worker until they are in the row (plus those
+/// of a batch whose reply was lost, until it is settled). Past it the oldest go first, never a
+/// newer before an older; they are counted
+/// ([`PostgresStore::dropped_outcomes`](super::PostgresStore::dropped_outcomes)) and warned
+/// about once per key. The process's own copy of the state has counted them all.
 ///
 /// ```
 /// assert_eq!(resilient_circuit_std::postgres::MAX_PENDING_OUTCOMES, 1024);
 /// ```
-pub const MAX_PENDING_OUTCOMES: usize = 1024;
+pub const MAX_PENDING_OUTCOMES: usize = crate::replica::MAX_LOGGED;
 
 /// What a breaker does while its store cannot reach the database.
 ///

@@ -327,6 +327,16 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
         self.inner.mailbox.round_trips()
     }
 
+    /// How many outcomes went before reaching their rows: per key, at most
+    /// [`MAX_PENDING_OUTCOMES`](super::MAX_PENDING_OUTCOMES) wait for the database (during an
+    /// outage, or when outcomes come faster than the worker writes them); past that the oldest
+    /// go, counted here, in the metric
+    /// [`DROPPED_OUTCOMES`](crate::metrics::DROPPED_OUTCOMES) (feature `metrics`), and warned
+    /// about once per key. 0 in a healthy fleet. For monitoring and tests.
+    pub fn dropped_outcomes(&self) -> u64 {
+        self.inner.mailbox.dropped_outcomes()
+    }
+
     /// Whether the worker's connection is up.
     pub fn is_connected(&self) -> bool {
         self.inner.mailbox.is_connected()

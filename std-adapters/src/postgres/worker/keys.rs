@@ -29,8 +29,8 @@ pub(super) struct KeyState {
     /// The period of the row as last seen: outcomes logged during an outage are kept for the
     /// row only if their calls were admitted in it.
     pub(super) row_epoch: u32,
-    /// Changes taken from the key's log and not yet in the row (at most
-    /// [`MAX_PENDING_OUTCOMES`] kept during an outage).
+    /// Changes taken from the key's log and not yet in the row: at most
+    /// [`MAX_PENDING_OUTCOMES`], plus those a batch in doubt holds.
     pub(super) unsent: Vec<Event>,
     /// How many of `unsent`'s first changes a batch in doubt holds: never dropped.
     pub(super) in_doubt: usize,
@@ -94,31 +94,36 @@ impl KeyState {
         }
     }
 
-    /// During an outage: keeps `events` for the row, those of the row's period.
-    pub(super) fn keep_for_row(&mut self, key: &BreakerKey, events: Vec<Event>) {
+    /// During an outage: keeps `events` for the row, those of the row's period; how many older
+    /// changes had to go.
+    pub(super) fn keep_for_row(&mut self, events: Vec<Event>) -> u64 {
         let row_epoch = self.row_epoch;
-        self.push_unsent(key, events.into_iter().filter(|e| e.epoch() == row_epoch));
+        self.push_unsent(events.into_iter().filter(|e| e.epoch() == row_epoch))
     }
 
-    /// Adds `events` to the unsent changes kept for the row. Past [`MAX_PENDING_OUTCOMES`], the
-    /// oldest not held by a batch in doubt goes (with one warning).
-    fn push_unsent(&mut self, key: &BreakerKey, events: impl IntoIterator<Item = Event>) {
-        for event in events {
-            if self.unsent.len() >= MAX_PENDING_OUTCOMES {
-                if !self.warned_overflow {
-                    self.warned_overflow = true;
-                    report::store_warning(&format!(
-                        "PostgreSQL store: breaker {key}: more than {MAX_PENDING_OUTCOMES} outcomes wait for the database; the oldest are dropped"
-                    ));
-                }
-                if self.unsent.len() > self.in_doubt {
-                    self.unsent.remove(self.in_doubt);
-                } else {
-                    // All held by the batch in doubt: this one cannot be kept.
-                    continue;
-                }
-            }
-            self.unsent.push(event);
+    /// Adds `events` to the unsent changes kept for the row; how many older changes had to go.
+    /// Past [`MAX_PENDING_OUTCOMES`] (not counting those a batch in doubt holds, which may be
+    /// in the row already) the oldest go, with one warning per key.
+    pub(super) fn push_unsent(&mut self, events: impl IntoIterator<Item = Event>) -> u64 {
+        self.unsent.extend(events);
+        let excess = (self.unsent.len() - self.in_doubt).saturating_sub(MAX_PENDING_OUTCOMES);
+        if excess > 0 {
+            self.unsent.drain(self.in_doubt..self.in_doubt + excess);
+        }
+        excess as u64
+    }
+
+    /// `dropped` changes of this key went before reaching the row: counted, and reported once.
+    pub(super) fn count_dropped(&mut self, key: &BreakerKey, dropped: u64) {
+        if dropped == 0 {
+            return;
+        }
+        self.shared.counters.dropped_outcomes(dropped);
+        if !self.warned_overflow {
+            self.warned_overflow = true;
+            report::store_warning(&format!(
+                "PostgreSQL store: breaker {key}: more than {MAX_PENDING_OUTCOMES} outcomes wait for the database; the oldest are dropped (counted in dropped_outcomes)"
+            ));
         }
     }
 
@@ -207,4 +212,40 @@ pub(super) fn reservation_ttl(config: &BreakerConfig) -> Duration {
         .busy_retry_after
         .saturating_mul(4)
         .max(Duration::from_millis(50))
+}
+
+#[cfg(test)]
+mod tests {
+    use resilient_circuit::{classify::Verdict, state::Admission};
+
+    use super::*;
+    use crate::counters::KeyCounters;
+
+    fn failure_in(epoch: u32) -> Event {
+        Event::Outcome {
+            admission: Admission::in_period(epoch, false),
+            verdict: Verdict::Failure,
+        }
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_go_first_and_a_batch_in_doubt_stays() {
+        let key = BreakerKey::resource("a").unwrap();
+        let config = BreakerConfig::new();
+        let shared = Arc::new(SharedState::new(0, config, KeyCounters::new(&key)));
+        let mut state = KeyState::new(shared, Instant::ZERO);
+        // A batch in doubt holds the first 1024 (periods 0..1024 tell them apart).
+        assert_eq!(state.push_unsent((0..1024).map(failure_in)), 0);
+        state.in_doubt = 1024;
+        // 3000 newer ones: the bound keeps the newest 1024 of them, after the batch in doubt.
+        assert_eq!(state.push_unsent((1024..4024).map(failure_in)), 3000 - 1024);
+        let kept: Vec<u32> = state.unsent.iter().map(Event::epoch).collect();
+        let expected: Vec<u32> = (0..1024).chain(3000..4024).collect();
+        assert_eq!(kept, expected);
+        // Settled as not applied: its changes are the oldest now, and go first.
+        state.in_doubt = 0;
+        assert_eq!(state.push_unsent([failure_in(4024)]), 1025);
+        let kept: Vec<u32> = state.unsent.iter().map(Event::epoch).collect();
+        assert_eq!(kept, (3001..4025).collect::<Vec<u32>>());
+    }
 }

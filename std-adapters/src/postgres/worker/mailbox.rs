@@ -61,6 +61,8 @@ pub(crate) struct Mailbox {
     requests: UnboundedSender<Request>,
     /// Statements the worker has sent.
     pub(super) round_trips: AtomicU64,
+    /// Changes of any key dropped before reaching its row (past the bound on what waits).
+    pub(super) dropped_outcomes: AtomicU64,
     /// Whether the worker's connection is up.
     pub(super) connected: AtomicBool,
     pub(crate) round_trip_timeout: Duration,
@@ -76,6 +78,7 @@ impl Mailbox {
             wake: Notify::new(),
             requests,
             round_trips: AtomicU64::new(0),
+            dropped_outcomes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             round_trip_timeout,
             store_alive: AtomicBool::new(true),
@@ -86,6 +89,11 @@ impl Mailbox {
     /// How many statements the worker has sent.
     pub(crate) fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// How many changes were dropped before reaching their rows.
+    pub(crate) fn dropped_outcomes(&self) -> u64 {
+        self.dropped_outcomes.load(Ordering::Relaxed)
     }
 
     /// Whether the worker's connection is up.

@@ -237,7 +237,7 @@ impl Worker {
         }
         let ttl = reservation_ttl(&state.config);
         let last_taken = state.last_taken;
-        let (events, wants_probe) = state.shared.replicate(|copy, replica| {
+        let (events, dropped, wants_probe) = state.shared.replicate(|copy, replica| {
             let mut released = replica.expire_reservations(now, ttl);
             for admission in &released {
                 copy.release(*admission);
@@ -250,23 +250,25 @@ impl Worker {
             if !due {
                 return None;
             }
-            let mut events = replica.take();
+            let (mut events, dropped) = replica.take();
             events.extend(
                 released
                     .drain(..)
                     .map(|admission| Event::Release { admission }),
             );
             let wants_probe = replica.take_probe_wish();
-            Some((events, wants_probe))
+            Some((events, dropped, wants_probe))
         })??;
         state.last_taken = now;
         if !self.connection.is_up() {
-            self.keep(key, events, wants_probe);
+            self.keep(key, events, dropped, wants_probe);
             return None;
         }
         // While connected, every change goes to the row (each round takes what came since the
         // last; the round's batch applies them all).
-        state.unsent.extend(events);
+        let dropped = dropped + state.push_unsent(events);
+        self.count_dropped(key, dropped);
+        let state = self.keys.get_mut(key)?;
         // Kept until a write settles it (the round's write may be held back).
         state.wants_probe |= wants_probe;
         Some(state.wants_probe)
@@ -275,13 +277,17 @@ impl Worker {
     /// During an outage: keeps `events` for the row (those of the row's period), and lets the
     /// in-process copy stand in for the row: a wanted probe is admitted locally (fail open),
     /// and its changes of status are announced.
-    fn keep(&mut self, key: &BreakerKey, events: Vec<Event>, wants_probe: bool) {
+    fn keep(&mut self, key: &BreakerKey, events: Vec<Event>, dropped: u64, wants_probe: bool) {
         let clock = Arc::clone(&self.local_clock);
         let fail_open = self.options.on_outage == OnOutage::FailOpen;
         let Some(state) = self.keys.get_mut(key) else {
             return;
         };
-        state.keep_for_row(key, events);
+        let dropped = dropped + state.keep_for_row(events);
+        self.count_dropped(key, dropped);
+        let Some(state) = self.keys.get_mut(key) else {
+            return;
+        };
         let config = state.config;
         let announced = state.shared.replicate(|copy, replica| {
             if wants_probe
@@ -295,6 +301,20 @@ impl Worker {
         });
         if let Some((transition, hooks)) = announced {
             announce(key, &state.shared.counters, transition, &hooks);
+        }
+    }
+
+    /// `dropped` changes of `key` went before reaching the row: counted (per key and in the
+    /// store's total) and reported once.
+    fn count_dropped(&mut self, key: &BreakerKey, dropped: u64) {
+        if dropped == 0 {
+            return;
+        }
+        self.mailbox
+            .dropped_outcomes
+            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        if let Some(state) = self.keys.get_mut(key) {
+            state.count_dropped(key, dropped);
         }
     }
 
