@@ -1031,3 +1031,86 @@ fn a_role_lacking_a_privilege_is_refused_at_start_naming_it() {
         ))
         .unwrap();
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_key_nothing_holds_is_remade_with_another_configuration_from_its_row() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "remade");
+    let mut client = pg::connect(port, &db);
+    let store = store(&settings);
+    let two_of_two = BreakerConfig::new().failure_limit(Ratio::new(2, 2).unwrap());
+    let breaker = store.breaker(key(), two_of_two).unwrap();
+    fail(&breaker);
+    store.flush(Duration::from_secs(5)).unwrap();
+    // Held: another configuration is refused.
+    let three_of_three = BreakerConfig::new().failure_limit(Ratio::new(3, 3).unwrap());
+    assert!(matches!(
+        store.breaker(key(), three_of_three),
+        Err(resilient_circuit_std::StoreError::ConfigMismatch { .. })
+    ));
+    drop(breaker);
+    // Nothing holds it and nothing waits for its row: made again with the new configuration,
+    // from the row (one failure in it), so two more failures trip it, not one.
+    let breaker = store.breaker(key(), three_of_three).unwrap();
+    fail(&breaker);
+    store.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(row(&mut client, KEY).state, "CLOSED");
+    fail(&breaker);
+    store.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(row(&mut client, KEY).state, "OPEN");
+    assert_eq!(breaker.status(), CircuitState::Open);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn keys_nothing_holds_are_forgotten_and_made_again_from_their_rows() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "forgotten");
+    let mut client = pg::connect(port, &db);
+    let poll = Duration::from_millis(50);
+    let store = PostgresStore::builder(settings)
+        .max_staleness(poll)
+        .connect()
+        .unwrap();
+    let config = BreakerConfig::new().failure_limit(Ratio::new(1, 1).unwrap());
+    let kept = store.breaker(key(), config).unwrap();
+    for name in ["a", "b", "c"] {
+        let breaker = store
+            .breaker(BreakerKey::resource(name).unwrap(), config)
+            .unwrap();
+        succeed(&breaker);
+    }
+    let tripped = store
+        .breaker(
+            BreakerKey::resource("d").unwrap(),
+            config.cooldown(Duration::from_millis(100)),
+        )
+        .unwrap();
+    fail(&tripped);
+    drop(tripped);
+    assert_eq!(store.len(), 5);
+    // Ten polls after their handles went (and, for d, after its cooldown), only the held key
+    // is left; every row stays.
+    pg::until("the unheld keys forgotten", || {
+        (store.len() == 1).then_some(())
+    });
+    assert_eq!(kept.status(), CircuitState::Closed);
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM rc_circuit_breakers", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 5);
+    // A forgotten key made again starts from its row.
+    client
+        .execute(
+            "UPDATE rc_circuit_breakers SET state = 'OPEN', open_until = now() + interval '1 hour' WHERE resource_key = 'a'",
+            &[],
+        )
+        .unwrap();
+    let again = store
+        .breaker(BreakerKey::resource("a").unwrap(), config)
+        .unwrap();
+    assert_eq!(again.status(), CircuitState::Open);
+    assert!(again.call(|| Ok::<_, &str>(())).unwrap_err().is_rejected());
+}

@@ -7,7 +7,7 @@ use resilient_circuit::{BreakerConfig, ConfigError, time::Clock};
 use crate::{
     BreakerKey, KeyError, SharedBreaker,
     counters::KeyCounters,
-    shared::SharedState,
+    shared::{SharedState, is_held},
     shared_key::shared_breaker,
     store::SharedWindow,
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
@@ -201,8 +201,7 @@ impl<C: Clock + Clone> MemoryStore<C> {
             // A key no handle holds, with nothing to keep (no live OPEN, nothing to send), is
             // forgotten as the bound would forget it, and made again below with the new
             // configuration; any other refuses it.
-            let unheld = Arc::strong_count(shared) == 1;
-            if !(unheld && shared.is_evictable(self.clock.now())) {
+            if is_held(shared) || !shared.is_evictable(self.clock.now()) {
                 return Err(StoreError::ConfigMismatch {
                     key,
                     existing: shared.config,
@@ -214,7 +213,7 @@ impl<C: Clock + Clone> MemoryStore<C> {
             let now = self.clock.now();
             let evictable = entries
                 .iter()
-                .filter(|(_, shared)| Arc::strong_count(shared) == 1 && shared.is_evictable(now))
+                .filter(|(_, shared)| !is_held(shared) && shared.is_evictable(now))
                 .min_by_key(|(_, shared)| shared.last_handed_out.load(Ordering::Relaxed))
                 .map(|(key, _)| key.clone());
             match evictable {
@@ -231,6 +230,34 @@ impl<C: Clock + Clone> MemoryStore<C> {
         let shared = Arc::new(make(tick, config, KeyCounters::new(&key)));
         entries.insert(key, Arc::clone(&shared));
         Ok((shared, true))
+    }
+}
+
+/// Forgets a key of a store while the store lives (see [`MemoryStore::forgetter`]).
+#[cfg(feature = "postgres")]
+pub(crate) type Forget = Box<dyn Fn(&BreakerKey, &Arc<SharedState>) -> bool + Send>;
+
+#[cfg(feature = "postgres")]
+impl<C: Clock + Clone + Send + 'static> MemoryStore<C> {
+    /// For the store's replicator: forgets a key if its state is the one given, nothing holds
+    /// it and it has nothing to keep (as the bound would forget it); whether it did. It keeps
+    /// the store's keys no longer than the store.
+    pub(crate) fn forgetter(&self) -> Forget {
+        let registry = Arc::downgrade(&self.registry);
+        let clock = self.clock.clone();
+        Box::new(move |key, shared| {
+            let Some(registry) = registry.upgrade() else {
+                return false;
+            };
+            let mut entries = lock(&registry.entries);
+            let forgettable = entries.get(key).is_some_and(|entry| {
+                Arc::ptr_eq(entry, shared) && !is_held(entry) && entry.is_evictable(clock.now())
+            });
+            if forgettable {
+                entries.remove(key);
+            }
+            forgettable
+        })
     }
 }
 

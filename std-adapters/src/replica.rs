@@ -106,6 +106,8 @@ pub(crate) struct Replica {
     dropped: u64,
     /// The last pending change is a run of successes as long as the window: more change nothing.
     saturated: bool,
+    /// The replicator holds changes taken from the log that are not yet in the shared copy.
+    sending: bool,
     /// The replicator should run at once.
     urgent: bool,
     /// Probe slots reserved in the shared copy for this process, not yet given to a caller.
@@ -132,6 +134,7 @@ impl Replica {
             pending: VecDeque::new(),
             dropped: 0,
             saturated: false,
+            sending: false,
             urgent: false,
             reserved: 0,
             reserved_at: None,
@@ -164,6 +167,17 @@ impl Replica {
     /// Whether changes wait in the log for the replicator.
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// Whether the replicator holds changes taken from the log that are not yet in the shared
+    /// copy.
+    pub(crate) fn is_sending(&self) -> bool {
+        self.sending
+    }
+
+    /// The replicator says whether it holds changes not yet in the shared copy.
+    pub(crate) fn set_sending(&mut self, sending: bool) {
+        self.sending = sending;
     }
 
     /// While the shared copy is out of reach and the store fails closed: every admission is

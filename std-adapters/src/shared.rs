@@ -10,7 +10,7 @@ use resilient_circuit::{
 use crate::{
     counters::KeyCounters,
     replica::{Event, Replica, Replicator},
-    sync::{Arc, AtomicU64, Mutex, Ordering, lock},
+    sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering, lock},
 };
 
 /// The largest window (a ratio's denominator) a shared breaker accepts.
@@ -41,6 +41,8 @@ pub(crate) struct SharedState {
     pending_successes: AtomicU64,
     /// Registry bookkeeping: when a handle for this key was last handed out.
     pub(crate) last_handed_out: AtomicU64,
+    /// References the replicator holds (0 or 1): they hold the key for no breaker.
+    pub(crate) replicator_refs: AtomicUsize,
     /// What the key's calls and transitions count (feature `metrics`).
     pub(crate) counters: KeyCounters,
 }
@@ -93,6 +95,7 @@ impl SharedState {
             open_until: AtomicU64::new(0),
             pending_successes: AtomicU64::new(0),
             last_handed_out: AtomicU64::new(tick),
+            replicator_refs: AtomicUsize::new(0),
             counters,
         }
     }
@@ -206,14 +209,23 @@ impl SharedState {
     }
 
     /// Whether the registry may forget this key: not a live OPEN by `now` (a reading of the
-    /// store's clock, which its breakers read), and nothing logged that the replicator has yet
-    /// to take.
+    /// store's clock, which its breakers read), and no change that has yet to reach the shared
+    /// copy (in the log, or with the replicator).
     pub(crate) fn is_evictable(&self, now: Instant) -> bool {
         let live_open = self.digest().status() == CircuitState::Open && now < self.open_until();
         !live_open
             && lock(&self.state)
                 .replica
                 .as_ref()
-                .is_none_or(|replica| !replica.has_pending())
+                .is_none_or(|replica| !replica.has_pending() && !replica.is_sending())
     }
+}
+
+/// Whether a breaker handle (or a caller about to make one) holds `shared`: a reference beyond
+/// the registry's and the replicator's.
+pub(crate) fn is_held(shared: &Arc<SharedState>) -> bool {
+    // The count first: a replicator letting go gives up its reference count before its
+    // reference, so a reading between the two errs towards "held".
+    let references = Arc::strong_count(shared);
+    references.saturating_sub(shared.replicator_refs.load(Ordering::Acquire)) > 1
 }

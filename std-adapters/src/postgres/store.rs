@@ -123,6 +123,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
             Arc::new(memory.clock().clone()),
             Arc::clone(&mailbox),
             inbox,
+            memory.forgetter(),
             started,
         )
         .map_err(|e| {
@@ -335,6 +336,29 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
     /// about once per key. 0 in a healthy fleet. For monitoring and tests.
     pub fn dropped_outcomes(&self) -> u64 {
         self.inner.mailbox.dropped_outcomes()
+    }
+
+    /// How many keys the store keeps. A key no breaker handle has held for ten
+    /// [`max_staleness`](PostgresStoreBuilder::max_staleness) periods, with nothing waiting
+    /// for its row and no live OPEN, is forgotten (its row stays); making a breaker for it again
+    /// reads its row, with whatever configuration the new breaker brings.
+    ///
+    /// ```no_run
+    /// use resilient_circuit_std::{BreakerConfig, BreakerKey, postgres::PostgresStore};
+    ///
+    /// let store = PostgresStore::connect(resilient_circuit_std::postgres::DbSettings::from_env()?)?;
+    /// let breaker = store.breaker(BreakerKey::resource("payments-api")?, BreakerConfig::new())?;
+    /// assert_eq!(store.len(), 1);
+    /// drop(breaker); // forgotten within ten polls
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.memory.len()
+    }
+
+    /// Whether the store keeps no key.
+    pub fn is_empty(&self) -> bool {
+        self.inner.memory.is_empty()
     }
 
     /// Whether the worker's connection is up.

@@ -1,7 +1,10 @@
 //! One key as the worker keeps it: the row as last known, the changes not yet in it, and what
 //! those changes come to on the row.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use resilient_circuit::{
     BreakerConfig, CircuitState, state::BreakerState, store::Control, time::Instant,
@@ -48,6 +51,16 @@ pub(super) struct KeyState {
     warned_overflow: bool,
     /// When a failed write of this key was last reported (at most one a minute).
     pub(super) warned_statement: Option<Instant>,
+    /// Since when (local clock) no breaker handle has held the key, as last seen.
+    pub(super) unheld_since: Option<Instant>,
+    /// Whether the key's replica was last told that changes wait here.
+    told_sending: bool,
+}
+
+impl Drop for KeyState {
+    fn drop(&mut self) {
+        self.shared.replicator_refs.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One key's part of a batch, ready to write.
@@ -76,6 +89,7 @@ pub(super) enum Prepared {
 impl KeyState {
     /// A key just made: its row is to be read.
     pub(super) fn new(shared: Arc<SharedState>, now: Instant) -> Self {
+        shared.replicator_refs.fetch_add(1, Ordering::AcqRel);
         KeyState {
             config: shared.config,
             shared,
@@ -91,7 +105,26 @@ impl KeyState {
             warned_malformed: false,
             warned_overflow: false,
             warned_statement: None,
+            unheld_since: None,
+            told_sending: false,
         }
+    }
+
+    /// Tells the key's replica whether changes taken from its log wait here: a key with such
+    /// changes is not forgotten, nor remade with another configuration. (Taking the log tells
+    /// it "yes" under the same lock: see [`taken`](Self::taken).)
+    pub(super) fn tell_sending(&mut self) {
+        let sending = !self.unsent.is_empty();
+        if sending != self.told_sending {
+            self.told_sending = sending;
+            self.shared
+                .replicate(|_, replica| replica.set_sending(sending));
+        }
+    }
+
+    /// Changes were taken from the log, and the replica told that they wait here.
+    pub(super) fn taken(&mut self) {
+        self.told_sending = true;
     }
 
     /// During an outage: keeps `events` for the row, those of the row's period; how many older

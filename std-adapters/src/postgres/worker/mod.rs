@@ -37,7 +37,7 @@ use recovery::Batches;
 use server_time::ServerTime;
 
 use super::{DbSettings, PostgresStoreError, options::Options};
-use crate::BreakerKey;
+use crate::{BreakerKey, memory_store::Forget};
 
 struct Worker {
     rt: Runtime,
@@ -59,6 +59,8 @@ struct Worker {
     /// Keys whose last batch failed as a statement: each is written alone next, so one key's
     /// error does not hold back the others.
     write_alone: Vec<BreakerKey>,
+    /// Forgets a key of the store's registry that nothing holds.
+    forget: Forget,
 }
 
 /// Starts the worker thread; it says on `started` whether the store is usable.
@@ -68,6 +70,7 @@ pub(crate) fn spawn(
     local_clock: Arc<dyn Clock + Send + Sync>,
     mailbox: Arc<Mailbox>,
     inbox: UnboundedReceiver<Request>,
+    forget: Forget,
     started: SyncSender<Result<(), PostgresStoreError>>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -103,6 +106,7 @@ pub(crate) fn spawn(
                 flushes: Vec::new(),
                 budget: StatementBudget::new(now),
                 write_alone: Vec::new(),
+                forget,
             };
             let outcome = worker.start();
             let ok = outcome.is_ok();

@@ -22,12 +22,16 @@ use crate::{
     postgres::OnOutage,
     replica::{Event, WorkerHook},
     report,
+    shared::is_held,
     store::SharedWindow,
 };
 
 /// Attempts of a manual change (each failed attempt means another writer's change went in
 /// first).
 const MAX_ATTEMPTS: u32 = 16;
+
+/// Polls after which a key no breaker handle holds is forgotten.
+const FORGET_AFTER_POLLS: u32 = 10;
 
 /// How often a key whose writes keep failing is reported again.
 const WARN_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
@@ -42,9 +46,12 @@ impl Worker {
         loading: impl Iterator<Item = &'a BreakerKey> + Clone,
     ) {
         let now = self.local_now();
+        let poll =
+            flush || now.saturating_duration_since(self.last_poll) >= self.options.max_staleness;
+        if poll {
+            self.forget_unheld_keys(now);
+        }
         if self.connection.is_up() {
-            let poll = flush
-                || now.saturating_duration_since(self.last_poll) >= self.options.max_staleness;
             let stale: Vec<BreakerKey> = self
                 .keys
                 .iter()
@@ -89,6 +96,35 @@ impl Worker {
         }
         for state in self.keys.values_mut() {
             state.confirmed = false;
+            state.tell_sending();
+        }
+    }
+
+    /// Forgets the keys no breaker handle has held for [`FORGET_AFTER_POLLS`] polls and that
+    /// have nothing to keep (nothing waiting for the row, no live OPEN): from the store's
+    /// registry and from here, so a poll reads only the keys in use, and a key can be made again
+    /// with another configuration. Making it again reads its row.
+    fn forget_unheld_keys(&mut self, now: Instant) {
+        let forget_after = self
+            .options
+            .max_staleness
+            .saturating_mul(FORGET_AFTER_POLLS);
+        let mut forgotten = Vec::new();
+        for (key, state) in &mut self.keys {
+            if is_held(&state.shared) {
+                state.unheld_since = None;
+                continue;
+            }
+            let since = *state.unheld_since.get_or_insert(now);
+            let due = now.saturating_duration_since(since) >= forget_after;
+            let settled = state.unsent.is_empty() && !self.batches.in_doubt(key);
+            if due && settled && (self.forget)(key, &state.shared) {
+                forgotten.push(key.clone());
+            }
+        }
+        for key in forgotten {
+            self.keys.remove(&key);
+            self.write_alone.retain(|k| *k != key);
         }
     }
 
@@ -256,10 +292,13 @@ impl Worker {
                     .drain(..)
                     .map(|admission| Event::Release { admission }),
             );
+            // Said under the lock the log was taken under: the key is not forgotten meanwhile.
+            replica.set_sending(true);
             let wants_probe = replica.take_probe_wish();
             Some((events, dropped, wants_probe))
         })??;
         state.last_taken = now;
+        state.taken();
         if !self.connection.is_up() {
             self.keep(key, events, dropped, wants_probe);
             return None;
