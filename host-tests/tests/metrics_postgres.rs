@@ -117,18 +117,23 @@ fn failed_writes_of_a_row_are_counted() {
             .unwrap_or(0)
     };
     assert_eq!(errors(), 0);
-    let mut holder = pg::connect(pg::port(), &db);
-    let mut lock = holder.transaction().unwrap();
-    lock.execute(
-        "SELECT 1 FROM rc_circuit_breakers WHERE resource_key = 'payments-api' FOR UPDATE",
-        &[],
-    )
-    .unwrap();
+    // A trigger of the operator's refuses every write of the key's row.
+    let mut admin = pg::connect(pg::port(), &db);
+    admin
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'refused by the operator'; END $$;
+             CREATE TRIGGER refuse BEFORE UPDATE ON rc_circuit_breakers
+               FOR EACH ROW WHEN (NEW.resource_key = 'payments-api') EXECUTE FUNCTION refuse();",
+        )
+        .unwrap();
     fail(&breaker);
     pg::until("two failed writes counted", || {
         (errors() >= 2).then_some(())
     });
-    lock.commit().unwrap();
+    admin
+        .batch_execute("DROP TRIGGER refuse ON rc_circuit_breakers")
+        .unwrap();
     store.flush(Duration::from_secs(5)).unwrap();
     let counted = errors();
     store.flush(Duration::from_secs(5)).unwrap();

@@ -1114,3 +1114,46 @@ fn keys_nothing_holds_are_forgotten_and_made_again_from_their_rows() {
     assert_eq!(again.status(), CircuitState::Open);
     assert!(again.call(|| Ok::<_, &str>(())).unwrap_err().is_rejected());
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_manual_change_its_caller_was_told_failed_is_never_applied() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "manual_given_up");
+    let mut client = pg::connect(port, &db);
+    let store = PostgresStore::builder(settings)
+        .round_trip_timeout(Duration::from_millis(200))
+        .max_staleness(Duration::from_secs(3600))
+        .connect()
+        .unwrap();
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(1, 1).unwrap())
+        .cooldown(Duration::from_secs(60));
+    // A hook that keeps the worker busy for a second: hooks of the transitions it adopts run
+    // on it.
+    let hook_runs = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let running = Arc::clone(&hook_runs);
+    let slow = store
+        .breaker(BreakerKey::resource("slow").unwrap(), config)
+        .unwrap()
+        .on_status_change(move |_, _| {
+            running.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(1));
+        });
+    let operator = store.breaker(key(), config).unwrap();
+    fail(&slow);
+    pg::until("the hook running", || {
+        hook_runs
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(())
+    });
+    // Its caller waits twice the round-trip timeout, then is told it failed.
+    assert!(operator.force_open().is_err());
+    // Once the worker is free it does not apply it, then or later.
+    store.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(row(&mut client, KEY).state, "CLOSED");
+    assert_eq!(operator.status(), CircuitState::Closed);
+    // The next one, waited for, is applied.
+    operator.force_open().unwrap();
+    assert_eq!(row(&mut client, KEY).state, "OPEN");
+}

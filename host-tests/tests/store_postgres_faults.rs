@@ -489,3 +489,107 @@ fn an_outage_past_the_bound_keeps_the_newest_outcomes_and_counts_the_others() {
     assert_eq!(log, format!("[{newest}]"));
     assert_eq!(failures, 1);
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_hundred_rows_locked_elsewhere_hold_back_no_other_key() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "hundred_locked");
+    let mut client = pg::connect(port, &db);
+    // The default round-trip timeout (2 s): a hundred locked rows waited for one at a time
+    // (50 ms each) would take 5 s.
+    let store = PostgresStore::builder(settings)
+        .max_staleness(Duration::from_secs(3600))
+        .connect()
+        .unwrap();
+    let locked: Vec<_> = (0..100)
+        .map(|i| {
+            store
+                .breaker(key(&format!("locked-{i}")), counting())
+                .unwrap()
+        })
+        .collect();
+    let free = store.breaker(key("free"), counting()).unwrap();
+    flush(&store);
+    // A row OPEN in the table for a key this process has not made yet.
+    client
+        .execute(
+            "INSERT INTO rc_circuit_breakers (resource_key, namespace, state, failure_count, open_until, execution_log)
+             VALUES ('new', 'default', 'OPEN', 1, now() + interval '1 hour', '[false]')",
+            &[],
+        )
+        .unwrap();
+    // Another session holds the hundred rows, and keeps them.
+    let mut holder = pg::connect(port, &db);
+    let mut lock = holder.transaction().unwrap();
+    lock.execute(
+        "SELECT 1 FROM rc_circuit_breakers WHERE resource_key LIKE 'locked-%' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    for breaker in &locked {
+        fail(breaker);
+    }
+    let before = store.round_trips();
+    let start = Instant::now();
+    // A new key loads from its row: OPEN, so its first call is rejected.
+    let new = store.breaker(key("new"), counting()).unwrap();
+    assert!(
+        quick(|| new.call(|| Ok::<_, &str>(())))
+            .unwrap_err()
+            .is_rejected()
+    );
+    // Another key writes.
+    fail(&free);
+    pg::until("the free key's failure in its row", || {
+        (row(&mut client, "free").1 == 1).then_some(())
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(store.is_connected(), "a locked row is not an outage");
+    // The locked keys are tried again later, within the statement budget.
+    std::thread::sleep(Duration::from_secs(2));
+    let statements = store.round_trips() - before;
+    assert!(statements <= 2 * 80 + 16, "{statements} statements in 2 s");
+    assert_eq!(row(&mut client, "locked-0").1, 0);
+    lock.commit().unwrap();
+    flush(&store);
+    for i in 0..100 {
+        assert_eq!(
+            row(&mut client, &format!("locked-{i}")),
+            ("[false]".to_owned(), 1)
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn flushes_abandoned_in_a_loop_stay_within_the_statement_budget() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "flush_storm");
+    let store = store(&settings);
+    let breakers: Vec<_> = (0..20)
+        .map(|i| store.breaker(key(&format!("k{i}")), counting()).unwrap())
+        .collect();
+    flush(&store);
+    // Every row locked elsewhere, so no flush ever completes.
+    let mut holder = pg::connect(port, &db);
+    let mut lock = holder.transaction().unwrap();
+    lock.execute("SELECT 1 FROM rc_circuit_breakers FOR UPDATE", &[])
+        .unwrap();
+    for breaker in &breakers {
+        fail(breaker);
+    }
+    let before = store.round_trips();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let _ = store.flush(Duration::from_millis(10));
+    }
+    let statements = store.round_trips() - before;
+    assert!(statements <= 2 * 80 + 16, "{statements} statements in 2 s");
+    lock.commit().unwrap();
+    flush(&store);
+}

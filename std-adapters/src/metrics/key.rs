@@ -123,7 +123,7 @@ impl KeyCounters {
         self.state(to);
     }
 
-    /// A write of the key's row failed (a lock held elsewhere, a constraint, a privilege).
+    /// A write of the key's row failed (a constraint, an operator's trigger, a privilege).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn failed_write(&self) {
         self.write_errors.increment(1);

@@ -200,7 +200,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
 ///   [lease](PostgresStoreBuilder::probe_lease) ends.
 /// - Every round trip has a deadline ([`round_trip_timeout`](PostgresStoreBuilder::round_trip_timeout));
 ///   a connection that fails or misses it is an outage, and breakers follow [`OnOutage`]
-///   meanwhile. An error of one key's statement (a lock held elsewhere) delays that key only.
+///   meanwhile. A row locked elsewhere, or an error of one key's statement, delays that key only.
 ///
 /// ```no_run
 /// use resilient_circuit_std::postgres::{DbSettings, OnOutage, PostgresStore};

@@ -45,8 +45,10 @@ pub(super) struct KeyState {
     pub(super) wants_probe: bool,
     /// When (local clock) the log was last taken.
     pub(super) last_taken: Instant,
-    /// After a statement error: not before this.
+    /// After a statement error, or a row locked elsewhere: not before this.
     pub(super) retry_at: Option<Instant>,
+    /// The last wait for a row locked elsewhere, while it stays locked.
+    pub(super) held_back: Option<Duration>,
     pub(super) warned_malformed: bool,
     warned_overflow: bool,
     /// When a failed write of this key was last reported (at most one a minute).
@@ -102,6 +104,7 @@ impl KeyState {
             wants_probe: false,
             last_taken: now,
             retry_at: None,
+            held_back: None,
             warned_malformed: false,
             warned_overflow: false,
             warned_statement: None,

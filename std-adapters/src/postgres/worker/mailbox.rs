@@ -5,7 +5,7 @@ use std::{
     cell::Cell,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
         mpsc::{self, SyncSender},
     },
     time::Duration,
@@ -42,16 +42,57 @@ pub(crate) enum Request {
         shared: Arc<SharedState>,
         reply: SyncSender<()>,
     },
-    /// Manual control of a key, on its row.
+    /// Manual control of a key, on its row, unless its caller gave up first.
     Manual {
         key: BreakerKey,
         manual: Control,
+        ticket: Arc<Ticket>,
         reply: SyncSender<Result<(), StoreUnavailable>>,
     },
     /// Send everything recorded so far; answer whether it is all in the rows.
     Flush { reply: SyncSender<bool> },
     /// The store was dropped: flush, and stop once no breaker handle is left.
     Shutdown { reply: SyncSender<bool> },
+}
+
+/// A manual change's claim, taken by the worker or given up by its caller, whichever comes
+/// first: a change its caller was told failed is never applied later. The worker starts no
+/// statement for it past `deadline`, when its caller stops waiting for a change not yet begun.
+pub(crate) struct Ticket {
+    claim: AtomicU8,
+    pub(super) deadline: std::time::Instant,
+}
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
+impl Ticket {
+    fn new(deadline: std::time::Instant) -> Self {
+        Ticket {
+            claim: AtomicU8::new(QUEUED),
+            deadline,
+        }
+    }
+
+    /// The worker takes the change on: whether its caller still waits for it.
+    pub(super) fn take(&self) -> bool {
+        self.claim
+            .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The caller gives up: whether the worker had yet to take the change on (it never will).
+    fn give_up(&self) -> bool {
+        self.claim
+            .compare_exchange(QUEUED, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Whether the caller's wait for a change not yet begun is over.
+    pub(super) fn expired(&self) -> bool {
+        std::time::Instant::now() >= self.deadline
+    }
 }
 
 /// What breakers and the store share with the worker.
@@ -140,14 +181,35 @@ impl Replicator for Mailbox {
         self.wake.notify_one();
     }
 
+    /// Waits up to twice the round-trip timeout for the worker to take the change on; once it
+    /// has, for its answer (the worker starts no statement for it past that wait, and each
+    /// statement has the round-trip timeout).
     fn manual(&self, key: &BreakerKey, manual: Control) -> Result<(), StoreUnavailable> {
-        let key = key.clone();
-        self.ask(self.round_trip_timeout * 2, |reply| Request::Manual {
-            key,
+        if on_worker_thread() {
+            return Err(self.unavailable());
+        }
+        let wait = self.round_trip_timeout * 2;
+        let ticket = Arc::new(Ticket::new(std::time::Instant::now() + wait));
+        let (reply, answer) = mpsc::sync_channel(1);
+        let request = Request::Manual {
+            key: key.clone(),
             manual,
+            ticket: Arc::clone(&ticket),
             reply,
-        })
-        .unwrap_or_else(|| Err(self.unavailable()))
+        };
+        if self.requests.send(request).is_err() {
+            return Err(self.unavailable());
+        }
+        if let Ok(answer) = answer.recv_timeout(wait) {
+            return answer;
+        }
+        if ticket.give_up() {
+            return Err(self.unavailable());
+        }
+        // Taken on: settling a lost reply may take a reconnection and two statements more.
+        answer
+            .recv_timeout(self.round_trip_timeout * 4 + Duration::from_secs(1))
+            .unwrap_or_else(|_| Err(self.unavailable()))
     }
 
     fn handle_dropped(&self, references: usize) {

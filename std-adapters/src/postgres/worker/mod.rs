@@ -56,6 +56,9 @@ struct Worker {
     /// Flushes waiting until everything is in the rows (their callers bound the wait).
     flushes: Vec<SyncSender<bool>>,
     budget: StatementBudget,
+    /// The budget's timeline: real time, whatever clock the store's breakers read (a test's
+    /// clock may stand still; the server's load may not).
+    budget_origin: std::time::Instant,
     /// Keys whose last batch failed as a statement: each is written alone next, so one key's
     /// error does not hold back the others.
     write_alone: Vec<BreakerKey>,
@@ -104,7 +107,8 @@ pub(crate) fn spawn(
                 last_poll: now,
                 shutting_down: false,
                 flushes: Vec::new(),
-                budget: StatementBudget::new(now),
+                budget: StatementBudget::new(Instant::ZERO),
+                budget_origin: std::time::Instant::now(),
                 write_alone: Vec::new(),
                 forget,
             };
@@ -127,10 +131,26 @@ impl Worker {
         self.time.estimate(self.local_now())
     }
 
-    /// Takes a statement from the budget (or goes past it, for an answer a caller waits for).
+    /// Real time, on the budget's timeline.
+    fn budget_now(&self) -> Instant {
+        let elapsed = self.budget_origin.elapsed().as_nanos();
+        Instant::from_nanos(u64::try_from(elapsed).unwrap_or(u64::MAX))
+    }
+
+    /// Takes a statement from the budget; whether one may go now. For an answer a caller
+    /// waits for (`waited_for`), from the reserve too, and once both are spent after waiting
+    /// for one (at the sustained rate, a statement's worth: 12.5 ms), so it always goes.
     fn spend(&mut self, waited_for: bool) -> bool {
-        let now = self.local_now();
-        self.budget.spend(now, waited_for)
+        loop {
+            let now = self.budget_now();
+            if self.budget.spend(now, waited_for) {
+                return true;
+            }
+            if !waited_for {
+                return false;
+            }
+            std::thread::sleep(self.budget.reserve_refilled_in());
+        }
     }
 
     fn run(mut self) {
@@ -208,7 +228,7 @@ impl Worker {
             self.reconnect();
         }
         if self.connection.is_up() && self.batches.in_doubt.is_some() {
-            self.resolve_doubt();
+            let _ = self.resolve_doubt();
         }
         let mut loads = Vec::new();
         let mut manuals = Vec::new();
@@ -220,7 +240,12 @@ impl Worker {
                     self.keys.insert(key.clone(), KeyState::new(shared, now));
                     loads.push((key, reply));
                 }
-                Request::Manual { key, manual, reply } => manuals.push((key, manual, reply)),
+                Request::Manual {
+                    key,
+                    manual,
+                    ticket,
+                    reply,
+                } => manuals.push((key, manual, ticket, reply)),
                 Request::Flush { reply } => flushes.push(reply),
                 Request::Shutdown { reply } => {
                     self.shutting_down = true;
@@ -240,12 +265,18 @@ impl Worker {
         for (_, reply) in loads {
             let _ = reply.send(());
         }
-        for (key, manual, reply) in manuals {
-            let _ = reply.send(self.manual(&key, manual));
+        for (key, manual, ticket, reply) in manuals {
+            // A change whose caller gave up waiting (told it failed) is never applied.
+            if ticket.take() {
+                let _ = reply.send(self.manual(&key, manual, &ticket));
+            }
         }
         let done = self.connection.is_up()
             && self.batches.in_doubt.is_none()
-            && self.keys.values().all(|key| key.unsent.is_empty());
+            && self
+                .keys
+                .values()
+                .all(|key| key.unsent.is_empty() && !key.wants_probe);
         if done {
             for reply in flushes {
                 let _ = reply.send(true);

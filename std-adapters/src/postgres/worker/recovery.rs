@@ -103,12 +103,11 @@ fn writer_name(now: Instant) -> String {
 }
 
 impl Worker {
-    /// Settles the batch in doubt (see the module's header). Still in doubt without an answer,
-    /// or while a copy of it still in flight holds the writer's row.
-    pub(super) fn resolve_doubt(&mut self) {
-        let Some(mut doubt) = self.batches.in_doubt.take() else {
-            return;
-        };
+    /// Settles the batch in doubt (see the module's header): the keys it wrote, once settled.
+    /// Still in doubt without an answer, or while a copy of it still in flight holds the
+    /// writer's row.
+    pub(super) fn resolve_doubt(&mut self) -> Option<Vec<BreakerKey>> {
+        let mut doubt = self.batches.in_doubt.take()?;
         let writer = self.batches.writer.clone();
         let number = doubt.batch;
         let fenced = self.round_trip(async |conn: &Conn| conn.fence(&writer, number).await);
@@ -125,7 +124,7 @@ impl Worker {
                     ));
                 }
                 self.batches.in_doubt = Some(doubt);
-                return;
+                return None;
             }
         };
         let applied: Vec<BreakerKey> = match record {
@@ -158,6 +157,7 @@ impl Worker {
                 }
             }
         }
+        Some(applied)
     }
 
     /// Registers this writer (a round trip; nothing if it is registered). A writer whose row

@@ -13,8 +13,9 @@ use resilient_circuit::{
 use super::{
     Worker,
     keys::{Entry, Prepared, reservation_ttl},
+    mailbox::Ticket,
     server_time::ServerTime,
-    statements::{Conn, Fault, Found, Swap, Version, parse_payload},
+    statements::{Conn, Fault, Found, Swap, Swapped, Version, parse_payload},
 };
 use crate::{
     BreakerKey, StoreUnavailable,
@@ -73,15 +74,20 @@ impl Worker {
             // Changes taken earlier and not yet written (held back by the bucket, or a
             // conflict) go too.
             self.take(key, flush);
-            // No batch goes while one is in doubt: it goes again first.
-            if !self.connection.is_up() || self.batches.in_doubt.is_some() {
+            // No batch goes while one is in doubt: it goes again first. A key held back (its
+            // row locked elsewhere, its write failed) waits for its time, flush or not.
+            let held_back = self
+                .keys
+                .get(key)
+                .is_some_and(|state| state.retry_at.is_some_and(|at| now < at));
+            if !self.connection.is_up() || self.batches.in_doubt.is_some() || held_back {
                 continue;
             }
             let wants_probe = self.keys.get(key).is_some_and(|state| state.wants_probe);
             batch.extend(self.prepare(key, wants_probe, None, flush));
         }
         // Keys whose last batch failed as a statement go alone, so that one key's error (a
-        // lock held elsewhere) holds back no other.
+        // constraint, a trigger of the operator's) holds back no other.
         let (single, batch): (Vec<Entry>, Vec<Entry>) = batch
             .into_iter()
             .partition(|entry| self.write_alone.contains(&entry.key));
@@ -407,11 +413,17 @@ impl Worker {
             conn.swap(&swaps, &writer, number).await
         });
         match sent {
-            Ok((server_now, record, written)) => {
+            Ok(Swapped {
+                server_now,
+                record,
+                written,
+                skipped,
+            }) => {
                 self.synced(server_now);
                 match record {
                     Some((last, _)) if last < number => {
                         self.batches.acknowledged(number);
+                        self.hold_back(&skipped);
                         Ok(self.settle_written(batch, &written))
                     }
                     // Not applied: the writer is not registered, or its record is ahead of
@@ -472,6 +484,24 @@ impl Worker {
         }
     }
 
+    /// Keys whose rows were locked elsewhere: tried again later, each after a wait that doubles
+    /// while its row stays locked (up to `max_staleness`), in the round's batch with the others.
+    fn hold_back(&mut self, skipped: &[BreakerKey]) {
+        let now = self.local_now();
+        let first = self.options.sync_interval;
+        let longest = self.options.max_staleness.max(first);
+        for key in skipped {
+            if let Some(state) = self.keys.get_mut(key) {
+                let wait = state
+                    .held_back
+                    .map_or(first, |last| last.saturating_mul(2))
+                    .min(longest);
+                state.held_back = Some(wait);
+                state.retry_at = Some(now.saturating_add(wait));
+            }
+        }
+    }
+
     /// A batch applied now: each key `written` adopts the state the batch computed for it
     /// (its changes are done with); the others are read again. Whether every key was written.
     pub(super) fn settle_written(
@@ -491,6 +521,7 @@ impl Worker {
                     state.unsent.drain(..entry.events.min(state.unsent.len()));
                     state.wants_probe = false;
                     state.retry_at = None;
+                    state.held_back = None;
                     state.warned_statement = None;
                     // The state this batch computed, not its row decoded again.
                     self.adopt(&entry.key, entry.next, entry.reserved, false);
@@ -505,18 +536,24 @@ impl Worker {
     }
 
     /// Manual control: what is pending first, then the change, on the row (unguarded), read
-    /// again and retried after a conflict.
+    /// again and retried after a conflict. No statement starts once `ticket`'s caller has
+    /// stopped waiting. A write whose reply was lost is settled at once, on a new connection:
+    /// the answer says whether it went in; unsettled, it is a failure that may have been
+    /// applied (the row, and the hooks when it is read, tell).
     pub(super) fn manual(
         &mut self,
         key: &BreakerKey,
         manual: Control,
+        ticket: &Ticket,
     ) -> Result<(), StoreUnavailable> {
         for _ in 0..MAX_ATTEMPTS {
             // Nothing is written while a batch is in doubt (its settling comes first).
             let blocked = !self.connection.is_up() || self.batches.in_doubt.is_some();
-            if blocked || !self.keys.contains_key(key) {
+            if blocked || !self.keys.contains_key(key) || ticket.expired() {
                 return Err(self.unavailable());
             }
+            // Within the store's statement budget, like every request.
+            self.spend(true);
             if self
                 .keys
                 .get(key)
@@ -528,11 +565,36 @@ impl Worker {
             self.take(key, true);
             let wants_probe = self.keys.get(key).is_some_and(|state| state.wants_probe);
             match self.prepare(key, wants_probe, Some(manual), true) {
-                Some(entry) => {
-                    if self.write_batch(vec![entry])? {
-                        return Ok(());
+                Some(entry) => match self.write_batch(vec![entry]) {
+                    Ok(true) => return Ok(()),
+                    // The row is locked elsewhere: not waited for.
+                    Ok(false) if self.keys.get(key).is_some_and(|s| s.held_back.is_some()) => {
+                        return Err(StoreUnavailable {
+                            retry_after: self.options.sync_interval,
+                        });
                     }
-                }
+                    Ok(false) => {}
+                    Err(unavailable) if self.batches.in_doubt.is_none() => {
+                        return Err(unavailable);
+                    }
+                    // The reply was lost: whether the change went in is learnt now, if the
+                    // caller still waits.
+                    Err(unavailable) => {
+                        if ticket.expired() {
+                            return Err(unavailable);
+                        }
+                        self.reconnect();
+                        if !self.connection.is_up() {
+                            return Err(self.unavailable());
+                        }
+                        match self.resolve_doubt() {
+                            Some(applied) if applied.contains(key) => return Ok(()),
+                            // Not applied, and now never will be: tried again.
+                            Some(_) => {}
+                            None => return Err(self.unavailable()),
+                        }
+                    }
+                },
                 None => {
                     let state = self.keys.get(key);
                     if state.is_some_and(|state| state.unsent.is_empty() && !state.stale) {

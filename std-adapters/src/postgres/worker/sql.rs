@@ -41,12 +41,14 @@ const INSERT_SQL: &str = "INSERT INTO public.rc_circuit_breakers
 /// The compare-and-swap of one batch, for many keys in one statement ($1 to $11 one array
 /// element per key): each key's new values are written only if its row is still the version
 /// read ($3), and, unless unguarded ($11), only if it is not a live OPEN by the server's clock.
+/// A row locked elsewhere is skipped, not waited for: the others are written at once.
 ///
 /// Exactly once: batch $13 of writer $12 is applied only if the writer's last batch is older
 /// (its row is locked first, so that of two copies of one batch, the second waits for the
 /// first and then finds it applied, or fenced off). The first row returned is the writer's
 /// record as it was (last batch, and the keys it wrote; all null without a writer row), with
-/// the server's `now()`; then each key written, with its new version.
+/// the server's `now()`; then each key written, with its new version (`skipped` false); then
+/// each key whose row was locked elsewhere or missing (`skipped` true).
 const SWAP_SQL: &str = "WITH w AS (
       SELECT batch, namespaces, resource_keys FROM public.rc_circuit_breaker_writers
        WHERE writer = $12 FOR UPDATE
@@ -58,12 +60,11 @@ const SWAP_SQL: &str = "WITH w AS (
              probes_until, unguarded)
        WHERE EXISTS (SELECT 1 FROM w WHERE w.batch < $13)
     ), locked AS (
-      -- Rows locked in one order by every writer (after its own writer row), so batches of
-      -- many keys never deadlock.
+      -- A row another transaction holds is skipped: its key is that key's problem alone.
       SELECT r.namespace, r.resource_key FROM public.rc_circuit_breakers r
         JOIN b ON r.resource_key = b.rk AND r.namespace = b.ns
        ORDER BY r.namespace, r.resource_key
-         FOR UPDATE OF r
+         FOR UPDATE OF r SKIP LOCKED
     ), written AS (
       UPDATE public.rc_circuit_breakers r SET state = b.state, failure_count = b.failure_count,
              open_until = b.open_until, execution_log = b.execution_log::jsonb,
@@ -83,9 +84,13 @@ const SWAP_SQL: &str = "WITH w AS (
              written_at = now()
        WHERE writer = $12 AND batch < $13
     )
-    SELECT now(), NULL::text, NULL::text, NULL::bigint, w.batch, w.namespaces, w.resource_keys
+    SELECT now(), NULL::text, NULL::text, NULL::bigint, w.batch, w.namespaces, w.resource_keys,
+           NULL::bool AS skipped
       FROM (SELECT 1) AS one LEFT JOIN w ON true
-    UNION ALL SELECT now(), namespace::text, resource_key::text, version, NULL, NULL, NULL FROM written";
+    UNION ALL SELECT now(), namespace::text, resource_key::text, version, NULL, NULL, NULL, false
+      FROM written
+    UNION ALL SELECT now(), b.ns, b.rk, NULL, NULL, NULL, NULL, true FROM b
+     WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.namespace = b.ns AND l.resource_key = b.rk)";
 
 /// Registers writer $1, whose batches so far are numbered up to $2 (a new writer: 0); returns
 /// a row if it was not registered.

@@ -27,6 +27,18 @@ use crate::postgres::{
 /// A writer's record: its last batch, and the keys that batch wrote. `None`: not registered.
 pub(crate) type Record = Option<(i64, Vec<BreakerKey>)>;
 
+/// What a batch's compare-and-swap did.
+pub(crate) struct Swapped {
+    /// The server's `now()`.
+    pub(crate) server_now: Instant,
+    /// The writer's record as it was, before the batch.
+    pub(crate) record: Record,
+    /// Each key written, with its row's new version.
+    pub(crate) written: Vec<(BreakerKey, Version)>,
+    /// Each key whose row was locked elsewhere (or missing): not waited for.
+    pub(crate) skipped: Vec<BreakerKey>,
+}
+
 /// The record of a row whose columns `first` to `first + 2` are a writer's batch, namespaces
 /// and resource keys.
 fn record_of(row: &Row, first: usize) -> Result<Record, tokio_postgres::Error> {
@@ -76,7 +88,7 @@ pub(crate) enum Fault {
     /// the statement was not applied, and a new connection is needed (to the writable host,
     /// with `target_session_attrs=read-write`).
     ReadOnly(String),
-    /// The statement failed and the connection is fine (a lock wait, a constraint): the key's
+    /// The statement failed and the connection is fine (a constraint, an operator's trigger): the key's
     /// problem only.
     Statement(String),
 }
@@ -401,7 +413,7 @@ impl Conn {
         batch: &[Swap<'_>],
         writer: &str,
         number: i64,
-    ) -> Result<(Instant, Record, Vec<(BreakerKey, Version)>), tokio_postgres::Error> {
+    ) -> Result<Swapped, tokio_postgres::Error> {
         let namespaces: Vec<&str> = batch.iter().map(|s| s.key.namespace()).collect();
         let resources: Vec<&str> = batch.iter().map(|s| s.key.resource_key()).collect();
         let versions: Vec<String> = batch.iter().map(|s| s.version.to_string()).collect();
@@ -436,25 +448,31 @@ impl Conn {
                 ],
             )
             .await?;
-        let mut server_now = Instant::ZERO;
-        let mut record = None;
-        let mut written = Vec::new();
+        let mut swapped = Swapped {
+            server_now: Instant::ZERO,
+            record: None,
+            written: Vec::new(),
+            skipped: Vec::new(),
+        };
         for row in &rows {
-            server_now = instant_of(row.try_get::<_, SystemTime>(0)?);
-            let (Some(namespace), Some(resource), Some(version)) = (
+            swapped.server_now = instant_of(row.try_get::<_, SystemTime>(0)?);
+            let (Some(namespace), Some(resource)) = (
                 row.try_get::<_, Option<String>>(1)?,
                 row.try_get::<_, Option<String>>(2)?,
-                row.try_get::<_, Option<Version>>(3)?,
             ) else {
                 // The first row: the writer's record.
-                record = record_of(row, 4)?;
+                swapped.record = record_of(row, 4)?;
                 continue;
             };
-            if let Ok(key) = BreakerKey::new(&namespace, &resource) {
-                written.push((key, version));
+            let Ok(key) = BreakerKey::new(&namespace, &resource) else {
+                continue;
+            };
+            match row.try_get::<_, Option<Version>>(3)? {
+                Some(version) => swapped.written.push((key, version)),
+                None => swapped.skipped.push(key),
             }
         }
-        Ok((server_now, record, written))
+        Ok(swapped)
     }
 
     /// Settles batch `number` of `writer`, in doubt (see `FENCE_SQL`): the server's time and
