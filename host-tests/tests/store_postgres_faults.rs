@@ -12,7 +12,7 @@ use host_tests::{
 };
 use postgres::Client;
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, Ratio, RejectReason,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, Ratio, RejectReason,
     classify::{AllErrors, AllValues, Verdict},
     postgres::{DbSettings, MAX_PENDING_OUTCOMES, OnOutage, PostgresStore},
 };
@@ -592,4 +592,108 @@ fn flushes_abandoned_in_a_loop_stay_within_the_statement_budget() {
     assert!(statements <= 2 * 80 + 16, "{statements} statements in 2 s");
     lock.commit().unwrap();
     flush(&store);
+}
+
+/// A store of `test`'s fresh database through a fault proxy, with the healthy row of key `a`
+/// for `config`.
+fn through_a_proxy(
+    test: &str,
+    config: BreakerConfig,
+) -> (
+    FaultProxy,
+    Client,
+    PostgresStore,
+    resilient_circuit_std::SharedBreaker,
+) {
+    let port = pg::port();
+    let (db, _) = pg::fresh_database(port, test);
+    let proxy = FaultProxy::start(port);
+    let store = store(&DbSettings::from_config(pg::config(proxy.port(), &db)));
+    let breaker = store.breaker(key("a"), config).unwrap();
+    succeed(&breaker);
+    flush(&store);
+    (proxy, pg::connect(port, &db), store, breaker)
+}
+
+/// The row's state and how long its OPEN deadline is ahead of the server's `now()`, in ms.
+fn state_and_open_for(client: &mut Client, key: &str) -> (String, Option<f64>) {
+    let row = client
+        .query_one(
+            "SELECT state, (extract(epoch from open_until - now()) * 1000)::float8
+             FROM rc_circuit_breakers WHERE resource_key = $1",
+            &[&key],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_recovery_seen_during_an_outage_is_not_overturned_when_the_database_is_back() {
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(1, 1).unwrap())
+        .cooldown(Duration::from_millis(300));
+    let (proxy, mut client, store, breaker) = through_a_proxy("recovery_in_outage", config);
+    let counts = host_tests::TransitionCounts::new();
+    let breaker = breaker.on_status_change(host_tests::TransitionCounts::hook(&counts));
+    proxy.black_hole();
+    fail(&breaker); // trips this process's copy; its write goes into the hole
+    pg::until("the outage", || (!store.is_connected()).then_some(()));
+    // Failing open: after the cooldown a probe runs here, and succeeds; the breaker closes.
+    let probe = pg::until("a probe", || breaker.try_acquire().ok());
+    probe.record(Verdict::Success);
+    succeed(&breaker);
+    // The worker announces what this process's copy went through (at its own pace).
+    pg::until("the recovery announced", || {
+        (counts.all().last() == Some(&(CircuitState::HalfOpen, CircuitState::Closed))).then_some(())
+    });
+    let announced = counts.all().len();
+    proxy.pass();
+    pg::until("the reconnection", || store.is_connected().then_some(()));
+    flush(&store);
+    // The row went through the same: OPEN when the failure was recorded, closed by the probe.
+    assert_eq!(
+        state_and_open_for(&mut client, "a"),
+        ("CLOSED".to_owned(), None)
+    );
+    assert_eq!(breaker.status(), CircuitState::Closed);
+    assert_eq!(
+        counts.all().len(),
+        announced,
+        "not reopened: {:?}",
+        counts.all()
+    );
+    let (log, failures) = row(&mut client, "a");
+    assert_eq!(
+        (log.as_str(), failures),
+        ("[true]", 0),
+        "the probe's success, then one"
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_cooldown_starts_when_its_failure_was_recorded_not_when_it_reached_the_row() {
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(1, 1).unwrap())
+        .cooldown(Duration::from_secs(2));
+    let (proxy, mut client, store, breaker) = through_a_proxy("cooldown_in_outage", config);
+    proxy.black_hole();
+    let failed_at = Instant::now();
+    fail(&breaker);
+    pg::until("the outage", || (!store.is_connected()).then_some(()));
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(failed_at.elapsed()));
+    proxy.pass();
+    pg::until("the reconnection", || store.is_connected().then_some(()));
+    flush(&store);
+    let (state, open_for) = state_and_open_for(&mut client, "a");
+    let open_for = open_for.expect("a deadline");
+    let left = 2000.0 - failed_at.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(state, "OPEN");
+    // The deadline is the failure's time plus the cooldown (within the clocks' offset
+    // estimate), not the time of the write plus the cooldown.
+    assert!(
+        open_for <= left + 100.0,
+        "OPEN for {open_for} ms more, {left} ms left"
+    );
 }

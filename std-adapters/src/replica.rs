@@ -37,22 +37,26 @@ pub(crate) type WorkerHook = Arc<dyn TransitionHook + Send + Sync>;
 pub(crate) enum Event {
     /// CLOSED successes of period `epoch` (a run; only the last window's worth can matter).
     Successes { epoch: u32, count: u32 },
-    /// The outcome of an admitted call (a failure, a probe's outcome, a late outcome).
+    /// The outcome of an admitted call (a failure, a probe's outcome, a late outcome), and
+    /// when it was recorded (on the store's clock).
     Outcome {
         admission: Admission,
         verdict: Verdict,
+        at: Instant,
     },
     /// A probe that will never report gives its slot back.
     Release { admission: Admission },
 }
 
 impl Event {
-    /// Applies the change to `state` with the core's transition functions.
+    /// Applies the change to `state` with the core's transition functions, as of when it was
+    /// made: `timeline` maps an instant of the store's clock to `state`'s timeline (the
+    /// server's, for a row).
     pub(crate) fn apply(
         &self,
         state: &mut BreakerState<SharedWindow>,
         config: &BreakerConfig,
-        clock: &impl Clock,
+        timeline: &impl Fn(Instant) -> Instant,
     ) -> Option<Transition> {
         #[cfg(test)]
         tests::APPLIED.with(|applied| applied.set(applied.get() + 1));
@@ -61,8 +65,23 @@ impl Event {
                 state.record_closed_successes(config, epoch, count);
                 None
             }
-            Event::Outcome { admission, verdict } => {
-                state.record(config, admission, verdict, clock)
+            Event::Outcome {
+                admission,
+                verdict,
+                at,
+            } => {
+                let when = timeline(at);
+                // A probe of the period after an OPEN one: its admission moved the process's
+                // copy to HALF_OPEN (the log holds no admission), so it does here too, if the
+                // cooldown was over by then. So a probe that closed the breaker while the row
+                // was out of reach closes the row too.
+                if admission.is_probe()
+                    && state.status() == CircuitState::Open
+                    && admission.epoch() == state.epoch().wrapping_add(1)
+                {
+                    let _ = state.admit(config, &when);
+                }
+                state.record(config, admission, verdict, &when)
             }
             Event::Release { admission } => {
                 state.release(admission);
@@ -72,6 +91,7 @@ impl Event {
     }
 
     /// The period the change belongs to.
+    #[cfg(test)]
     pub(crate) fn epoch(&self) -> u32 {
         match *self {
             Event::Successes { epoch, .. } => epoch,
@@ -278,12 +298,17 @@ impl Replica {
         Rejected::new(config.busy_retry_after, RejectReason::ProbesBusy)
     }
 
-    /// Logs the outcome of an admitted call (already applied to the in-process copy).
-    pub(crate) fn record(&mut self, admission: Admission, verdict: Verdict) {
+    /// Logs the outcome of an admitted call recorded `at` (already applied to the in-process
+    /// copy).
+    pub(crate) fn record(&mut self, admission: Admission, verdict: Verdict, at: Instant) {
         if verdict == Verdict::Ignore && !admission.is_probe() {
             return;
         }
-        self.push(Event::Outcome { admission, verdict });
+        self.push(Event::Outcome {
+            admission,
+            verdict,
+            at,
+        });
     }
 
     /// Registers a hook, fired for every transition of the shared copy this process adopts.
@@ -310,7 +335,7 @@ impl Replica {
     ) -> Option<Transition> {
         let mut local = shared;
         for event in unsent.iter().chain(&self.pending) {
-            event.apply(&mut local, &self.config, clock);
+            event.apply(&mut local, &self.config, &|at| at);
         }
         *state = local;
         self.unavailable = None;
@@ -375,6 +400,7 @@ mod tests {
         Event::Outcome {
             admission: Admission::in_period(0, false),
             verdict,
+            at: Instant::ZERO,
         }
     }
 

@@ -182,7 +182,7 @@ impl SharedKey {
                 None => (transition, false),
                 // The in-process copy predicts; the shared copy decides and announces.
                 Some(replica) => {
-                    replica.record(admission, verdict);
+                    replica.record(admission, verdict, clock.now());
                     (None, replica.is_urgent())
                 }
             }

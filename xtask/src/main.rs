@@ -146,6 +146,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("firmware") => firmware(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("chaos") => chaos(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{}", usage());
             return ExitCode::SUCCESS;
@@ -185,6 +186,14 @@ fn task_help(task: &str) -> Option<&'static str> {
              Runs the criterion benchmarks (the PostgreSQL one against a throwaway server);\n\
              arguments after -- go to criterion (`cargo xtask bench -- --help` for its own)."
         }
+        "chaos" => {
+            "usage: cargo xtask chaos [--seed N] [--faults N]\n\n\
+             Runs the seeded fault run of the PostgreSQL store against a throwaway server: four\n\
+             threads record failures while N faults (default 12) drawn from the seed (default\n\
+             random, printed) lose replies, black-hole and cut the link, freeze and terminate the\n\
+             store's server process; every failure must be in the row once. A failing seed\n\
+             replays its schedule. `cargo xtask test` runs one fixed seed."
+        }
         "pg-setup" => {
             "usage: cargo xtask pg-setup [--yes] [--dry-run] [--grant-to ROLE]\n\n\
              Creates or completes the shared table where RC_DB_* and .env say (one transaction,\n\
@@ -211,6 +220,8 @@ fn usage() -> &'static str {
                Cortex-M4F and RV32IMAC (--target T: one of them; --features F passes\n  \
                cargo features, e.g. wrong-expectation)\n  \
      bench     run the criterion benchmarks (extra arguments go to criterion)\n  \
+     chaos [--seed N] [--faults N]\n  \
+               the PostgreSQL store under a seeded run of random faults\n  \
      pg-setup [--yes] [--dry-run] [--grant-to ROLE]\n  \
                create or complete the shared table (RC_DB_* and .env say where)\n  \
      pg-check [--role ROLE]\n  \
@@ -340,6 +351,55 @@ impl OptionalTests {
         println!("xtask: {} are skipped: {}", self.what, self.missing);
         Ok(Some(self.names))
     }
+}
+
+fn chaos(args: &[String]) -> Result<(), String> {
+    let mut seed = None;
+    let mut faults = "12".to_owned();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = args
+            .next()
+            .filter(|value| value.parse::<u64>().is_ok())
+            .ok_or_else(|| format!("{arg} takes a number\n\n{}", task_help("chaos").unwrap()))?;
+        match arg.as_str() {
+            "--seed" => seed = Some(value.clone()),
+            "--faults" => faults = value.clone(),
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}`\n\n{}",
+                    task_help("chaos").unwrap()
+                ));
+            }
+        }
+    }
+    let seed = seed.unwrap_or_else(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.finish().to_string()
+    });
+    println!("xtask: chaos with seed {seed} and {faults} faults");
+    let server = test_postgres::PgServer::start()?;
+    TEST_PG_PORT
+        .set(server.port())
+        .expect("the server starts once");
+    step(&format!("chaos, seed {seed}"), || {
+        cargo_with_env(
+            &workspace_root(),
+            &[
+                "test",
+                "-p",
+                "host-tests",
+                "--test",
+                "store_postgres_chaos",
+                "--",
+                "--include-ignored",
+                "--nocapture",
+            ],
+            &[("RC_CHAOS_SEED", &seed), ("RC_CHAOS_FAULTS", &faults)],
+        )
+    })
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
@@ -483,10 +543,15 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 static TEST_PG_PORT: OnceLock<u16> = OnceLock::new();
 
 fn cargo_in(dir: &Path, args: &[&str]) -> Result<(), String> {
+    cargo_with_env(dir, args, &[])
+}
+
+fn cargo_with_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
     let mut command = Command::new(cargo_bin());
     if let Some(port) = TEST_PG_PORT.get() {
         command.env("RC_TEST_PG_PORT", port.to_string());
     }
+    command.envs(envs.iter().copied());
     let status = command
         .current_dir(dir)
         .args(args)

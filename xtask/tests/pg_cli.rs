@@ -525,7 +525,7 @@ fn a_dotenv_file_fills_in_what_the_environment_lacks() {
 #[test]
 fn every_task_answers_help_and_does_nothing_else() {
     let here = std::env::temp_dir();
-    for task in ["test", "firmware", "bench", "pg-setup", "pg-check"] {
+    for task in ["test", "firmware", "bench", "chaos", "pg-setup", "pg-check"] {
         for flag in ["--help", "-h"] {
             let output = xtask(&[task, flag], &[], &here, "");
             assert_eq!(status(&output), 0, "{task} {flag}: {}", text(&output));

@@ -10,7 +10,7 @@ use resilient_circuit::{
     BreakerConfig, CircuitState, state::BreakerState, store::Control, time::Instant,
 };
 
-use super::statements::Version;
+use super::{server_time::ServerTime, statements::Version};
 use crate::{
     BreakerKey,
     postgres::{
@@ -29,9 +29,6 @@ pub(super) struct KeyState {
     pub(super) config: BreakerConfig,
     /// The row as last read or written, with its version.
     pub(super) row: Option<(StoredRow, Version)>,
-    /// The period of the row as last seen: outcomes logged during an outage are kept for the
-    /// row only if their calls were admitted in it.
-    pub(super) row_epoch: u32,
     /// Changes taken from the key's log and not yet in the row: at most
     /// [`MAX_PENDING_OUTCOMES`], plus those a batch in doubt holds.
     pub(super) unsent: Vec<Event>,
@@ -96,7 +93,6 @@ impl KeyState {
             config: shared.config,
             shared,
             row: None,
-            row_epoch: 0,
             unsent: Vec::new(),
             in_doubt: 0,
             confirmed: false,
@@ -130,13 +126,6 @@ impl KeyState {
         self.told_sending = true;
     }
 
-    /// During an outage: keeps `events` for the row, those of the row's period; how many older
-    /// changes had to go.
-    pub(super) fn keep_for_row(&mut self, events: Vec<Event>) -> u64 {
-        let row_epoch = self.row_epoch;
-        self.push_unsent(events.into_iter().filter(|e| e.epoch() == row_epoch))
-    }
-
     /// Adds `events` to the unsent changes kept for the row; how many older changes had to go.
     /// Past [`MAX_PENDING_OUTCOMES`] (not counting those a batch in doubt holds, which may be
     /// in the row already) the oldest go, with one warning per key.
@@ -164,13 +153,13 @@ impl KeyState {
     }
 
     /// The unsent changes (a wanted probe reservation, a manual change) applied to the row as
-    /// last known, at `server_now`: the new row to write, or nothing to write (then the changes
+    /// last known, at the server's estimated time (`time` at `local_now`): the new row to write, or nothing to write (then the changes
     /// are done with, or wait for the row to be read). A probe slot taken in the row is leased
     /// for `lease_for`.
     pub(super) fn prepare(
         &mut self,
         key: &BreakerKey,
-        server_now: Instant,
+        (time, local_now): (&ServerTime, Instant),
         lease_for: Duration,
         wants_probe: bool,
         manual: Option<Control>,
@@ -184,10 +173,13 @@ impl KeyState {
             return Prepared::Nothing;
         };
         let config = self.config;
+        let server_now = time.estimate(local_now);
         let (base, malformed) = row.decode_lossy(&config, server_now);
         let mut next = base;
+        // Each change as of when it was made, on the server's clock: a cooldown starts when
+        // its failure was recorded, however late it reaches the row.
         for event in &self.unsent {
-            event.apply(&mut next, &config, &server_now);
+            event.apply(&mut next, &config, &|at| time.server_of(at));
         }
         if let Some(manual) = manual {
             manual.apply(&mut next, &config, &server_now);
@@ -261,6 +253,7 @@ mod tests {
         Event::Outcome {
             admission: Admission::in_period(epoch, false),
             verdict: Verdict::Failure,
+            at: Instant::ZERO,
         }
     }
 

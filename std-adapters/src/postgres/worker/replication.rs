@@ -249,7 +249,6 @@ impl Worker {
         let Some(state) = self.keys.get_mut(key) else {
             return;
         };
-        state.row_epoch = shared.epoch();
         let local = on_local_timeline(shared, &time);
         let unsent = state.unsent.clone();
         if load {
@@ -328,7 +327,9 @@ impl Worker {
         let Some(state) = self.keys.get_mut(key) else {
             return;
         };
-        let dropped = dropped + state.keep_for_row(events);
+        // Every change, whatever its period: replayed on the row as of when each was made, they
+        // make the transitions this process made meanwhile (see `Event::apply`).
+        let dropped = dropped + state.push_unsent(events);
         self.count_dropped(key, dropped);
         let Some(state) = self.keys.get_mut(key) else {
             return;
@@ -377,10 +378,10 @@ impl Worker {
             // Not before its last batch is known to be written or not.
             return None;
         }
-        let server_now = self.server_now();
+        let (time, now) = (self.time, self.local_now());
         let lease_for = self.options.probe_lease;
         let state = self.keys.get_mut(key)?;
-        match state.prepare(key, server_now, lease_for, wants_probe, manual, force) {
+        match state.prepare(key, (&time, now), lease_for, wants_probe, manual, force) {
             Prepared::Nothing => None,
             Prepared::Reserved(reserved) => {
                 self.adopt_row(key, reserved, false);

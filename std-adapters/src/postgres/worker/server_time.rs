@@ -21,6 +21,21 @@ impl ServerTime {
             .saturating_add(local_now.saturating_duration_since(self.local))
     }
 
+    /// `local`, a time on the local timeline (earlier or later than the last reading), on the
+    /// server's.
+    pub(crate) fn server_of(&self, local: Instant) -> Instant {
+        if local >= self.local {
+            self.estimate(local)
+        } else {
+            let before = self.local.saturating_duration_since(local).as_nanos();
+            Instant::from_nanos(
+                self.server
+                    .as_nanos()
+                    .saturating_sub(u64::try_from(before).unwrap_or(u64::MAX)),
+            )
+        }
+    }
+
     /// `server`, a time on the server's timeline, on the local timeline.
     pub(crate) fn local_of(&self, server: Instant) -> Instant {
         if server >= self.server {
