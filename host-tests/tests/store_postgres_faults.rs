@@ -697,3 +697,31 @@ fn a_cooldown_starts_when_its_failure_was_recorded_not_when_it_reached_the_row()
         "OPEN for {open_for} ms more, {left} ms left"
     );
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn an_idle_connection_the_server_ends_is_noticed_without_a_call() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "idle_ended");
+    let mut client = pg::connect(port, &db);
+    // No poll for an hour: only the end of the connection's notifications can tell.
+    let store = PostgresStore::builder(settings)
+        .max_staleness(Duration::from_secs(3600))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .connect()
+        .unwrap();
+    let breaker = store.breaker(key("a"), counting()).unwrap();
+    flush(&store);
+    let ended = backend_of_store(&mut client, &db);
+    client
+        .execute("SELECT pg_terminate_backend($1)", &[&ended])
+        .unwrap();
+    // No call is made: the store connects again by itself.
+    pg::until("a new connection", || {
+        let pid = backend_of_store(&mut client, &db);
+        (pid != ended && store.is_connected()).then_some(())
+    });
+    fail(&breaker);
+    flush(&store);
+    assert_eq!(row(&mut client, "a").1, 1);
+}

@@ -193,6 +193,22 @@ fn a_password_never_reaches_a_message_and_the_message_stays_whole() {
     assert_eq!(status, Some(1), "{stderr}");
     assert_eq!(stdout, missing("nope_dsn"));
     assert!(!stderr.contains("Dsn-s3cret"), "{stderr}");
+
+    // An authentication error names no user.
+    let vars = [
+        ("RC_DB_HOST", "127.0.0.1".to_owned()),
+        ("RC_DB_PORT", port.to_string()),
+        ("RC_DB_USER", "ghost_operator".to_owned()),
+        ("RC_DB_PASSWORD", "pw".to_owned()),
+        ("RC_DB_STRICT", "1".to_owned()),
+    ];
+    let (status, stdout, stderr) = select(&workdir("secret-user"), &vars);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(
+        stdout.ends_with("FATAL: role \"…\" does not exist (28000)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("ghost_operator") && !stderr.contains("ghost_operator"));
 }
 
 /// A DSN that does not parse is reported without its text: the parser's own messages can quote

@@ -80,10 +80,57 @@ impl std::error::Error for ConnectError {
 /// failure to connect with its cause.
 pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        Some(db) => {
+            let code = db.code().code();
+            // An authentication error names the user (and the database): withheld, as
+            // secrets are. The code says what went wrong.
+            let message = if code.starts_with("28") {
+                withhold_quoted(db.message())
+            } else {
+                db.message().to_owned()
+            };
+            format!("{}: {message} ({code})", db.severity())
+        }
         None => match std::error::Error::source(error) {
             Some(source) => format!("{error}: {source}"),
             None => error.to_string(),
         },
+    }
+}
+
+/// `message` with every double-quoted name replaced by `"…"`.
+fn withhold_quoted(message: &str) -> String {
+    let mut withheld = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    withheld.push_str(parts.next().unwrap_or_default());
+    let mut inside = true;
+    for part in parts {
+        if inside {
+            withheld.push_str("\"…\"");
+        } else {
+            withheld.push_str(part);
+        }
+        inside = !inside;
+    }
+    withheld
+}
+
+#[cfg(test)]
+mod tests {
+    use super::withhold_quoted;
+
+    #[test]
+    fn authentication_messages_lose_their_names() {
+        assert_eq!(
+            withhold_quoted("password authentication failed for user \"alice\""),
+            "password authentication failed for user \"…\""
+        );
+        assert_eq!(
+            withhold_quoted(
+                "no pg_hba.conf entry for host \"10.0.0.1\", user \"alice\", database \"rc\", no encryption"
+            ),
+            "no pg_hba.conf entry for host \"…\", user \"…\", database \"…\", no encryption"
+        );
+        assert_eq!(withhold_quoted("no quotes"), "no quotes");
     }
 }

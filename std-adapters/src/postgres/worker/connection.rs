@@ -22,8 +22,14 @@ use crate::{
 /// The connection, or the outage and when to try again.
 pub(super) struct Connection {
     pub(super) conn: Option<Conn>,
-    /// When (local clock) the outage began, while in one.
+    /// When (local clock) the outage began, while in one (and until a new connection has
+    /// lasted).
     outage_since: Option<Instant>,
+    /// When a new connection will have lasted long enough to end the outage: one that fails
+    /// before (a server still shutting down accepts a connection, then ends it) is part of it.
+    lasts_at: Option<Instant>,
+    /// This outage's end was said (once, however often its connections fail early).
+    said_back: bool,
     /// When to try to reconnect.
     next_attempt: Instant,
     /// The wait before the attempt after next.
@@ -36,6 +42,8 @@ impl Connection {
         Connection {
             conn: None,
             outage_since: None,
+            lasts_at: None,
+            said_back: false,
             next_attempt: now,
             backoff: first_backoff,
         }
@@ -48,6 +56,11 @@ impl Connection {
     /// Down, and its time to try again has come.
     pub(super) fn attempt_due(&self, now: Instant) -> bool {
         self.conn.is_none() && now >= self.next_attempt
+    }
+
+    /// How long until a new connection has lasted long enough to end the outage, if one is to.
+    pub(super) fn lasts_in(&self, now: Instant) -> Option<Duration> {
+        self.lasts_at.map(|at| at.saturating_duration_since(now))
     }
 
     /// How long until the next attempt to reconnect (`None` while connected).
@@ -173,6 +186,7 @@ impl Worker {
 
     pub(super) fn connection_lost(&mut self, why: &str) {
         self.connection.conn = None;
+        self.connection.lasts_at = None;
         let now = self.local_now();
         if self.connection.outage_since.is_none() {
             self.connection.outage_since = Some(now);
@@ -200,6 +214,19 @@ impl Worker {
         self.mailbox.connected.store(false, Ordering::Relaxed);
     }
 
+    /// The outage ends once a new connection has lasted: the next failure is a new outage, and
+    /// the backoff starts over.
+    pub(super) fn outage_over(&mut self) {
+        let now = self.local_now();
+        let lasted = self.connection.lasts_at.is_some_and(|at| now >= at);
+        if lasted && self.connection.is_up() {
+            self.connection.lasts_at = None;
+            self.connection.outage_since = None;
+            self.connection.said_back = false;
+            self.connection.backoff = self.options.reconnect.0;
+        }
+    }
+
     pub(super) fn reconnect(&mut self) {
         let timeout = self.options.round_trip_timeout;
         let opened = self.rt.block_on(async {
@@ -219,12 +246,17 @@ impl Worker {
         if !self.connection.is_up() {
             return;
         }
-        self.connection.backoff = self.options.reconnect.0;
-        if let Some(since) = self.connection.outage_since.take() {
+        let now = self.local_now();
+        let lasts_for = self.options.reconnect.0.max(Duration::from_millis(100));
+        self.connection.lasts_at = Some(now.saturating_add(lasts_for));
+        if let Some(since) = self.connection.outage_since
+            && !self.connection.said_back
+        {
+            self.connection.said_back = true;
             report::store_info(&format!(
                 "PostgreSQL store: reconnected to {} after {:?}",
                 self.settings.describe(),
-                self.local_now().saturating_duration_since(since)
+                now.saturating_duration_since(since)
             ));
         }
         // Every key again: the rows may have changed meanwhile, and with a new period the

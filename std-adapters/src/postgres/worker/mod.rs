@@ -35,6 +35,7 @@ use connection::Connection;
 use keys::KeyState;
 use recovery::Batches;
 use server_time::ServerTime;
+use statements::Conn;
 
 use super::{DbSettings, PostgresStoreError, options::Options};
 use crate::{BreakerKey, memory_store::Forget};
@@ -158,6 +159,7 @@ impl Worker {
             let wait = self.next_wake();
             let mut requests = Vec::new();
             let mut notified = Vec::new();
+            let mut stream_ended = false;
             {
                 let Worker {
                     rt,
@@ -170,13 +172,18 @@ impl Worker {
                 rt.block_on(async {
                     let notification = async {
                         match conn.as_mut() {
-                            Some(conn) => conn.notifications.recv().await,
-                            None => std::future::pending().await,
+                            Some(conn) if !conn.notifications_ended => {
+                                conn.notifications.recv().await
+                            }
+                            _ => std::future::pending().await,
                         }
                     };
                     tokio::select! {
                         request = inbox.recv() => requests.extend(request),
-                        payload = notification => notified.extend(payload),
+                        payload = notification => match payload {
+                            Some(payload) => notified.push(payload),
+                            None => stream_ended = true,
+                        },
                         () = mailbox.wake.notified() => {}
                         () = tokio::time::sleep(wait) => {}
                     }
@@ -190,10 +197,27 @@ impl Worker {
                     }
                 }
             }
+            if stream_ended {
+                self.notifications_ended();
+            }
             self.turn(requests, notified);
             if self.shutting_down && self.nothing_left() {
                 return;
             }
+        }
+    }
+
+    /// The connection's notifications ended: the task that drives it stopped, which it does
+    /// when the connection closes (the server ended it, or the link). Found out now with a round
+    /// trip, not at the next statement (an idle store may send none for long): a failure is an
+    /// outage, as any. A connection that still answers keeps working, its changes read by the
+    /// polls.
+    fn notifications_ended(&mut self) {
+        if let Some(conn) = self.connection.conn.as_mut() {
+            conn.notifications_ended = true;
+        }
+        if let Ok(server_now) = self.round_trip(async |conn: &Conn| conn.server_now().await) {
+            self.synced(server_now);
         }
     }
 
@@ -211,6 +235,9 @@ impl Worker {
         if let Some(attempt) = self.connection.attempt_in(now) {
             wait = wait.min(attempt);
         }
+        if let Some(lasts) = self.connection.lasts_in(now) {
+            wait = wait.min(lasts);
+        }
         wait.max(Duration::from_millis(1))
     }
 
@@ -227,6 +254,7 @@ impl Worker {
         if self.connection.attempt_due(self.local_now()) {
             self.reconnect();
         }
+        self.outage_over();
         if self.connection.is_up() && self.batches.in_doubt.is_some() {
             let _ = self.resolve_doubt();
         }

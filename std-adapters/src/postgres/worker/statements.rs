@@ -169,6 +169,9 @@ pub(crate) struct Conn {
     session: Session,
     /// Notifications, forwarded by the task that drives the connection.
     pub(crate) notifications: UnboundedReceiver<String>,
+    /// The notifications ended (the task that drives the connection stopped): not listened to
+    /// any more, so the worker does not wake for a stream that is over.
+    pub(crate) notifications_ended: bool,
     /// Ends the connection's task when the connection is dropped.
     #[allow(dead_code)]
     driver: Driver,
@@ -293,6 +296,7 @@ impl Connected {
             client,
             session,
             notifications,
+            notifications_ended: false,
             driver,
         })
     }
@@ -388,7 +392,8 @@ impl Conn {
         Ok((server_now, found))
     }
 
-    async fn server_now(&self) -> Result<Instant, tokio_postgres::Error> {
+    /// The server's `now()`: a round trip that says whether the connection still works.
+    pub(crate) async fn server_now(&self) -> Result<Instant, tokio_postgres::Error> {
         let rows = self.run(Which::Now, &[]).await?;
         let now = rows
             .first()
