@@ -452,7 +452,7 @@ fn a_batch_in_doubt_with_a_locked_row_holds_back_no_other_key() {
 
 #[test]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
-fn an_outage_past_the_bound_keeps_the_newest_outcomes_and_counts_the_others() {
+fn an_outage_past_the_bound_keeps_the_newest_outcomes() {
     // A window as long as the bound, never tripped by one failure in two.
     let config = BreakerConfig::new().failure_limit(Ratio::new(1024, 1024).unwrap());
     let OneFailure {
@@ -475,14 +475,9 @@ fn an_outage_past_the_bound_keeps_the_newest_outcomes_and_counts_the_others() {
     proxy.pass();
     pg::until("the reconnection", || store.is_connected().then_some(()));
     flush(&store);
-    // The failure in the hole was not applied: once that is settled it is the oldest of
-    // 100 001 outcomes, of which the bound keeps 1024.
-    let kept = MAX_PENDING_OUTCOMES as u64;
-    assert_eq!(
-        store.dropped_outcomes(),
-        2 * PAIRS + 1 - kept,
-        "the oldest dropped, counted"
-    );
+    // The bound keeps the newest 1024 of 100 001 outcomes of one period; the others, which the
+    // window would push out anyway, are no loss (losses are counted: see the unit tests).
+    assert_eq!(store.dropped_outcomes(), 0);
     // The newest reached the row, in order: the window is the last 1024 of them.
     let (log, failures) = row(&mut client, "a");
     let newest = ["true, false"; MAX_PENDING_OUTCOMES / 2].join(", ");

@@ -10,7 +10,7 @@
 //! | [`resilient_circuit_retries_total`](RETRIES) | counter | | each retry a [`Counted`] stage starts, or a `Counted` tower retry policy's wait ends |
 //! | [`resilient_circuit_timeouts_total`](TIMEOUTS) | counter | | each time limit of a [`Counted`] stage that runs out |
 //! | [`resilient_circuit_store_write_errors_total`](WRITE_ERRORS) | counter | | each failed write of the key's row (PostgreSQL; tried again) |
-//! | [`resilient_circuit_store_dropped_outcomes_total`](DROPPED_OUTCOMES) | counter | | each outcome dropped before reaching the key's row (PostgreSQL; past [`MAX_PENDING_OUTCOMES`](crate::postgres::MAX_PENDING_OUTCOMES)) |
+//! | [`resilient_circuit_store_dropped_outcomes_total`](DROPPED_OUTCOMES) | counter | | each outcome dropped before reaching the key's row that the row could have shown (PostgreSQL; past [`MAX_PENDING_OUTCOMES`](crate::postgres::MAX_PENDING_OUTCOMES)) |
 //!
 //! A key's metrics are registered once, when the store makes the key, with the recorder
 //! installed then: **install the recorder before making breakers** (a key made earlier reports

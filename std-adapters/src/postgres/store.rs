@@ -331,7 +331,8 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
     /// How many outcomes went before reaching their rows: per key, at most
     /// [`MAX_PENDING_OUTCOMES`](super::MAX_PENDING_OUTCOMES) wait for the database (during an
     /// outage, or when outcomes come faster than the worker writes them); past that the oldest
-    /// go, counted here, in the metric
+    /// go, and those the row could have shown (not pushed out of its window by a window's worth
+    /// of newer outcomes of their period) are counted here, in the metric
     /// [`DROPPED_OUTCOMES`](crate::metrics::DROPPED_OUTCOMES) (feature `metrics`), and warned
     /// about once per key. 0 in a healthy fleet. For monitoring and tests.
     pub fn dropped_outcomes(&self) -> u64 {

@@ -126,16 +126,29 @@ impl KeyState {
         self.told_sending = true;
     }
 
-    /// Adds `events` to the unsent changes kept for the row; how many older changes had to go.
-    /// Past [`MAX_PENDING_OUTCOMES`] (not counting those a batch in doubt holds, which may be
-    /// in the row already) the oldest go, with one warning per key.
+    /// Adds `events` to the unsent changes kept for the row; how many older changes had to go
+    /// that the row could have shown (see [`Event::is_superseded`]). Past
+    /// [`MAX_PENDING_OUTCOMES`] (not counting those a batch in doubt holds, which may be in the
+    /// row already) the oldest go.
     pub(super) fn push_unsent(&mut self, events: impl IntoIterator<Item = Event>) -> u64 {
         self.unsent.extend(events);
         let excess = (self.unsent.len() - self.in_doubt).saturating_sub(MAX_PENDING_OUTCOMES);
-        if excess > 0 {
-            self.unsent.drain(self.in_doubt..self.in_doubt + excess);
+        if excess == 0 {
+            return 0;
         }
-        excess as u64
+        let window = self.config.closed_window();
+        let newest = self.unsent.last().copied();
+        let len = self.unsent.len();
+        let lost = self.unsent[self.in_doubt..self.in_doubt + excess]
+            .iter()
+            .enumerate()
+            .filter(|(i, event)| {
+                let newer = len - (self.in_doubt + i + 1);
+                !event.is_superseded(newest.as_ref(), newer, window)
+            })
+            .count();
+        self.unsent.drain(self.in_doubt..self.in_doubt + excess);
+        lost as u64
     }
 
     /// `dropped` changes of this key went before reaching the row: counted, and reported once.
