@@ -1157,3 +1157,79 @@ fn a_manual_change_its_caller_was_told_failed_is_never_applied() {
     operator.force_open().unwrap();
     assert_eq!(row(&mut client, KEY).state, "OPEN");
 }
+
+/// The writers' rows and their ages, oldest first.
+fn writers(client: &mut Client) -> Vec<(String, f64)> {
+    client
+        .query(
+            "SELECT writer, extract(epoch from now() - written_at)::float8
+             FROM rc_circuit_breaker_writers ORDER BY written_at",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn a_new_store_takes_over_the_row_of_a_writer_gone_for_a_day() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "writers_taken_over");
+    let mut client = pg::connect(port, &db);
+    client
+        .batch_execute(
+            "INSERT INTO rc_circuit_breaker_writers (writer, batch, written_at) VALUES
+               ('gone', 7, now() - interval '2 days'),
+               ('quiet', 3, now() - interval '23 hours')",
+        )
+        .unwrap();
+    let store = store(&settings);
+    // The row of the writer gone for a day is the new store's; the quiet one's stays.
+    let rows = writers(&mut client);
+    let names: Vec<&str> = rows.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{rows:?}");
+    assert_eq!(names[0], "quiet");
+    assert!(names[1].starts_with("pid"), "{rows:?}");
+    // It counts from its own batches, exactly once as ever.
+    let counting = BreakerConfig::new().failure_limit(Ratio::new(10, 10).unwrap());
+    let breaker = store.breaker(key(), counting).unwrap();
+    fail(&breaker);
+    flush(&store);
+    fail(&breaker);
+    flush(&store);
+    assert_eq!(row(&mut client, KEY).failure_count, 2);
+    // With no row to take over, the next store adds one.
+    let _second = self::store(&settings);
+    assert_eq!(writers(&mut client).len(), 3);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn an_idle_store_refreshes_its_writers_row_every_hour() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "writers_refreshed");
+    let mut client = pg::connect(port, &db);
+    let clock = host_tests::SharedFakeClock::new();
+    let _store = PostgresStore::builder(settings)
+        .local_clock(clock.clone())
+        .max_staleness(Duration::from_millis(50))
+        .connect()
+        .unwrap();
+    client
+        .execute(
+            "UPDATE rc_circuit_breaker_writers SET written_at = now() - interval '23 hours'",
+            &[],
+        )
+        .unwrap();
+    // Within the hour: left as it is.
+    clock.advance(Duration::from_secs(3500));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(writers(&mut client)[0].1 > 82_000.0);
+    // An hour without a write: refreshed at the next poll.
+    clock.advance(Duration::from_secs(200));
+    pg::until("the row refreshed", || {
+        (writers(&mut client)[0].1 < 60.0).then_some(())
+    });
+}

@@ -249,7 +249,13 @@ impl Replica {
             && let Some(oldest) = self.pending.pop_front()
         {
             let window = self.config.closed_window();
-            if !oldest.is_superseded(Some(&event), self.pending.len() + 1, window) {
+            // The log's new oldest in the period too: what follows is (nearly) all of it.
+            let same_period = self
+                .pending
+                .front()
+                .is_some_and(|e| e.epoch() == oldest.epoch());
+            if !(same_period && oldest.is_superseded(Some(&event), self.pending.len() + 1, window))
+            {
                 self.dropped += 1;
             }
         }

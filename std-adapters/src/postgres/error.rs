@@ -98,21 +98,15 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     }
 }
 
-/// `message` with every double-quoted name replaced by `"…"`.
+/// `message` with everything from its first double quote to its last withheld (a name may
+/// itself hold a quote, so the quotes cannot be paired).
 fn withhold_quoted(message: &str) -> String {
-    let mut withheld = String::with_capacity(message.len());
-    let mut parts = message.split('"');
-    withheld.push_str(parts.next().unwrap_or_default());
-    let mut inside = true;
-    for part in parts {
-        if inside {
-            withheld.push_str("\"…\"");
-        } else {
-            withheld.push_str(part);
+    match (message.find('"'), message.rfind('"')) {
+        (Some(first), Some(last)) if first < last => {
+            format!("{}\"…\"{}", &message[..first], &message[last + 1..])
         }
-        inside = !inside;
+        _ => message.to_owned(),
     }
-    withheld
 }
 
 #[cfg(test)]
@@ -129,7 +123,11 @@ mod tests {
             withhold_quoted(
                 "no pg_hba.conf entry for host \"10.0.0.1\", user \"alice\", database \"rc\", no encryption"
             ),
-            "no pg_hba.conf entry for host \"…\", user \"…\", database \"…\", no encryption"
+            "no pg_hba.conf entry for host \"…\", no encryption"
+        );
+        assert_eq!(
+            withhold_quoted("role \"a\"b\" does not exist"),
+            "role \"…\" does not exist"
         );
         assert_eq!(withhold_quoted("no quotes"), "no quotes");
     }

@@ -307,11 +307,10 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
 
     /// Sends everything recorded so far and waits until it is in the rows (or `timeout`).
     pub fn flush(&self, timeout: Duration) -> Result<(), StoreUnavailable> {
-        match self
-            .inner
-            .mailbox
-            .ask(timeout, |reply| Request::Flush { reply })
-        {
+        match self.inner.mailbox.ask(timeout, |reply| Request::Flush {
+            reply,
+            until: std::time::Instant::now() + timeout,
+        }) {
             Some(true) => Ok(()),
             _ => Err(self.inner.mailbox.unavailable()),
         }
@@ -374,7 +373,10 @@ impl<C> Drop for StoreInner<C> {
     fn drop(&mut self) {
         self.mailbox.store_dropped();
         let wait = self.mailbox.round_trip_timeout * 2;
-        let _ = self.mailbox.ask(wait, |reply| Request::Shutdown { reply });
+        let _ = self.mailbox.ask(wait, |reply| Request::Shutdown {
+            reply,
+            until: std::time::Instant::now() + wait,
+        });
         if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take())
             && thread.is_finished()
         {

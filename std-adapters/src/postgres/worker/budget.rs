@@ -9,7 +9,8 @@ use resilient_circuit::time::Instant;
 /// and one write), and how many may go at once after a quiet time (so a sporadic trip goes out
 /// at once). Loads, flushes and manual control, which a caller waits for, go first: they may
 /// also spend a reserve of as many again, paid back before anything else goes. So in any
-/// time `t` a store sends at most `80 t + 16` statements, whatever its callers ask.
+/// time `t` a store sends at most `80 t + 16` of these statements, whatever its callers ask
+/// (reconnecting, and what a new connection sends first, follows the reconnect backoff).
 const STATEMENTS_PER_SECOND: u32 = 80;
 const STATEMENT_BURST: f64 = 8.0;
 /// What a caller's request may spend beyond an empty bucket.

@@ -29,6 +29,11 @@ pub(super) struct KeyState {
     pub(super) config: BreakerConfig,
     /// The row as last read or written, with its version.
     pub(super) row: Option<(StoredRow, Version)>,
+    /// The row's version as last seen (kept across reconnections, unlike `row`).
+    pub(super) seen: Option<Version>,
+    /// When (server's clock) a change of the row by another writer was last seen: no change of
+    /// this process is applied as of an earlier time (the row moved on since).
+    pub(super) changed_at: Instant,
     /// Changes taken from the key's log and not yet in the row: at most
     /// [`MAX_PENDING_OUTCOMES`], plus those a batch in doubt holds.
     pub(super) unsent: Vec<Event>,
@@ -93,6 +98,8 @@ impl KeyState {
             config: shared.config,
             shared,
             row: None,
+            seen: None,
+            changed_at: Instant::ZERO,
             unsent: Vec::new(),
             in_doubt: 0,
             confirmed: false,
@@ -191,8 +198,9 @@ impl KeyState {
         let mut next = base;
         // Each change as of when it was made, on the server's clock: a cooldown starts when
         // its failure was recorded, however late it reaches the row.
+        let changed_at = self.changed_at;
         for event in &self.unsent {
-            event.apply(&mut next, &config, &|at| time.server_of(at));
+            event.apply(&mut next, &config, &|at| time.server_of(at).max(changed_at));
         }
         if let Some(manual) = manual {
             manual.apply(&mut next, &config, &server_now);

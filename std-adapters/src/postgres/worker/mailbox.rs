@@ -49,10 +49,17 @@ pub(crate) enum Request {
         ticket: Arc<Ticket>,
         reply: SyncSender<Result<(), StoreUnavailable>>,
     },
-    /// Send everything recorded so far; answer whether it is all in the rows.
-    Flush { reply: SyncSender<bool> },
-    /// The store was dropped: flush, and stop once no breaker handle is left.
-    Shutdown { reply: SyncSender<bool> },
+    /// Send everything recorded so far; answer whether it is all in the rows (its caller waits
+    /// until `until`, and the worker no longer).
+    Flush {
+        reply: SyncSender<bool>,
+        until: std::time::Instant,
+    },
+    /// The store was dropped: flush (until `until`), and stop once no breaker handle is left.
+    Shutdown {
+        reply: SyncSender<bool>,
+        until: std::time::Instant,
+    },
 }
 
 /// A manual change's claim, taken by the worker or given up by its caller, whichever comes
@@ -216,8 +223,10 @@ impl Replicator for Mailbox {
         // The store is gone and this is the last handle (the worker holds the other
         // reference): send what is pending now, bounded, before the process may exit.
         if !self.store_alive.load(Ordering::Acquire) && references <= 2 {
-            self.ask(self.round_trip_timeout * 2, |reply| Request::Flush {
+            let wait = self.round_trip_timeout * 2;
+            self.ask(wait, |reply| Request::Flush {
                 reply,
+                until: std::time::Instant::now() + wait,
             });
         }
     }

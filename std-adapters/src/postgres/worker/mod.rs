@@ -55,7 +55,7 @@ struct Worker {
     last_poll: Instant,
     shutting_down: bool,
     /// Flushes waiting until everything is in the rows (their callers bound the wait).
-    flushes: Vec<SyncSender<bool>>,
+    flushes: Vec<(SyncSender<bool>, std::time::Instant)>,
     budget: StatementBudget,
     /// The budget's timeline: real time, whatever clock the store's breakers read (a test's
     /// clock may stand still; the server's load may not).
@@ -274,10 +274,10 @@ impl Worker {
                     ticket,
                     reply,
                 } => manuals.push((key, manual, ticket, reply)),
-                Request::Flush { reply } => flushes.push(reply),
-                Request::Shutdown { reply } => {
+                Request::Flush { reply, until } => flushes.push((reply, until)),
+                Request::Shutdown { reply, until } => {
                     self.shutting_down = true;
-                    flushes.push(reply);
+                    flushes.push((reply, until));
                 }
             }
         }
@@ -306,11 +306,14 @@ impl Worker {
                 .values()
                 .all(|key| key.unsent.is_empty() && !key.wants_probe);
         if done {
-            for reply in flushes {
+            for (reply, _) in flushes {
                 let _ = reply.send(true);
             }
         } else {
-            // Answered once done; a flush whose caller stopped waiting is dropped.
+            // Answered once done; a flush whose caller stopped waiting is dropped (so it no
+            // longer makes every round a flush's).
+            let now = std::time::Instant::now();
+            flushes.retain(|(_, until)| now < *until);
             self.flushes = flushes;
         }
     }

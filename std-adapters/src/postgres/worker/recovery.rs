@@ -22,6 +22,8 @@ use crate::{BreakerKey, replica::Event, report};
 pub(super) struct Batches {
     pub(super) writer: String,
     last: i64,
+    /// When (local clock) this writer last wrote its row in the writers table.
+    pub(super) recorded_at: Instant,
     pub(super) in_doubt: Option<InDoubt>,
 }
 
@@ -41,6 +43,7 @@ impl Batches {
         Batches {
             writer: writer_name(now),
             last: 0,
+            recorded_at: now,
             in_doubt: None,
         }
     }
@@ -142,6 +145,7 @@ impl Worker {
             }
         };
         self.batches.acknowledged(number);
+        self.batches.recorded_at = self.local_now();
         for (key, events, reserved_in) in doubt.keys {
             let Some(state) = self.keys.get_mut(&key) else {
                 continue;
@@ -165,6 +169,9 @@ impl Worker {
     pub(super) fn register(&mut self) {
         let (writer, last) = (self.batches.writer.clone(), self.batches.last());
         let registered = self.round_trip(async |conn: &Conn| conn.register(&writer, last).await);
+        if registered.is_ok() {
+            self.batches.recorded_at = self.local_now();
+        }
         if matches!(registered, Ok(true)) && self.batches.in_doubt.is_some() {
             report::store_warning(&format!(
                 "PostgreSQL store: writer {writer} was missing from rc_circuit_breaker_writers while a batch was in doubt (the row deleted, or a failover to a server without it): that batch may count twice"

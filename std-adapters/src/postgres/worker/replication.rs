@@ -31,6 +31,10 @@ use crate::{
 /// first).
 const MAX_ATTEMPTS: u32 = 16;
 
+/// How often an idle writer refreshes its row in the writers table; a row not refreshed for a
+/// day is taken over by the next new writer.
+const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Polls after which a key no breaker handle holds is forgotten.
 const FORGET_AFTER_POLLS: u32 = 10;
 
@@ -66,6 +70,17 @@ impl Worker {
             }
             if read && poll {
                 self.last_poll = now;
+            }
+            // A writer idle for an hour refreshes its row, or a new writer could take it over.
+            let idle = now.saturating_duration_since(self.batches.recorded_at) >= TOUCH_EVERY;
+            if poll && idle && self.spend(false) {
+                let writer = self.batches.writer.clone();
+                if self
+                    .round_trip(async |conn: &Conn| conn.touch(&writer).await)
+                    .is_ok()
+                {
+                    self.batches.recorded_at = now;
+                }
             }
         }
         let keys: Vec<BreakerKey> = self.keys.keys().cloned().collect();
@@ -194,6 +209,10 @@ impl Worker {
                     Found::Row(row, version) => {
                         state.confirmed = true;
                         state.stale = false;
+                        if state.seen.is_some_and(|seen| seen != version) {
+                            state.changed_at = server_now;
+                        }
+                        state.seen = Some(version);
                         state.row = Some((row, version));
                         let load = loading.clone().any(|k| k == key);
                         self.adopt_row(key, 0, load);
@@ -424,6 +443,12 @@ impl Worker {
                 match record {
                     Some((last, _)) if last < number => {
                         self.batches.acknowledged(number);
+                        self.batches.recorded_at = self.local_now();
+                        for entry in &batch {
+                            if let Some(state) = self.keys.get_mut(&entry.key) {
+                                state.held_back = None;
+                            }
+                        }
                         self.hold_back(&skipped);
                         Ok(self.settle_written(batch, &written))
                     }
@@ -518,6 +543,7 @@ impl Worker {
             };
             match version {
                 Some(version) => {
+                    state.seen = Some(version);
                     state.row = Some((entry.new_row, version));
                     state.unsent.drain(..entry.events.min(state.unsent.len()));
                     state.wants_probe = false;
@@ -547,6 +573,8 @@ impl Worker {
         manual: Control,
         ticket: &Ticket,
     ) -> Result<(), StoreUnavailable> {
+        // One reconnection at most per change (its caller waits for it: see `Ticket`).
+        let mut settled_once = false;
         for _ in 0..MAX_ATTEMPTS {
             // Nothing is written while a batch is in doubt (its settling comes first).
             let blocked = !self.connection.is_up() || self.batches.in_doubt.is_some();
@@ -578,10 +606,10 @@ impl Worker {
                     Err(unavailable) if self.batches.in_doubt.is_none() => {
                         return Err(unavailable);
                     }
-                    // The reply was lost: whether the change went in is learnt now, if the
-                    // caller still waits.
+                    // The reply was lost: whether the change went in is learnt now, on a new
+                    // connection (once; the caller waits for it).
                     Err(unavailable) => {
-                        if ticket.expired() {
+                        if std::mem::replace(&mut settled_once, true) {
                             return Err(unavailable);
                         }
                         self.reconnect();

@@ -48,7 +48,8 @@ const INSERT_SQL: &str = "INSERT INTO public.rc_circuit_breakers
 /// first and then finds it applied, or fenced off). The first row returned is the writer's
 /// record as it was (last batch, and the keys it wrote; all null without a writer row), with
 /// the server's `now()`; then each key written, with its new version (`skipped` false); then
-/// each key whose row was locked elsewhere or missing (`skipped` true).
+/// each key whose row was locked elsewhere (`skipped` true). A key whose row is missing is
+/// neither: it is read again, which makes its row.
 const SWAP_SQL: &str = "WITH w AS (
       SELECT batch, namespaces, resource_keys FROM public.rc_circuit_breaker_writers
        WHERE writer = $12 FOR UPDATE
@@ -90,12 +91,36 @@ const SWAP_SQL: &str = "WITH w AS (
     UNION ALL SELECT now(), namespace::text, resource_key::text, version, NULL, NULL, NULL, false
       FROM written
     UNION ALL SELECT now(), b.ns, b.rk, NULL, NULL, NULL, NULL, true FROM b
-     WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.namespace = b.ns AND l.resource_key = b.rk)";
+     WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.namespace = b.ns AND l.resource_key = b.rk)
+       AND EXISTS (SELECT 1 FROM public.rc_circuit_breakers r
+                    WHERE r.namespace = b.ns AND r.resource_key = b.rk)";
 
-/// Registers writer $1, whose batches so far are numbered up to $2 (a new writer: 0); returns
-/// a row if it was not registered.
-const REGISTER_SQL: &str = "INSERT INTO public.rc_circuit_breaker_writers (writer, batch)
-    VALUES ($1, $2) ON CONFLICT (writer) DO NOTHING RETURNING writer";
+/// Registers writer $1, whose batches so far are numbered up to $2 (a new writer: 0), or
+/// refreshes its row; returns a row if it was not registered. It takes over the row of a writer that has not written for
+/// a day (every live writer refreshes its row hourly: see [`TOUCH_SQL`]), so the table holds
+/// about as many rows as writers ran within a day, with no privilege but UPDATE and INSERT.
+const REGISTER_SQL: &str = "WITH stale AS (
+      SELECT writer FROM public.rc_circuit_breaker_writers
+       WHERE written_at < now() - interval '1 day' AND writer <> $1
+       ORDER BY written_at LIMIT 1 FOR UPDATE SKIP LOCKED
+    ), taken AS (
+      UPDATE public.rc_circuit_breaker_writers w
+         SET writer = $1, batch = $2, namespaces = '{}', resource_keys = '{}', written_at = now()
+        FROM stale
+       WHERE w.writer = stale.writer
+         AND NOT EXISTS (SELECT 1 FROM public.rc_circuit_breaker_writers WHERE writer = $1)
+      RETURNING w.writer
+    ), inserted AS (
+      INSERT INTO public.rc_circuit_breaker_writers (writer, batch)
+      SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM taken)
+      ON CONFLICT (writer) DO UPDATE SET written_at = now()
+      RETURNING writer, xmax = 0 AS fresh
+    )
+    SELECT writer FROM taken UNION ALL SELECT writer FROM inserted WHERE fresh";
+
+/// Refreshes writer $1's row, so that no new writer takes it over while this one lives.
+const TOUCH_SQL: &str =
+    "UPDATE public.rc_circuit_breaker_writers SET written_at = now() WHERE writer = $1";
 
 /// Settles batch $2 of writer $1, in doubt, locking only the writer's row: if the writer's last
 /// batch is older, the batch was not applied, and never will be (the record moves to $2, so a
@@ -119,16 +144,18 @@ pub(super) enum Which {
     Swap,
     Register,
     Fence,
+    Touch,
     Now,
 }
 
 impl Which {
-    pub(super) const ALL: [Which; 6] = [
+    pub(super) const ALL: [Which; 7] = [
         Which::Read,
         Which::Insert,
         Which::Swap,
         Which::Register,
         Which::Fence,
+        Which::Touch,
         Which::Now,
     ];
 
@@ -140,6 +167,7 @@ impl Which {
             Which::Swap => SWAP_SQL,
             Which::Register => REGISTER_SQL,
             Which::Fence => FENCE_SQL,
+            Which::Touch => TOUCH_SQL,
             Which::Now => "SELECT now()",
         }
     }
@@ -166,6 +194,7 @@ impl Which {
             Which::Insert => &[Type::TEXT_ARRAY, Type::TEXT_ARRAY],
             Which::Swap => &SWAP,
             Which::Register | Which::Fence => &[Type::TEXT, Type::INT8],
+            Which::Touch => &[Type::TEXT],
             Which::Now => &[],
         }
     }

@@ -497,8 +497,13 @@ impl Conn {
         ))
     }
 
-    /// Registers `writer` (nothing if it is registered), its batches numbered up to `last`;
-    /// whether it was not registered.
+    /// Refreshes the writer's row (see the writers' statements in `sql.rs`).
+    pub(crate) async fn touch(&self, writer: &str) -> Result<(), tokio_postgres::Error> {
+        self.run(Which::Touch, &[&writer]).await.map(drop)
+    }
+
+    /// Registers `writer` (refreshing its row if it is registered), its batches numbered up to
+    /// `last`; whether it was not registered.
     pub(crate) async fn register(
         &self,
         writer: &str,
