@@ -73,15 +73,6 @@ fn run(settings: &DbSettings, during: impl FnOnce(&PostgresStore)) -> (Calls, u6
     (total, store.dropped_outcomes())
 }
 
-fn signal(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
 fn report(what: &str, (calls, dropped): &(Calls, u64)) {
     println!(
         "freeze: {what:<26} {:>11} calls, worst {:>9.3} ms, {:>3} over 1 ms, {dropped} outcomes dropped",
@@ -104,18 +95,10 @@ fn main() {
     let mut client = pg::connect(port, &db);
     let healthy = run(&settings, |_| std::thread::sleep(RUN));
     let frozen = run(&settings, |_| {
-        let pid: i32 = client
-            .query_one(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1
-                   AND application_name = 'resilient-circuit'
-                 ORDER BY backend_start DESC LIMIT 1",
-                &[&db],
-            )
-            .unwrap()
-            .get(0);
-        signal(pid, "STOP");
+        let pid = pg::newest_store_backend(&mut client, &db).expect("the store's server process");
+        assert!(pg::signal(pid, "STOP"));
         std::thread::sleep(RUN);
-        signal(pid, "CONT");
+        assert!(pg::signal(pid, "CONT"));
     });
     report("healthy, 8 s", &healthy);
     report("server process frozen 8 s", &frozen);

@@ -194,3 +194,26 @@ pub fn run_peers_with(
         })
         .collect()
 }
+
+/// `kill -SIGNAL pid` through the system's `kill` command (a server process frozen with `STOP`
+/// and resumed with `CONT`, as an operator would); whether it was sent.
+pub fn signal(pid: i32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The newest server process of a store (`application_name` resilient-circuit) in `db`.
+pub fn newest_store_backend(client: &mut Client, db: &str) -> Option<i32> {
+    client
+        .query_opt(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1
+               AND application_name = 'resilient-circuit'
+             ORDER BY backend_start DESC LIMIT 1",
+            &[&db],
+        )
+        .unwrap()
+        .map(|row| row.get(0))
+}

@@ -151,15 +151,15 @@ fn run_schedule(
             }
             Fault::Cut => proxy.cut_all(),
             Fault::Freeze => {
-                let Some(backend) = backend_of_store(client, db) else {
+                let Some(backend) = pg::newest_store_backend(client, db) else {
                     continue;
                 };
-                signal(backend, "STOP");
+                assert!(pg::signal(backend, "STOP"));
                 std::thread::sleep(hold);
-                signal(backend, "CONT");
+                assert!(pg::signal(backend, "CONT"));
             }
             Fault::Terminate => {
-                let Some(backend) = backend_of_store(client, db) else {
+                let Some(backend) = pg::newest_store_backend(client, db) else {
                     continue;
                 };
                 client
@@ -180,27 +180,4 @@ fn lose_next_reply(proxy: &FaultProxy, arm: impl FnOnce()) {
     while proxy.replies_dropped() == before && armed.elapsed() < Duration::from_secs(1) {
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// The newest server process of the store (application_name resilient-circuit) in `db`.
-fn backend_of_store(client: &mut Client, db: &str) -> Option<i32> {
-    client
-        .query_opt(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1
-               AND application_name = 'resilient-circuit'
-             ORDER BY backend_start DESC LIMIT 1",
-            &[&db],
-        )
-        .unwrap()
-        .map(|row| row.get(0))
-}
-
-/// `kill -SIGNAL pid`, through the system's `kill` command.
-fn signal(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{signal} {pid}: {status}");
 }
