@@ -300,7 +300,9 @@ fn a_live_open_row_whose_log_cannot_be_read_still_rejects() {
             BreakerConfig::new().cooldown(Duration::from_secs(30)),
         )
         .unwrap();
-    for log in ["null", "{\"not\": \"a list\"}"] {
+    // The last: a valid log of 50 000 outcomes (350 KB), longer than any window, not fetched.
+    let oversized = format!("[{}true]", "false, ".repeat(50_000));
+    for log in ["null", "{\"not\": \"a list\"}", oversized.as_str()] {
         breaker.reset().unwrap();
         python_writes(&mut client, "OPEN", 3, Some(20.0), log);
         let rejected = until_rejected(&breaker, RejectReason::Open);

@@ -42,7 +42,13 @@ impl std::fmt::Display for Malformed {
                 "state {state:?} is none of CLOSED, OPEN, HALF_OPEN (case-sensitive)"
             ),
             Malformed::Log(log) => {
-                write!(f, "execution_log {log} is not a JSON array of booleans")
+                // Shown in part: the row is anyone's input.
+                let shown: String = log.chars().take(80).collect();
+                let more = if shown.len() < log.len() { "..." } else { "" };
+                write!(
+                    f,
+                    "execution_log {shown}{more} is not a JSON array of booleans"
+                )
             }
         }
     }
@@ -296,5 +302,16 @@ mod tests {
         row.open_until = None;
         let (state, _) = row.decode_lossy(&config, now);
         assert_eq!((state.status(), state.epoch()), (CircuitState::Closed, 1));
+    }
+
+    #[test]
+    fn an_unreadable_log_is_shown_in_part() {
+        let log = format!("[{}]", "x".repeat(100_000));
+        let shown = Malformed::Log(log).to_string();
+        assert!(shown.len() < 160, "{shown}");
+        assert!(
+            shown.ends_with("... is not a JSON array of booleans"),
+            "{shown}"
+        );
     }
 }
