@@ -2,21 +2,25 @@
 //! caller ever waits on the database.
 //!
 //! Each turn it takes what callers asked ([`mailbox`]), settles a batch in doubt
-//! ([`recovery`]), and runs a round ([`replication`]): it writes one batch of every key's
-//! changes (a compare-and-swap that also records the batch's number), reads the keys the
-//! database said changed (and every key at least every `max_staleness`), and hands each key's
-//! row state to the in-process copy, firing the hooks for what changed. Statements are paced
-//! by a [`budget`]; the [`connection`] is one, under a deadline, reopened with a backoff.
+//! ([`recovery`]), and runs a round ([`replication`]): it reads the keys the database said
+//! changed (and every key at least every `max_staleness`) and hands each key's row state to
+//! the in-process copy, firing the hooks for what changed ([`reads`]), then writes one batch
+//! of every key's changes, a compare-and-swap that also records the batch's number
+//! ([`writes`]). Manual control goes to the row ([`manual`]). Statements are paced by a
+//! [`budget`]; the [`connection`] is one, under a deadline, reopened with a backoff.
 
 mod budget;
 mod connection;
 mod keys;
 mod mailbox;
+mod manual;
+mod reads;
 mod recovery;
 mod replication;
 mod server_time;
 mod sql;
 mod statements;
+mod writes;
 
 use std::{
     collections::HashMap,
