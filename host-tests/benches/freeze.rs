@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use host_tests::{pg, pg_server::PgServer};
+use host_tests::pg;
 use resilient_circuit_std::{
     Breaker, BreakerConfig, BreakerKey, Ratio,
     postgres::{DbSettings, PostgresStore},
@@ -83,14 +83,7 @@ fn report(what: &str, (calls, dropped): &(Calls, u64)) {
 }
 
 fn main() {
-    let own_server;
-    let port = match std::env::var("RC_TEST_PG_PORT") {
-        Ok(port) => port.parse().expect("RC_TEST_PG_PORT is a port number"),
-        Err(_) => {
-            own_server = PgServer::start().expect("a throwaway PostgreSQL server");
-            own_server.port()
-        }
-    };
+    let (port, _own_server) = pg::bench_server();
     let (db, settings) = pg::fresh_database(port, "bench_freeze");
     let mut client = pg::connect(port, &db);
     let healthy = run(&settings, |_| std::thread::sleep(RUN));

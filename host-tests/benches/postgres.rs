@@ -365,14 +365,7 @@ struct PathServers {
 }
 
 fn main() {
-    let own_server;
-    let port = match std::env::var("RC_TEST_PG_PORT") {
-        Ok(port) => port.parse().expect("RC_TEST_PG_PORT is a port number"),
-        Err(_) => {
-            own_server = PgServer::start().expect("a throwaway PostgreSQL server");
-            own_server.port()
-        }
-    };
+    let (port, _own_server) = pg::bench_server();
     let (db, settings) = pg::fresh_database(port, "bench");
     let mut client = pg::connect(port, &db);
     let mut criterion = Criterion::default()

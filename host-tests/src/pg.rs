@@ -25,6 +25,21 @@ pub fn port() -> u16 {
     port.parse().expect("RC_TEST_PG_PORT is a port number")
 }
 
+/// The server a benchmark runs against: the one `RC_TEST_PG_PORT` names, or else a throwaway
+/// server of its own, which lives as long as the returned handle.
+pub fn bench_server() -> (u16, Option<PgServer>) {
+    match std::env::var("RC_TEST_PG_PORT") {
+        Ok(port) => (
+            port.parse().expect("RC_TEST_PG_PORT is a port number"),
+            None,
+        ),
+        Err(_) => {
+            let server = PgServer::start().expect("a throwaway PostgreSQL server");
+            (server.port(), Some(server))
+        }
+    }
+}
+
 /// A protected call that fails; it must run (not be rejected).
 pub fn fail(breaker: &impl Breaker<Classifier = AllErrors, ValueClassifier = AllValues>) {
     let result = breaker.call(|| Err::<(), _>("upstream failed"));

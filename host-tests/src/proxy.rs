@@ -180,6 +180,21 @@ impl FaultProxy {
         self.shared.replies_dropped.load(SeqCst)
     }
 
+    /// Arms a lost reply with `arm` (one of the `drop_next_reply_*`) and waits, at most
+    /// `within`, for it to happen; whether it did.
+    pub fn lose_next_reply(&self, arm: impl FnOnce(&Self), within: Duration) -> bool {
+        let before = self.replies_dropped();
+        arm(self);
+        let armed = std::time::Instant::now();
+        while self.replies_dropped() == before {
+            if armed.elapsed() >= within {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     /// How many client connections were accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(SeqCst)

@@ -812,13 +812,10 @@ fn eight_processes_of_four_threads_count_every_failure_once_despite_lost_replies
         || {},
         || {
             for _ in 0..5 {
-                let before = proxy.replies_dropped();
-                proxy.drop_next_reply_and_cut();
-                let armed = std::time::Instant::now();
-                while proxy.replies_dropped() == before && armed.elapsed() < Duration::from_secs(1)
-                {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                proxy.lose_next_reply(
+                    host_tests::proxy::FaultProxy::drop_next_reply_and_cut,
+                    Duration::from_secs(1),
+                );
             }
         },
     );

@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
-use host_tests::{pg, proxy::FaultProxy};
+use host_tests::{SplitMix64, pg, proxy::FaultProxy};
 use postgres::Client;
+use resilient_circuit::rand_core::TryRng;
 use resilient_circuit_std::{
     BreakerConfig, BreakerKey, Ratio,
     postgres::{DbSettings, PostgresStore},
@@ -24,16 +25,13 @@ const THREADS: u32 = 4;
 /// and failure count tell exactly how many arrived.
 const CALLS: u32 = 240;
 
-/// SplitMix64: a seed's whole schedule, with no dependency.
-struct Schedule(u64);
+/// A seed's whole schedule.
+struct Schedule(SplitMix64);
 
 impl Schedule {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let Ok(next) = self.0.try_next_u64();
+        next
     }
 
     /// A number in `low..high`.
@@ -133,16 +131,21 @@ fn run_schedule(
     client: &mut Client,
     db: &str,
 ) -> Vec<Fault> {
-    let mut schedule = Schedule(seed);
+    let mut schedule = Schedule(SplitMix64::new(seed));
     let mut applied = Vec::new();
     for _ in 0..faults {
         std::thread::sleep(schedule.millis(50, 300));
         let fault = FAULTS[schedule.between(0, FAULTS.len() as u64) as usize];
         let hold = schedule.millis(100, 600);
         match fault {
-            Fault::LostReply => lose_next_reply(proxy, || proxy.drop_next_reply_and_cut()),
+            Fault::LostReply => {
+                proxy.lose_next_reply(FaultProxy::drop_next_reply_and_cut, Duration::from_secs(1));
+            }
             Fault::LostReplyServerLives => {
-                lose_next_reply(proxy, || proxy.drop_next_reply_and_cut_client(hold));
+                proxy.lose_next_reply(
+                    |proxy| proxy.drop_next_reply_and_cut_client(hold),
+                    Duration::from_secs(1),
+                );
             }
             Fault::BlackHole => {
                 proxy.black_hole();
@@ -170,14 +173,4 @@ fn run_schedule(
         applied.push(fault);
     }
     applied
-}
-
-/// Arms a lost reply and waits (at most a second) for it to happen.
-fn lose_next_reply(proxy: &FaultProxy, arm: impl FnOnce()) {
-    let before = proxy.replies_dropped();
-    arm();
-    let armed = std::time::Instant::now();
-    while proxy.replies_dropped() == before && armed.elapsed() < Duration::from_secs(1) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }

@@ -295,7 +295,11 @@ fn a_lock_held_on_one_key_delays_no_other_and_keeps_the_connection() {
         "a waited {took:?} for b's lock"
     );
     assert!(store.is_connected(), "a statement error is not an outage");
-    assert_eq!(row(&mut client, "b").1, 0, "b's write waits for the lock");
+    assert_eq!(
+        row(&mut client, "b").1,
+        0,
+        "b's write is held back while its row is locked"
+    );
     lock.commit().unwrap();
     flush(&store);
     assert_eq!(row(&mut client, "a"), ("[true, false]".to_owned(), 1));
@@ -398,7 +402,7 @@ fn replies_lost_while_their_server_process_lives_are_applied_once_each() {
 
 /// A batch in doubt whose key's row is locked elsewhere holds back no other key: the doubt is
 /// settled by the writer's row alone (the batch fenced off), and its changes go again, the
-/// locked key's alone.
+/// locked key's once its row is free.
 #[test]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 fn a_batch_in_doubt_with_a_locked_row_holds_back_no_other_key() {
@@ -421,7 +425,7 @@ fn a_batch_in_doubt_with_a_locked_row_holds_back_no_other_key() {
         &[],
     )
     .unwrap();
-    // a's and b's failures in one batch, which waits for b's row; its answer is lost.
+    // a's and b's failures in one batch (b's locked row skipped); its answer is lost.
     proxy.drop_next_reply_and_cut_client(Duration::from_secs(1));
     fail(&b);
     fail(&a);
@@ -432,7 +436,11 @@ fn a_batch_in_doubt_with_a_locked_row_holds_back_no_other_key() {
     pg::until("a's failures in its row, b's row still locked", || {
         (row(&mut client, "a").1 == 3).then_some(())
     });
-    assert_eq!(row(&mut client, "b").1, 1, "b's write waits for the lock");
+    assert_eq!(
+        row(&mut client, "b").1,
+        1,
+        "b's write is held back while its row is locked"
+    );
     lock.commit().unwrap();
     flush(&store);
     assert_eq!(row(&mut client, "b").1, 2);

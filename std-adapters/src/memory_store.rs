@@ -7,7 +7,7 @@ use resilient_circuit::{BreakerConfig, ConfigError, time::Clock};
 use crate::{
     BreakerKey, KeyError, SharedBreaker,
     counters::KeyCounters,
-    shared::{SharedState, is_held},
+    shared::{SharedState, is_forgettable},
     shared_key::shared_breaker,
     store::SharedWindow,
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
@@ -201,7 +201,7 @@ impl<C: Clock + Clone> MemoryStore<C> {
             // A key no handle holds, with nothing to keep (no live OPEN, nothing to send), is
             // forgotten as the bound would forget it, and made again below with the new
             // configuration; any other refuses it.
-            if is_held(shared) || !shared.is_evictable(self.clock.now()) {
+            if !is_forgettable(shared, self.clock.now()) {
                 return Err(StoreError::ConfigMismatch {
                     key,
                     existing: shared.config,
@@ -213,7 +213,7 @@ impl<C: Clock + Clone> MemoryStore<C> {
             let now = self.clock.now();
             let evictable = entries
                 .iter()
-                .filter(|(_, shared)| !is_held(shared) && shared.is_evictable(now))
+                .filter(|(_, shared)| is_forgettable(shared, now))
                 .min_by_key(|(_, shared)| shared.last_handed_out.load(Ordering::Relaxed))
                 .map(|(key, _)| key.clone());
             match evictable {
@@ -251,7 +251,7 @@ impl<C: Clock + Clone + Send + 'static> MemoryStore<C> {
             };
             let mut entries = lock(&registry.entries);
             let forgettable = entries.get(key).is_some_and(|entry| {
-                Arc::ptr_eq(entry, shared) && !is_held(entry) && entry.is_evictable(clock.now())
+                Arc::ptr_eq(entry, shared) && is_forgettable(entry, clock.now())
             });
             if forgettable {
                 entries.remove(key);

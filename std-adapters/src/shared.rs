@@ -208,10 +208,10 @@ impl SharedState {
         }
     }
 
-    /// Whether the registry may forget this key: not a live OPEN by `now` (a reading of the
-    /// store's clock, which its breakers read), and no change that has yet to reach the shared
-    /// copy (in the log, or with the replicator).
-    pub(crate) fn is_evictable(&self, now: Instant) -> bool {
+    /// Whether the key has nothing to keep: not a live OPEN by `now` (a reading of the store's
+    /// clock, which its breakers read), and no change that has yet to reach the shared copy (in
+    /// the log, or with the replicator).
+    fn has_nothing_to_keep(&self, now: Instant) -> bool {
         let live_open = self.digest().status() == CircuitState::Open && now < self.open_until();
         !live_open
             && lock(&self.state)
@@ -219,6 +219,13 @@ impl SharedState {
                 .as_ref()
                 .is_none_or(|replica| !replica.has_pending() && !replica.is_sending())
     }
+}
+
+/// Whether the registry may forget `shared` (to make room, to remake it with another
+/// configuration, or because its handles are gone): nothing holds it, and it has nothing to
+/// keep.
+pub(crate) fn is_forgettable(shared: &Arc<SharedState>, now: Instant) -> bool {
+    !is_held(shared) && shared.has_nothing_to_keep(now)
 }
 
 /// Whether a breaker handle (or a caller about to make one) holds `shared`: a reference beyond
