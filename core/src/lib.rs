@@ -50,41 +50,23 @@ mod breaker;
 pub mod bus;
 pub mod classify;
 pub mod compose;
-mod config;
 mod divide;
-#[cfg(feature = "embassy")]
-mod embassy;
 mod error;
-mod fast_path;
 pub mod hook;
-mod policy;
-mod protector;
 mod ratio;
-#[cfg(feature = "embassy-sync")]
-mod raw_mutex_store;
 pub mod retry;
-mod rng;
-mod safety_net;
-mod sleep;
 pub mod state;
 pub mod store;
 pub mod time;
-mod timeout;
-mod watch;
-mod window;
 
-pub use breaker::{Breaker, Permit};
+pub use breaker::{Breaker, BreakerConfig, CircuitProtector, ConfigError, Permit, ValidConfig};
 pub use classify::{Classify, ClassifyValue, ShouldHandle};
-pub use config::{BreakerConfig, ConfigError, ValidConfig};
+pub use compose::{policy::AsyncPolicy, policy::Policy, safety_net::SafetyNet, timeout::Timeout};
 pub use error::{Elapsed, Error, RejectReason, Rejected, StoreUnavailable};
 pub use hook::TransitionHook;
-pub use policy::{AsyncPolicy, Policy};
-pub use protector::CircuitProtector;
 pub use ratio::{Ratio, RatioError};
-pub use retry::RetryWithBackoff;
-pub use safety_net::SafetyNet;
+pub use retry::policy::RetryWithBackoff;
 pub use state::CircuitState;
-pub use timeout::Timeout;
 
 /// The `rand_core` crate, whose generators drive jitter.
 pub use rand_core;

@@ -258,7 +258,7 @@ fn agrees_with_the_model<St: StateStore, C: Clock, H: TransitionHook>(
 ) -> Result<(), TestCaseError> {
     let mut model = Model::new(limits);
     let mut now_ms = 0;
-    let mut permits: Vec<Permit<'_, _>> = Vec::new();
+    let mut permits: Vec<Permit<&_>> = Vec::new();
 
     for (n, step) in steps.iter().enumerate() {
         match *step {

@@ -76,7 +76,7 @@ fn flush<C: Clock + Clone + Send + Sync + 'static>(store: &PostgresStore<C>) {
 
 /// A probe permit, once the store's worker has reserved a slot for it (the first callers after
 /// the cooldown are told the probes are busy meanwhile).
-fn probe<B: Breaker>(breaker: &B) -> resilient_circuit_std::Permit<'_, B> {
+fn probe<B: Breaker>(breaker: &B) -> resilient_circuit_std::Permit<&B> {
     pg::until("a probe slot", || match breaker.try_acquire() {
         Ok(permit) => Some(permit),
         Err(rejected) => {

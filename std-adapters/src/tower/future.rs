@@ -11,60 +11,7 @@ use std::{
 use pin_project_lite::pin_project;
 
 use super::CircuitBreakerError;
-use crate::{Breaker, Classify, ClassifyValue, Rejected, state::Admission};
-
-/// An admission held by a future: recorded once, or released when dropped unrecorded.
-pub(crate) struct OwnedPermit<P>
-where
-    P: Deref,
-    P::Target: Breaker,
-{
-    breaker: P,
-    admission: Option<Admission>,
-}
-
-impl<P> OwnedPermit<P>
-where
-    P: Deref,
-    P::Target: Breaker,
-{
-    pub(crate) fn new(breaker: P, admission: Admission) -> Self {
-        OwnedPermit {
-            breaker,
-            admission: Some(admission),
-        }
-    }
-
-    /// Records `result` as the breaker's classifiers judge it.
-    #[inline]
-    fn record<T, E>(&mut self, result: &Result<T, E>)
-    where
-        <P::Target as Breaker>::Classifier: Classify<E>,
-        <P::Target as Breaker>::ValueClassifier: ClassifyValue<T>,
-    {
-        if self.admission.is_some() {
-            // Judged before the admission is taken: if a classifier panics, `drop` gives the
-            // probe slot back.
-            let verdict = self.breaker.verdict(result);
-            if let Some(admission) = self.admission.take() {
-                self.breaker.record(admission, verdict);
-            }
-        }
-    }
-}
-
-impl<P> Drop for OwnedPermit<P>
-where
-    P: Deref,
-    P::Target: Breaker,
-{
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(admission) = self.admission.take() {
-            self.breaker.release(admission);
-        }
-    }
-}
+use crate::{Breaker, Classify, ClassifyValue, Permit, Rejected};
 
 pin_project! {
     /// The future of a [`CircuitBreakerService`](super::CircuitBreakerService) call: the inner
@@ -87,7 +34,8 @@ pin_project! {
         P: Deref,
         P::Target: Breaker,
     {
-        Admitted { #[pin] response: F, permit: OwnedPermit<P> },
+        // `None` once the response is recorded.
+        Admitted { #[pin] response: F, permit: Option<Permit<P>> },
         Rejected { rejected: Rejected },
     }
 }
@@ -97,9 +45,12 @@ where
     P: Deref,
     P::Target: Breaker,
 {
-    pub(crate) fn admitted(response: F, permit: OwnedPermit<P>) -> Self {
+    pub(crate) fn admitted(response: F, permit: Permit<P>) -> Self {
         ResponseFuture {
-            state: State::Admitted { response, permit },
+            state: State::Admitted {
+                response,
+                permit: Some(permit),
+            },
         }
     }
 
@@ -125,7 +76,12 @@ where
         match self.project().state.project() {
             StateProjection::Admitted { response, permit } => {
                 let result = ready!(response.poll(cx));
-                permit.record(&result);
+                if let Some(permit) = permit.take() {
+                    // Judged while the permit is held: if a classifier panics, dropping it
+                    // gives the probe slot back.
+                    let verdict = permit.breaker().verdict(&result);
+                    permit.record(verdict);
+                }
                 Poll::Ready(result.map_err(CircuitBreakerError::Inner))
             }
             StateProjection::Rejected { rejected } => {

@@ -7,8 +7,8 @@ use std::{
 
 use tower_service::Service;
 
-use super::{CircuitBreakerError, ResponseFuture, future::OwnedPermit};
-use crate::{Breaker, Classify, ClassifyValue};
+use super::{CircuitBreakerError, ResponseFuture};
+use crate::{Breaker, Classify, ClassifyValue, Permit};
 
 /// A service whose calls go through a breaker; made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
 ///
@@ -88,7 +88,7 @@ where
         match self.breaker.admit() {
             Ok(admission) => {
                 // The permit exists before the inner call: if that panics, the slot comes back.
-                let permit = OwnedPermit::new(self.breaker.clone(), admission);
+                let permit = Permit::new(self.breaker.clone(), admission);
                 ResponseFuture::admitted(self.inner.call(request), permit)
             }
             Err(rejected) => ResponseFuture::rejected(rejected),

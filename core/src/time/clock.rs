@@ -1,9 +1,4 @@
-//! Time and waiting: [`Instant`], a monotonic time as a plain value, the [`Clock`] that reads
-//! it, and the sleepers that wait between retries ([`Sleep`], [`AsyncSleep`]).
-
-#[cfg(feature = "embassy")]
-pub use crate::embassy::{EmbassyClock, EmbassySleep};
-pub use crate::sleep::{AsyncSleep, NoSleep, Sleep};
+//! [`Instant`], a monotonic time as a plain value, and the [`Clock`] that reads it.
 
 use core::time::Duration;
 

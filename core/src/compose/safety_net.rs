@@ -2,10 +2,11 @@
 
 use core::future::Future;
 
-use crate::{
-    AsyncPolicy, Error, Policy,
-    compose::{AsyncStack, BlockingStack},
+use super::{
+    policy::{AsyncPolicy, Policy},
+    stack::{AsyncStack, BlockingStack},
 };
+use crate::Error;
 
 /// Policies composed into one: the first listed is the outermost.
 ///

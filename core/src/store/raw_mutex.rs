@@ -4,10 +4,8 @@ use core::cell::RefCell;
 
 use embassy_sync::blocking_mutex::{Mutex, raw::RawMutex};
 
-use crate::{
-    state::{BreakerState, OutcomeWindow},
-    store::{LocalHooks, StateStore},
-};
+use super::{seam::StateStore, watch::LocalHooks};
+use crate::state::{BreakerState, OutcomeWindow};
 
 /// State behind an `embassy-sync` blocking [`Mutex`], so the sharing costs only what the
 /// raw mutex `M` costs:

@@ -2,10 +2,11 @@
 
 use core::time::Duration;
 
-use crate::{
-    divide::TickRate,
-    time::{AsyncSleep, Clock, Instant},
+use super::{
+    clock::{Clock, Instant},
+    sleep::AsyncSleep,
 };
+use crate::divide::TickRate;
 
 /// [`Clock`] reading `embassy_time::Instant::now()`.
 ///

@@ -1,9 +1,8 @@
-//! The breaker's state and its pure transition functions (SEMANTICS §2).
-
-pub use crate::window::{Outcome, OutcomeWindow, Outcomes, Window};
+//! [`BreakerState`] and its pure transition functions, and the values they hand out.
 
 use core::{fmt, time::Duration};
 
+use super::window::{Outcome, OutcomeWindow, Window};
 use crate::{
     BreakerConfig, RejectReason, Rejected,
     classify::Verdict,

@@ -1,11 +1,10 @@
 //! What every circuit protector offers the code around a call, whatever its store.
 
-use core::{fmt, future::Future, time::Duration};
+use core::{fmt, future::Future, ops::Deref};
 
 use crate::{
-    AsyncPolicy, Classify, ClassifyValue, Error, Policy, Rejected,
+    Classify, ClassifyValue, Error, Rejected,
     classify::{self, Verdict},
-    compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
     state::Admission,
 };
 
@@ -66,12 +65,8 @@ pub trait Breaker {
     /// Asks to run one call, for callers that run it themselves: the [`Permit`] records the
     /// outcome, and gives its slot back if dropped without one.
     #[inline]
-    fn try_acquire(&self) -> Result<Permit<'_, Self>, Rejected> {
-        let admission = self.admit()?;
-        Ok(Permit {
-            breaker: self,
-            admission,
-        })
+    fn try_acquire(&self) -> Result<Permit<&Self>, Rejected> {
+        Ok(Permit::new(self, self.admit()?))
     }
 
     /// Runs `operation` if the breaker admits it, records how it went, and returns its result;
@@ -85,7 +80,7 @@ pub trait Breaker {
     {
         let permit = self.try_acquire()?;
         let result = operation();
-        permit.record(self.verdict(&result));
+        permit.record_borrowed(self.verdict(&result));
         result.map_err(Error::Operation)
     }
 
@@ -102,59 +97,109 @@ pub trait Breaker {
         async move {
             let permit = self.try_acquire()?;
             let result = operation().await;
-            permit.record(self.verdict(&result));
+            permit.record_borrowed(self.verdict(&result));
             result.map_err(Error::Operation)
         }
     }
 }
 
-/// Permission to run one call, from [`Breaker::try_acquire`].
+/// Permission to run one call, from [`Breaker::try_acquire`], holding its breaker the way `P`
+/// does: `&B` for a call in this scope, or an `Arc<B>` for a permit that outlives it (a tower
+/// service's response future).
 ///
 /// Report the outcome with [`record`](Permit::record). Dropped without a report (the call
 /// panicked, or its future was dropped), it records nothing and gives back its HALF_OPEN
 /// probe slot.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::{Breaker, BreakerConfig, CircuitProtector, classify::Verdict};
+/// use resilient_circuit::{store::InlineStore, time::Instant};
+///
+/// let config = BreakerConfig::new().validate().unwrap();
+/// let breaker = CircuitProtector::new(config, InlineStore::<8>::new(), Instant::ZERO);
+/// let permit = breaker.try_acquire().unwrap();
+/// let answer = 6 * 7; // the call, run by the caller
+/// permit.record(Verdict::Success);
+/// assert_eq!(answer, 42);
+/// ```
 #[must_use = "a permit records nothing unless `record` is called"]
-pub struct Permit<'a, B: Breaker + ?Sized> {
-    breaker: &'a B,
-    admission: Admission,
+pub struct Permit<P>
+where
+    P: Deref,
+    P::Target: Breaker,
+{
+    breaker: P,
+    // `None` once recorded: nothing left to give back on drop.
+    admission: Option<Admission>,
 }
 
-impl<'a, B: Breaker + ?Sized> Permit<'a, B> {
+impl<P> Permit<P>
+where
+    P: Deref,
+    P::Target: Breaker,
+{
     /// A permit for `admission`, granted by `breaker`.
-    pub fn new(breaker: &'a B, admission: Admission) -> Self {
-        Permit { breaker, admission }
+    #[inline]
+    pub fn new(breaker: P, admission: Admission) -> Self {
+        Permit {
+            breaker,
+            admission: Some(admission),
+        }
     }
 
-    /// The admission, leaving the caller to record or release it.
-    pub fn into_admission(self) -> Admission {
-        let admission = self.admission;
-        core::mem::forget(self);
-        admission
+    /// The breaker that granted this permit.
+    #[inline]
+    pub fn breaker(&self) -> &P::Target {
+        &self.breaker
     }
 
     /// Records how the call went.
     #[inline]
-    pub fn record(self, verdict: Verdict) {
-        let (breaker, admission) = (self.breaker, self.admission);
-        // The outcome is being reported: no release on drop.
-        core::mem::forget(self);
-        breaker.record(admission, verdict);
+    pub fn record(mut self, verdict: Verdict) {
+        if let Some(admission) = self.admission.take() {
+            self.breaker.record(admission, verdict);
+        }
     }
 
     /// Whether this call is a HALF_OPEN probe.
     pub fn is_probe(&self) -> bool {
-        self.admission.is_probe()
+        self.admission.is_some_and(|admission| admission.is_probe())
     }
 }
 
-impl<B: Breaker + ?Sized> Drop for Permit<'_, B> {
+impl<B: Breaker + ?Sized> Permit<&B> {
+    /// [`record`](Self::record) for a permit that borrows its breaker: forgotten rather than
+    /// dropped, so the protected call's path carries no check of whether it was recorded.
+    #[inline(always)]
+    pub(crate) fn record_borrowed(self, verdict: Verdict) {
+        let (breaker, admission) = (self.breaker, self.admission);
+        // Forgetting a borrow leaks nothing; the outcome is being reported: no release.
+        core::mem::forget(self);
+        if let Some(admission) = admission {
+            breaker.record(admission, verdict);
+        }
+    }
+}
+
+impl<P> Drop for Permit<P>
+where
+    P: Deref,
+    P::Target: Breaker,
+{
     #[inline]
     fn drop(&mut self) {
-        self.breaker.release(self.admission);
+        if let Some(admission) = self.admission.take() {
+            self.breaker.release(admission);
+        }
     }
 }
 
-impl<B: Breaker + ?Sized> fmt::Debug for Permit<'_, B> {
+impl<P> fmt::Debug for Permit<P>
+where
+    P: Deref,
+    P::Target: Breaker,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
             .field("admission", &self.admission)
@@ -163,79 +208,12 @@ impl<B: Breaker + ?Sized> fmt::Debug for Permit<'_, B> {
 }
 
 #[cfg(feature = "defmt")]
-impl<B: Breaker + ?Sized> defmt::Format for Permit<'_, B> {
+impl<P> defmt::Format for Permit<P>
+where
+    P: Deref,
+    P::Target: Breaker,
+{
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(f, "Permit {{ admission: {} }}", self.admission);
-    }
-}
-
-// Every breaker is a stage by reference: it admits on the way in and records on the way out.
-
-impl<T, E, B: Breaker + ?Sized> Stage<T, E> for &B
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    type Ticket = Admission;
-
-    #[inline]
-    fn enter(&mut self) -> Result<Admission, Error<E>> {
-        Ok(self.admit()?)
-    }
-
-    #[inline]
-    fn leave(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
-        let verdict =
-            classify::verdict_of_composed(self.classifier(), self.value_classifier(), &result);
-        self.record(*admission, verdict);
-        Leave::Return(result)
-    }
-
-    fn abandon(&mut self, admission: Admission) {
-        self.release(admission);
-    }
-}
-
-impl<T, E, B: Breaker + ?Sized> BlockingStage<T, E> for &B
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    /// Never asked to wait: a breaker does not send calls back in.
-    fn wait(&self, _: Duration) {}
-}
-
-impl<T, E, B: Breaker + ?Sized> AsyncStage<T, E> for &B
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    /// Never asked to wait: a breaker does not send calls back in.
-    fn wait(&self, _: Duration) -> impl Future<Output = ()> {
-        core::future::ready(())
-    }
-}
-
-impl<T, E, B: Breaker + ?Sized> Policy<T, E> for &B
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    fn run(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-        (*self,).run_stack(operation)
-    }
-}
-
-impl<T, E, B: Breaker + ?Sized> AsyncPolicy<T, E> for &B
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    fn run_async(
-        &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-    ) -> impl Future<Output = Result<T, Error<E>>> {
-        let breaker = *self;
-        async move { (breaker,).run_stack_async(operation).await }
     }
 }

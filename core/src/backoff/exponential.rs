@@ -1,100 +1,15 @@
-//! How long to wait after a failed attempt (SEMANTICS §3).
+//! Exponential delays, with or without jitter either way.
 
-pub use crate::rng::SplitMix64;
+use core::time::Duration;
 
-use core::{fmt, time::Duration};
-
-use crate::fixed_point::{U1F31, U32F32};
 use rand_core::Rng;
 
-use crate::{divide::duration_from_nanos, time::duration_to_nanos};
-
-/// The wait after each failed attempt.
-///
-/// `delay(k)` is the wait after failed attempt `k` (`k` = 1, 2, ...). It takes `&mut self` so a
-/// strategy may carry state (a random generator, the previous delay).
-///
-/// ```
-/// use core::time::Duration;
-/// use resilient_circuit::backoff::{Backoff, ExponentialDelay};
-///
-/// let mut backoff = ExponentialDelay::new(Duration::from_millis(50), Duration::from_secs(100)).unwrap();
-/// assert_eq!(backoff.delay(1), Duration::from_millis(50));
-/// assert_eq!(backoff.delay(11), Duration::from_millis(51_200));
-/// assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(100));
-/// ```
-pub trait Backoff {
-    /// The wait after failed attempt `attempt` (1-based).
-    fn delay(&mut self, attempt: u32) -> Duration;
-}
-
-impl<B: Backoff + ?Sized> Backoff for &mut B {
-    fn delay(&mut self, attempt: u32) -> Duration {
-        (**self).delay(attempt)
-    }
-}
-
-/// No wait at all (a retry without backoff).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct NoBackoff;
-
-impl Backoff for NoBackoff {
-    #[inline]
-    fn delay(&mut self, _: u32) -> Duration {
-        Duration::ZERO
-    }
-}
-
-/// The same wait after every attempt.
-///
-/// ```
-/// use core::time::Duration;
-/// use resilient_circuit::backoff::{Backoff, FixedDelay};
-/// assert_eq!(FixedDelay(Duration::from_secs(1)).delay(7), Duration::from_secs(1));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct FixedDelay(pub Duration);
-
-impl Backoff for FixedDelay {
-    #[inline]
-    fn delay(&mut self, _: u32) -> Duration {
-        self.0
-    }
-}
-
-/// Why a backoff could not be built (the Python package's messages).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum BackoffError {
-    /// The jitter fraction was above 1.
-    JitterOutOfRange,
-    /// The factor was below 1.
-    FactorBelowOne,
-    /// `max_delay` was shorter than `min_delay`.
-    MaxBelowMin,
-}
-
-impl BackoffError {
-    /// A one-line description, usable in `const` panics.
-    pub const fn message(&self) -> &'static str {
-        match self {
-            BackoffError::JitterOutOfRange => "`jitter` must be in range [0, 1].",
-            BackoffError::FactorBelowOne => "`factor` must be >= 1.",
-            BackoffError::MaxBelowMin => "`max_delay` must be >= `min_delay`.",
-        }
-    }
-}
-
-impl fmt::Display for BackoffError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message())
-    }
-}
-
-impl core::error::Error for BackoffError {}
+use super::delay::{Backoff, BackoffError};
+use crate::{
+    divide::duration_from_nanos,
+    fixed_point::{U1F31, U32F32},
+    time::duration_to_nanos,
+};
 
 /// No jitter: an [`ExponentialDelay`] is deterministic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -254,7 +169,7 @@ impl<J> ExponentialDelay<J> {
         duration_from_nanos(self.base_nanos(attempt))
     }
 
-    fn base_nanos(&self, attempt: u32) -> u64 {
+    pub(super) fn base_nanos(&self, attempt: u32) -> u64 {
         let max = duration_to_nanos(self.max_delay);
         let mut delay = duration_to_nanos(self.min_delay);
         // Exponentiation by squaring in 32.32 fixed point: O(log attempt). `None` is a power
@@ -280,7 +195,7 @@ fn mul_fixed(value: u64, factor: u64) -> Option<u64> {
 }
 
 /// A uniform draw in `[0, bound]`.
-fn uniform_up_to(rng: &mut impl Rng, bound: u64) -> u64 {
+pub(super) fn uniform_up_to(rng: &mut impl Rng, bound: u64) -> u64 {
     if bound == u64::MAX {
         return rng.next_u64();
     }
@@ -302,103 +217,5 @@ impl<R: Rng> Backoff for ExponentialDelay<UniformJitter<R>> {
         let min = duration_to_nanos(self.min_delay);
         let max = duration_to_nanos(self.max_delay);
         duration_from_nanos(jittered.clamp(min, max))
-    }
-}
-
-/// "Full jitter": a uniform wait in `[0, d]`, `d` being the exponential delay.
-///
-/// ```
-/// use core::time::Duration;
-/// use resilient_circuit::backoff::{Backoff, ExponentialDelay, FullJitter};
-/// let rng = resilient_circuit::backoff::SplitMix64::new(7); // seed per device or process
-/// let exponential = ExponentialDelay::new(Duration::from_millis(100), Duration::from_secs(10)).unwrap();
-/// let mut backoff = FullJitter::new(exponential, rng);
-/// assert!(backoff.delay(3) <= Duration::from_millis(400));
-/// ```
-#[derive(Clone, Debug)]
-pub struct FullJitter<R> {
-    exponential: ExponentialDelay,
-    rng: R,
-}
-
-impl<R: Rng> FullJitter<R> {
-    /// Full jitter over `exponential`'s delays.
-    pub const fn new(exponential: ExponentialDelay, rng: R) -> Self {
-        FullJitter { exponential, rng }
-    }
-}
-
-impl<R: Rng> Backoff for FullJitter<R> {
-    fn delay(&mut self, attempt: u32) -> Duration {
-        let bound = self.exponential.base_nanos(attempt);
-        duration_from_nanos(uniform_up_to(&mut self.rng, bound))
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl<R> defmt::Format for FullJitter<R> {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "FullJitter({})", self.exponential);
-    }
-}
-
-/// "Decorrelated jitter": each wait is uniform in `[min_delay, 3 * previous wait]`, capped at
-/// `max_delay`; the first previous wait is `min_delay`.
-///
-/// ```
-/// use core::time::Duration;
-/// use resilient_circuit::backoff::{Backoff, DecorrelatedJitter};
-/// let rng = resilient_circuit::backoff::SplitMix64::new(7); // seed per device or process
-/// let mut backoff =
-///     DecorrelatedJitter::new(Duration::from_millis(100), Duration::from_secs(10), rng).unwrap();
-/// let first = backoff.delay(1);
-/// assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(300));
-/// ```
-#[derive(Clone, Debug)]
-pub struct DecorrelatedJitter<R> {
-    min_delay: Duration,
-    max_delay: Duration,
-    previous: u64,
-    rng: R,
-}
-
-impl<R: Rng> DecorrelatedJitter<R> {
-    /// Between `min_delay` and `max_delay`; `rng` supplies the randomness.
-    pub fn new(min_delay: Duration, max_delay: Duration, rng: R) -> Result<Self, BackoffError> {
-        if max_delay < min_delay {
-            return Err(BackoffError::MaxBelowMin);
-        }
-        Ok(DecorrelatedJitter {
-            min_delay,
-            max_delay,
-            previous: duration_to_nanos(min_delay),
-            rng,
-        })
-    }
-}
-
-impl<R: Rng> Backoff for DecorrelatedJitter<R> {
-    fn delay(&mut self, attempt: u32) -> Duration {
-        let min = duration_to_nanos(self.min_delay);
-        let max = duration_to_nanos(self.max_delay);
-        if attempt <= 1 {
-            self.previous = min;
-        }
-        let upper = self.previous.saturating_mul(3).max(min);
-        let drawn = min + uniform_up_to(&mut self.rng, upper - min);
-        self.previous = drawn.min(max);
-        duration_from_nanos(self.previous)
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl<R> defmt::Format for DecorrelatedJitter<R> {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "DecorrelatedJitter({}, {})",
-            self.min_delay,
-            self.max_delay
-        );
     }
 }

@@ -2,11 +2,8 @@
 
 use core::{future::Future, time::Duration};
 
-use crate::{
-    Error,
-    compose::{AsyncStage, Leave, Stage},
-    time::AsyncSleep,
-};
+use super::stage::{AsyncStage, Leave, Stage};
+use crate::{Error, time::AsyncSleep};
 
 /// Limits how long what is inside it in an async [`SafetyNet`](crate::SafetyNet) may take.
 ///

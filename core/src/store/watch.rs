@@ -1,6 +1,7 @@
 //! How a store has a breaker's hook told of transitions.
 
-use crate::{TransitionHook, store::StateStore};
+use super::seam::StateStore;
+use crate::TransitionHook;
 
 /// How a store has a breaker's [`TransitionHook`] told of transitions: what
 /// [`CircuitProtector::on_status_change`](crate::CircuitProtector::on_status_change) asks of

@@ -276,7 +276,10 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook, V> CircuitProtector<St, C, 
         // permit gives the slot back as the panic unwinds.
         let permit = Permit::new(self, admission);
         self.store.announce(&self.hook, transition);
-        permit.into_admission()
+        // The caller holds the admission from here; forgetting a permit that borrows leaks
+        // nothing.
+        core::mem::forget(permit);
+        admission
     }
 }
 

@@ -1,14 +1,13 @@
-//! Retry with backoff (SEMANTICS §3): [`RetryWithBackoff`], and its rules as a function
-//! ([`RetryWithBackoff::decide`]) for code that runs the attempts itself.
+//! [`RetryWithBackoff`]: its parts, and its rules as a function ([`RetryWithBackoff::decide`]).
 
-use core::{future::Future, time::Duration};
+use core::time::Duration;
 
+use super::attempt::{Attempt, Decision};
 use crate::{
-    AsyncPolicy, Classify, ClassifyValue, Error, Policy, Rejected,
+    Classify, ClassifyValue,
     backoff::{Backoff, NoBackoff},
     classify::{AllErrors, AllValues, Verdict},
-    compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
-    time::{AsyncSleep, NoSleep, Sleep},
+    time::NoSleep,
 };
 
 /// Runs an operation again after it fails (the Python package's `RetryWithBackoffPolicy`).
@@ -19,8 +18,8 @@ use crate::{
 /// - A value is returned at once, unless the value classifier (see
 ///   [`classify_values`](Self::classify_values)) calls it a failure: then it is retried like a
 ///   failed attempt, and when the attempts run out the last value is returned.
-/// - When the attempts run out: [`Error::RetryLimitReached`] with the attempts and last error.
-/// - A breaker's [`Error::Rejected`] is waited out only if its `retry_after` is no longer than
+/// - When the attempts run out: [`Error::RetryLimitReached`](crate::Error::RetryLimitReached) with the attempts and last error.
+/// - A breaker's [`Error::Rejected`](crate::Error::Rejected) is waited out only if its `retry_after` is no longer than
 ///   the delay the retry would wait anyway; otherwise it is returned at once.
 /// - A failed call that asks for a wait (a server's `Retry-After`, which the classifiers read:
 ///   [`Classify::retry_after`]) is retried after the longer of that wait and the backoff's
@@ -28,8 +27,8 @@ use crate::{
 ///   [`max_retry_after`](Self::max_retry_after) (60 s unless
 ///   [`with_max_retry_after`](Self::with_max_retry_after) says otherwise).
 ///
-/// `B` is the [`Backoff`], `S` the sleeper ([`Sleep`] for [`Policy`], [`AsyncSleep`] for
-/// [`AsyncPolicy`]), `K` the [`Classify`]er of errors, `V` the [`ClassifyValue`] of values. A retry is cheap to build and holds per-call state
+/// `B` is the [`Backoff`], `S` the sleeper ([`Sleep`](crate::time::Sleep) for [`Policy`](crate::Policy), [`AsyncSleep`](crate::time::AsyncSleep) for
+/// [`AsyncPolicy`](crate::AsyncPolicy)), `K` the [`Classify`]er of errors, `V` the [`ClassifyValue`] of values. A retry is cheap to build and holds per-call state
 /// (a jitter generator), so each caller owns one; the breakers it wraps are shared.
 ///
 /// ```
@@ -55,7 +54,7 @@ pub struct RetryWithBackoff<B = NoBackoff, S = NoSleep, K = AllErrors, V = AllVa
     max_retries: u32,
     max_retry_after: Duration,
     backoff: B,
-    sleeper: S,
+    pub(super) sleeper: S,
     classifier: K,
     values: V,
 }
@@ -153,57 +152,6 @@ impl<B, S, K> RetryWithBackoff<B, S, K, AllValues> {
     pub fn classify_values<V>(self, values: V) -> RetryWithBackoff<B, S, K, V> {
         self.with_parts(|backoff, sleeper, classifier, _| (backoff, sleeper, classifier, values))
     }
-}
-
-/// How an attempt ended, as a retry judges it.
-#[derive(Debug)]
-pub enum Attempt<'a, T, E> {
-    /// The operation returned this value.
-    Value(&'a T),
-    /// The operation failed with this error.
-    Failed(&'a E),
-    /// A breaker refused the attempt; the operation did not run.
-    Rejected(Rejected),
-    /// A time limit inside the retry ran out (a failure).
-    TimedOut(Duration),
-}
-
-impl<'a, T, E> Attempt<'a, T, E> {
-    /// How an attempt that came through inner policies ended: a retry that gave up inside counts
-    /// as its last error.
-    pub fn of(result: &'a Result<T, Error<E>>) -> Self {
-        match result {
-            Ok(value) => Attempt::Value(value),
-            Err(error) => Attempt::of_error(error),
-        }
-    }
-
-    /// How an attempt that ended with `error` counts.
-    pub fn of_error(error: &'a Error<E>) -> Self {
-        match error {
-            Error::Rejected(rejected) => Attempt::Rejected(*rejected),
-            Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. } => {
-                Attempt::Failed(e)
-            }
-            Error::TimedOut(elapsed) => Attempt::TimedOut(elapsed.limit()),
-        }
-    }
-}
-
-/// What a retry does after an attempt: [`RetryWithBackoff::decide`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Decision {
-    /// Try again after waiting this long.
-    RetryAfter(Duration),
-    /// Stop and return the attempt's outcome as it is: a value or an error the classifiers do
-    /// not call a failure, a rejection not worth waiting out, or a failure that asks for a wait
-    /// longer than [`max_retry_after`](RetryWithBackoff::max_retry_after).
-    Return,
-    /// Stop: the attempts ran out on a failure. An error becomes
-    /// [`Error::RetryLimitReached`]; a value, or a time limit that ran out, is returned as it
-    /// is.
-    GiveUp,
 }
 
 impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
@@ -334,72 +282,5 @@ impl<B: Backoff, S, K, V> RetryWithBackoff<B, S, K, V> {
                 }
             }
         }
-    }
-}
-
-impl<T, E, B: Backoff, S, K: Classify<E>, V: ClassifyValue<T>> Stage<T, E>
-    for RetryWithBackoff<B, S, K, V>
-{
-    /// The attempt under way (1-based).
-    type Ticket = u32;
-
-    fn enter(&mut self) -> Result<u32, Error<E>> {
-        Ok(1)
-    }
-
-    fn leave(&mut self, attempt: &mut u32, result: Result<T, Error<E>>) -> Leave<T, E> {
-        match self.decide(*attempt, Attempt::of(&result)) {
-            Decision::RetryAfter(delay) => {
-                *attempt += 1;
-                Leave::Again(delay)
-            }
-            Decision::Return => Leave::Return(result),
-            Decision::GiveUp => Leave::Return(match result {
-                Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
-                    Err(Error::RetryLimitReached {
-                        attempts: *attempt,
-                        last_error: e,
-                    })
-                }
-                other => other,
-            }),
-        }
-    }
-
-    fn abandon(&mut self, _: u32) {}
-}
-
-impl<T, E, B: Backoff, S: Sleep, K: Classify<E>, V: ClassifyValue<T>> BlockingStage<T, E>
-    for RetryWithBackoff<B, S, K, V>
-{
-    fn wait(&self, duration: Duration) {
-        self.sleeper.sleep(duration)
-    }
-}
-
-impl<T, E, B: Backoff, S: AsyncSleep, K: Classify<E>, V: ClassifyValue<T>> AsyncStage<T, E>
-    for RetryWithBackoff<B, S, K, V>
-{
-    fn wait(&self, duration: Duration) -> impl Future<Output = ()> {
-        self.sleeper.sleep(duration)
-    }
-}
-
-impl<T, E, B: Backoff, S: Sleep, K: Classify<E>, V: ClassifyValue<T>> Policy<T, E>
-    for RetryWithBackoff<B, S, K, V>
-{
-    fn run(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-        (self,).run_stack(operation)
-    }
-}
-
-impl<T, E, B: Backoff, S: AsyncSleep, K: Classify<E>, V: ClassifyValue<T>> AsyncPolicy<T, E>
-    for RetryWithBackoff<B, S, K, V>
-{
-    async fn run_async(
-        &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-    ) -> Result<T, Error<E>> {
-        (self,).run_stack_async(operation).await
     }
 }

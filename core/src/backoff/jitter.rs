@@ -1,0 +1,109 @@
+//! Jitter over an exponential delay: full and decorrelated.
+
+use core::time::Duration;
+
+use rand_core::Rng;
+
+use super::{
+    delay::{Backoff, BackoffError},
+    exponential::{ExponentialDelay, uniform_up_to},
+};
+use crate::{divide::duration_from_nanos, time::duration_to_nanos};
+
+/// "Full jitter": a uniform wait in `[0, d]`, `d` being the exponential delay.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::backoff::{Backoff, ExponentialDelay, FullJitter};
+/// let rng = resilient_circuit::backoff::SplitMix64::new(7); // seed per device or process
+/// let exponential = ExponentialDelay::new(Duration::from_millis(100), Duration::from_secs(10)).unwrap();
+/// let mut backoff = FullJitter::new(exponential, rng);
+/// assert!(backoff.delay(3) <= Duration::from_millis(400));
+/// ```
+#[derive(Clone, Debug)]
+pub struct FullJitter<R> {
+    exponential: ExponentialDelay,
+    rng: R,
+}
+
+impl<R: Rng> FullJitter<R> {
+    /// Full jitter over `exponential`'s delays.
+    pub const fn new(exponential: ExponentialDelay, rng: R) -> Self {
+        FullJitter { exponential, rng }
+    }
+}
+
+impl<R: Rng> Backoff for FullJitter<R> {
+    fn delay(&mut self, attempt: u32) -> Duration {
+        let bound = self.exponential.base_nanos(attempt);
+        duration_from_nanos(uniform_up_to(&mut self.rng, bound))
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<R> defmt::Format for FullJitter<R> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "FullJitter({})", self.exponential);
+    }
+}
+
+/// "Decorrelated jitter": each wait is uniform in `[min_delay, 3 * previous wait]`, capped at
+/// `max_delay`; the first previous wait is `min_delay`.
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::backoff::{Backoff, DecorrelatedJitter};
+/// let rng = resilient_circuit::backoff::SplitMix64::new(7); // seed per device or process
+/// let mut backoff =
+///     DecorrelatedJitter::new(Duration::from_millis(100), Duration::from_secs(10), rng).unwrap();
+/// let first = backoff.delay(1);
+/// assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(300));
+/// ```
+#[derive(Clone, Debug)]
+pub struct DecorrelatedJitter<R> {
+    min_delay: Duration,
+    max_delay: Duration,
+    previous: u64,
+    rng: R,
+}
+
+impl<R: Rng> DecorrelatedJitter<R> {
+    /// Between `min_delay` and `max_delay`; `rng` supplies the randomness.
+    pub fn new(min_delay: Duration, max_delay: Duration, rng: R) -> Result<Self, BackoffError> {
+        if max_delay < min_delay {
+            return Err(BackoffError::MaxBelowMin);
+        }
+        Ok(DecorrelatedJitter {
+            min_delay,
+            max_delay,
+            previous: duration_to_nanos(min_delay),
+            rng,
+        })
+    }
+}
+
+impl<R: Rng> Backoff for DecorrelatedJitter<R> {
+    fn delay(&mut self, attempt: u32) -> Duration {
+        let min = duration_to_nanos(self.min_delay);
+        let max = duration_to_nanos(self.max_delay);
+        if attempt <= 1 {
+            self.previous = min;
+        }
+        let upper = self.previous.saturating_mul(3).max(min);
+        let drawn = min + uniform_up_to(&mut self.rng, upper - min);
+        self.previous = drawn.min(max);
+        duration_from_nanos(self.previous)
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<R> defmt::Format for DecorrelatedJitter<R> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "DecorrelatedJitter({}, {})",
+            self.min_delay,
+            self.max_delay
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! A retry as a stage of a composed call, and as a policy on its own.
+
+use core::{future::Future, time::Duration};
+
+use super::{
+    attempt::{Attempt, Decision},
+    policy::RetryWithBackoff,
+};
+use crate::{
+    AsyncPolicy, Classify, ClassifyValue, Error, Policy,
+    backoff::Backoff,
+    compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
+    time::{AsyncSleep, Sleep},
+};
+
+impl<T, E, B: Backoff, S, K: Classify<E>, V: ClassifyValue<T>> Stage<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
+    /// The attempt under way (1-based).
+    type Ticket = u32;
+
+    fn enter(&mut self) -> Result<u32, Error<E>> {
+        Ok(1)
+    }
+
+    fn leave(&mut self, attempt: &mut u32, result: Result<T, Error<E>>) -> Leave<T, E> {
+        match self.decide(*attempt, Attempt::of(&result)) {
+            Decision::RetryAfter(delay) => {
+                *attempt += 1;
+                Leave::Again(delay)
+            }
+            Decision::Return => Leave::Return(result),
+            Decision::GiveUp => Leave::Return(match result {
+                Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
+                    Err(Error::RetryLimitReached {
+                        attempts: *attempt,
+                        last_error: e,
+                    })
+                }
+                other => other,
+            }),
+        }
+    }
+
+    fn abandon(&mut self, _: u32) {}
+}
+
+impl<T, E, B: Backoff, S: Sleep, K: Classify<E>, V: ClassifyValue<T>> BlockingStage<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
+    fn wait(&self, duration: Duration) {
+        self.sleeper.sleep(duration)
+    }
+}
+
+impl<T, E, B: Backoff, S: AsyncSleep, K: Classify<E>, V: ClassifyValue<T>> AsyncStage<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
+    fn wait(&self, duration: Duration) -> impl Future<Output = ()> {
+        self.sleeper.sleep(duration)
+    }
+}
+
+impl<T, E, B: Backoff, S: Sleep, K: Classify<E>, V: ClassifyValue<T>> Policy<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
+    fn run(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
+        (self,).run_stack(operation)
+    }
+}
+
+impl<T, E, B: Backoff, S: AsyncSleep, K: Classify<E>, V: ClassifyValue<T>> AsyncPolicy<T, E>
+    for RetryWithBackoff<B, S, K, V>
+{
+    async fn run_async(
+        &mut self,
+        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+    ) -> Result<T, Error<E>> {
+        (self,).run_stack_async(operation).await
+    }
+}

@@ -1,0 +1,15 @@
+//! Where a breaker's state lives and how a change to it is made atomic.
+
+mod fast_path;
+mod inline;
+#[cfg(feature = "embassy-sync")]
+mod raw_mutex;
+mod seam;
+mod watch;
+
+pub use fast_path::FastPath;
+pub use inline::{CriticalSectionStore, InlineStore};
+#[cfg(feature = "embassy-sync")]
+pub use raw_mutex::RawMutexStore;
+pub use seam::{Control, StateStore};
+pub use watch::{LocalHooks, Watch};
