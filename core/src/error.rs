@@ -1,4 +1,5 @@
-//! One error type for every way a policy says no.
+//! One error type for every way a policy says no, and the values it carries. The crate's root
+//! names the same items.
 
 use core::{fmt, time::Duration};
 

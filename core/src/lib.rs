@@ -6,12 +6,13 @@
 //! [`StateStore`](store::StateStore) (where the state lives) and the [`Clock`](time::Clock) /
 //! sleeper (how time passes) change.
 //!
-//! The root holds what a user names; the rest is in modules: [`backoff`] (delays and jitter),
-//! [`store`] (where state lives, and the seam for a store of your own), [`time`] (clocks and
-//! sleepers), [`state`] (the state machine's values), [`classify`], [`hook`], [`retry`] (the retry's
-//! rules as a function) and [`compose`]
-//! (how a [`SafetyNet`] runs its stages); with the feature `embedded-hal`, `bus` (an
-//! `embedded-hal-async` bus whose transactions go through a policy).
+//! The root names what a user names. Every item also lives in one module, whose folder in the
+//! source has the module's name: [`breaker`] (the breaker, its configuration and ratios),
+//! [`error`], [`store`] (where state lives, and the seam for a store of your own), [`state`]
+//! (the state machine's values), [`time`] (clocks and sleepers), [`retry`], [`backoff`]
+//! (delays and jitter), [`compose`] ([`SafetyNet`], [`Timeout`], the policy traits, and how a
+//! composed call runs its stages), [`classify`] and [`hook`]; with the feature `embedded-hal`,
+//! `bus` (an `embedded-hal-async` bus whose transactions go through a policy).
 //!
 //! ```
 //! use core::time::Duration;
@@ -45,27 +46,27 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;
-mod breaker;
+pub mod breaker;
 #[cfg(feature = "embedded-hal")]
 pub mod bus;
 pub mod classify;
 pub mod compose;
 mod divide;
-mod error;
+pub mod error;
 pub mod hook;
-mod ratio;
 pub mod retry;
 pub mod state;
 pub mod store;
 pub mod time;
 
-pub use breaker::{Breaker, BreakerConfig, CircuitProtector, ConfigError, Permit, ValidConfig};
+pub use breaker::{
+    Breaker, BreakerConfig, CircuitProtector, ConfigError, Permit, Ratio, RatioError, ValidConfig,
+};
 pub use classify::{Classify, ClassifyValue, ShouldHandle};
-pub use compose::{policy::AsyncPolicy, policy::Policy, safety_net::SafetyNet, timeout::Timeout};
+pub use compose::{AsyncPolicy, Policy, SafetyNet, Timeout};
 pub use error::{Elapsed, Error, RejectReason, Rejected, StoreUnavailable};
 pub use hook::TransitionHook;
-pub use ratio::{Ratio, RatioError};
-pub use retry::policy::RetryWithBackoff;
+pub use retry::RetryWithBackoff;
 pub use state::CircuitState;
 
 /// The `rand_core` crate, whose generators drive jitter.

@@ -10,7 +10,7 @@ use resilient_circuit_std::postgres::Config;
 use resilient_circuit_std::{
     Breaker,
     classify::{AllErrors, AllValues},
-    postgres::{DbSettings, setup},
+    postgres::{DbSettings, schema::setup},
 };
 use test_postgres::PgServer;
 

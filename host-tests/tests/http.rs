@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use host_tests::{FakeClock, FakeSleep, secs};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header::RETRY_AFTER};
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, CircuitProtector, CircuitState, Policy, RejectReason, Rejected,
-    RetryWithBackoff,
+    Breaker, BreakerConfig, CircuitState, Policy, RejectReason, Rejected, RetryWithBackoff,
     backoff::FixedDelay,
+    breaker::CircuitProtector,
     classify::Verdict,
     http::{HttpStatus, retry_after, service_unavailable},
     store::InlineStore,

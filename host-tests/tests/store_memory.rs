@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, CircuitState, ConfigError, KeyError, MemoryStore, Ratio,
-    StoreError, key::MAX_KEY_CHARS,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio, StoreError,
+    breaker::ConfigError,
+    key::{KeyError, MAX_KEY_CHARS},
 };
 
 fn key(name: &str) -> BreakerKey {

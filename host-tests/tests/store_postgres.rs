@@ -76,7 +76,7 @@ fn flush<C: Clock + Clone + Send + Sync + 'static>(store: &PostgresStore<C>) {
 
 /// A probe permit, once the store's worker has reserved a slot for it (the first callers after
 /// the cooldown are told the probes are busy meanwhile).
-fn probe<B: Breaker>(breaker: &B) -> resilient_circuit_std::Permit<&B> {
+fn probe<B: Breaker>(breaker: &B) -> resilient_circuit_std::breaker::Permit<&B> {
     pg::until("a probe slot", || match breaker.try_acquire() {
         Ok(permit) => Some(permit),
         Err(rejected) => {
@@ -771,7 +771,7 @@ fn a_table_made_by_the_python_package_needs_our_setup_first() {
         }
         other => panic!("expected SchemaNotReady, got {other:?}"),
     }
-    resilient_circuit_std::postgres::setup(&mut client, None).unwrap();
+    resilient_circuit_std::postgres::schema::setup(&mut client, None).unwrap();
     let store = store(&settings);
     let breaker = store
         .breaker(
@@ -990,7 +990,7 @@ fn a_role_lacking_a_privilege_is_refused_at_start_naming_it() {
     admin
         .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
         .unwrap();
-    for grant in resilient_circuit_std::postgres::setup_sql(Some(&role))
+    for grant in resilient_circuit_std::postgres::schema::setup_sql(Some(&role))
         .into_iter()
         .filter(|sql| sql.starts_with("GRANT"))
     {

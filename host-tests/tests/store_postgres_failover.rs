@@ -11,7 +11,7 @@ use host_tests::{
 use postgres::{Client, NoTls};
 use resilient_circuit_std::{
     BreakerConfig, BreakerKey, Ratio, SharedBreaker,
-    postgres::{DbSettings, PostgresStore, setup},
+    postgres::{DbSettings, PostgresStore, schema::setup},
 };
 
 const KEY: &str = "failover-api";

@@ -4,9 +4,9 @@ use std::{cell::Cell, future::pending, time::Duration};
 
 use host_tests::{FakeClock, on_paused_time, secs};
 use resilient_circuit_std::{
-    AsyncPolicy, Breaker, BreakerConfig, CircuitProtector, CircuitState, Elapsed, Error, Ratio,
-    RetryWithBackoff, SafetyNet, Timeout, backoff::FixedDelay, state::Outcome, store::InlineStore,
-    time::TokioSleep,
+    AsyncPolicy, Breaker, BreakerConfig, CircuitState, Error, Ratio, RetryWithBackoff, SafetyNet,
+    Timeout, backoff::FixedDelay, breaker::CircuitProtector, error::Elapsed, state::Outcome,
+    store::InlineStore, time::TokioSleep,
 };
 use tokio::time::{Instant, sleep};
 

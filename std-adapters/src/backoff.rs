@@ -1,6 +1,10 @@
 //! Backoffs: the core's, and a jitter generator seeded from the operating system's randomness.
 
-pub use resilient_circuit::backoff::*;
+#[doc(no_inline)]
+pub use resilient_circuit::backoff::{
+    Backoff, BackoffError, DecorrelatedJitter, ExponentialDelay, FixedDelay, FullJitter, NoBackoff,
+    NoJitter, SplitMix64, UniformJitter,
+};
 
 /// A [`SplitMix64`] seeded from the operating system's randomness, different at every call, so
 /// that no two processes of a fleet (nor two retries of one process) jitter in lockstep.

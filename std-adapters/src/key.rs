@@ -11,7 +11,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// Which shared state a breaker uses: breakers built with equal keys share one state.
 ///
 /// ```
-/// use resilient_circuit_std::{BreakerKey, KeyError};
+/// use resilient_circuit_std::{BreakerKey, key::KeyError};
 ///
 /// let key = BreakerKey::new("billing", "payments-api")?;
 /// assert_eq!((key.namespace(), key.resource_key()), ("billing", "payments-api"));

@@ -1,7 +1,8 @@
 //! # resilient-circuit-std
 //!
-//! [`resilient-circuit`](resilient_circuit) for servers: everything the core has (re-exported,
-//! so a server needs this one dependency), plus
+//! [`resilient-circuit`](resilient_circuit) for servers. The root names what a server author
+//! names; every module of the core is here too (re-exported, so a server needs this one
+//! dependency), and this crate adds
 //!
 //! - in [`time`]: [`StdClock`](time::StdClock) and [`CoarseClock`](time::CoarseClock),
 //!   monotonic clocks (the coarse one, read only when a breaker opens or rejects, is the
@@ -47,33 +48,33 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;
-mod clock;
-mod counters;
 pub mod hook;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod key;
-mod memory_store;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-mod replica;
-mod report;
-mod shared;
-mod shared_key;
-mod sleep;
 pub mod store;
 mod sync;
 pub mod time;
 #[cfg(feature = "tower")]
 pub mod tower;
 
-pub use resilient_circuit::*;
+pub use resilient_circuit::{
+    AsyncPolicy, Breaker, BreakerConfig, CircuitState, Error, Policy, Ratio, RejectReason,
+    Rejected, RetryWithBackoff, SafetyNet, StoreUnavailable, Timeout,
+};
 
-pub use key::{BreakerKey, KeyError};
-pub use memory_store::{MemoryStore, StoreError};
-pub use shared_key::SharedBreaker;
+pub use key::BreakerKey;
+pub use store::{MemoryStore, SharedBreaker, StoreError};
+
+/// The core's modules, whole: each item of this crate's root lives in one of them too.
+#[doc(no_inline)]
+pub use resilient_circuit::{
+    breaker, classify, compose, error, fixed_point, rand_core, retry, state,
+};
 
 /// This crate's README example, compiled and run as a doc test.
 #[cfg(doctest)]

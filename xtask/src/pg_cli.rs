@@ -6,7 +6,7 @@
 
 use std::io::{self, BufRead, Write};
 
-use resilient_circuit_std::postgres::{self as pg, DbSettings};
+use resilient_circuit_std::postgres::{self as pg, DbSettings, schema};
 
 /// `pg-setup [--yes] [--dry-run] [--grant-to ROLE]`.
 pub fn pg_setup(args: &[String]) -> u8 {
@@ -34,7 +34,7 @@ pub fn pg_setup(args: &[String]) -> u8 {
     let grant_to = grant_to.or_else(|| settings.app_user().map(str::to_owned));
     println!(
         "resilient-circuit: set up the shared circuit-breaker table {}",
-        pg::TABLE
+        schema::TABLE
     );
     println!(
         "database: {}{}",
@@ -47,7 +47,7 @@ pub fn pg_setup(args: &[String]) -> u8 {
     }
     if dry_run {
         println!("\n-- dry run: the SQL, in one transaction; nothing was connected to\nBEGIN;");
-        for statement in pg::setup_sql(grant_to.as_deref()) {
+        for statement in schema::setup_sql(grant_to.as_deref()) {
             println!("{statement};");
         }
         println!("COMMIT;");
@@ -64,7 +64,7 @@ pub fn pg_setup(args: &[String]) -> u8 {
             return 1;
         }
     };
-    match pg::setup(&mut client, grant_to.as_deref()) {
+    match schema::setup(&mut client, grant_to.as_deref()) {
         Ok(outcome) => {
             if outcome.changes.is_empty() {
                 println!("Schema already correct; nothing changed.");
@@ -77,7 +77,7 @@ pub fn pg_setup(args: &[String]) -> u8 {
             if let Some(role) = outcome.granted_to {
                 println!(
                     "Granted SELECT, INSERT, UPDATE, DELETE on {} to {role} (verified).",
-                    pg::TABLE
+                    schema::TABLE
                 );
             }
             0
@@ -121,7 +121,7 @@ pub fn pg_check(args: &[String]) -> u8 {
             return 2;
         }
     };
-    let report = match pg::inspect(&mut client) {
+    let report = match schema::inspect(&mut client) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("pg-check: cannot read the schema: {}", explain(&e));
@@ -135,12 +135,12 @@ pub fn pg_check(args: &[String]) -> u8 {
         return 1;
     }
     if let Some(role) = &role {
-        match pg::privileges(&mut client, Some(role)) {
+        match schema::privileges(&mut client, Some(role)) {
             Ok(privileges) if privileges.missing.is_empty() => {
                 println!(
                     "role {role}: SELECT, INSERT, UPDATE, DELETE on {}; SELECT, INSERT, UPDATE on {} granted",
-                    pg::TABLE,
-                    pg::WRITERS_TABLE
+                    schema::TABLE,
+                    schema::WRITERS_TABLE
                 );
             }
             Ok(privileges) => {

@@ -2,7 +2,8 @@
 
 use core::{fmt, marker::PhantomData, time::Duration};
 
-use crate::{Ratio, state::Window};
+use super::ratio::Ratio;
+use crate::state::Window;
 
 /// How a circuit protector decides. Plain data, `Copy`, buildable in `const` items: build it
 /// with the methods, read it through the fields.

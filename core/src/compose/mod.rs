@@ -1,4 +1,4 @@
-//! Policies as stages of one call: what [`SafetyNet`](crate::SafetyNet) and every single policy
+//! Policies as stages of one call: what [`SafetyNet`] and every single policy
 //! run.
 //!
 //! A composed call is a loop, not a nest of closures: enter each stage from the outermost in,
@@ -6,15 +6,17 @@
 //! back in (a retry) after a wait. Keeping the operation out of nested closures is what lets an
 //! async composed call be `Send` when its parts are, so servers can spawn it.
 //!
-//! [`SafetyNet`](crate::SafetyNet), [`Timeout`](crate::Timeout) and the policy traits
-//! ([`Policy`](crate::Policy), [`AsyncPolicy`](crate::AsyncPolicy)) live here too, and are
-//! named from the crate's root.
+//! [`SafetyNet`], [`Timeout`] and the policy traits ([`Policy`], [`AsyncPolicy`]) live here too;
+//! the crate's root names them.
 
-pub(crate) mod policy;
-pub(crate) mod safety_net;
+mod policy;
+mod safety_net;
 mod stack;
 mod stage;
-pub(crate) mod timeout;
+mod timeout;
 
+pub use policy::{AsyncPolicy, Policy};
+pub use safety_net::SafetyNet;
 pub use stack::{AsyncStack, BlockingStack};
 pub use stage::{AsyncStage, BlockingStage, Leave, Stage};
+pub use timeout::Timeout;

@@ -1,9 +1,10 @@
-//! Retry with backoff (SEMANTICS §3): [`RetryWithBackoff`](crate::RetryWithBackoff), and its
-//! rules as a function ([`RetryWithBackoff::decide`](crate::RetryWithBackoff::decide)) for code
-//! that runs the attempts itself.
+//! Retry with backoff (SEMANTICS §3): [`RetryWithBackoff`], and its rules as a function
+//! ([`RetryWithBackoff::decide`]) for code that runs the attempts itself. The crate's root names
+//! [`RetryWithBackoff`] too.
 
 mod attempt;
-pub(crate) mod policy;
+mod policy;
 mod stage;
 
 pub use attempt::{Attempt, Decision};
+pub use policy::RetryWithBackoff;

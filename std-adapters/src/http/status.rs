@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 use ::http::{Response, StatusCode};
 
 use super::retry_after;
-use crate::{ClassifyValue, classify::Verdict};
+use crate::classify::{ClassifyValue, Verdict};
 
 /// One bit per status code 0–1023 (`http` allows 100–999).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

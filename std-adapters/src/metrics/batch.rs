@@ -24,8 +24,6 @@ use std::{
 
 use metrics::Counter;
 
-use super::key::KeyCounters;
-
 /// How often the flusher hands every thread's batched successes to the recorder: a scrape sees
 /// every CLOSED success counted more than this long ago (and the time the flusher takes to be
 /// scheduled), however idle the thread that counted it is afterwards.
@@ -34,8 +32,25 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 /// Ids of keys' counters; 0 is no key's, an empty slot's.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-pub(super) fn new_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+/// A key's counter of successes, with the id that tells its batches from other keys'.
+pub(super) struct BatchedCounter {
+    id: u64,
+    counter: Counter,
+}
+
+impl BatchedCounter {
+    /// `counter`, counted in threads' batches under an id of its own.
+    pub(super) fn new(counter: Counter) -> Self {
+        BatchedCounter {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            counter,
+        }
+    }
+
+    /// The counter, for a success counted at once.
+    pub(super) fn counter(&self) -> &Counter {
+        &self.counter
+    }
 }
 
 /// One thread's batch, readable by the flusher. Aligned to its own cache lines, so that a
@@ -79,21 +94,21 @@ thread_local! {
 /// Gives the thread's slot back when the thread exits.
 struct Owner(Cell<Option<&'static Slot>>);
 
-/// Counts one success of `counters`' key in this thread's batch.
+/// Counts one success of `successes`' key in this thread's batch.
 #[inline]
-pub(super) fn count(counters: &KeyCounters) {
+pub(super) fn count(successes: &BatchedCounter) {
     // `SLOT` has no destructor: with native thread-locals it is there for as long as the thread
     // runs, and this check compiles away.
     let batched = SLOT.try_with(|slot| match slot.get() {
-        Some(slot) if slot.key.load(Ordering::Relaxed) == counters.id => {
+        Some(slot) if slot.key.load(Ordering::Relaxed) == successes.id => {
             // Only this thread writes `count`: a load and a store, no read-modify-write.
             let count = slot.count.load(Ordering::Relaxed);
             slot.count.store(count + 1, Ordering::Relaxed);
         }
-        current => switch(current, counters),
+        current => switch(current, successes),
     });
     if batched.is_err() {
-        counters.successes.increment(1);
+        successes.counter.increment(1);
     }
 }
 
@@ -101,23 +116,23 @@ pub(super) fn count(counters: &KeyCounters) {
 /// holds, then counts the success in a batch of its key (or at once, with no slot to be had).
 #[cold]
 #[inline(never)]
-fn switch(current: Option<&'static Slot>, counters: &KeyCounters) {
+fn switch(current: Option<&'static Slot>, successes: &BatchedCounter) {
     if HANDING.try_with(Cell::get).unwrap_or(true) {
-        counters.successes.increment(1);
+        successes.counter.increment(1);
         return;
     }
     let Some(slot) = current.or_else(take_slot) else {
-        counters.successes.increment(1);
+        successes.counter.increment(1);
         return;
     };
     let mut handing = slot.lock();
     let delta = slot.count.load(Ordering::Relaxed) - handing.handed;
-    let previous = std::mem::replace(&mut handing.counter, counters.successes.clone());
+    let previous = std::mem::replace(&mut handing.counter, successes.counter.clone());
     handing.handed = 0;
     // The batch is the new key's before the recorder runs: a success the recorder makes here
     // finds it consistent.
     slot.count.store(1, Ordering::Relaxed);
-    slot.key.store(counters.id, Ordering::Relaxed);
+    slot.key.store(successes.id, Ordering::Relaxed);
     deliver(&previous, delta);
 }
 

@@ -3,7 +3,10 @@
 use metrics::{Counter, Gauge, Label, Level, Metadata};
 use resilient_circuit::{CircuitState, RejectReason, classify::Verdict};
 
-use super::{CALLS, DROPPED_OUTCOMES, STATE, TRANSITIONS, WRITE_ERRORS, batch};
+use super::{
+    CALLS, DROPPED_OUTCOMES, STATE, TRANSITIONS, WRITE_ERRORS,
+    batch::{self, BatchedCounter},
+};
 use crate::BreakerKey;
 
 use CircuitState::{Closed, HalfOpen, Open};
@@ -23,9 +26,7 @@ const TRANSITION_PAIRS: [(CircuitState, CircuitState); 6] = [
 
 /// The handles of one key's metrics, made with the recorder installed when the key is made.
 pub(crate) struct KeyCounters {
-    /// Tells this key's batched successes from another key's in a thread's batch.
-    pub(super) id: u64,
-    pub(super) successes: Counter,
+    successes: BatchedCounter,
     failures: Counter,
     ignored: Counter,
     /// By [`RejectReason`]: open, probes busy, store unavailable.
@@ -55,8 +56,7 @@ impl KeyCounters {
             |extra: &[(&'static str, &'static str)]| registered_counter(CALLS, labels(extra));
         let reason = |reason: &'static str| calls(&[("outcome", "rejected"), ("reason", reason)]);
         let counters = KeyCounters {
-            id: batch::new_id(),
-            successes: calls(&[("outcome", "success")]),
+            successes: BatchedCounter::new(calls(&[("outcome", "success")])),
             failures: calls(&[("outcome", "failure")]),
             ignored: calls(&[("outcome", "ignored")]),
             rejected: [
@@ -82,13 +82,13 @@ impl KeyCounters {
     /// A CLOSED call's success (not a probe's), counted in this thread's batch.
     #[inline]
     pub(crate) fn closed_success(&self) {
-        batch::count(self);
+        batch::count(&self.successes);
     }
 
     /// Any other outcome recorded: a failure, an ignored outcome, a probe's success.
     pub(crate) fn outcome(&self, verdict: Verdict) {
         match verdict {
-            Verdict::Success => &self.successes,
+            Verdict::Success => self.successes.counter(),
             Verdict::Failure => &self.failures,
             Verdict::Ignore => &self.ignored,
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// ```
 /// assert_eq!(resilient_circuit_std::postgres::MAX_PENDING_OUTCOMES, 1024);
 /// ```
-pub const MAX_PENDING_OUTCOMES: usize = crate::replica::MAX_LOGGED;
+pub const MAX_PENDING_OUTCOMES: usize = crate::store::replica::MAX_LOGGED;
 
 /// What a breaker does while its store cannot reach the database.
 ///

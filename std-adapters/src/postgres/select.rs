@@ -11,7 +11,7 @@ use resilient_circuit::BreakerConfig;
 use super::{
     PostgresStore, PostgresStoreBuilder, PostgresStoreError, Selection, SettingsError, load_dotenv,
 };
-use crate::{BreakerKey, MemoryStore, SharedBreaker, StoreError, report};
+use crate::{BreakerKey, MemoryStore, SharedBreaker, StoreError, store::report};
 
 /// Why [`AnyStore::from_env`] refused to start (only with `RC_DB_STRICT` set: otherwise it
 /// falls back to the in-process store). Never contains a password or a DSN's user info.
@@ -145,7 +145,7 @@ impl AnyStore {
     ///
     /// ```
     /// use resilient_circuit_std::postgres::AnyStore;
-    /// use resilient_circuit_std::{Breaker, BreakerConfig, ShouldHandle};
+    /// use resilient_circuit_std::{Breaker, BreakerConfig, classify::ShouldHandle};
     ///
     /// let breaker = AnyStore::from_env()?
     ///     .breaker("inventory-db", BreakerConfig::new())?

@@ -13,7 +13,7 @@ use super::{
     dsn::{TlsKeys, split_tls_keys},
     tls::{Tls, TlsSettings},
 };
-use crate::report;
+use crate::store::report;
 
 /// The database the breakers share, as configured.
 #[derive(Clone)]

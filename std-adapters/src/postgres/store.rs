@@ -16,8 +16,11 @@ use super::{
     worker::{self, Mailbox, Request},
 };
 use crate::{
-    BreakerKey, MemoryStore, SharedBreaker, StoreError, StoreUnavailable, replica::Replicator,
-    shared::SharedState, shared_key::shared_breaker, store::SharedWindow, time::CoarseClock,
+    BreakerKey, MemoryStore, SharedBreaker, StoreError, StoreUnavailable,
+    store::{
+        SharedWindow, key_store::shared_breaker, replica::Replicator, shared_state::SharedState,
+    },
+    time::CoarseClock,
 };
 
 /// Builds a [`PostgresStore`]: `PostgresStore::builder(settings).sync_interval(..).connect()`.
@@ -172,35 +175,19 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
 /// Breaker states shared with every process (Rust or Python) that uses the same
 /// `rc_circuit_breakers` table. Clones share one store: one worker thread, one connection.
 ///
-/// The store is the in-process store plus a replicator. Its breakers are
-/// [`SharedBreaker`]s, as fast as the in-process store's: admission and recording act on this
-/// process's copy of each key's state and never wait for the database. The store's worker
-/// thread (it owns the one connection; nothing of the store runs on a caller's thread or
-/// inside a caller's tokio runtime) carries the outcomes to the row and the row's changes
-/// back:
+/// The store is the in-process store plus a replicator. Its breakers are [`SharedBreaker`]s,
+/// as fast as the in-process store's, and never wait for the database: one worker thread owns
+/// the connection (nothing of the store runs on a caller's thread or in a caller's tokio
+/// runtime) and carries outcomes to the rows (a failure or a probe at once, successes every
+/// [`sync_interval`](PostgresStoreBuilder::sync_interval)) and the rows' changes back (by
+/// `LISTEN`/`NOTIFY`, and every [`max_staleness`](PostgresStoreBuilder::max_staleness)).
+/// Transitions are decided on the row, on the server's clock, and each fires this process's
+/// hooks once, on the worker thread. Every round trip has a deadline
+/// ([`round_trip_timeout`](PostgresStoreBuilder::round_trip_timeout)); out of reach, breakers
+/// follow [`OnOutage`].
 ///
-/// - Outcomes are logged per key, in order, and sent in batches: the core's transition
-///   functions applied to each key's row, written by compare-and-swap on the row's version
-///   (`xmin`), every key in one statement, which also records the batch's number and keys for
-///   this writer, so a batch whose reply was lost is recognised after reconnecting and never
-///   applied twice. A failure, a probe's outcome and a wanted probe wake the worker at once;
-///   successes go every [`sync_interval`](PostgresStoreBuilder::sync_interval), and cost
-///   nothing while the windows and rows are full of successes. A store sends at most 80
-///   statements a second (bursts of 8), whatever its call rate and number of keys.
-/// - Transitions are decided on the row; this process adopts the row's state and fires its
-///   hooks (on the worker thread) once for each change of state it observes, its own or a
-///   peer's. Peers' changes arrive by `LISTEN`/`NOTIFY` (the trigger `pg-setup` installs), and
-///   every key is re-read at least every
-///   [`max_staleness`](PostgresStoreBuilder::max_staleness), in one statement.
-/// - Deadlines are on the server's clock: each round trip returns `now()`, carried forward by
-///   the local monotonic clock. A live OPEN is never left early (the statement checks it
-///   against the server's `now()`), and a HALF_OPEN probe runs only in a slot the worker
-///   reserved in the row (until then the caller is told `ProbesBusy`), so the probe cap holds
-///   across the fleet; a dead process's slot comes back when its
-///   [lease](PostgresStoreBuilder::probe_lease) ends.
-/// - Every round trip has a deadline ([`round_trip_timeout`](PostgresStoreBuilder::round_trip_timeout));
-///   a connection that fails or misses it is an outage, and breakers follow [`OnOutage`]
-///   meanwhile. A row locked elsewhere, or an error of one key's statement, delays that key only.
+/// The contract is `docs/SEMANTICS.md` §5; how the store keeps it (batches, exactly-once
+/// writes, probe slots, bounds, faults) is the project's `docs/ARCHITECTURE.md`.
 ///
 /// ```no_run
 /// use resilient_circuit_std::postgres::{DbSettings, OnOutage, PostgresStore};

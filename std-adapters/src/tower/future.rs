@@ -11,7 +11,11 @@ use std::{
 use pin_project_lite::pin_project;
 
 use super::CircuitBreakerError;
-use crate::{Breaker, Classify, ClassifyValue, Permit, Rejected};
+use crate::{
+    Breaker, Rejected,
+    breaker::Permit,
+    classify::{Classify, ClassifyValue},
+};
 
 pin_project! {
     /// The future of a [`CircuitBreakerService`](super::CircuitBreakerService) call: the inner

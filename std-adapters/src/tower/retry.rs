@@ -6,8 +6,9 @@ use ::tower::{BoxError, retry::Policy};
 
 use super::{CircuitBreakerError, find_rejection};
 use crate::{
-    Classify, ClassifyValue, Error, RetryWithBackoff,
+    Error, RetryWithBackoff,
     backoff::Backoff,
+    classify::{Classify, ClassifyValue},
     retry::{Attempt, Decision},
     time::TokioSleep,
 };

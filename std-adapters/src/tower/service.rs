@@ -8,7 +8,11 @@ use std::{
 use tower_service::Service;
 
 use super::{CircuitBreakerError, ResponseFuture};
-use crate::{Breaker, Classify, ClassifyValue, Permit};
+use crate::{
+    Breaker,
+    breaker::Permit,
+    classify::{Classify, ClassifyValue},
+};
 
 /// A service whose calls go through a breaker; made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
 ///

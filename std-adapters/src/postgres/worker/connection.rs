@@ -16,7 +16,7 @@ use crate::{
         catalog::{Catalog, text_params},
         schema::{inspect_with, privileges_with},
     },
-    report,
+    store::report,
 };
 
 /// The connection, or the outage and when to try again.

@@ -17,10 +17,7 @@ use crate::{
         MAX_PENDING_OUTCOMES,
         row::{StoredRow, timestamp_of},
     },
-    replica::Event,
-    report,
-    shared::SharedState,
-    store::SharedWindow,
+    store::{SharedWindow, replica::Event, report, shared_state::SharedState},
 };
 
 /// One key, as the worker keeps it.
@@ -268,7 +265,7 @@ mod tests {
     use resilient_circuit::{classify::Verdict, state::Admission};
 
     use super::*;
-    use crate::counters::KeyCounters;
+    use crate::store::counters::KeyCounters;
 
     fn failure_in(epoch: u32) -> Event {
         Event::Outcome {

@@ -17,7 +17,10 @@ use tokio::sync::{
     mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel},
 };
 
-use crate::{BreakerKey, StoreUnavailable, replica::Replicator, shared::SharedState};
+use crate::{
+    BreakerKey, StoreUnavailable,
+    store::{replica::Replicator, shared_state::SharedState},
+};
 
 thread_local! {
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };

@@ -1,13 +1,6 @@
 //! The store's worker: one thread that owns the connection and replicates every key, so no
-//! caller ever waits on the database.
-//!
-//! Each turn it takes what callers asked ([`mailbox`]), settles a batch in doubt
-//! ([`recovery`]), and runs a round ([`replication`]): it reads the keys the database said
-//! changed (and every key at least every `max_staleness`) and hands each key's row state to
-//! the in-process copy, firing the hooks for what changed ([`reads`]), then writes one batch
-//! of every key's changes, a compare-and-swap that also records the batch's number
-//! ([`writes`]). Manual control goes to the row ([`manual`]). Statements are paced by a
-//! [`budget`]; the [`connection`] is one, under a deadline, reopened with a backoff.
+//! caller ever waits on the database. Its turn and round, drawn with the rest of the data
+//! path, are in the project's `docs/ARCHITECTURE.md`; each file here holds one step.
 
 mod budget;
 mod connection;
@@ -42,7 +35,7 @@ use server_time::ServerTime;
 use statements::Conn;
 
 use super::{DbSettings, PostgresStoreError, options::Options};
-use crate::{BreakerKey, memory_store::Forget};
+use crate::{BreakerKey, store::registry::Forget};
 
 struct Worker {
     rt: Runtime,

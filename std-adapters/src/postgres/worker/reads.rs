@@ -13,7 +13,10 @@ use super::{
     server_time::ServerTime,
     statements::{Conn, Found, Version},
 };
-use crate::{BreakerKey, counters::KeyCounters, replica::WorkerHook, report, store::SharedWindow};
+use crate::{
+    BreakerKey,
+    store::{SharedWindow, counters::KeyCounters, replica::WorkerHook, report},
+};
 
 impl Worker {
     /// Reads the rows of `keys` (making rows for keys without one) and adopts those that

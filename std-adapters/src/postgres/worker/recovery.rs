@@ -15,7 +15,10 @@ use super::{
     keys::{Entry, KeyState},
     statements::Conn,
 };
-use crate::{BreakerKey, replica::Event, report};
+use crate::{
+    BreakerKey,
+    store::{replica::Event, report},
+};
 
 /// This store's batches: its name in the writers table, the last batch number acknowledged,
 /// and the batch in doubt, if one is.

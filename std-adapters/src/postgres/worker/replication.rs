@@ -13,7 +13,11 @@ use super::{
     server_time::ServerTime,
     statements::{Conn, parse_payload},
 };
-use crate::{BreakerKey, postgres::OnOutage, replica::Event, shared::is_held};
+use crate::{
+    BreakerKey,
+    postgres::OnOutage,
+    store::{replica::Event, shared_state::is_held},
+};
 
 /// How often an idle writer refreshes its row in the writers table; a row not refreshed for a
 /// day is taken over by the next new writer.

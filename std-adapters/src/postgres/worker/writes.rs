@@ -9,7 +9,7 @@ use super::{
     keys::{Entry, Prepared},
     statements::{Conn, Fault, Swap, Swapped, Version},
 };
-use crate::{BreakerKey, StoreUnavailable, report};
+use crate::{BreakerKey, StoreUnavailable, store::report};
 
 /// How often a key whose writes keep failing is reported again.
 const WARN_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);

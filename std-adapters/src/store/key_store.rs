@@ -12,18 +12,17 @@ use resilient_circuit::{
     time::{Clock, Instant},
 };
 
-use crate::{
-    BreakerKey,
+use super::{
     replica::{Event, WorkerHook},
     report,
-    shared::{SharedState, SharedWindow},
-    sync::Arc,
-    time::CoarseClock,
+    shared_state::SharedState,
+    window::SharedWindow,
 };
+use crate::{BreakerKey, hook::SharedHook, sync::Arc, time::CoarseClock};
 
 /// A breaker on one key's shared state: `Send + Sync`, cheap to clone (clones share the
 /// state), and free of locks and allocation on every CLOSED call. It is the core's
-/// [`CircuitProtector`] over a [`SharedKey`], with the same API as every other breaker.
+/// [`CircuitProtector`] over a [`KeyStore`], with the same API as every other breaker.
 ///
 /// Made by [`MemoryStore::breaker`](crate::MemoryStore::breaker) (and by the PostgreSQL
 /// store's); every breaker made with the same [`BreakerKey`] shares one state, its
@@ -32,7 +31,9 @@ use crate::{
 /// [`Breaker`](crate::Breaker) trait.
 ///
 /// - CLOSED admission and a success into a full window of successes (a healthy upstream) read
-///   two atomics and write nothing: threads calling one breaker do not contend. Any other CLOSED
+///   two atomics and write nothing: threads calling one breaker do not contend (on a
+///   PostgreSQL key, the first window's worth of successes after each send to the row is
+///   counted, as below, so that the row hears of them). Any other CLOSED
 ///   success is counted with one atomic add and folded into the window by the next change made
 ///   under the lock (or once a window's worth has been counted): successes never trip.
 /// - A rejection before the OPEN deadline reads the clock once and takes no lock.
@@ -64,7 +65,7 @@ use crate::{
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub type SharedBreaker<C = CoarseClock, K = AllErrors, H = NoHook, V = AllValues> =
-    CircuitProtector<SharedKey, C, K, H, V>;
+    CircuitProtector<KeyStore, C, K, H, V>;
 
 /// A breaker on `key`'s state, reading its store's clock.
 pub(crate) fn shared_breaker<C: Clock>(
@@ -73,29 +74,29 @@ pub(crate) fn shared_breaker<C: Clock>(
     config: ValidConfig<SharedWindow>,
     clock: C,
 ) -> SharedBreaker<C> {
-    CircuitProtector::new(config, SharedKey::new(shared, key), clock)
+    CircuitProtector::new(config, KeyStore::new(shared, key), clock)
 }
 
 /// The store of a [`SharedBreaker`]: one key's state in a
 /// [`MemoryStore`](crate::MemoryStore) or a PostgreSQL store, as one breaker handle holds it.
 ///
 /// Its [`StateStore`] methods are the breaker's fast paths (see [`SharedBreaker`]). On a
-/// replicated key (PostgreSQL), the in-process copy predicts and the shared copy decides: the
-/// store's worker adopts each transition and fires the hooks, and manual control goes to the
-/// row. [`update`](StateStore::update) changes this process's copy alone (on a replicated key
-/// the shared copy overrides it when next read): change a breaker through its methods.
+/// replicated key (PostgreSQL), the in-process copy predicts and the row decides, as the
+/// project's `docs/ARCHITECTURE.md` tells. [`update`](StateStore::update) changes this
+/// process's copy alone (on a replicated key the row's state replaces it when the worker next
+/// adopts a new version of the row): change a breaker through its methods.
 ///
 /// Every change applies the key's configuration, whatever the breaker passes. The store's
 /// breakers read the store's clock; a breaker built by hand over a clone of this (with
 /// [`CircuitProtector::new`]) must read it too, or its deadlines are on another timeline.
-pub struct SharedKey {
+pub struct KeyStore {
     shared: KeyHandle,
     key: BreakerKey,
 }
 
-impl SharedKey {
+impl KeyStore {
     fn new(shared: Arc<SharedState>, key: BreakerKey) -> Self {
-        SharedKey {
+        KeyStore {
             shared: KeyHandle(shared),
             key,
         }
@@ -194,7 +195,7 @@ impl SharedKey {
     }
 }
 
-impl StateStore for SharedKey {
+impl StateStore for KeyStore {
     type Window = SharedWindow;
 
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<SharedWindow>) -> R) -> R {
@@ -310,7 +311,7 @@ impl StateStore for SharedKey {
     }
 }
 
-impl<H: TransitionHook + Send + Sync + 'static> Watch<H> for SharedKey {
+impl<H: TransitionHook + Send + Sync + 'static> Watch<H> for KeyStore {
     type Hook = SharedHook<H>;
 
     /// On a replicated key, the store's worker also calls the hook, for every transition of
@@ -320,48 +321,25 @@ impl<H: TransitionHook + Send + Sync + 'static> Watch<H> for SharedKey {
         let for_worker: WorkerHook = hook.clone();
         self.shared
             .replicate(|_, replica| replica.add_hook(std::sync::Arc::downgrade(&for_worker)));
-        SharedHook(hook)
+        SharedHook::new(hook)
     }
 }
 
-impl Clone for SharedKey {
+impl Clone for KeyStore {
     fn clone(&self) -> Self {
-        SharedKey {
+        KeyStore {
             shared: self.shared.clone(),
             key: self.key.clone(),
         }
     }
 }
 
-impl fmt::Debug for SharedKey {
+impl fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedKey")
+        f.debug_struct("KeyStore")
             .field("key", &self.key)
             .field("state", &self.shared.snapshot())
             .finish()
-    }
-}
-
-/// A [`SharedBreaker`]'s hook: shared by the breaker's clones and, on a replicated key, called
-/// by the store's worker too, as long as a breaker holds it.
-pub struct SharedHook<H>(std::sync::Arc<H>);
-
-impl<H: TransitionHook> TransitionHook for SharedHook<H> {
-    #[inline]
-    fn on_status_change(&self, old: CircuitState, new: CircuitState) {
-        self.0.on_status_change(old, new);
-    }
-}
-
-impl<H> Clone for SharedHook<H> {
-    fn clone(&self) -> Self {
-        SharedHook(std::sync::Arc::clone(&self.0))
-    }
-}
-
-impl<H> fmt::Debug for SharedHook<H> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SharedHook")
     }
 }
 

@@ -1,23 +1,15 @@
 //! One key's state shared by threads: a mutex for changes, atomics for lock-free readers.
 
 use resilient_circuit::{
-    BreakerConfig, CircuitState,
-    state::{BreakerState, OutcomeWindow},
-    store::FastPath,
-    time::Instant,
+    BreakerConfig, CircuitState, state::BreakerState, store::FastPath, time::Instant,
 };
 
-use crate::{
+use super::{
     counters::KeyCounters,
     replica::{Event, Replica, Replicator},
-    sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering, lock},
+    window::SharedWindow,
 };
-
-/// The largest window (a ratio's denominator) a shared breaker accepts.
-pub const MAX_WINDOW: u16 = 1024;
-
-/// The outcome window of a shared breaker state.
-pub type SharedWindow = OutcomeWindow<1024, 32>;
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering, lock};
 
 /// One key's state: the whole value behind a mutex, plus what lock-free readers need.
 ///
@@ -29,7 +21,7 @@ pub type SharedWindow = OutcomeWindow<1024, 32>;
 /// exactly once, in one order, and each transition is seen (and reported) by exactly one
 /// caller.
 pub(crate) struct SharedState {
-    state: Mutex<Cell>,
+    state: Mutex<Locked>,
     /// The configuration the key was made with: every handle of the key has it.
     pub(crate) config: BreakerConfig,
     /// Set for a key whose state is replicated (the PostgreSQL store).
@@ -48,7 +40,7 @@ pub(crate) struct SharedState {
 }
 
 /// What the lock guards: the state, and for a replicated key what replication needs.
-struct Cell {
+struct Locked {
     state: BreakerState<SharedWindow>,
     replica: Option<Replica>,
 }
@@ -89,7 +81,7 @@ impl SharedState {
         };
         SharedState {
             digest: AtomicU64::new(digest.to_bits()),
-            state: Mutex::new(Cell { state, replica }),
+            state: Mutex::new(Locked { state, replica }),
             config,
             replicator,
             open_until: AtomicU64::new(0),
@@ -145,8 +137,8 @@ impl SharedState {
         change: impl FnOnce(&mut BreakerState<SharedWindow>, Option<&mut Replica>) -> R,
     ) -> R {
         let config = &self.config;
-        let mut cell = lock(&self.state);
-        let Cell { state, replica } = &mut *cell;
+        let mut locked = lock(&self.state);
+        let Locked { state, replica } = &mut *locked;
         let epoch = state.epoch();
         // First the successes counted without the lock: they happened before this change.
         let pending = self

@@ -1,10 +1,6 @@
 //! What a replicated key adds to its in-process state: this process's changes not yet in the
 //! shared copy, the probe slots reserved for it there, and the hooks its transitions fire.
-//!
-//! Callers change the in-process copy as the in-process store does and append each change to
-//! [`Replica::pending`]; a replicator (the PostgreSQL store's worker) takes the log, applies it
-//! to the shared copy with the same transition functions, and hands back the shared state,
-//! on which the log's newer part is replayed. Callers never wait for it.
+//! The project's `docs/ARCHITECTURE.md` tells how callers, the log and the replicator meet.
 
 // Only the PostgreSQL store replicates today.
 #![cfg_attr(not(feature = "postgres"), allow(dead_code))]
@@ -23,7 +19,8 @@ use resilient_circuit::{
     time::{Clock, Instant},
 };
 
-use crate::{BreakerKey, StoreUnavailable, store::SharedWindow};
+use super::window::SharedWindow;
+use crate::{BreakerKey, StoreUnavailable};
 
 /// Changes a key's log keeps for its replicator; past this the oldest go, counted (a
 /// replicator that keeps up takes the log long before: it is woken by every failure).
