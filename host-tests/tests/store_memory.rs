@@ -52,6 +52,32 @@ fn namespaces_separate_equal_resource_keys() {
 }
 
 #[test]
+fn a_resource_key_names_a_breaker_in_the_stores_namespace() {
+    let store = MemoryStore::new();
+    assert_eq!(store.namespace(), "default");
+    let config = BreakerConfig::new().cooldown(Duration::from_secs(60));
+    let by_name = store.breaker("api", config).unwrap();
+    let by_key = store.breaker(key("api"), config).unwrap();
+    let elsewhere = store
+        .breaker(BreakerKey::new("billing", "api").unwrap(), config)
+        .unwrap();
+    assert_eq!(by_name.store().key(), &key("api"));
+    let _ = by_name.call(|| Err::<(), _>("down"));
+    assert_eq!(
+        (by_key.status(), elsewhere.status()),
+        (CircuitState::Open, CircuitState::Closed)
+    );
+    assert_eq!(
+        store.breaker(String::new(), config).unwrap_err(),
+        StoreError::Key(KeyError::Empty {
+            part: "resource_key"
+        })
+    );
+    // Not replicated: no PostgreSQL handle.
+    assert!(store.postgres().is_none());
+}
+
+#[test]
 fn clones_share_the_state() {
     let store = MemoryStore::new();
     let a = store

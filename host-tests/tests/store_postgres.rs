@@ -16,7 +16,8 @@ use host_tests::{
 };
 use postgres::Client;
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, BreakerKey, CircuitState, Ratio, RejectReason, SharedBreaker,
+    Breaker, BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio, RejectReason,
+    SharedBreaker,
     classify::Verdict,
     postgres::{DbSettings, PostgresStore, PostgresStoreError},
     state::Outcome,
@@ -203,6 +204,29 @@ fn python_writes(
             &[&KEY, &state, &failure_count, &open_until, &log],
         )
         .unwrap();
+}
+
+/// One keyed store type: the `MemoryStore` a handle gives replicates on its own, and keeps the
+/// worker running after every handle is gone; its breakers name keys in the store's namespace.
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn the_store_of_a_handle_replicates_after_the_handle_is_gone() {
+    let port = pg::port();
+    let (db, settings) = pg::fresh_database(port, "one_store");
+    let mut client = pg::connect(port, &db);
+    let store: MemoryStore = store(&settings).store().clone();
+    assert_eq!(store.namespace(), "default");
+    let config = BreakerConfig::new()
+        .failure_limit(Ratio::new(1, 1).unwrap())
+        .cooldown(Duration::from_secs(60));
+    let breaker = store.breaker(KEY, config).unwrap();
+    fail(&breaker);
+    let postgres = store.postgres().expect("a replicated store has its handle");
+    assert!(postgres.is_connected());
+    flush(&postgres);
+    assert_eq!(row(&mut client, KEY).state, "OPEN");
+    // The handle and the store are one store: the same keys.
+    assert!(postgres.contains(&key()));
 }
 
 #[test]

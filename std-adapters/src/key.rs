@@ -117,3 +117,48 @@ impl fmt::Display for BreakerKey {
         write!(f, "{}/{}", self.namespace, self.resource_key)
     }
 }
+
+/// What names a breaker in a store: a whole [`BreakerKey`], or a resource key (`&str`,
+/// `String`) in the store's namespace ([`MemoryStore::namespace`](crate::MemoryStore::namespace)).
+///
+/// ```
+/// use resilient_circuit_std::{BreakerConfig, BreakerKey, MemoryStore};
+///
+/// let store = MemoryStore::new();
+/// let by_name = store.breaker("payments-api", BreakerConfig::new())?;
+/// let by_key = store.breaker(BreakerKey::new("default", "payments-api")?, BreakerConfig::new())?;
+/// assert_eq!(by_name.store().key(), by_key.store().key());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait IntoBreakerKey {
+    /// The key this names in a store whose namespace is `namespace`.
+    fn into_breaker_key(self, namespace: &str) -> Result<BreakerKey, KeyError>;
+}
+
+impl IntoBreakerKey for BreakerKey {
+    /// The key itself, whatever the store's namespace.
+    fn into_breaker_key(self, _: &str) -> Result<BreakerKey, KeyError> {
+        Ok(self)
+    }
+}
+
+impl IntoBreakerKey for &BreakerKey {
+    /// The key itself, whatever the store's namespace.
+    fn into_breaker_key(self, _: &str) -> Result<BreakerKey, KeyError> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoBreakerKey for &str {
+    /// This resource key in the store's namespace.
+    fn into_breaker_key(self, namespace: &str) -> Result<BreakerKey, KeyError> {
+        BreakerKey::new(namespace, self)
+    }
+}
+
+impl IntoBreakerKey for String {
+    /// This resource key in the store's namespace.
+    fn into_breaker_key(self, namespace: &str) -> Result<BreakerKey, KeyError> {
+        BreakerKey::new(namespace, &self)
+    }
+}

@@ -191,7 +191,10 @@ fn in_tokio(args: &[String]) {
     .expect("a runtime");
     runtime.block_on(async {
         let store = AnyStore::from_env().expect("a store");
-        assert!(store.is_postgres(), "RC_DB_DSN names the test database");
+        assert!(
+            store.postgres().is_some(),
+            "RC_DB_DSN names the test database"
+        );
         let config = BreakerConfig::new().failure_limit(Ratio::new(1000, 1000).expect("ratio"));
         let breaker = store.breaker("tokio", config).expect("breaker");
         let tasks: Vec<_> = (0..8)
@@ -276,7 +279,7 @@ fn select(bare: bool) {
         std::env::var_os("RC_DB_DSN").is_some()
     );
     match chosen {
-        Ok(store) if store.is_postgres() => println!("postgres {}", store.namespace()),
+        Ok(store) if store.postgres().is_some() => println!("postgres {}", store.namespace()),
         Ok(store) => println!("memory {}", store.namespace()),
         Err(e) => {
             println!("error: {e}");

@@ -6,14 +6,16 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use resilient_circuit::BreakerConfig;
-
 use super::{
     PostgresStore, PostgresStoreBuilder, PostgresStoreError, Selection, SettingsError, load_dotenv,
 };
-use crate::{BreakerKey, MemoryStore, SharedBreaker, StoreError, store::report};
+use crate::{
+    MemoryStore,
+    store::{DEFAULT_MAX_ENTRIES, report},
+    time::CoarseClock,
+};
 
-/// Why [`AnyStore::from_env`] refused to start (only with `RC_DB_STRICT` set: otherwise it
+/// Why [`AnyStore::from_env`](MemoryStore::from_env) refused to start (only with `RC_DB_STRICT` set: otherwise it
 /// falls back to the in-process store). Never contains a password or a DSN's user info.
 ///
 /// ```
@@ -45,7 +47,10 @@ impl std::error::Error for StartError {}
 /// Said once per process: no database configured.
 static SAID_NOT_CONFIGURED: AtomicBool = AtomicBool::new(false);
 
-/// The store the environment asks for, and the namespace (`RC_NAMESPACE`) its breakers use.
+/// The store the environment asks for: a [`MemoryStore`], the one keyed store type, whose keys
+/// are replicated through PostgreSQL when the environment configures it
+/// ([`postgres`](MemoryStore::postgres) is then its handle), and whose breakers named by a
+/// resource key alone are in the namespace `RC_NAMESPACE` (default `default`).
 ///
 /// ```
 /// use resilient_circuit_std::postgres::AnyStore;
@@ -55,40 +60,32 @@ static SAID_NOT_CONFIGURED: AtomicBool = AtomicBool::new(false);
 /// let store = AnyStore::from_env()?;
 /// let breaker = store.breaker("inventory-db", BreakerConfig::new())?;
 /// assert_eq!(breaker.call(|| Ok::<_, std::io::Error>(7)).unwrap(), 7);
+/// if let Some(postgres) = store.postgres() {
+///     postgres.flush(std::time::Duration::from_secs(1))?;
+/// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug)]
-pub struct AnyStore {
-    backend: Backend,
-    namespace: String,
-}
+pub type AnyStore = MemoryStore;
 
-#[derive(Clone, Debug)]
-enum Backend {
-    Postgres(PostgresStore),
-    Memory(MemoryStore),
-}
-
-impl AnyStore {
+impl MemoryStore {
     /// Reads `.env` (never overriding the environment), then:
     /// - neither `RC_DB_DSN` nor `RC_DB_HOST` + `RC_DB_PASSWORD` set: the in-process store,
     ///   said once at info level;
     /// - configured and usable: PostgreSQL with the default options;
     /// - configured but unusable (unreachable, bad settings, table not ready): a warning and the
     ///   in-process store, or with `RC_DB_STRICT=1` the error.
-    pub fn from_env() -> Result<AnyStore, StartError> {
-        AnyStore::from_env_with(|builder| builder)
+    pub fn from_env() -> Result<MemoryStore, StartError> {
+        MemoryStore::from_env_with(|builder| builder)
     }
 
     /// As [`from_env`](Self::from_env), with PostgreSQL options set by `options`.
     pub fn from_env_with(
         options: impl FnOnce(PostgresStoreBuilder) -> PostgresStoreBuilder,
-    ) -> Result<AnyStore, StartError> {
+    ) -> Result<MemoryStore, StartError> {
         load_dotenv();
         let namespace = super::settings::namespace_from_env();
-        let memory = |namespace: String| AnyStore {
-            backend: Backend::Memory(MemoryStore::new()),
-            namespace,
+        let memory = |namespace: String| {
+            MemoryStore::with_parts(CoarseClock, DEFAULT_MAX_ENTRIES, &namespace)
         };
         let strict = super::settings::flag("RC_DB_STRICT");
         let settings = match Selection::from_env() {
@@ -112,57 +109,8 @@ impl AnyStore {
             }
         };
         match options(PostgresStore::builder(*settings)).connect() {
-            Ok(store) => Ok(AnyStore {
-                backend: Backend::Postgres(store),
-                namespace,
-            }),
+            Ok(postgres) => Ok(postgres.store().clone()),
             Err(e) => fall_back(strict, StartError::Postgres(e)).map(|()| memory(namespace)),
-        }
-    }
-
-    /// The PostgreSQL store, when the breakers are shared through it (for
-    /// [`flush`](PostgresStore::flush) and monitoring).
-    pub fn postgres(&self) -> Option<&PostgresStore> {
-        match &self.backend {
-            Backend::Postgres(store) => Some(store),
-            Backend::Memory(_) => None,
-        }
-    }
-
-    /// Whether the breakers are shared through PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
-    }
-
-    /// The namespace of this store's breakers (`RC_NAMESPACE`, default `default`).
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    /// A breaker on `(namespace, resource_key)`, on PostgreSQL or in process: a
-    /// [`SharedBreaker`] either way. A key held in this process keeps the configuration it was
-    /// made with ([`StoreError::ConfigMismatch`](crate::StoreError) for another).
-    ///
-    /// ```
-    /// use resilient_circuit_std::postgres::AnyStore;
-    /// use resilient_circuit_std::{Breaker, BreakerConfig, classify::ShouldHandle};
-    ///
-    /// let breaker = AnyStore::from_env()?
-    ///     .breaker("inventory-db", BreakerConfig::new())?
-    ///     .should_handle(ShouldHandle(|e: &std::io::Error| e.kind() != std::io::ErrorKind::NotFound))
-    ///     .on_status_change(|old, new| eprintln!("inventory-db: {old} -> {new}"));
-    /// let stock = breaker.call(|| Ok::<u32, std::io::Error>(3));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn breaker(
-        &self,
-        resource_key: &str,
-        config: BreakerConfig,
-    ) -> Result<SharedBreaker, StoreError> {
-        let key = BreakerKey::new(&self.namespace, resource_key)?;
-        match &self.backend {
-            Backend::Postgres(store) => store.breaker(key, config),
-            Backend::Memory(store) => store.breaker(key, config),
         }
     }
 }

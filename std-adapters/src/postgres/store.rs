@@ -1,14 +1,17 @@
-//! The PostgreSQL store: the in-process store, plus a worker thread that replicates each key's
-//! state to its row and the row's changes back.
+//! The PostgreSQL store: a [`MemoryStore`] whose keys a worker thread replicates to their rows
+//! (and the rows' changes back), and the handle for what only such a store has.
 
 use std::{
+    any::Any,
     fmt,
+    num::NonZeroUsize,
+    ops::Deref,
     sync::{Arc, Mutex, mpsc},
     thread::JoinHandle,
     time::Duration,
 };
 
-use resilient_circuit::{BreakerConfig, time::Clock};
+use resilient_circuit::time::Clock;
 
 use super::{
     DbSettings, OnOutage, PostgresStoreError,
@@ -16,10 +19,8 @@ use super::{
     worker::{self, Mailbox, Request},
 };
 use crate::{
-    BreakerKey, MemoryStore, SharedBreaker, StoreError, StoreUnavailable,
-    store::{
-        SharedWindow, key_store::shared_breaker, replica::Replicator, shared_state::SharedState,
-    },
+    BreakerKey, MemoryStore, StoreUnavailable,
+    store::{registry::Replication, replica::Replicator, shared_state::SharedState},
     time::CoarseClock,
 };
 
@@ -117,16 +118,17 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
     /// inside a tokio runtime: no database I/O runs on the calling thread.
     pub fn connect(self) -> Result<PostgresStore<C>, PostgresStoreError> {
         let (mailbox, inbox) = Mailbox::new(self.options.round_trip_timeout);
-        let memory =
-            MemoryStore::with_clock_and_max_entries(self.clock, std::num::NonZeroUsize::MAX);
+        // Unbounded: the worker forgets the keys no handle holds.
+        let store =
+            MemoryStore::with_parts(self.clock, NonZeroUsize::MAX, self.settings.namespace());
         let (started, start) = mpsc::sync_channel(1);
         let thread = worker::spawn(
             self.settings.clone(),
             self.options.clone(),
-            Arc::new(memory.clock().clone()),
+            Arc::new(store.clock().clone()),
             Arc::clone(&mailbox),
             inbox,
-            memory.forgetter(),
+            store.forgetter(),
             started,
         )
         .map_err(|e| {
@@ -160,23 +162,28 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
                 ));
             }
         }
-        Ok(PostgresStore {
-            inner: Arc::new(StoreInner {
-                memory,
-                mailbox,
-                settings: self.settings,
-                options: self.options,
-                thread: Mutex::new(Some(thread)),
-            }),
-        })
+        let fleet = Arc::new(Fleet {
+            mailbox,
+            settings: self.settings,
+            options: self.options,
+            thread: Mutex::new(Some(thread)),
+        });
+        // A new store: nothing replicates it yet.
+        let _ = store.replicate_through(fleet.clone());
+        Ok(PostgresStore { store, fleet })
     }
 }
 
 /// Breaker states shared with every process (Rust or Python) that uses the same
-/// `rc_circuit_breakers` table. Clones share one store: one worker thread, one connection.
+/// `rc_circuit_breakers` table: a [`MemoryStore`] (the one keyed store type; this handle
+/// dereferences to it, and [`store`](Self::store) gives it) whose keys are replicated, plus what
+/// only a replicated store has ([`flush`](Self::flush), [`is_connected`](Self::is_connected),
+/// [`round_trips`](Self::round_trips), [`dropped_outcomes`](Self::dropped_outcomes),
+/// [`on_outage`](Self::on_outage)). Clones of the handle and of its store share one worker
+/// thread and one connection, which last as long as any of them.
 ///
-/// The store is the in-process store plus a replicator. Its breakers are [`SharedBreaker`]s,
-/// as fast as the in-process store's, and never wait for the database: one worker thread owns
+/// Its breakers are [`SharedBreaker`](crate::SharedBreaker)s, as fast as the in-process
+/// store's, and never wait for the database: one worker thread owns
 /// the connection (nothing of the store runs on a caller's thread or in a caller's tokio
 /// runtime) and carries outcomes to the rows (a failure or a probe at once, successes every
 /// [`sync_interval`](PostgresStoreBuilder::sync_interval)) and the rows' changes back (by
@@ -204,23 +211,52 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStoreBuilder<C> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct PostgresStore<C = CoarseClock> {
-    inner: Arc<StoreInner<C>>,
+    store: MemoryStore<C>,
+    fleet: Arc<Fleet>,
 }
 
-impl<C> Clone for PostgresStore<C> {
+impl<C: Clone> Clone for PostgresStore<C> {
     fn clone(&self) -> Self {
         PostgresStore {
-            inner: Arc::clone(&self.inner),
+            store: self.store.clone(),
+            fleet: Arc::clone(&self.fleet),
         }
     }
 }
 
-struct StoreInner<C> {
-    memory: MemoryStore<C>,
+impl<C> Deref for PostgresStore<C> {
+    type Target = MemoryStore<C>;
+
+    fn deref(&self) -> &MemoryStore<C> {
+        &self.store
+    }
+}
+
+/// The replicating side of a store: the worker thread and its mailbox. Held by the store's
+/// registry and by every handle, and dropped with the last of them.
+struct Fleet {
     mailbox: Arc<Mailbox>,
     settings: DbSettings,
     options: Options,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Replication for Fleet {
+    fn replicator(&self) -> Arc<dyn Replicator> {
+        self.mailbox.clone()
+    }
+
+    /// A new key is unknown until its row is read: loaded before its first breaker is handed
+    /// out (at most the round-trip timeout), closed meanwhile if the store fails closed.
+    fn made(&self, key: &BreakerKey, shared: &Arc<SharedState>) {
+        let wait = self.mailbox.round_trip_timeout;
+        if self.options.on_outage == OnOutage::FailClosed {
+            shared.replicate(|_, replica| replica.fail_closed(wait));
+        }
+        let (key, shared) = (key.clone(), Arc::clone(shared));
+        self.mailbox
+            .ask(wait, |reply| Request::Load { key, shared, reply });
+    }
 }
 
 impl PostgresStore {
@@ -247,71 +283,28 @@ impl PostgresStore {
     }
 }
 
-impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
-    /// A breaker on `key`'s row. Breakers of one key share their state, in this process and
-    /// (through the row) in every other; the row's state is loaded before this returns (at
-    /// most the round-trip timeout; when the database cannot answer in time, the outage policy
-    /// applies). As on [`MemoryStore::breaker`], a key held in this process keeps the
-    /// configuration it was made with ([`StoreError::ConfigMismatch`] for another); other
-    /// processes apply their own.
-    pub fn breaker(
-        &self,
-        key: BreakerKey,
-        config: BreakerConfig,
-    ) -> Result<SharedBreaker<C>, StoreError> {
-        let valid = config.validate::<SharedWindow>()?;
-        let inner = &self.inner;
-        let replicator: Arc<dyn Replicator> = inner.mailbox.clone();
-        let (shared, made) =
-            inner
-                .memory
-                .entry(key.clone(), config, |tick, config, counters| {
-                    SharedState::replicated(tick, config, counters, replicator)
-                })?;
-        if made {
-            if inner.options.on_outage == OnOutage::FailClosed {
-                // Unknown until loaded.
-                let wait = inner.mailbox.round_trip_timeout;
-                shared.replicate(|_, replica| replica.fail_closed(wait));
-            }
-            let shared = Arc::clone(&shared);
-            let key = key.clone();
-            inner
-                .mailbox
-                .ask(inner.mailbox.round_trip_timeout, |reply| Request::Load {
-                    key,
-                    shared,
-                    reply,
-                });
-        }
-        Ok(shared_breaker(
-            shared,
-            key,
-            valid,
-            inner.memory.clock().clone(),
-        ))
+impl<C> PostgresStore<C> {
+    /// The store whose keys this replicates: the one keyed store type, to hand to code that
+    /// makes breakers (clones share it, and keep the worker running).
+    pub fn store(&self) -> &MemoryStore<C> {
+        &self.store
     }
 
     /// Sends everything recorded so far and waits until it is in the rows (or `timeout`).
     pub fn flush(&self, timeout: Duration) -> Result<(), StoreUnavailable> {
-        match self.inner.mailbox.ask(timeout, |reply| Request::Flush {
+        match self.fleet.mailbox.ask(timeout, |reply| Request::Flush {
             reply,
             until: std::time::Instant::now() + timeout,
         }) {
             Some(true) => Ok(()),
-            _ => Err(self.inner.mailbox.unavailable()),
+            _ => Err(self.fleet.mailbox.unavailable()),
         }
-    }
-
-    /// The namespace `RC_NAMESPACE` names (default `default`), for [`BreakerKey::new`].
-    pub fn namespace(&self) -> &str {
-        self.inner.settings.namespace()
     }
 
     /// How many statements the worker has sent (each is one round trip; connecting and
     /// preparing are not counted). For monitoring and tests.
     pub fn round_trips(&self) -> u64 {
-        self.inner.mailbox.round_trips()
+        self.fleet.mailbox.round_trips()
     }
 
     /// How many outcomes went before reaching their rows: per key, at most
@@ -322,41 +315,38 @@ impl<C: Clock + Clone + Send + Sync + 'static> PostgresStore<C> {
     /// [`DROPPED_OUTCOMES`](crate::metrics::DROPPED_OUTCOMES) (feature `metrics`), and warned
     /// about once per key. 0 in a healthy fleet. For monitoring and tests.
     pub fn dropped_outcomes(&self) -> u64 {
-        self.inner.mailbox.dropped_outcomes()
-    }
-
-    /// How many keys the store keeps. A key no breaker handle has held for ten
-    /// [`max_staleness`](PostgresStoreBuilder::max_staleness) periods, with nothing waiting
-    /// for its row and no live OPEN, is forgotten (its row stays); making a breaker for it again
-    /// reads its row, with whatever configuration the new breaker brings.
-    ///
-    /// ```no_run
-    /// use resilient_circuit_std::{BreakerConfig, BreakerKey, postgres::PostgresStore};
-    ///
-    /// let store = PostgresStore::connect(resilient_circuit_std::postgres::DbSettings::from_env()?)?;
-    /// let breaker = store.breaker(BreakerKey::resource("payments-api")?, BreakerConfig::new())?;
-    /// assert_eq!(store.len(), 1);
-    /// drop(breaker); // forgotten within ten polls
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn len(&self) -> usize {
-        self.inner.memory.len()
-    }
-
-    /// Whether the store keeps no key.
-    pub fn is_empty(&self) -> bool {
-        self.inner.memory.is_empty()
+        self.fleet.mailbox.dropped_outcomes()
     }
 
     /// Whether the worker's connection is up.
     pub fn is_connected(&self) -> bool {
-        self.inner.mailbox.is_connected()
+        self.fleet.mailbox.is_connected()
+    }
+
+    /// What the store's breakers do while the database is out of reach.
+    pub fn on_outage(&self) -> OnOutage {
+        self.fleet.options.on_outage
     }
 }
 
-impl<C> Drop for StoreInner<C> {
-    /// The last clone of the store: what is pending is sent (bounded by twice the round-trip
-    /// timeout); the worker stops once no breaker handle is left either.
+impl<C: Clone> MemoryStore<C> {
+    /// The PostgreSQL store this store's keys are replicated through, if they are (a store from
+    /// [`PostgresStore::connect`], or one the environment chose with
+    /// [`AnyStore::from_env`](super::AnyStore)): for [`flush`](PostgresStore::flush) and
+    /// monitoring.
+    pub fn postgres(&self) -> Option<PostgresStore<C>> {
+        let replication: Arc<dyn Any + Send + Sync> = self.replication()?.clone();
+        let fleet = replication.downcast::<Fleet>().ok()?;
+        Some(PostgresStore {
+            store: self.clone(),
+            fleet,
+        })
+    }
+}
+
+impl Drop for Fleet {
+    /// The last clone of the store and of its handles: what is pending is sent (bounded by
+    /// twice the round-trip timeout); the worker stops once no breaker handle is left either.
     fn drop(&mut self) {
         self.mailbox.store_dropped();
         let wait = self.mailbox.round_trip_timeout * 2;
@@ -372,13 +362,14 @@ impl<C> Drop for StoreInner<C> {
     }
 }
 
-impl<C: Clock + Clone + Send + Sync + 'static> fmt::Debug for PostgresStore<C> {
+impl<C> fmt::Debug for PostgresStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("settings", &self.inner.settings)
-            .field("sync_interval", &self.inner.options.sync_interval)
-            .field("max_staleness", &self.inner.options.max_staleness)
-            .field("on_outage", &self.inner.options.on_outage)
+            .field("settings", &self.fleet.settings)
+            .field("keys", &self.store.len())
+            .field("sync_interval", &self.fleet.options.sync_interval)
+            .field("max_staleness", &self.fleet.options.max_staleness)
+            .field("on_outage", &self.fleet.options.on_outage)
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
     }

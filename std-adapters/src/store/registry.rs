@@ -1,6 +1,6 @@
 //! The thread-safe in-process store: one shared state per `(namespace, resource_key)`.
 
-use std::{collections::HashMap, fmt, num::NonZeroUsize};
+use std::{any::Any, collections::HashMap, fmt, num::NonZeroUsize, sync::OnceLock};
 
 use resilient_circuit::{BreakerConfig, time::Clock};
 
@@ -8,11 +8,13 @@ use super::{
     counters::KeyCounters,
     error::StoreError,
     key_store::{SharedBreaker, shared_breaker},
+    replica::Replicator,
     shared_state::{SharedState, is_forgettable},
     window::SharedWindow,
 };
 use crate::{
     BreakerKey,
+    key::{DEFAULT_NAMESPACE, IntoBreakerKey},
     sync::{Arc, AtomicU64, Mutex, Ordering, lock},
     time::CoarseClock,
 };
@@ -20,13 +22,21 @@ use crate::{
 /// How many keys a [`MemoryStore`] holds by default (as the Python package's `InMemoryStorage`).
 pub const DEFAULT_MAX_ENTRIES: NonZeroUsize = NonZeroUsize::new(8192).unwrap();
 
-/// Breaker states of one process, keyed by `(namespace, resource_key)`. Clones share the store.
+/// Breaker states keyed by `(namespace, resource_key)`: the one store a server holds. Clones
+/// share the store.
+///
+/// Its breakers' state is in this process. A store made by
+/// [`PostgresStore::connect`](crate::postgres::PostgresStore::connect) (or chosen by the
+/// environment: [`AnyStore::from_env`](crate::postgres::AnyStore)) also replicates each key
+/// through the key's row, shared with every process of the fleet; what only such a store has
+/// (flushing, its connection's health) is its [`postgres`](Self::postgres) handle.
 ///
 /// The store has one clock, `C` ([`CoarseClock`] unless made with
 /// [`with_clock`](MemoryStore::with_clock)): every breaker it hands out reads it, so the
 /// breakers of a key share one timeline as they share one state and one configuration.
 ///
-/// Bounded: when a new key arrives and the store is full, it forgets the key whose last handle
+/// Bounded (a replicated store is not: it forgets a key no handle has held for a while):
+/// when a new key arrives and the store is full, it forgets the key whose last handle
 /// was handed out longest ago among those no breaker handle holds and that are not a live OPEN
 /// (one whose cooldown has not ended). If every key is held or OPEN, making a breaker for a
 /// new key fails with [`StoreError::Full`] rather than silently splitting a shared state.
@@ -54,6 +64,19 @@ struct Registry {
     entries: Mutex<HashMap<BreakerKey, Arc<SharedState>>>,
     max_entries: usize,
     tick: AtomicU64,
+    /// The namespace of keys named by their resource key alone.
+    namespace: Box<str>,
+    /// What the keys are replicated through, if anything (set once, before the store is handed
+    /// out); it lives as long as the store.
+    replication: OnceLock<std::sync::Arc<dyn Replication>>,
+}
+
+/// What a store's keys are replicated through (the PostgreSQL store's worker).
+pub(crate) trait Replication: Any + Send + Sync {
+    /// The replicator a new key's state reports to.
+    fn replicator(&self) -> Arc<dyn Replicator>;
+    /// `key`'s state was just made: load what the shared copy holds.
+    fn made(&self, key: &BreakerKey, shared: &Arc<SharedState>);
 }
 
 impl Default for MemoryStore {
@@ -98,34 +121,63 @@ impl<C: Clock + Clone> MemoryStore<C> {
 
     /// A store for up to `max_entries` keys whose breakers read `clock`.
     pub fn with_clock_and_max_entries(clock: C, max_entries: NonZeroUsize) -> Self {
+        Self::with_parts(clock, max_entries, DEFAULT_NAMESPACE)
+    }
+
+    /// A store whose breakers named by a resource key alone are in `namespace`.
+    pub(crate) fn with_parts(clock: C, max_entries: NonZeroUsize, namespace: &str) -> Self {
         MemoryStore {
             registry: Arc::new(Registry {
                 entries: Mutex::new(HashMap::new()),
                 max_entries: max_entries.get(),
                 tick: AtomicU64::new(0),
+                namespace: namespace.into(),
+                replication: OnceLock::new(),
             }),
             clock,
         }
     }
 
-    /// A breaker on `key`'s state, made on first use with `config`, whose windows must fit
+    /// A breaker on `key`'s state (a [`BreakerKey`], or a resource key in this store's
+    /// [`namespace`](Self::namespace)), made on first use with `config`, whose windows must fit
     /// [`MAX_WINDOW`](crate::store::MAX_WINDOW). While a handle holds the key, or it is a live
     /// OPEN, every new handle must bring the same configuration
     /// ([`StoreError::ConfigMismatch`] otherwise); a key nothing holds is remade with the new
     /// one.
+    ///
+    /// On a replicated store ([`PostgresStore`](crate::postgres::PostgresStore)), breakers of
+    /// one key share their state in every process too, through its row; a new key's row is
+    /// read before this returns (at most the round-trip timeout; when the database cannot
+    /// answer in time, the outage policy applies), and other processes apply their own
+    /// configurations.
     pub fn breaker(
         &self,
-        key: BreakerKey,
+        key: impl IntoBreakerKey,
         config: BreakerConfig,
     ) -> Result<SharedBreaker<C>, StoreError> {
+        let key = key.into_breaker_key(&self.registry.namespace)?;
         let valid = config.validate::<SharedWindow>()?;
-        let (shared, _) = self.entry(key.clone(), config, SharedState::new)?;
+        let replication = self.registry.replication.get();
+        let (shared, made) =
+            self.entry(
+                key.clone(),
+                config,
+                |tick, config, counters| match replication {
+                    Some(replication) => {
+                        SharedState::replicated(tick, config, counters, replication.replicator())
+                    }
+                    None => SharedState::new(tick, config, counters),
+                },
+            )?;
+        if made && let Some(replication) = replication {
+            replication.made(&key, &shared);
+        }
         Ok(shared_breaker(shared, key, valid, self.clock.clone()))
     }
 
     /// `key`'s state, made by `make(tick, config, counters)` on first use; whether it was just
     /// made. An existing state must have been made with `config`.
-    pub(crate) fn entry(
+    fn entry(
         &self,
         key: BreakerKey,
         config: BreakerConfig,
@@ -221,6 +273,23 @@ impl<C> MemoryStore<C> {
     /// The bound on keys.
     pub fn max_entries(&self) -> usize {
         self.registry.max_entries
+    }
+
+    /// The namespace of the keys this store's breakers are named by their resource key alone
+    /// ([`DEFAULT_NAMESPACE`] unless the environment chose another: `RC_NAMESPACE`).
+    pub fn namespace(&self) -> &str {
+        &self.registry.namespace
+    }
+
+    /// What the keys are replicated through, if anything.
+    pub(crate) fn replication(&self) -> Option<&std::sync::Arc<dyn Replication>> {
+        self.registry.replication.get()
+    }
+
+    /// Replicates the keys made from now on through `replication`, for as long as the store
+    /// lives; `false` if the store already replicates.
+    pub(crate) fn replicate_through(&self, replication: std::sync::Arc<dyn Replication>) -> bool {
+        self.registry.replication.set(replication).is_ok()
     }
 
     /// The clock this store's breakers read.
