@@ -4,7 +4,7 @@
 use embedded_hal::{i2c, spi};
 use embedded_hal_async::{i2c::I2c, spi::SpiDevice};
 
-use crate::{AsyncPolicy, Classify, Error, classify::Verdict};
+use crate::{AsyncPolicy, Classify, Error, classify::Verdict, compose::AsyncOperation};
 
 /// An I2C bus or SPI device that runs every transaction through `policy` (a breaker, a
 /// [`RetryWithBackoff`](crate::RetryWithBackoff) or a [`SafetyNet`](crate::SafetyNet) of
@@ -103,9 +103,10 @@ impl<B: i2c::ErrorType, P> i2c::ErrorType for ProtectedBus<B, P> {
     type Error = Error<B::Error>;
 }
 
-// Each method hands the policy an operation that already speaks `Error` (`run_async`): with
+// Each method hands the policy a transaction that already speaks `Error` (`run_async`): with
 // `call_async`, one more future wraps every transaction, and on a Cortex-M moving it in and out
-// of the driver's future links `memcpy` and `memmove`.
+// of the driver's future links `memcpy` and `memmove`. The transaction is a type of its own,
+// not a closure: a closure that borrows the buffers would make the future fail `Send`.
 impl<A, B, P> I2c<A> for ProtectedBus<B, P>
 where
     A: i2c::AddressMode + Copy,
@@ -114,15 +115,17 @@ where
 {
     async fn read(&mut self, address: A, read: &mut [u8]) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
-        self.policy
-            .run_async(async || bus.read(address, read).await.map_err(Error::Operation))
-            .await
+        self.policy.run_async(I2cRead { bus, address, read }).await
     }
 
     async fn write(&mut self, address: A, write: &[u8]) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .run_async(async || bus.write(address, write).await.map_err(Error::Operation))
+            .run_async(I2cWrite {
+                bus,
+                address,
+                write,
+            })
             .await
     }
 
@@ -134,10 +137,11 @@ where
     ) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .run_async(async || {
-                bus.write_read(address, write, read)
-                    .await
-                    .map_err(Error::Operation)
+            .run_async(I2cWriteRead {
+                bus,
+                address,
+                write,
+                read,
             })
             .await
     }
@@ -149,12 +153,77 @@ where
     ) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .run_async(async || {
-                bus.transaction(address, operations)
-                    .await
-                    .map_err(Error::Operation)
+            .run_async(I2cTransaction {
+                bus,
+                address,
+                operations,
             })
             .await
+    }
+}
+
+struct I2cRead<'t, B, A> {
+    bus: &'t mut B,
+    address: A,
+    read: &'t mut [u8],
+}
+
+impl<B: I2c<A>, A: i2c::AddressMode + Copy> AsyncOperation<(), B::Error> for I2cRead<'_, B, A> {
+    async fn attempt(&mut self) -> Result<(), Error<B::Error>> {
+        self.bus
+            .read(self.address, self.read)
+            .await
+            .map_err(Error::Operation)
+    }
+}
+
+struct I2cWrite<'t, B, A> {
+    bus: &'t mut B,
+    address: A,
+    write: &'t [u8],
+}
+
+impl<B: I2c<A>, A: i2c::AddressMode + Copy> AsyncOperation<(), B::Error> for I2cWrite<'_, B, A> {
+    async fn attempt(&mut self) -> Result<(), Error<B::Error>> {
+        self.bus
+            .write(self.address, self.write)
+            .await
+            .map_err(Error::Operation)
+    }
+}
+
+struct I2cWriteRead<'t, B, A> {
+    bus: &'t mut B,
+    address: A,
+    write: &'t [u8],
+    read: &'t mut [u8],
+}
+
+impl<B: I2c<A>, A: i2c::AddressMode + Copy> AsyncOperation<(), B::Error>
+    for I2cWriteRead<'_, B, A>
+{
+    async fn attempt(&mut self) -> Result<(), Error<B::Error>> {
+        self.bus
+            .write_read(self.address, self.write, self.read)
+            .await
+            .map_err(Error::Operation)
+    }
+}
+
+struct I2cTransaction<'t, 'o, B, A> {
+    bus: &'t mut B,
+    address: A,
+    operations: &'t mut [i2c::Operation<'o>],
+}
+
+impl<B: I2c<A>, A: i2c::AddressMode + Copy> AsyncOperation<(), B::Error>
+    for I2cTransaction<'_, '_, B, A>
+{
+    async fn attempt(&mut self) -> Result<(), Error<B::Error>> {
+        self.bus
+            .transaction(self.address, self.operations)
+            .await
+            .map_err(Error::Operation)
     }
 }
 
@@ -170,34 +239,29 @@ where
 {
     async fn read(&mut self, buf: &mut [W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
-        self.policy
-            .run_async(async || device.read(buf).await.map_err(Error::Operation))
-            .await
+        self.policy.run_async(SpiRead { device, buf }).await
     }
 
     async fn write(&mut self, buf: &[W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
-        self.policy
-            .run_async(async || device.write(buf).await.map_err(Error::Operation))
-            .await
+        self.policy.run_async(SpiWrite { device, buf }).await
     }
 
     async fn transfer(&mut self, read: &mut [W], write: &[W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .run_async(async || device.transfer(read, write).await.map_err(Error::Operation))
+            .run_async(SpiTransfer {
+                device,
+                read,
+                write,
+            })
             .await
     }
 
     async fn transfer_in_place(&mut self, buf: &mut [W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .run_async(async || {
-                device
-                    .transfer_in_place(buf)
-                    .await
-                    .map_err(Error::Operation)
-            })
+            .run_async(SpiTransferInPlace { device, buf })
             .await
     }
 
@@ -207,13 +271,77 @@ where
     ) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .run_async(async || {
-                device
-                    .transaction(operations)
-                    .await
-                    .map_err(Error::Operation)
-            })
+            .run_async(SpiTransaction { device, operations })
             .await
+    }
+}
+
+struct SpiRead<'t, D, W> {
+    device: &'t mut D,
+    buf: &'t mut [W],
+}
+
+impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error> for SpiRead<'_, D, W> {
+    async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
+        self.device.read(self.buf).await.map_err(Error::Operation)
+    }
+}
+
+struct SpiWrite<'t, D, W> {
+    device: &'t mut D,
+    buf: &'t [W],
+}
+
+impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error> for SpiWrite<'_, D, W> {
+    async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
+        self.device.write(self.buf).await.map_err(Error::Operation)
+    }
+}
+
+struct SpiTransfer<'t, D, W> {
+    device: &'t mut D,
+    read: &'t mut [W],
+    write: &'t [W],
+}
+
+impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error> for SpiTransfer<'_, D, W> {
+    async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
+        self.device
+            .transfer(self.read, self.write)
+            .await
+            .map_err(Error::Operation)
+    }
+}
+
+struct SpiTransferInPlace<'t, D, W> {
+    device: &'t mut D,
+    buf: &'t mut [W],
+}
+
+impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error>
+    for SpiTransferInPlace<'_, D, W>
+{
+    async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
+        self.device
+            .transfer_in_place(self.buf)
+            .await
+            .map_err(Error::Operation)
+    }
+}
+
+struct SpiTransaction<'t, 'o, D, W: 'static> {
+    device: &'t mut D,
+    operations: &'t mut [spi::Operation<'o, W>],
+}
+
+impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error>
+    for SpiTransaction<'_, '_, D, W>
+{
+    async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
+        self.device
+            .transaction(self.operations)
+            .await
+            .map_err(Error::Operation)
     }
 }
 

@@ -5,7 +5,7 @@ use core::{future::Future, time::Duration};
 use super::call::Breaker;
 use crate::{
     AsyncPolicy, Classify, ClassifyValue, Error, Policy, classify,
-    compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
+    compose::{AsyncOperation, AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
     state::Admission,
 };
 
@@ -56,6 +56,9 @@ where
     }
 }
 
+/// A breaker by reference is a policy so that what takes any policy takes a breaker alone (a
+/// `bus::ProtectedBus` over one breaker). To call through a breaker, use
+/// [`Breaker::call`].
 impl<T, E, B: Breaker + ?Sized> Policy<T, E> for &B
 where
     B::Classifier: Classify<E>,
@@ -66,6 +69,9 @@ where
     }
 }
 
+/// A breaker by reference is an async policy so that what takes any policy takes a breaker
+/// alone (a `bus::ProtectedBus` over one breaker). To call through a breaker, use
+/// [`Breaker::call_async`].
 impl<T, E, B: Breaker + ?Sized> AsyncPolicy<T, E> for &B
 where
     B::Classifier: Classify<E>,
@@ -73,7 +79,7 @@ where
 {
     fn run_async(
         &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+        operation: impl AsyncOperation<T, E>,
     ) -> impl Future<Output = Result<T, Error<E>>> {
         let breaker = *self;
         async move { (breaker,).run_stack_async(operation).await }

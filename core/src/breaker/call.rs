@@ -10,10 +10,16 @@ use crate::{
 
 /// A circuit protector: admit a call, then record its outcome or release its admission.
 ///
-/// Implemented by [`CircuitProtector`](crate::CircuitProtector) (state in a store of the core)
-/// and by the std adapters' thread-shared breaker; the protected-call methods (`call`,
-/// `call_async`, `try_acquire`) and the composition in a [`SafetyNet`](crate::SafetyNet) come
-/// with the trait. A breaker composes by reference: `SafetyNet::new((retry, &breaker))`.
+/// Implemented by [`CircuitProtector`](crate::CircuitProtector), whatever its store. One way per
+/// job:
+///
+/// - [`call`](Self::call) and [`call_async`](Self::call_async) run a call through the breaker;
+/// - [`try_acquire`](Self::try_acquire) gives a [`Permit`] for a call you run yourself;
+/// - a breaker composes by reference in a [`SafetyNet`](crate::SafetyNet):
+///   `SafetyNet::new((retry, &breaker))`;
+/// - [`admit`](Self::admit), [`record`](Self::record) and [`release`](Self::release) are the
+///   seam underneath, which a breaker implements and those three use; code that calls them
+///   itself must pair each admission with exactly one record or release.
 ///
 /// ```
 /// use core::time::Duration;

@@ -9,12 +9,14 @@
 //! [`SafetyNet`], [`Timeout`] and the policy traits ([`Policy`], [`AsyncPolicy`]) live here too;
 //! the crate's root names them.
 
+mod operation;
 mod policy;
 mod safety_net;
 mod stack;
 mod stage;
 mod timeout;
 
+pub use operation::AsyncOperation;
 pub use policy::{AsyncPolicy, Policy};
 pub use safety_net::SafetyNet;
 pub use stack::{AsyncStack, BlockingStack};

@@ -2,6 +2,7 @@
 
 use core::future::Future;
 
+use super::operation::AsyncOperation;
 use crate::Error;
 
 /// A blocking resilience policy for calls returning `Result<T, E>`: runs an operation (perhaps several times, perhaps not at all)
@@ -64,7 +65,7 @@ pub trait AsyncPolicy<T, E> {
     /// Runs `operation` under this policy.
     fn run_async(
         &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+        operation: impl AsyncOperation<T, E>,
     ) -> impl Future<Output = Result<T, Error<E>>>;
 
     /// Runs a plain async operation under this policy.

@@ -3,6 +3,7 @@
 use core::future::Future;
 
 use super::{
+    operation::AsyncOperation,
     policy::{AsyncPolicy, Policy},
     stack::{AsyncStack, BlockingStack},
 };
@@ -72,7 +73,7 @@ impl<T, E, P: BlockingStack<T, E>> Policy<T, E> for SafetyNet<P> {
 impl<T, E, P: AsyncStack<T, E>> AsyncPolicy<T, E> for SafetyNet<P> {
     fn run_async(
         &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+        operation: impl AsyncOperation<T, E>,
     ) -> impl Future<Output = Result<T, Error<E>>> {
         self.policies.run_stack_async(operation)
     }

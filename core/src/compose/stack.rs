@@ -7,7 +7,10 @@ use core::{
     task::Poll,
 };
 
-use super::stage::{AsyncStage, BlockingStage, Leave, Stage};
+use super::{
+    operation::AsyncOperation,
+    stage::{AsyncStage, BlockingStage, Leave, Stage},
+};
 use crate::{Elapsed, Error};
 
 /// Stages outermost first, run as one blocking call. Implemented for tuples of one to four
@@ -23,7 +26,7 @@ pub trait AsyncStack<T, E> {
     /// Runs `operation` through every stage.
     fn run_stack_async(
         &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+        operation: impl AsyncOperation<T, E>,
     ) -> impl Future<Output = Result<T, Error<E>>>;
 }
 
@@ -174,7 +177,7 @@ macro_rules! stack {
         impl<T, E, $($L: AsyncStage<T, E>),+> AsyncStack<T, E> for ($($L,)+) {
             async fn run_stack_async(
                 &mut self,
-                mut operation: impl AsyncFnMut() -> Result<T, Error<E>>,
+                mut operation: impl AsyncOperation<T, E>,
             ) -> Result<T, Error<E>> {
                 let mut run = $run::new(self);
                 // One timer per stage, armed while a time-limited stage is entered. A stack
@@ -186,7 +189,7 @@ macro_rules! stack {
                     // are being left.
                     let (mut result, mut timed_out) = loop {
                         if level == $depth {
-                            match race!(operation(); $levels) {
+                            match race!(operation.attempt(); $levels) {
                                 Ok(result) => break (result, None),
                                 Err((at, limit)) => {
                                     disarm!(at; $levels);

@@ -9,7 +9,7 @@ use super::{
 use crate::{
     AsyncPolicy, Classify, ClassifyValue, Error, Policy,
     backoff::Backoff,
-    compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
+    compose::{AsyncOperation, AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
     time::{AsyncSleep, Sleep},
 };
 
@@ -72,10 +72,7 @@ impl<T, E, B: Backoff, S: Sleep, K: Classify<E>, V: ClassifyValue<T>> Policy<T, 
 impl<T, E, B: Backoff, S: AsyncSleep, K: Classify<E>, V: ClassifyValue<T>> AsyncPolicy<T, E>
     for RetryWithBackoff<B, S, K, V>
 {
-    async fn run_async(
-        &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-    ) -> Result<T, Error<E>> {
+    async fn run_async(&mut self, operation: impl AsyncOperation<T, E>) -> Result<T, Error<E>> {
         (self,).run_stack_async(operation).await
     }
 }

@@ -5,7 +5,7 @@ use std::{future::Future, time::Duration};
 use metrics::Counter;
 use resilient_circuit::{
     AsyncPolicy, Error, Policy,
-    compose::{AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
+    compose::{AsyncOperation, AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
 };
 
 use super::{
@@ -132,10 +132,7 @@ impl<T, E, S: BlockingStage<T, E>> Policy<T, E> for Counted<S> {
 }
 
 impl<T, E, S: AsyncStage<T, E>> AsyncPolicy<T, E> for Counted<S> {
-    async fn run_async(
-        &mut self,
-        operation: impl AsyncFnMut() -> Result<T, Error<E>>,
-    ) -> Result<T, Error<E>> {
+    async fn run_async(&mut self, operation: impl AsyncOperation<T, E>) -> Result<T, Error<E>> {
         (self,).run_stack_async(operation).await
     }
 }
