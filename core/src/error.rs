@@ -59,6 +59,66 @@ impl Rejected {
             _ => RejectReason::StoreUnavailable,
         }
     }
+
+    /// [`retry_after`](Self::retry_after) in `embassy_time`'s ticks (feature `embassy`), rounded
+    /// up, for `Timer::after`; computed without a 64-bit division.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use resilient_circuit::{RejectReason, Rejected};
+    ///
+    /// let rejected = Rejected::new(Duration::from_millis(1500), RejectReason::Open);
+    /// assert_eq!(rejected.retry_after_embassy(), embassy_time::Duration::from_millis(1500));
+    /// ```
+    #[cfg(feature = "embassy")]
+    pub fn retry_after_embassy(&self) -> embassy_time::Duration {
+        crate::time::ticks_of(self.retry_after())
+    }
+}
+
+/// The rejection in `error` or in its chain of [`source`](core::error::Error::source)s: how
+/// code reads `retry_after` back from an error that went through other layers (a driver's
+/// error that wraps a [`ProtectedBus`](crate::bus)'s, a boxed error). An [`Error::Rejected`]'s
+/// source is its [`Rejected`].
+///
+/// ```
+/// use core::{fmt, time::Duration};
+/// use resilient_circuit::{Error, RejectReason, Rejected, error::find_rejection};
+///
+/// /// A driver's error, wrapping the bus's.
+/// #[derive(Debug)]
+/// enum SensorError<E> {
+///     Bus(E),
+///     BadChecksum,
+/// }
+/// impl<E: fmt::Debug> fmt::Display for SensorError<E> {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+///         write!(f, "{self:?}")
+///     }
+/// }
+/// impl<E: core::error::Error + 'static> core::error::Error for SensorError<E> {
+///     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+///         match self {
+///             SensorError::Bus(e) => Some(e),
+///             SensorError::BadChecksum => None,
+///         }
+///     }
+/// }
+///
+/// let refused = Rejected::new(Duration::from_secs(2), RejectReason::Open);
+/// let error = SensorError::Bus(Error::<fmt::Error>::Rejected(refused));
+/// assert_eq!(find_rejection(&error), Some(refused));
+/// assert_eq!(find_rejection(&SensorError::<Error<fmt::Error>>::BadChecksum), None);
+/// ```
+pub fn find_rejection(error: &(dyn core::error::Error + 'static)) -> Option<Rejected> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(rejected) = error.downcast_ref::<Rejected>() {
+            return Some(*rejected);
+        }
+        next = error.source();
+    }
+    None
 }
 
 impl fmt::Debug for Rejected {
@@ -213,7 +273,7 @@ impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Error::Operation(e) => e.source(),
-            Error::Rejected(_) => None,
+            Error::Rejected(rejected) => Some(rejected),
             Error::TimedOut(elapsed) => Some(elapsed),
             Error::RetryLimitReached { last_error, .. } => Some(last_error),
         }

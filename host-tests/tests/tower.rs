@@ -18,7 +18,8 @@ use http::{Request, Response, StatusCode};
 use resilient_circuit_std::{
     BreakerConfig, BreakerKey, CircuitState, MemoryStore, Ratio, RejectReason, SharedBreaker,
     classify::{AllErrors, Verdict},
-    tower::{CircuitBreakerError, CircuitBreakerLayer, find_rejection},
+    error::find_rejection,
+    tower::{CircuitBreakerError, CircuitBreakerLayer},
 };
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 

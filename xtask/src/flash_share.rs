@@ -31,8 +31,46 @@ pub struct FlashShare {
     /// Library code inlined into other functions, per source file (relative to the library's
     /// source directory).
     pub inlined: BTreeMap<String, u64>,
+    /// The library's bytes by piece (see [`piece_of`]), whether in its functions or inlined.
+    pub pieces: BTreeMap<&'static str, u64>,
     /// The bytes of the 64-bit division helpers in the image, whoever calls them.
     pub u64_division: u64,
+}
+
+/// The piece of the library a source file (relative to its `src`) belongs to, as a firmware
+/// author weighs them: the breaker (with its state machine and stores), the retry, its backoff,
+/// the jitters and their generator, the bus wrapper, the composition, time, and what they share.
+pub fn piece_of(file: &str) -> &'static str {
+    match file.split_once('/') {
+        Some(("breaker" | "state" | "store", _)) => "breaker",
+        Some(("retry", _)) => "retry",
+        Some(("backoff", "jitter.rs" | "rng.rs")) => "jitter",
+        Some(("backoff", _)) => "backoff",
+        Some(("bus", _)) => "bus wrapper",
+        Some(("compose", _)) => "composition",
+        Some(("time", _)) => "time",
+        _ => "shared (errors, classifiers, division)",
+    }
+}
+
+/// The piece a library function belongs to when the line table names no library file for its
+/// bytes: by its module path (`resilient_circuit::retry::policy::...` is the retry's).
+fn piece_of_function(name: &str, crate_name: &str) -> &'static str {
+    let path = name.trim_start_matches('<');
+    let module = path
+        .strip_prefix(crate_name)
+        .and_then(|rest| rest.strip_prefix("::"))
+        .and_then(|rest| rest.split_once("::"))
+        .map_or("", |(module, rest)| match module {
+            "backoff" => rest.split("::").next().unwrap_or(""),
+            other => other,
+        });
+    match module {
+        "jitter" | "rng" => "jitter",
+        "delay" | "exponential" => "backoff",
+        "" => "shared (errors, classifiers, division)",
+        module => piece_of(&format!("{module}/")),
+    }
 }
 
 impl FlashShare {
@@ -69,6 +107,7 @@ pub fn flash_share(
     let prefix = format!("{}/", library_src.display());
     let mut functions: BTreeMap<String, u64> = BTreeMap::new();
     let mut inlined = BTreeMap::new();
+    let mut pieces = BTreeMap::new();
     let mut u64_division = 0;
     // Whose the current function's bytes are, decided once at its header.
     let mut owner = Owner::Other;
@@ -94,10 +133,17 @@ pub fn flash_share(
         } else if let Some(bytes) = instruction_bytes(line) {
             match &owner {
                 Owner::Division => u64_division += bytes,
-                Owner::Library(name) => *functions.entry(name.clone()).or_insert(0) += bytes,
+                Owner::Library(name) => {
+                    *functions.entry(name.clone()).or_insert(0) += bytes;
+                    let piece = file
+                        .as_deref()
+                        .map_or_else(|| piece_of_function(name, crate_name), piece_of);
+                    *pieces.entry(piece).or_insert(0) += bytes;
+                }
                 Owner::Other => {
                     if let Some(file) = &file {
                         *inlined.entry(file.clone()).or_insert(0) += bytes;
+                        *pieces.entry(piece_of(file)).or_insert(0) += bytes;
                     }
                 }
             }
@@ -108,6 +154,7 @@ pub fn flash_share(
     Ok(FlashShare {
         functions,
         inlined,
+        pieces,
         u64_division,
     })
 }
@@ -171,7 +218,54 @@ fn instruction_bytes(line: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{instruction_bytes, is_library_function, readable};
+    use super::{instruction_bytes, is_library_function, piece_of, piece_of_function, readable};
+
+    #[test]
+    fn code_is_the_piece_its_source_file_or_module_is() {
+        for (file, piece) in [
+            ("breaker/protector.rs", "breaker"),
+            ("state/machine.rs", "breaker"),
+            ("store/inline.rs", "breaker"),
+            ("retry/stage.rs", "retry"),
+            ("backoff/exponential.rs", "backoff"),
+            ("backoff/jitter.rs", "jitter"),
+            ("backoff/rng.rs", "jitter"),
+            ("bus/async_i2c.rs", "bus wrapper"),
+            ("compose/stack.rs", "composition"),
+            ("time/embassy.rs", "time"),
+            ("divide.rs", "shared (errors, classifiers, division)"),
+        ] {
+            assert_eq!(piece_of(file), piece, "{file}");
+        }
+        for (function, piece) in [
+            (
+                "resilient_circuit::state::machine::BreakerState<Win>::enter_open",
+                "breaker",
+            ),
+            (
+                "<resilient_circuit::backoff::jitter::FullJitter<R> as resilient_circuit::backoff::delay::Backoff>::delay",
+                "jitter",
+            ),
+            (
+                "<resilient_circuit::backoff::exponential::ExponentialDelay as resilient_circuit::backoff::delay::Backoff>::delay",
+                "backoff",
+            ),
+            (
+                "resilient_circuit::retry::attempt::Attempt<T,E>::of",
+                "retry",
+            ),
+            (
+                "resilient_circuit::error::Rejected::retry_after",
+                "shared (errors, classifiers, division)",
+            ),
+        ] {
+            assert_eq!(
+                piece_of_function(function, "resilient_circuit"),
+                piece,
+                "{function}"
+            );
+        }
+    }
 
     #[test]
     fn a_function_is_the_librarys_when_its_path_or_its_type_is() {

@@ -763,6 +763,10 @@ fn print_flash_share(llvm_bin: &Path, elf: &Path, text: u64) -> Result<(), Strin
         share.total(),
         100.0 * share.total() as f64 / text.max(1) as f64
     );
+    println!("  by piece (its functions and its code inlined elsewhere):");
+    for (piece, bytes) in &share.pieces {
+        println!("  {bytes:>6}  {piece}");
+    }
     println!("  its functions with a symbol of their own:");
     for (name, bytes) in &share.functions {
         // Drop glue of nested futures has names of kilobytes: their start says enough.

@@ -1,34 +1,14 @@
-//! Exponential delays, with or without jitter either way.
+//! Exponential delays; with jitter either way, see `jitter.rs`.
 
 use core::time::Duration;
 
-use rand_core::Rng;
-
 use super::delay::{Backoff, BackoffError};
-use crate::{
-    divide::duration_from_nanos,
-    fixed_point::{U1F31, U32F32},
-    time::duration_to_nanos,
-};
+use crate::{divide::duration_from_nanos, fixed_point::U32F32, time::duration_to_nanos};
 
 /// No jitter: an [`ExponentialDelay`] is deterministic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct NoJitter;
-
-/// Jitter of up to `fraction` of the delay either way, drawn from a caller-owned generator.
-#[derive(Clone, Debug)]
-pub struct UniformJitter<R> {
-    fraction: U1F31,
-    rng: R,
-}
-
-#[cfg(feature = "defmt")]
-impl<R> defmt::Format for UniformJitter<R> {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "UniformJitter({})", self.fraction);
-    }
-}
 
 /// `min_delay * factor^(k-1)`, capped at `max_delay`, with optional jitter.
 ///
@@ -52,13 +32,13 @@ impl<R> defmt::Format for UniformJitter<R> {
 /// assert_eq!(triple.with_factor(U32F32::from_num(0.5)).unwrap_err(), BackoffError::FactorBelowOne);
 /// # Ok::<(), BackoffError>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ExponentialDelay<J = NoJitter> {
-    min_delay: Duration,
-    max_delay: Duration,
-    factor: U32F32,
-    jitter: J,
+    pub(super) min_delay: Duration,
+    pub(super) max_delay: Duration,
+    pub(super) factor: U32F32,
+    pub(super) jitter: J,
 }
 
 impl ExponentialDelay {
@@ -127,24 +107,6 @@ impl ExponentialDelay {
         }
         Ok(ExponentialDelay { factor, ..self })
     }
-
-    /// Add a uniform offset in `[-fraction * d, +fraction * d]` to each delay `d`, then clamp to
-    /// `[min_delay, max_delay]`. `fraction` must be at most 1; `rng` supplies the randomness.
-    pub fn with_jitter<R: Rng>(
-        self,
-        fraction: U1F31,
-        rng: R,
-    ) -> Result<ExponentialDelay<UniformJitter<R>>, BackoffError> {
-        if fraction > U1F31::ONE {
-            return Err(BackoffError::JitterOutOfRange);
-        }
-        Ok(ExponentialDelay {
-            min_delay: self.min_delay,
-            max_delay: self.max_delay,
-            factor: self.factor,
-            jitter: UniformJitter { fraction, rng },
-        })
-    }
 }
 
 impl<J> ExponentialDelay<J> {
@@ -194,28 +156,8 @@ fn mul_fixed(value: u64, factor: u64) -> Option<u64> {
     u64::try_from((value as u128 * factor as u128) >> 32).ok()
 }
 
-/// A uniform draw in `[0, bound]`.
-pub(super) fn uniform_up_to(rng: &mut impl Rng, bound: u64) -> u64 {
-    if bound == u64::MAX {
-        return rng.next_u64();
-    }
-    ((rng.next_u64() as u128 * (bound as u128 + 1)) >> 64) as u64
-}
-
 impl Backoff for ExponentialDelay<NoJitter> {
     fn delay(&mut self, attempt: u32) -> Duration {
         self.base_delay(attempt)
-    }
-}
-
-impl<R: Rng> Backoff for ExponentialDelay<UniformJitter<R>> {
-    fn delay(&mut self, attempt: u32) -> Duration {
-        let base = self.base_nanos(attempt);
-        let span = ((base as u128 * self.jitter.fraction.to_bits() as u128) >> 31) as u64;
-        let offset = uniform_up_to(&mut self.jitter.rng, span.saturating_mul(2));
-        let jittered = base.saturating_add(offset).saturating_sub(span);
-        let min = duration_to_nanos(self.min_delay);
-        let max = duration_to_nanos(self.max_delay);
-        duration_from_nanos(jittered.clamp(min, max))
     }
 }

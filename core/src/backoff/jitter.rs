@@ -1,4 +1,4 @@
-//! Jitter over an exponential delay: full and decorrelated.
+//! Jitter over an exponential delay: uniform either way, full, and decorrelated.
 
 use core::time::Duration;
 
@@ -6,9 +6,62 @@ use rand_core::Rng;
 
 use super::{
     delay::{Backoff, BackoffError},
-    exponential::{ExponentialDelay, uniform_up_to},
+    exponential::ExponentialDelay,
 };
-use crate::{divide::duration_from_nanos, time::duration_to_nanos};
+use crate::{divide::duration_from_nanos, fixed_point::U1F31, time::duration_to_nanos};
+
+/// Jitter of up to `fraction` of the delay either way, drawn from a caller-owned generator.
+#[derive(Clone, Copy, Debug)]
+pub struct UniformJitter<R> {
+    fraction: U1F31,
+    rng: R,
+}
+
+#[cfg(feature = "defmt")]
+impl<R> defmt::Format for UniformJitter<R> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "UniformJitter({})", self.fraction);
+    }
+}
+
+impl ExponentialDelay {
+    /// Add a uniform offset in `[-fraction * d, +fraction * d]` to each delay `d`, then clamp to
+    /// `[min_delay, max_delay]`. `fraction` must be at most 1; `rng` supplies the randomness.
+    pub fn with_jitter<R: Rng>(
+        self,
+        fraction: U1F31,
+        rng: R,
+    ) -> Result<ExponentialDelay<UniformJitter<R>>, BackoffError> {
+        if fraction > U1F31::ONE {
+            return Err(BackoffError::JitterOutOfRange);
+        }
+        Ok(ExponentialDelay {
+            min_delay: self.min_delay,
+            max_delay: self.max_delay,
+            factor: self.factor,
+            jitter: UniformJitter { fraction, rng },
+        })
+    }
+}
+impl<R: Rng> Backoff for ExponentialDelay<UniformJitter<R>> {
+    fn delay(&mut self, attempt: u32) -> Duration {
+        let base = self.base_nanos(attempt);
+        let span = ((base as u128 * self.jitter.fraction.to_bits() as u128) >> 31) as u64;
+        let offset = uniform_up_to(&mut self.jitter.rng, span.saturating_mul(2));
+        let jittered = base.saturating_add(offset).saturating_sub(span);
+        let min = duration_to_nanos(self.min_delay);
+        let max = duration_to_nanos(self.max_delay);
+        duration_from_nanos(jittered.clamp(min, max))
+    }
+}
+
+/// A uniform draw in `[0, bound]`.
+fn uniform_up_to(rng: &mut impl Rng, bound: u64) -> u64 {
+    if bound == u64::MAX {
+        return rng.next_u64();
+    }
+    ((rng.next_u64() as u128 * (bound as u128 + 1)) >> 64) as u64
+}
 
 /// "Full jitter": a uniform wait in `[0, d]`, `d` being the exponential delay.
 ///
@@ -20,7 +73,7 @@ use crate::{divide::duration_from_nanos, time::duration_to_nanos};
 /// let mut backoff = FullJitter::new(exponential, rng);
 /// assert!(backoff.delay(3) <= Duration::from_millis(400));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct FullJitter<R> {
     exponential: ExponentialDelay,
     rng: R,
@@ -59,7 +112,7 @@ impl<R> defmt::Format for FullJitter<R> {
 /// let first = backoff.delay(1);
 /// assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(300));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct DecorrelatedJitter<R> {
     min_delay: Duration,
     max_delay: Duration,

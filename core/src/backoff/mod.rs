@@ -6,6 +6,6 @@ mod jitter;
 mod rng;
 
 pub use delay::{Backoff, BackoffError, FixedDelay, NoBackoff};
-pub use exponential::{ExponentialDelay, NoJitter, UniformJitter};
-pub use jitter::{DecorrelatedJitter, FullJitter};
+pub use exponential::{ExponentialDelay, NoJitter};
+pub use jitter::{DecorrelatedJitter, FullJitter, UniformJitter};
 pub use rng::SplitMix64;

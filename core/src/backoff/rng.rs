@@ -13,6 +13,7 @@
 /// assert_eq!(a.next_u64(), b.next_u64()); // same seed, same sequence
 /// assert_ne!(a.next_u64(), SplitMix64::new(1).next_u64());
 /// ```
+// Not `Copy`: a copy would draw the same numbers as the original, unnoticed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SplitMix64 {

@@ -36,7 +36,7 @@ use crate::Error;
 /// assert_eq!(result.unwrap_err().retry_after(), Some(Duration::from_secs(30)));
 /// assert_eq!(breaker.status(), CircuitState::Open);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SafetyNet<P> {
     policies: P,

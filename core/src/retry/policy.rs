@@ -48,7 +48,7 @@ use crate::{
 /// assert_eq!(result, Err(Error::RetryLimitReached { attempts: 3, last_error: "down" }));
 /// assert_eq!(slept.get(), Duration::from_secs(2)); // no wait after the last attempt
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RetryWithBackoff<B = NoBackoff, S = NoSleep, K = AllErrors, V = AllValues> {
     max_retries: u32,

@@ -43,7 +43,7 @@ const TICK_RATE: TickRate = TickRate::new(embassy_time::TICK_HZ);
 /// `duration` in whole ticks, rounded up as `embassy_time::Duration::try_from_micros` does,
 /// without its 64-bit division. Saturating: a wait too long for the tick rate's arithmetic
 /// waits "forever".
-fn ticks_of(duration: Duration) -> embassy_time::Duration {
+pub(crate) fn ticks_of(duration: Duration) -> embassy_time::Duration {
     u64::try_from(duration.as_micros())
         .ok()
         .and_then(|micros| TICK_RATE.ticks(micros))

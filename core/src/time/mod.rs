@@ -9,5 +9,7 @@ mod sleep;
 pub(crate) use clock::duration_to_nanos;
 pub use clock::{Clock, Instant};
 #[cfg(feature = "embassy")]
+pub(crate) use embassy::ticks_of;
+#[cfg(feature = "embassy")]
 pub use embassy::{EmbassyClock, EmbassySleep};
 pub use sleep::{AsyncSleep, NoSleep, Sleep};

@@ -8,14 +8,14 @@ use crate::Rejected;
 /// call, or the inner service failed.
 ///
 /// It converts into [`tower::BoxError`](::tower::BoxError) without a wrapper: a rejection
-/// becomes a boxed [`Rejected`] (find it with [`find_rejection`]), an inner error stays the
+/// becomes a boxed [`Rejected`] (find it with [`find_rejection`](crate::error::find_rejection)), an inner error stays the
 /// error it was, so the layers outside (tower's timeout, retry, buffer) and their users see it
 /// unchanged; `Box<dyn Error>` gets the same conversion. That conversion is why this type is not
 /// itself a `std::error::Error` (for `anyhow`, go through `tower::BoxError`).
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilient_circuit_std::{RejectReason, Rejected, tower::{CircuitBreakerError, find_rejection}};
+/// use resilient_circuit_std::{RejectReason, Rejected, error::find_rejection, tower::CircuitBreakerError};
 ///
 /// let refused: CircuitBreakerError<std::io::Error> =
 ///     CircuitBreakerError::Rejected(Rejected::new(Duration::from_secs(5), RejectReason::Open));
@@ -92,17 +92,4 @@ impl<E: Into<Box<dyn StdError>>> From<CircuitBreakerError<E>> for Box<dyn StdErr
             CircuitBreakerError::Inner(e) => e.into(),
         }
     }
-}
-
-/// The rejection in `error` or in its chain of sources: how a caller reads `retry_after` back
-/// from a boxed error that went through other layers.
-pub fn find_rejection(error: &(dyn StdError + 'static)) -> Option<Rejected> {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if let Some(rejected) = error.downcast_ref::<Rejected>() {
-            return Some(*rejected);
-        }
-        next = error.source();
-    }
-    None
 }

@@ -9,7 +9,7 @@
 //! - [`CircuitBreakerError`]: a rejection or the inner error. It converts into
 //!   [`tower::BoxError`] transparently (the inner error as it was, a rejection
 //!   as a [`Rejected`](crate::Rejected)), so it fits tower's own timeout and retry layers, and
-//!   [`find_rejection`] reads `retry_after` back from any boxed error.
+//!   [`find_rejection`](crate::error::find_rejection) reads `retry_after` back from any boxed error.
 //! - [`RetryPolicy`]: a [`RetryWithBackoff`](crate::RetryWithBackoff) as tower's retry policy,
 //!   with its backoffs, classifiers and the rule that a retry stops at an open breaker.
 //!
@@ -50,7 +50,7 @@ mod layer;
 mod retry;
 mod service;
 
-pub use error::{CircuitBreakerError, find_rejection};
+pub use error::CircuitBreakerError;
 pub use future::ResponseFuture;
 pub use layer::CircuitBreakerLayer;
 pub use retry::{AnyErrors, BreakerErrors, CloneRequest, CloneRequests, ReadErrors, RetryPolicy};

@@ -4,11 +4,12 @@ use std::any::Any;
 
 use ::tower::{BoxError, retry::Policy};
 
-use super::{CircuitBreakerError, find_rejection};
+use super::CircuitBreakerError;
 use crate::{
     Error, RetryWithBackoff,
     backoff::Backoff,
     classify::{Classify, ClassifyValue},
+    error::find_rejection,
     retry::{Attempt, Decision},
     time::TokioSleep,
 };
