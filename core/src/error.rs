@@ -3,6 +3,8 @@
 
 use core::{fmt, time::Duration};
 
+use crate::divide::duration_new;
+
 /// A call refused by an OPEN breaker, a HALF_OPEN one with every probe slot taken, or a
 /// breaker whose shared store is unreachable and set to fail closed. The operation did not run.
 /// Cheap to make and to return: 8 bytes, no allocation.
@@ -48,7 +50,7 @@ impl Rejected {
 
     /// How long until the breaker admits a call again.
     pub const fn retry_after(&self) -> Duration {
-        Duration::new(self.secs as u64, self.nanos_and_reason & NANOS)
+        duration_new(self.secs as u64, self.nanos_and_reason & NANOS)
     }
 
     /// Why the call was refused.
@@ -309,7 +311,7 @@ impl Elapsed {
 
     /// The limit that ran out.
     pub const fn limit(&self) -> Duration {
-        Duration::new(self.secs as u64, self.nanos)
+        duration_new(self.secs as u64, self.nanos)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The stores a `static` breaker shared by "tasks" and an "interrupt" sits on (threads here,
 //! with critical-section's `std` implementation): the critical-section store, and the
-//! embassy-sync store on `CriticalSectionRawMutex`.
+//! embassy-sync store on `CriticalSectionRawMutex`, of embassy-sync 0.8 and of 0.7.
 
 use std::{
     sync::atomic::{AtomicU32, Ordering},
@@ -8,11 +8,12 @@ use std::{
 };
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync_07::blocking_mutex::raw::CriticalSectionRawMutex as CriticalSectionRawMutex07;
 use resilient_circuit::{
     Breaker, BreakerConfig, CircuitProtector, CircuitState, Ratio, ValidConfig,
     classify::AllErrors,
     state::OutcomeWindow,
-    store::{CriticalSectionStore, RawMutexStore, StateStore},
+    store::{CriticalSectionStore, RawMutexStore, RawMutexStore07, StateStore},
     time::Instant,
 };
 
@@ -47,6 +48,27 @@ static ON_RAW_MUTEX: StaticBreaker<RawMutexStore<CriticalSectionRawMutex, 64>> =
             RAW_MUTEX_TRANSITIONS.fetch_add(1, Ordering::Relaxed);
         },
     );
+
+static RAW_MUTEX_07_TRANSITIONS: AtomicU32 = AtomicU32::new(0);
+static ON_RAW_MUTEX_07: StaticBreaker<RawMutexStore07<CriticalSectionRawMutex07, 64>> =
+    CircuitProtector::with_parts(
+        CONFIG,
+        RawMutexStore07::new(),
+        Instant::ZERO,
+        AllErrors,
+        |_, _| {
+            RAW_MUTEX_07_TRANSITIONS.fetch_add(1, Ordering::Relaxed);
+        },
+    );
+
+#[test]
+fn static_breaker_on_an_embassy_sync_07_mutex_loses_no_outcome_and_caps_probes() {
+    loses_no_outcome_and_caps_probes(
+        &ON_RAW_MUTEX_07,
+        &RAW_MUTEX_07_TRANSITIONS,
+        RawMutexStore07::<CriticalSectionRawMutex07, 64>::new(),
+    );
+}
 
 #[test]
 fn static_breaker_on_a_critical_section_loses_no_outcome_and_caps_probes() {

@@ -47,7 +47,11 @@ const CORE_TARGETS: [&str; 3] = [
     "riscv32imc-unknown-none-elf",
 ];
 /// The core's feature sets built for each of [`CORE_TARGETS`].
-const CORE_FEATURES: [&str; 3] = ["", "defmt", "defmt,embassy,embassy-sync,embedded-hal"];
+const CORE_FEATURES: [&str; 3] = [
+    "",
+    "defmt",
+    "defmt,embassy,embassy-sync,embassy-sync-07,embedded-hal",
+];
 
 /// What to do without QEMU.
 const QEMU_MISSING: &str = "qemu-system-arm or qemu-system-riscv32 is missing; install them with \
@@ -63,6 +67,9 @@ const FIRMWARE_MUST_SHOW: [&str; 5] = [
 /// Budgets: flash (vector table, .text, .rodata) and RAM (.data, .bss) of the release firmware,
 /// and the wall time of the QEMU run.
 const FLASH_BUDGET: u64 = 12 * 1024;
+/// The size probe's target: a Cortex-M0+ (RP2040, STM32G0), where flash is tight and `memcpy`
+/// and division are calls.
+const PROBE_TARGET: &str = "thumbv6m-none-eabi";
 const RAM_BUDGET: u64 = 1024;
 const QEMU_WALL_BUDGET: Duration = Duration::from_secs(2);
 
@@ -145,6 +152,7 @@ fn main() -> ExitCode {
         Some("pg-check") => return ExitCode::from(pg_cli::pg_check(&args[1..])),
         Some("test") => test(),
         Some("firmware") => firmware(&args[1..]),
+        Some("size-probe") => size_probe(),
         Some("bench") => bench(&args[1..]),
         Some("chaos") => chaos(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
@@ -180,6 +188,13 @@ fn task_help(task: &str) -> Option<&'static str> {
              its sizes against the budgets, on Cortex-M4F (thumbv7em-none-eabihf) and RV32IMAC\n\
              (riscv32imac-unknown-none-elf), or the one --target names; --features passes cargo\n\
              features (e.g. wrong-expectation, which must fail)."
+        }
+        "size-probe" => {
+            "usage: cargo xtask size-probe\n\n\
+             Builds size-probe/ for thumbv6m-none-eabi (release, LTO, opt \"z\"): the same\n\
+             firmware with and without ProtectedBus (a breaker and a retry with exponential\n\
+             backoff), and prints what the library adds to .text, by piece. Fails if the\n\
+             protected image links memcpy and the bare one does not, or links 64-bit division."
         }
         "bench" => {
             "usage: cargo xtask bench [-- CRITERION ARGUMENTS]\n\n\
@@ -219,6 +234,9 @@ fn usage() -> &'static str {
      firmware  build the firmware, run it in QEMU, check its log, print its sizes, on\n  \
                Cortex-M4F and RV32IMAC (--target T: one of them; --features F passes\n  \
                cargo features, e.g. wrong-expectation)\n  \
+     size-probe\n  \
+               what the library adds to a Cortex-M0+ firmware's flash (a breaker and a\n  \
+               retry in ProtectedBus), by piece; fails if the protected path links memcpy\n  \
      bench     run the criterion benchmarks (extra arguments go to criterion)\n  \
      chaos [--seed N] [--faults N]\n  \
                the PostgreSQL store under a seeded run of random faults\n  \
@@ -313,6 +331,10 @@ fn test() -> Result<(), String> {
             step(&label, || core_for_target(target, features, build))?;
         }
     }
+    step(
+        "size probe on a Cortex-M0+ (thumbv6m): the library's flash",
+        size_probe,
+    )?;
     if qemu_available() {
         firmware(&[])?;
     } else if env::var_os("XTASK_REQUIRE_FIRMWARE").is_some_and(|v| v == "1") {
@@ -658,6 +680,65 @@ fn firmware(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Builds `size-probe` (the same firmware with and without `ProtectedBus`: a breaker and a retry
+/// with exponential backoff) for a Cortex-M0+, prints what the library adds to `.text` and by
+/// piece, and fails if the protected image links `memcpy` where the bare one does not.
+fn size_probe() -> Result<(), String> {
+    ensure_component("llvm-tools")?;
+    ensure_target(PROBE_TARGET)?;
+    let dir = workspace_root().join("size-probe");
+    cargo_in(&dir, &["build", "--release", "--target", PROBE_TARGET])?;
+    let llvm_bin = llvm_bin()?;
+    let image = |name: &str| {
+        dir.join("target")
+            .join(PROBE_TARGET)
+            .join("release")
+            .join(name)
+    };
+    let text = |elf: &Path| -> Result<u64, String> {
+        let table = command_stdout(Command::new(llvm_bin.join("llvm-size")).arg("-A").arg(elf))?;
+        table
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next() == Some(".text")).then(|| fields.next()?.parse().ok())?
+            })
+            .ok_or_else(|| format!("no .text in {}", elf.display()))
+    };
+    let links_memcpy = |elf: &Path| -> Result<bool, String> {
+        let symbols = command_stdout(Command::new(llvm_bin.join("llvm-nm")).arg(elf))?;
+        Ok(symbols
+            .lines()
+            .any(|line| line.ends_with(" __aeabi_memcpy") || line.ends_with(" memcpy")))
+    };
+    let (bare, protected) = (image("bare"), image("protected"));
+    let (bare_text, protected_text) = (text(&bare)?, text(&protected)?);
+    println!(
+        ".text without ProtectedBus {bare_text} bytes, with it {protected_text}: the library adds {} bytes",
+        protected_text.saturating_sub(bare_text)
+    );
+    print_flash_share(&llvm_bin, &protected, protected_text)?;
+    if links_memcpy(&protected)? && !links_memcpy(&bare)? {
+        return Err(format!(
+            "the protected image links memcpy on {PROBE_TARGET}: a value of the protected path \
+             is moved by value again (a transaction, a result); find the call with \
+             llvm-objdump -d -l {}",
+            protected.display()
+        ));
+    }
+    println!("memcpy: not linked by the protected path");
+    Ok(())
+}
+
+/// The LLVM tools of the toolchain (`llvm-tools` component).
+fn llvm_bin() -> Result<PathBuf, String> {
+    let sysroot = command_stdout(Command::new("rustc").args(["--print", "sysroot"]))?;
+    Ok(Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(host_target()?)
+        .join("bin"))
+}
+
 fn run_firmware(elf: &Path) -> Result<(), String> {
     let started = Instant::now();
     let output = Command::new(firmware_dir().join("run-qemu.sh"))
@@ -705,11 +786,7 @@ fn run_firmware(elf: &Path) -> Result<(), String> {
 /// Prints `.text`, `.rodata`, `.data`, `.bss` and the flash and RAM totals, and checks the
 /// budgets.
 fn sizes(elf: &Path) -> Result<(), String> {
-    let sysroot = command_stdout(Command::new("rustc").args(["--print", "sysroot"]))?;
-    let llvm_bin = Path::new(sysroot.trim())
-        .join("lib/rustlib")
-        .join(host_target()?)
-        .join("bin");
+    let llvm_bin = llvm_bin()?;
     let table = command_stdout(Command::new(llvm_bin.join("llvm-size")).arg("-A").arg(elf))?;
     let section = |name: &str| -> u64 {
         table

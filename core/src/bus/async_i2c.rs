@@ -4,7 +4,8 @@ use embedded_hal::i2c;
 use embedded_hal_async::i2c::I2c;
 
 use super::protected::ProtectedBus;
-use crate::{AsyncPolicy, Error, compose::AsyncOperation};
+use super::transaction::{ByRef, Transaction};
+use crate::{AsyncPolicy, Error};
 
 // Each method hands the policy a transaction that already speaks `Error` (`run_async`): with
 // `call_async`, one more future wraps every transaction, and on a Cortex-M moving it in and out
@@ -18,17 +19,19 @@ where
 {
     async fn read(&mut self, address: A, read: &mut [u8]) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
-        self.policy.run_async(I2cRead { bus, address, read }).await
+        self.policy
+            .run_async(ByRef(&mut I2cRead { bus, address, read }))
+            .await
     }
 
     async fn write(&mut self, address: A, write: &[u8]) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .run_async(I2cWrite {
+            .run_async(ByRef(&mut I2cWrite {
                 bus,
                 address,
                 write,
-            })
+            }))
             .await
     }
 
@@ -40,12 +43,12 @@ where
     ) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .run_async(I2cWriteRead {
+            .run_async(ByRef(&mut I2cWriteRead {
                 bus,
                 address,
                 write,
                 read,
-            })
+            }))
             .await
     }
 
@@ -56,11 +59,11 @@ where
     ) -> Result<(), Self::Error> {
         let bus = &mut self.bus;
         self.policy
-            .run_async(I2cTransaction {
+            .run_async(ByRef(&mut I2cTransaction {
                 bus,
                 address,
                 operations,
-            })
+            }))
             .await
     }
 }
@@ -71,7 +74,7 @@ struct I2cRead<'t, B, A> {
     read: &'t mut [u8],
 }
 
-impl<B: I2c<A>, A: i2c::AddressMode + Copy> AsyncOperation<(), B::Error> for I2cRead<'_, B, A> {
+impl<B: I2c<A>, A: i2c::AddressMode + Copy> Transaction<B::Error> for I2cRead<'_, B, A> {
     async fn attempt(&mut self) -> Result<(), Error<B::Error>> {
         self.bus
             .read(self.address, self.read)
@@ -86,7 +89,7 @@ struct I2cWrite<'t, B, A> {
     write: &'t [u8],
 }
 
-impl<B: I2c<A>, A: i2c::AddressMode + Copy> AsyncOperation<(), B::Error> for I2cWrite<'_, B, A> {
+impl<B: I2c<A>, A: i2c::AddressMode + Copy> Transaction<B::Error> for I2cWrite<'_, B, A> {
     async fn attempt(&mut self) -> Result<(), Error<B::Error>> {
         self.bus
             .write(self.address, self.write)
@@ -102,9 +105,7 @@ struct I2cWriteRead<'t, B, A> {
     read: &'t mut [u8],
 }
 
-impl<B: I2c<A>, A: i2c::AddressMode + Copy> AsyncOperation<(), B::Error>
-    for I2cWriteRead<'_, B, A>
-{
+impl<B: I2c<A>, A: i2c::AddressMode + Copy> Transaction<B::Error> for I2cWriteRead<'_, B, A> {
     async fn attempt(&mut self) -> Result<(), Error<B::Error>> {
         self.bus
             .write_read(self.address, self.write, self.read)
@@ -119,9 +120,7 @@ struct I2cTransaction<'t, 'o, B, A> {
     operations: &'t mut [i2c::Operation<'o>],
 }
 
-impl<B: I2c<A>, A: i2c::AddressMode + Copy> AsyncOperation<(), B::Error>
-    for I2cTransaction<'_, '_, B, A>
-{
+impl<B: I2c<A>, A: i2c::AddressMode + Copy> Transaction<B::Error> for I2cTransaction<'_, '_, B, A> {
     async fn attempt(&mut self) -> Result<(), Error<B::Error>> {
         self.bus
             .transaction(self.address, self.operations)

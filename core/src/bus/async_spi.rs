@@ -4,7 +4,8 @@ use embedded_hal::spi;
 use embedded_hal_async::spi::SpiDevice;
 
 use super::protected::ProtectedBus;
-use crate::{AsyncPolicy, Error, compose::AsyncOperation};
+use super::transaction::{ByRef, Transaction};
+use crate::{AsyncPolicy, Error};
 
 impl<W, B, P> SpiDevice<W> for ProtectedBus<B, P>
 where
@@ -14,29 +15,33 @@ where
 {
     async fn read(&mut self, buf: &mut [W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
-        self.policy.run_async(SpiRead { device, buf }).await
+        self.policy
+            .run_async(ByRef(&mut SpiRead { device, buf }))
+            .await
     }
 
     async fn write(&mut self, buf: &[W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
-        self.policy.run_async(SpiWrite { device, buf }).await
+        self.policy
+            .run_async(ByRef(&mut SpiWrite { device, buf }))
+            .await
     }
 
     async fn transfer(&mut self, read: &mut [W], write: &[W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .run_async(SpiTransfer {
+            .run_async(ByRef(&mut SpiTransfer {
                 device,
                 read,
                 write,
-            })
+            }))
             .await
     }
 
     async fn transfer_in_place(&mut self, buf: &mut [W]) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .run_async(SpiTransferInPlace { device, buf })
+            .run_async(ByRef(&mut SpiTransferInPlace { device, buf }))
             .await
     }
 
@@ -46,7 +51,7 @@ where
     ) -> Result<(), Self::Error> {
         let device = &mut self.bus;
         self.policy
-            .run_async(SpiTransaction { device, operations })
+            .run_async(ByRef(&mut SpiTransaction { device, operations }))
             .await
     }
 }
@@ -56,7 +61,7 @@ struct SpiRead<'t, D, W> {
     buf: &'t mut [W],
 }
 
-impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error> for SpiRead<'_, D, W> {
+impl<W: Copy + 'static, D: SpiDevice<W>> Transaction<D::Error> for SpiRead<'_, D, W> {
     async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
         self.device.read(self.buf).await.map_err(Error::Operation)
     }
@@ -67,7 +72,7 @@ struct SpiWrite<'t, D, W> {
     buf: &'t [W],
 }
 
-impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error> for SpiWrite<'_, D, W> {
+impl<W: Copy + 'static, D: SpiDevice<W>> Transaction<D::Error> for SpiWrite<'_, D, W> {
     async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
         self.device.write(self.buf).await.map_err(Error::Operation)
     }
@@ -79,7 +84,7 @@ struct SpiTransfer<'t, D, W> {
     write: &'t [W],
 }
 
-impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error> for SpiTransfer<'_, D, W> {
+impl<W: Copy + 'static, D: SpiDevice<W>> Transaction<D::Error> for SpiTransfer<'_, D, W> {
     async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
         self.device
             .transfer(self.read, self.write)
@@ -93,9 +98,7 @@ struct SpiTransferInPlace<'t, D, W> {
     buf: &'t mut [W],
 }
 
-impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error>
-    for SpiTransferInPlace<'_, D, W>
-{
+impl<W: Copy + 'static, D: SpiDevice<W>> Transaction<D::Error> for SpiTransferInPlace<'_, D, W> {
     async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
         self.device
             .transfer_in_place(self.buf)
@@ -109,9 +112,7 @@ struct SpiTransaction<'t, 'o, D, W: 'static> {
     operations: &'t mut [spi::Operation<'o, W>],
 }
 
-impl<W: Copy + 'static, D: SpiDevice<W>> AsyncOperation<(), D::Error>
-    for SpiTransaction<'_, '_, D, W>
-{
+impl<W: Copy + 'static, D: SpiDevice<W>> Transaction<D::Error> for SpiTransaction<'_, '_, D, W> {
     async fn attempt(&mut self) -> Result<(), Error<D::Error>> {
         self.device
             .transaction(self.operations)

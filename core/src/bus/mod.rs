@@ -8,6 +8,7 @@ mod blocking;
 mod delay;
 mod faults;
 mod protected;
+mod transaction;
 
 pub use delay::DelaySleep;
 pub use faults::I2cDeviceFaults;

@@ -2,7 +2,7 @@
 
 mod fast_path;
 mod inline;
-#[cfg(feature = "embassy-sync")]
+#[cfg(any(feature = "embassy-sync", feature = "embassy-sync-07"))]
 mod raw_mutex;
 mod seam;
 mod watch;
@@ -11,5 +11,7 @@ pub use fast_path::FastPath;
 pub use inline::{CriticalSectionStore, InlineStore};
 #[cfg(feature = "embassy-sync")]
 pub use raw_mutex::RawMutexStore;
+#[cfg(feature = "embassy-sync-07")]
+pub use raw_mutex::RawMutexStore07;
 pub use seam::{Control, StateStore};
 pub use watch::{LocalHooks, Watch};
