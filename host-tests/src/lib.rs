@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+pub mod buses;
 pub mod certs;
 pub mod pg;
 /// The throwaway PostgreSQL server (the `test-postgres` crate, shared with xtask).

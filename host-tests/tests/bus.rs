@@ -1,85 +1,32 @@
 //! `bus::ProtectedBus`: a driver written against `embedded-hal-async` gets the breaker and the
 //! retry without a change; simulated I2C and SPI buses with a fault schedule.
 
-use std::{collections::VecDeque, time::Duration};
+use std::time::Duration;
 
 use embedded_hal::{
-    i2c::{self, ErrorKind, NoAcknowledgeSource},
+    i2c::{self, ErrorKind},
     spi,
 };
 use embedded_hal_async::{i2c::I2c, spi::SpiDevice};
-use host_tests::block_on;
+use host_tests::{
+    block_on,
+    buses::{FlakySpi, NAK, SENSOR, ScheduledI2c, i2c_breaker},
+};
 use resilient_circuit::{
     BreakerConfig, CircuitProtector, CircuitState, Error, Ratio, RetryWithBackoff, SafetyNet,
-    bus::{I2cDeviceFaults, ProtectedBus},
-    store::InlineStore,
-    time::Instant,
+    bus::ProtectedBus, store::InlineStore, time::Instant,
 };
-
-const NAK: ErrorKind = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
-const TEMPERATURE_SENSOR: u8 = 0x48;
-
-/// An I2C bus that answers transactions from a schedule (`Ok` fills every read buffer with
-/// the transaction's number), and counts them.
-struct ScheduledI2c {
-    schedule: VecDeque<Result<(), ErrorKind>>,
-    transactions: u8,
-}
-
-impl ScheduledI2c {
-    fn new(schedule: impl IntoIterator<Item = Result<(), ErrorKind>>) -> Self {
-        ScheduledI2c {
-            schedule: schedule.into_iter().collect(),
-            transactions: 0,
-        }
-    }
-}
-
-impl i2c::ErrorType for ScheduledI2c {
-    type Error = ErrorKind;
-}
-
-impl I2c for ScheduledI2c {
-    async fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [i2c::Operation<'_>],
-    ) -> Result<(), ErrorKind> {
-        assert_eq!(address, TEMPERATURE_SENSOR);
-        self.transactions += 1;
-        self.schedule.pop_front().unwrap_or(Ok(()))?;
-        for operation in operations {
-            if let i2c::Operation::Read(buffer) = operation {
-                buffer.fill(self.transactions);
-            }
-        }
-        Ok(())
-    }
-}
 
 /// A driver crate's code: generic over the bus, unaware of any breaker.
 async fn read_temperature<B: I2c>(bus: &mut B) -> Result<u16, B::Error> {
     let mut raw = [0; 2];
-    bus.write_read(TEMPERATURE_SENSOR, &[0x00], &mut raw)
-        .await?;
+    bus.write_read(SENSOR, &[0x00], &mut raw).await?;
     Ok(u16::from_be_bytes(raw))
-}
-
-fn breaker(
-    failures: u16,
-    window: u16,
-) -> CircuitProtector<InlineStore<8>, Instant, I2cDeviceFaults> {
-    let config = BreakerConfig::new()
-        .failure_limit(Ratio::new(failures, window).unwrap())
-        .cooldown(Duration::from_millis(250))
-        .validate()
-        .unwrap();
-    CircuitProtector::new(config, InlineStore::new(), Instant::ZERO).should_handle(I2cDeviceFaults)
 }
 
 #[test]
 fn naks_trip_the_breaker_and_a_rejected_read_never_touches_the_bus() {
-    let breaker = breaker(3, 4);
+    let breaker = i2c_breaker(3, 4);
     let net = SafetyNet::new((RetryWithBackoff::new(1), &breaker));
     let mut bus = ProtectedBus::new(
         ScheduledI2c::new([Ok(()), Err(NAK), Err(NAK), Err(NAK)]),
@@ -124,7 +71,7 @@ fn naks_trip_the_breaker_and_a_rejected_read_never_touches_the_bus() {
 #[test]
 fn a_lost_arbitration_is_retried_and_not_held_against_the_device() {
     // One failure of one would trip: the arbitration losses must not count.
-    let breaker = breaker(1, 1);
+    let breaker = i2c_breaker(1, 1);
     let net = SafetyNet::new((RetryWithBackoff::new(2), &breaker));
     let schedule = [
         Err(ErrorKind::ArbitrationLoss),
@@ -142,7 +89,7 @@ fn a_lost_arbitration_is_retried_and_not_held_against_the_device() {
 #[test]
 fn every_i2c_method_is_one_transaction_through_the_policy() {
     // Each method once into a NAK (recorded as a failure), then once through.
-    let breaker = breaker(8, 8);
+    let breaker = i2c_breaker(8, 8);
     let schedule = [
         Err(NAK),
         Ok(()),
@@ -156,68 +103,25 @@ fn every_i2c_method_is_one_transaction_through_the_policy() {
     let mut buffer = [0; 3];
     let nak = Err(Error::Operation(NAK));
     block_on(async {
-        assert_eq!(bus.read(TEMPERATURE_SENSOR, &mut buffer).await, nak);
-        bus.read(TEMPERATURE_SENSOR, &mut buffer).await.unwrap();
+        assert_eq!(bus.read(SENSOR, &mut buffer).await, nak);
+        bus.read(SENSOR, &mut buffer).await.unwrap();
         assert_eq!(buffer, [2; 3]);
-        assert_eq!(bus.write(TEMPERATURE_SENSOR, &[1, 2]).await, nak);
-        bus.write(TEMPERATURE_SENSOR, &[1, 2]).await.unwrap();
-        assert_eq!(
-            bus.write_read(TEMPERATURE_SENSOR, &[0], &mut buffer).await,
-            nak
-        );
-        bus.write_read(TEMPERATURE_SENSOR, &[0], &mut buffer)
-            .await
-            .unwrap();
+        assert_eq!(bus.write(SENSOR, &[1, 2]).await, nak);
+        bus.write(SENSOR, &[1, 2]).await.unwrap();
+        assert_eq!(bus.write_read(SENSOR, &[0], &mut buffer).await, nak);
+        bus.write_read(SENSOR, &[0], &mut buffer).await.unwrap();
         assert_eq!(buffer, [6; 3]);
         let mut operations = [
             i2c::Operation::Write(&[7]),
             i2c::Operation::Read(&mut buffer),
         ];
-        assert_eq!(
-            bus.transaction(TEMPERATURE_SENSOR, &mut operations).await,
-            nak
-        );
-        bus.transaction(TEMPERATURE_SENSOR, &mut operations)
-            .await
-            .unwrap();
+        assert_eq!(bus.transaction(SENSOR, &mut operations).await, nak);
+        bus.transaction(SENSOR, &mut operations).await.unwrap();
     });
     assert_eq!(buffer, [8; 3]);
     assert_eq!(breaker.execution_log().len(), 8);
     assert_eq!(breaker.execution_log().failures(), 4);
     assert_eq!(bus.into_parts().0.transactions, 8);
-}
-
-/// An SPI device that fails its transactions with a chip-select fault while `failing`, and
-/// counts them; a transfer in place inverts the words.
-struct FlakySpi {
-    failing: bool,
-    transactions: u32,
-}
-
-impl spi::ErrorType for FlakySpi {
-    type Error = spi::ErrorKind;
-}
-
-impl SpiDevice for FlakySpi {
-    async fn transaction(
-        &mut self,
-        operations: &mut [spi::Operation<'_, u8>],
-    ) -> Result<(), spi::ErrorKind> {
-        self.transactions += 1;
-        if self.failing {
-            return Err(spi::ErrorKind::ChipSelectFault);
-        }
-        for operation in operations {
-            match operation {
-                spi::Operation::TransferInPlace(words) | spi::Operation::Read(words) => {
-                    words.iter_mut().for_each(|word| *word = !*word)
-                }
-                spi::Operation::Transfer(read, _) => read.fill(0xAA),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
 }
 
 fn spi_breaker() -> CircuitProtector<InlineStore<16>, Instant> {
@@ -231,13 +135,7 @@ fn spi_breaker() -> CircuitProtector<InlineStore<16>, Instant> {
 #[test]
 fn every_spi_method_is_one_transaction_through_the_policy() {
     let breaker = spi_breaker();
-    let mut device = ProtectedBus::new(
-        FlakySpi {
-            failing: true,
-            transactions: 0,
-        },
-        &breaker,
-    );
+    let mut device = ProtectedBus::new(FlakySpi::new(true), &breaker);
     let mut words = [0x0F, 0xF0];
     let fault = Err(Error::Operation(spi::ErrorKind::ChipSelectFault));
     block_on(async {
@@ -271,13 +169,7 @@ fn an_spi_device_fails_into_the_breaker_and_then_is_left_alone() {
         .validated();
     let breaker = CircuitProtector::new(config, InlineStore::<2>::new(), Instant::ZERO);
     let net = SafetyNet::new((RetryWithBackoff::new(1), &breaker));
-    let mut device = ProtectedBus::new(
-        FlakySpi {
-            failing: true,
-            transactions: 0,
-        },
-        net,
-    );
+    let mut device = ProtectedBus::new(FlakySpi::new(true), net);
     let mut words = [0x0F, 0xF0];
 
     let failed = block_on(device.transfer_in_place(&mut words)).unwrap_err();

@@ -1,66 +1,26 @@
 //! `bus::ProtectedBus` over blocking `embedded-hal` buses: a blocking driver gets the breaker
 //! and the retry without a change, and the retry waits on the HAL's delay (`DelaySleep`).
 
-use std::{cell::Cell, collections::VecDeque, rc::Rc, time::Duration};
+use std::{cell::Cell, rc::Rc, time::Duration};
 
 use embedded_hal::{
     delay::DelayNs,
-    i2c::{self, ErrorKind, I2c, NoAcknowledgeSource},
+    i2c::{self, ErrorKind, I2c},
     spi::{self, SpiDevice},
 };
+use host_tests::buses::{FlakySpi, NAK, SENSOR, ScheduledI2c, i2c_breaker};
 use resilient_circuit::{
     BreakerConfig, CircuitProtector, CircuitState, Error, Ratio, RetryWithBackoff, SafetyNet,
     backoff::FixedDelay,
-    bus::{DelaySleep, I2cDeviceFaults, ProtectedBus},
+    bus::{DelaySleep, ProtectedBus},
     store::InlineStore,
     time::Instant,
 };
 
-const NAK: ErrorKind = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
-const HUMIDITY_SENSOR: u8 = 0x44;
-
-/// A blocking I2C bus that answers from a schedule (`Ok` fills every read buffer with the
-/// transaction's number), and counts its transactions.
-struct ScheduledI2c {
-    schedule: VecDeque<Result<(), ErrorKind>>,
-    transactions: u8,
-}
-
-impl ScheduledI2c {
-    fn new(schedule: impl IntoIterator<Item = Result<(), ErrorKind>>) -> Self {
-        ScheduledI2c {
-            schedule: schedule.into_iter().collect(),
-            transactions: 0,
-        }
-    }
-}
-
-impl i2c::ErrorType for ScheduledI2c {
-    type Error = ErrorKind;
-}
-
-impl I2c for ScheduledI2c {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [i2c::Operation<'_>],
-    ) -> Result<(), ErrorKind> {
-        assert_eq!(address, HUMIDITY_SENSOR);
-        self.transactions += 1;
-        self.schedule.pop_front().unwrap_or(Ok(()))?;
-        for operation in operations {
-            if let i2c::Operation::Read(buffer) = operation {
-                buffer.fill(self.transactions);
-            }
-        }
-        Ok(())
-    }
-}
-
 /// A blocking driver crate's code: generic over the bus, unaware of any breaker.
 fn read_humidity<B: I2c>(bus: &mut B) -> Result<u16, B::Error> {
     let mut raw = [0; 2];
-    bus.write_read(HUMIDITY_SENSOR, &[0xFD], &mut raw)?;
+    bus.write_read(SENSOR, &[0xFD], &mut raw)?;
     Ok(u16::from_be_bytes(raw))
 }
 
@@ -74,18 +34,6 @@ impl DelayNs for TotalDelay {
     }
 }
 
-fn breaker(
-    failures: u16,
-    window: u16,
-) -> CircuitProtector<InlineStore<8>, Instant, I2cDeviceFaults> {
-    let config = BreakerConfig::new()
-        .failure_limit(Ratio::new(failures, window).unwrap())
-        .cooldown(Duration::from_millis(250))
-        .validate()
-        .unwrap();
-    CircuitProtector::new(config, InlineStore::new(), Instant::ZERO).should_handle(I2cDeviceFaults)
-}
-
 fn retry(waited: &TotalDelay) -> RetryWithBackoff<FixedDelay, DelaySleep<TotalDelay>> {
     RetryWithBackoff::new(1).with_backoff(
         FixedDelay(Duration::from_millis(1500)),
@@ -95,7 +43,7 @@ fn retry(waited: &TotalDelay) -> RetryWithBackoff<FixedDelay, DelaySleep<TotalDe
 
 #[test]
 fn naks_on_a_blocking_bus_are_retried_after_the_delay_and_trip_the_breaker() {
-    let breaker = breaker(3, 4);
+    let breaker = i2c_breaker(3, 4);
     let waited = TotalDelay::default();
     let net = SafetyNet::new((retry(&waited), &breaker));
     let mut bus = ProtectedBus::new(
@@ -134,7 +82,7 @@ fn naks_on_a_blocking_bus_are_retried_after_the_delay_and_trip_the_breaker() {
 
 #[test]
 fn every_blocking_i2c_method_is_one_transaction_through_the_policy() {
-    let breaker = breaker(8, 8);
+    let breaker = i2c_breaker(8, 8);
     let schedule = [
         Err(NAK),
         Ok(()),
@@ -147,57 +95,24 @@ fn every_blocking_i2c_method_is_one_transaction_through_the_policy() {
     let mut bus = ProtectedBus::new(ScheduledI2c::new(schedule), &breaker);
     let mut buffer = [0; 3];
     let nak = Err(Error::Operation(NAK));
-    assert_eq!(bus.read(HUMIDITY_SENSOR, &mut buffer), nak);
-    bus.read(HUMIDITY_SENSOR, &mut buffer).unwrap();
+    assert_eq!(bus.read(SENSOR, &mut buffer), nak);
+    bus.read(SENSOR, &mut buffer).unwrap();
     assert_eq!(buffer, [2; 3]);
-    assert_eq!(bus.write(HUMIDITY_SENSOR, &[1, 2]), nak);
-    bus.write(HUMIDITY_SENSOR, &[1, 2]).unwrap();
-    assert_eq!(bus.write_read(HUMIDITY_SENSOR, &[0], &mut buffer), nak);
-    bus.write_read(HUMIDITY_SENSOR, &[0], &mut buffer).unwrap();
+    assert_eq!(bus.write(SENSOR, &[1, 2]), nak);
+    bus.write(SENSOR, &[1, 2]).unwrap();
+    assert_eq!(bus.write_read(SENSOR, &[0], &mut buffer), nak);
+    bus.write_read(SENSOR, &[0], &mut buffer).unwrap();
     assert_eq!(buffer, [6; 3]);
     let mut operations = [
         i2c::Operation::Write(&[7]),
         i2c::Operation::Read(&mut buffer),
     ];
-    assert_eq!(bus.transaction(HUMIDITY_SENSOR, &mut operations), nak);
-    bus.transaction(HUMIDITY_SENSOR, &mut operations).unwrap();
+    assert_eq!(bus.transaction(SENSOR, &mut operations), nak);
+    bus.transaction(SENSOR, &mut operations).unwrap();
     assert_eq!(buffer, [8; 3]);
     assert_eq!(breaker.execution_log().len(), 8);
     assert_eq!(breaker.execution_log().failures(), 4);
     assert_eq!(bus.into_parts().0.transactions, 8);
-}
-
-/// A blocking SPI device that fails with a chip-select fault while `failing`; a read inverts
-/// the words.
-struct FlakySpi {
-    failing: bool,
-    transactions: u32,
-}
-
-impl spi::ErrorType for FlakySpi {
-    type Error = spi::ErrorKind;
-}
-
-impl SpiDevice for FlakySpi {
-    fn transaction(
-        &mut self,
-        operations: &mut [spi::Operation<'_, u8>],
-    ) -> Result<(), spi::ErrorKind> {
-        self.transactions += 1;
-        if self.failing {
-            return Err(spi::ErrorKind::ChipSelectFault);
-        }
-        for operation in operations {
-            match operation {
-                spi::Operation::TransferInPlace(words) | spi::Operation::Read(words) => {
-                    words.iter_mut().for_each(|word| *word = !*word)
-                }
-                spi::Operation::Transfer(read, _) => read.fill(0xAA),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
 }
 
 #[test]
@@ -207,13 +122,7 @@ fn every_blocking_spi_method_goes_through_the_policy() {
         .cooldown(Duration::from_secs(1))
         .validated();
     let breaker = CircuitProtector::new(config, InlineStore::<16>::new(), Instant::ZERO);
-    let mut device = ProtectedBus::new(
-        FlakySpi {
-            failing: false,
-            transactions: 0,
-        },
-        &breaker,
-    );
+    let mut device = ProtectedBus::new(FlakySpi::new(false), &breaker);
     let mut words = [0x0F; 2];
     device.read(&mut words).unwrap();
     assert_eq!(words, [0xF0; 2]);

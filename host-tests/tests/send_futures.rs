@@ -7,6 +7,7 @@ use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use embedded_hal::{i2c, spi};
 use embedded_hal_async::{i2c::I2c, spi::SpiDevice};
+use host_tests::buses::{FlakySpi, ScheduledI2c};
 use resilient_circuit::{
     AsyncPolicy, Breaker, BreakerConfig, CircuitProtector, Error, RetryWithBackoff, SafetyNet,
     backoff::FixedDelay,
@@ -15,49 +16,6 @@ use resilient_circuit::{
     store::CriticalSectionStore,
     time::{AsyncSleep, Instant},
 };
-
-/// A bus whose futures are `Send`, as a real HAL's are.
-struct SendI2c;
-
-impl i2c::ErrorType for SendI2c {
-    type Error = i2c::ErrorKind;
-}
-
-impl I2c for SendI2c {
-    async fn transaction(
-        &mut self,
-        _: u8,
-        operations: &mut [i2c::Operation<'_>],
-    ) -> Result<(), i2c::ErrorKind> {
-        for operation in operations {
-            if let i2c::Operation::Read(buffer) = operation {
-                buffer.fill(7);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// An SPI device whose futures are `Send`.
-struct SendSpi;
-
-impl spi::ErrorType for SendSpi {
-    type Error = spi::ErrorKind;
-}
-
-impl SpiDevice for SendSpi {
-    async fn transaction(
-        &mut self,
-        operations: &mut [spi::Operation<'_, u8>],
-    ) -> Result<(), spi::ErrorKind> {
-        for operation in operations {
-            if let spi::Operation::Read(buffer) = operation {
-                buffer.fill(7);
-            }
-        }
-        Ok(())
-    }
-}
 
 /// A sleeper whose futures are `Send`, as `EmbassySleep`'s and tokio's are.
 #[derive(Clone, Copy)]
@@ -90,22 +48,23 @@ fn i2c_transactions_are_send_under_a_breaker_a_retry_and_a_safety_net() {
     let breaker = breaker();
     let (mut read, write) = ([0u8; 2], [1u8]);
 
-    let mut bus = ProtectedBus::new(SendI2c, &breaker);
+    let mut bus = ProtectedBus::new(ScheduledI2c::new([]), &breaker);
     host_tests::block_on(send(bus.write_read(0x48, &write, &mut read))).unwrap();
     host_tests::block_on(send(bus.read(0x48, &mut read))).unwrap();
     host_tests::block_on(send(bus.write(0x48, &write))).unwrap();
 
-    let mut bus = ProtectedBus::new(SendI2c, retry());
+    let mut bus = ProtectedBus::new(ScheduledI2c::new([]), retry());
     host_tests::block_on(send(bus.write_read(0x48, &write, &mut read))).unwrap();
 
-    let mut bus = ProtectedBus::new(SendI2c, SafetyNet::new((retry(), &breaker)));
+    let mut bus = ProtectedBus::new(ScheduledI2c::new([]), SafetyNet::new((retry(), &breaker)));
     host_tests::block_on(send(bus.write_read(0x48, &write, &mut read))).unwrap();
     let mut operations = [
         i2c::Operation::Write(&write),
         i2c::Operation::Read(&mut read),
     ];
     host_tests::block_on(send(bus.transaction(0x48, &mut operations))).unwrap();
-    assert_eq!(read, [7, 7]);
+    // The last bus's second transaction filled the buffer.
+    assert_eq!(read, [2, 2]);
 }
 
 #[test]
@@ -117,18 +76,19 @@ fn spi_transactions_are_send_under_a_breaker_a_retry_and_a_safety_net() {
     );
     let (mut read, write) = ([0u8; 2], [1u8; 2]);
 
-    let mut device = ProtectedBus::new(SendSpi, &breaker);
+    let mut device = ProtectedBus::new(FlakySpi::new(false), &breaker);
     host_tests::block_on(send(device.read(&mut read))).unwrap();
     host_tests::block_on(send(device.write(&write))).unwrap();
 
-    let mut device = ProtectedBus::new(SendSpi, retry());
+    let mut device = ProtectedBus::new(FlakySpi::new(false), retry());
     host_tests::block_on(send(device.transfer(&mut read, &write))).unwrap();
 
-    let mut device = ProtectedBus::new(SendSpi, SafetyNet::new((retry(), &breaker)));
+    let mut device = ProtectedBus::new(FlakySpi::new(false), SafetyNet::new((retry(), &breaker)));
     host_tests::block_on(send(device.transfer_in_place(&mut read))).unwrap();
     let mut operations = [spi::Operation::Read(&mut read)];
     host_tests::block_on(send(device.transaction(&mut operations))).unwrap();
-    assert_eq!(read, [7, 7]);
+    // A transfer read 0xAA, then two reads inverted it twice.
+    assert_eq!(read, [0xAA, 0xAA]);
 }
 
 /// What a server handler's operation borrows (a request, a client), as a type of its own: the
