@@ -80,7 +80,7 @@ impl Rejected {
 
 /// The rejection in `error` or in its chain of [`source`](core::error::Error::source)s: how
 /// code reads `retry_after` back from an error that went through other layers (a driver's
-/// error that wraps a [`ProtectedBus`](crate::bus)'s, a boxed error). An [`Error::Rejected`]'s
+/// error that wraps a `bus::ProtectedBus`'s, a boxed error). An [`Error::Rejected`]'s
 /// source is its [`Rejected`].
 ///
 /// ```

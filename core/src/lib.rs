@@ -12,7 +12,7 @@
 //! (the state machine's values), [`time`] (clocks and sleepers), [`retry`], [`backoff`]
 //! (delays and jitter), [`compose`] ([`SafetyNet`], [`Timeout`], the policy traits, and how a
 //! composed call runs its stages), [`classify`] and [`hook`]; with the feature `embedded-hal`,
-//! `bus` (an `embedded-hal-async` bus whose transactions go through a policy).
+//! `bus` (an async or blocking `embedded-hal` bus whose transactions go through a policy).
 //!
 //! ```
 //! use core::time::Duration;

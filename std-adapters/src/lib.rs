@@ -1,8 +1,8 @@
 //! # resilient-circuit-std
 //!
 //! [`resilient-circuit`](resilient_circuit) for servers. The root names what a server author
-//! names; every module of the core is here too (re-exported, so a server needs this one
-//! dependency), and this crate adds
+//! names; every module of the core but `bus` (firmware's) is here too (re-exported, so a
+//! server needs this one dependency), and this crate adds
 //!
 //! - in [`time`]: [`StdClock`](time::StdClock) and [`CoarseClock`](time::CoarseClock),
 //!   monotonic clocks (the coarse one, read only when a breaker opens or rejects, is the

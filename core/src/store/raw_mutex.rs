@@ -129,7 +129,7 @@ raw_mutex_store! {
 
 #[cfg(feature = "embassy-sync-07")]
 raw_mutex_store! {
-    /// [`RawMutexStore`]'s twin for `embassy-sync` 0.7 (feature `embassy-sync-07`), the version
+    /// `RawMutexStore`'s twin for `embassy-sync` 0.7 (feature `embassy-sync-07`), the version
     /// HALs one release back use (embassy-rp 0.9, embassy-stm32 0.5, esp-hal 1.0): give it the
     /// application's raw mutex, of that version.
     ///

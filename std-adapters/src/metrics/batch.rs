@@ -228,7 +228,8 @@ fn deliver(counter: &Counter, delta: u64) {
 fn start_flusher() -> bool {
     FLUSHER.call_once(|| {
         let started = thread::Builder::new()
-            .name("resilient-circuit-metrics".to_owned())
+            // Its own first 15 bytes (what `top` and `/proc` show), apart from the store worker's.
+            .name("rc-metrics-flusher".to_owned())
             .spawn(|| {
                 loop {
                     thread::sleep(FLUSH_INTERVAL);

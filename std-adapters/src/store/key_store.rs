@@ -24,10 +24,10 @@ use crate::{BreakerKey, hook::SharedHook, sync::Arc, time::CoarseClock};
 /// state), and free of locks and allocation on every CLOSED call. It is the core's
 /// [`CircuitProtector`] over a [`KeyStore`], with the same API as every other breaker.
 ///
-/// Made by [`MemoryStore::breaker`](crate::MemoryStore::breaker) (and by the PostgreSQL
-/// store's); every breaker made with the same [`BreakerKey`] shares one state, its
-/// configuration (a handle asking for another is refused) and its store's clock `C`, whatever
-/// its own classifier and hook. The protected-call methods (`call`, `call_async`, `try_acquire`) come from the
+/// Made by [`MemoryStore::breaker`](crate::MemoryStore::breaker), replicated or not; every
+/// breaker made with the same [`BreakerKey`] shares one state, its configuration (a handle
+/// asking for another is refused) and its store's clock `C`, whatever its own classifier and
+/// hook. The protected-call methods (`call`, `call_async`, `try_acquire`) come from the
 /// [`Breaker`](crate::Breaker) trait.
 ///
 /// - CLOSED admission and a success into a full window of successes (a healthy upstream) read

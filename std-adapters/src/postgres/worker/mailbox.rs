@@ -163,14 +163,18 @@ impl Mailbox {
         self.store_alive.store(false, Ordering::Release);
     }
 
-    /// Sends `request` (made with a reply channel) and waits up to `wait` for the answer.
+    /// Sends `request` (made with a reply channel) and waits up to `wait` for the answer. On
+    /// the worker's own thread (a hook calling back into its store, or dropping the last clone
+    /// of it) the request is queued for the worker's next turn and not waited for: waiting
+    /// would be for itself.
     pub(crate) fn ask<T>(
         &self,
         wait: Duration,
         request: impl FnOnce(mpsc::SyncSender<T>) -> Request,
     ) -> Option<T> {
         if on_worker_thread() {
-            // A hook calling back into its store would wait for itself.
+            let (reply, _) = mpsc::sync_channel(1);
+            let _ = self.requests.send(request(reply));
             return None;
         }
         let (reply, answer) = mpsc::sync_channel(1);
