@@ -232,3 +232,16 @@ pub fn newest_store_backend(client: &mut Client, db: &str) -> Option<i32> {
         .unwrap()
         .map(|row| row.get(0))
 }
+
+/// The store workers running in this process (threads are named `resilient-circuit-pg`; the
+/// kernel keeps the first 15 bytes). A test that counts them runs in a binary of its own.
+pub fn store_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim() == "resilient-circu")
+        })
+        .count()
+}

@@ -7,25 +7,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use host_tests::{pg, pg::fail};
+use host_tests::{
+    pg,
+    pg::{fail, store_threads},
+};
 use resilient_circuit_std::{
     Breaker, BreakerConfig, MemoryStore, Ratio, SharedBreaker,
     hook::BoxedHook,
     postgres::{OnOutage, PostgresStore},
 };
-
-/// The store workers running in this process (threads are named `resilient-circuit-pg`; the
-/// kernel keeps the first 15 bytes).
-fn store_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|name| name.trim() == "resilient-circu")
-        })
-        .count()
-}
 
 fn until_no_store_thread() -> usize {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use host_tests::pg::store_threads;
 use resilient_circuit_std::postgres::{DbSettings, PostgresStore};
 
 /// A listener on loopback that accepts every connection and never says a word; it holds the
@@ -24,19 +25,6 @@ fn silent_server() -> u16 {
         }
     });
     port
-}
-
-/// The store workers running in this process (threads are named `resilient-circuit-pg`; the
-/// kernel keeps the first 15 bytes).
-fn store_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|name| name.trim() == "resilient-circu")
-        })
-        .count()
 }
 
 fn start(dsn: &str, round_trip_timeout: Duration) -> (String, Duration) {
