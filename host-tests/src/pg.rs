@@ -245,3 +245,12 @@ pub fn store_threads() -> usize {
         })
         .count()
 }
+
+/// Waits, at most `within`, until no store worker runs in this process; how many still do.
+pub fn until_no_store_thread(within: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + within;
+    while store_threads() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    store_threads()
+}

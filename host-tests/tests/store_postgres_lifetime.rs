@@ -4,26 +4,18 @@
 use std::{
     sync::{Arc, Mutex},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use host_tests::{
     pg,
-    pg::{fail, store_threads},
+    pg::{fail, store_threads, until_no_store_thread},
 };
 use resilient_circuit_std::{
     Breaker, BreakerConfig, MemoryStore, Ratio, SharedBreaker,
     hook::BoxedHook,
     postgres::{OnOutage, PostgresStore},
 };
-
-fn until_no_store_thread() -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while store_threads() > 0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    store_threads()
-}
 
 fn trips_at_once() -> BreakerConfig {
     BreakerConfig::new()
@@ -78,5 +70,9 @@ fn a_hook_on_the_workers_thread_may_make_a_breaker_and_drop_the_last_store() {
         second.call(|| Ok::<_, ()>(())).ok()
     });
     drop((breaker, second));
-    assert_eq!(until_no_store_thread(), 0, "the worker outlived its store");
+    assert_eq!(
+        until_no_store_thread(Duration::from_secs(10)),
+        0,
+        "the worker outlived its store"
+    );
 }

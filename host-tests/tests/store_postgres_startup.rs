@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use host_tests::pg::store_threads;
+use host_tests::pg::until_no_store_thread;
 use resilient_circuit_std::postgres::{DbSettings, PostgresStore};
 
 /// A listener on loopback that accepts every connection and never says a word; it holds the
@@ -53,9 +53,5 @@ fn a_server_that_never_answers_fails_the_start_within_its_deadline_leaving_nothi
     assert!(took < Duration::from_secs(2), "took {took:?}");
 
     // Each failed start ended its thread (and so its connection).
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while store_threads() > 0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(store_threads(), 0);
+    assert_eq!(until_no_store_thread(Duration::from_secs(2)), 0);
 }

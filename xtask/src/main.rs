@@ -696,13 +696,7 @@ fn size_probe() -> Result<(), String> {
             .join(name)
     };
     let text = |elf: &Path| -> Result<u64, String> {
-        let table = command_stdout(Command::new(llvm_bin.join("llvm-size")).arg("-A").arg(elf))?;
-        table
-            .lines()
-            .find_map(|line| {
-                let mut fields = line.split_whitespace();
-                (fields.next() == Some(".text")).then(|| fields.next()?.parse().ok())?
-            })
+        section_size(&size_table(&llvm_bin, elf)?, ".text")
             .ok_or_else(|| format!("no .text in {}", elf.display()))
     };
     let links_memcpy = |elf: &Path| -> Result<bool, String> {
@@ -728,6 +722,19 @@ fn size_probe() -> Result<(), String> {
     }
     println!("memcpy: not linked by the protected path");
     Ok(())
+}
+
+/// `elf`'s sections and their sizes, as `llvm-size -A` lists them.
+fn size_table(llvm_bin: &Path, elf: &Path) -> Result<String, String> {
+    command_stdout(Command::new(llvm_bin.join("llvm-size")).arg("-A").arg(elf))
+}
+
+/// The size of section `name` in a [`size_table`]; `None` when the image has no such section.
+fn section_size(table: &str, name: &str) -> Option<u64> {
+    table.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        (fields.next() == Some(name)).then(|| fields.next()?.parse().ok())?
+    })
 }
 
 /// The LLVM tools of the toolchain (`llvm-tools` component).
@@ -787,27 +794,13 @@ fn run_firmware(elf: &Path) -> Result<(), String> {
 /// budgets.
 fn sizes(elf: &Path) -> Result<(), String> {
     let llvm_bin = llvm_bin()?;
-    let table = command_stdout(Command::new(llvm_bin.join("llvm-size")).arg("-A").arg(elf))?;
-    let section = |name: &str| -> u64 {
-        table
-            .lines()
-            .find_map(|line| {
-                let mut fields = line.split_whitespace();
-                (fields.next() == Some(name))
-                    .then(|| fields.next()?.parse().ok())
-                    .flatten()
-            })
-            .unwrap_or(0)
-    };
+    let table = size_table(&llvm_bin, elf)?;
+    let section = |name: &str| -> u64 { section_size(&table, name).unwrap_or(0) };
     // Flash: the vector table (Cortex-M), riscv-rt's start-up code (RISC-V), code and
     // constants; RAM: initialised and zeroed data.
     let flash_sections = [".vector_table", ".init", ".init.rust", ".text", ".rodata"];
     let ram_sections = [".data", ".bss"];
-    let present = |name: &&str| {
-        table
-            .lines()
-            .any(|line| line.split_whitespace().next() == Some(*name))
-    };
+    let present = |name: &&str| section_size(&table, name).is_some();
     let flash_sections: Vec<&str> = flash_sections.into_iter().filter(present).collect();
     println!("section        bytes");
     for name in flash_sections.iter().chain(&ram_sections) {
