@@ -9,6 +9,8 @@
 
 use core::time::Duration;
 
+use crate::wide::mul_high;
+
 /// A `u64` divisor fixed ahead, so that dividing by it needs no division.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConstDivisor {
@@ -37,7 +39,7 @@ impl ConstDivisor {
     /// `n / divisor`, exact for every `n`.
     #[inline]
     pub(crate) const fn divide(self, n: u64) -> u64 {
-        let high = ((self.multiplier as u128 * n as u128) >> 64) as u64;
+        let high = mul_high(self.multiplier, n);
         (high + ((n - high) >> self.first_shift)) >> self.second_shift
     }
 }

@@ -58,6 +58,7 @@ pub mod retry;
 pub mod state;
 pub mod store;
 pub mod time;
+mod wide;
 
 pub use breaker::{
     Breaker, BreakerConfig, CircuitProtector, ConfigError, Permit, Ratio, RatioError, ValidConfig,

@@ -3,7 +3,9 @@
 use core::time::Duration;
 
 use super::delay::{Backoff, BackoffError};
-use crate::{divide::duration_from_nanos, fixed_point::U32F32, time::duration_to_nanos};
+use crate::{
+    divide::duration_from_nanos, fixed_point::U32F32, time::duration_to_nanos, wide::mul_shift,
+};
 
 /// No jitter: an [`ExponentialDelay`] is deterministic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -24,6 +26,7 @@ pub struct NoJitter;
 ///     .with_factor(U32F32::from_num(3))?;
 /// let waits: Vec<_> = (1..=5).map(|k| triple.delay(k).as_secs()).collect();
 /// assert_eq!(waits, [1, 3, 9, 10, 10]);
+/// assert_eq!((triple.min_delay(), triple.max_delay()), (Duration::from_secs(1), Duration::from_secs(10)));
 ///
 /// assert_eq!(
 ///     ExponentialDelay::new(Duration::from_secs(2), Duration::from_secs(1)).unwrap_err(),
@@ -35,8 +38,10 @@ pub struct NoJitter;
 #[derive(Clone, Copy, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ExponentialDelay<J = NoJitter> {
-    pub(super) min_delay: Duration,
-    pub(super) max_delay: Duration,
+    // In nanoseconds, converted once: on a 32-bit core a `Duration` to nanoseconds is a 64-bit
+    // multiply with an overflow check, and the waits are computed in nanoseconds.
+    pub(super) min_nanos: u64,
+    pub(super) max_nanos: u64,
     pub(super) factor: U32F32,
     pub(super) jitter: J,
 }
@@ -48,8 +53,8 @@ impl ExponentialDelay {
             return Err(BackoffError::MaxBelowMin);
         }
         Ok(ExponentialDelay {
-            min_delay,
-            max_delay,
+            min_nanos: duration_to_nanos(min_delay),
+            max_nanos: duration_to_nanos(max_delay),
             factor: U32F32::const_from_int(2),
             jitter: NoJitter,
         })
@@ -110,14 +115,14 @@ impl ExponentialDelay {
 }
 
 impl<J> ExponentialDelay<J> {
-    /// The shortest wait.
+    /// The shortest wait (kept to the nanosecond, up to `u64::MAX` nanoseconds: 584 years).
     pub const fn min_delay(&self) -> Duration {
-        self.min_delay
+        duration_from_nanos(self.min_nanos)
     }
 
-    /// The longest wait.
+    /// The longest wait (kept to the nanosecond, up to `u64::MAX` nanoseconds: 584 years).
     pub const fn max_delay(&self) -> Duration {
-        self.max_delay
+        duration_from_nanos(self.max_nanos)
     }
 
     /// The growth factor.
@@ -132,28 +137,25 @@ impl<J> ExponentialDelay<J> {
     }
 
     pub(super) fn base_nanos(&self, attempt: u32) -> u64 {
-        let max = duration_to_nanos(self.max_delay);
-        let mut delay = duration_to_nanos(self.min_delay);
+        let max = self.max_nanos;
+        let mut delay = self.min_nanos;
         // Exponentiation by squaring in 32.32 fixed point: O(log attempt). `None` is a power
         // beyond 2^32, which takes any non-zero delay past every cap.
         let mut power = Some(self.factor.to_bits());
         let mut exponent = attempt.saturating_sub(1);
         while exponent > 0 && delay != 0 && delay < max {
             if exponent & 1 == 1 {
-                delay = power.and_then(|p| mul_fixed(delay, p)).unwrap_or(u64::MAX);
+                delay = power
+                    .and_then(|p| mul_shift(delay, p, 32))
+                    .unwrap_or(u64::MAX);
             }
             exponent >>= 1;
             if exponent > 0 {
-                power = power.and_then(|p| mul_fixed(p, p));
+                power = power.and_then(|p| mul_shift(p, p, 32));
             }
         }
         delay.min(max)
     }
-}
-
-/// `value * factor`, `factor` in 32.32 fixed point; `None` past `u64::MAX`.
-fn mul_fixed(value: u64, factor: u64) -> Option<u64> {
-    u64::try_from((value as u128 * factor as u128) >> 32).ok()
 }
 
 impl Backoff for ExponentialDelay<NoJitter> {

@@ -8,7 +8,12 @@ use super::{
     delay::{Backoff, BackoffError},
     exponential::ExponentialDelay,
 };
-use crate::{divide::duration_from_nanos, fixed_point::U1F31, time::duration_to_nanos};
+use crate::{
+    divide::duration_from_nanos,
+    fixed_point::U1F31,
+    time::duration_to_nanos,
+    wide::{mul_high, mul_shift},
+};
 
 /// Jitter of up to `fraction` of the delay either way, drawn from a caller-owned generator.
 #[derive(Clone, Copy, Debug)]
@@ -36,8 +41,8 @@ impl ExponentialDelay {
             return Err(BackoffError::JitterOutOfRange);
         }
         Ok(ExponentialDelay {
-            min_delay: self.min_delay,
-            max_delay: self.max_delay,
+            min_nanos: self.min_nanos,
+            max_nanos: self.max_nanos,
             factor: self.factor,
             jitter: UniformJitter { fraction, rng },
         })
@@ -46,12 +51,11 @@ impl ExponentialDelay {
 impl<R: Rng> Backoff for ExponentialDelay<UniformJitter<R>> {
     fn delay(&mut self, attempt: u32) -> Duration {
         let base = self.base_nanos(attempt);
-        let span = ((base as u128 * self.jitter.fraction.to_bits() as u128) >> 31) as u64;
+        // `fraction` is at most 1 (2^31 in 1.31 fixed point): the span is at most `base`.
+        let span = mul_shift(base, u64::from(self.jitter.fraction.to_bits()), 31).unwrap_or(base);
         let offset = uniform_up_to(&mut self.jitter.rng, span.saturating_mul(2));
         let jittered = base.saturating_add(offset).saturating_sub(span);
-        let min = duration_to_nanos(self.min_delay);
-        let max = duration_to_nanos(self.max_delay);
-        duration_from_nanos(jittered.clamp(min, max))
+        duration_from_nanos(jittered.clamp(self.min_nanos, self.max_nanos))
     }
 }
 
@@ -60,7 +64,7 @@ fn uniform_up_to(rng: &mut impl Rng, bound: u64) -> u64 {
     if bound == u64::MAX {
         return rng.next_u64();
     }
-    ((rng.next_u64() as u128 * (bound as u128 + 1)) >> 64) as u64
+    mul_high(rng.next_u64(), bound + 1)
 }
 
 /// "Full jitter": a uniform wait in `[0, d]`, `d` being the exponential delay.
@@ -114,8 +118,9 @@ impl<R> defmt::Format for FullJitter<R> {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct DecorrelatedJitter<R> {
-    min_delay: Duration,
-    max_delay: Duration,
+    // In nanoseconds, as `ExponentialDelay`'s, converted once.
+    min_nanos: u64,
+    max_nanos: u64,
     previous: u64,
     rng: R,
 }
@@ -127,8 +132,8 @@ impl<R: Rng> DecorrelatedJitter<R> {
             return Err(BackoffError::MaxBelowMin);
         }
         Ok(DecorrelatedJitter {
-            min_delay,
-            max_delay,
+            min_nanos: duration_to_nanos(min_delay),
+            max_nanos: duration_to_nanos(max_delay),
             previous: duration_to_nanos(min_delay),
             rng,
         })
@@ -137,8 +142,7 @@ impl<R: Rng> DecorrelatedJitter<R> {
 
 impl<R: Rng> Backoff for DecorrelatedJitter<R> {
     fn delay(&mut self, attempt: u32) -> Duration {
-        let min = duration_to_nanos(self.min_delay);
-        let max = duration_to_nanos(self.max_delay);
+        let (min, max) = (self.min_nanos, self.max_nanos);
         if attempt <= 1 {
             self.previous = min;
         }
@@ -154,9 +158,9 @@ impl<R> defmt::Format for DecorrelatedJitter<R> {
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(
             f,
-            "DecorrelatedJitter({}, {})",
-            self.min_delay,
-            self.max_delay
+            "DecorrelatedJitter({=u64} ns, {=u64} ns)",
+            self.min_nanos,
+            self.max_nanos
         );
     }
 }

@@ -76,10 +76,13 @@ impl Instant {
 
 /// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years).
 pub(crate) const fn duration_to_nanos(duration: Duration) -> u64 {
-    duration
-        .as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(duration.subsec_nanos() as u64)
+    const NANOS_PER_SEC: u64 = 1_000_000_000;
+    // A comparison instead of `saturating_mul`, whose overflow check a 32-bit core computes
+    // with a full 64×64 multiply.
+    if duration.as_secs() > u64::MAX / NANOS_PER_SEC {
+        return u64::MAX;
+    }
+    (duration.as_secs() * NANOS_PER_SEC).saturating_add(duration.subsec_nanos() as u64)
 }
 
 /// A monotonic source of "now".
@@ -118,5 +121,28 @@ impl Clock for Instant {
 impl<C: Clock + ?Sized> Clock for &C {
     fn now(&self) -> Instant {
         (**self).now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::time::Duration;
+
+    use super::duration_to_nanos;
+
+    #[test]
+    fn a_duration_in_nanoseconds_saturates_only_past_u64_max() {
+        let last_whole_second = u64::MAX / 1_000_000_000;
+        for duration in [
+            Duration::ZERO,
+            Duration::new(1, 5),
+            Duration::new(last_whole_second, 0),
+            Duration::new(last_whole_second, 999_999_999),
+            Duration::new(last_whole_second + 1, 0),
+            Duration::MAX,
+        ] {
+            let exact = duration.as_nanos().min(u64::MAX as u128) as u64;
+            assert_eq!(duration_to_nanos(duration), exact, "{duration:?}");
+        }
     }
 }
