@@ -70,6 +70,18 @@ const FLASH_BUDGET: u64 = 12 * 1024;
 /// The size probe's target: a Cortex-M0+ (RP2040, STM32G0), where flash is tight and `memcpy`
 /// and division are calls.
 const PROBE_TARGET: &str = "thumbv6m-none-eabi";
+
+/// The sections of an image that live in flash (those it has): the RP2040's second-stage
+/// bootloader, the vector table (Cortex-M), riscv-rt's start-up code (RISC-V), code and
+/// constants.
+const FLASH_SECTIONS: [&str; 6] = [
+    ".boot2",
+    ".vector_table",
+    ".init",
+    ".init.rust",
+    ".text",
+    ".rodata",
+];
 const RAM_BUDGET: u64 = 1024;
 const QEMU_WALL_BUDGET: Duration = Duration::from_secs(2);
 
@@ -153,6 +165,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("firmware") => firmware(&args[1..]),
         Some("size-probe") => size_probe(),
+        Some("rp2040") => rp2040(),
         Some("bench") => bench(&args[1..]),
         Some("chaos") => chaos(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
@@ -196,6 +209,14 @@ fn task_help(task: &str) -> Option<&'static str> {
              backoff), and prints what the library adds to .text, by piece. Fails if the\n\
              protected image links memcpy and the bare one does not, or links 64-bit division."
         }
+        "rp2040" => {
+            "usage: cargo xtask rp2040\n\n\
+             Builds and lints rp2040-example/ for thumbv6m-none-eabi (release, LTO, opt \"z\"): a\n\
+             BME280 driver (bme280-rs) on embassy-rp's async I2C through ProtectedBus, and the\n\
+             same firmware on the bare bus. Prints both images' flash, what the library adds to\n\
+             .text and its share by piece; fails as size-probe does. No RP2040 runs it here: the\n\
+             QEMU firmware is the behavioural check."
+        }
         "bench" => {
             "usage: cargo xtask bench [-- CRITERION ARGUMENTS]\n\n\
              Runs the criterion benchmarks (the PostgreSQL one against a throwaway server);\n\
@@ -237,6 +258,8 @@ fn usage() -> &'static str {
      size-probe\n  \
                what the library adds to a Cortex-M0+ firmware's flash (a breaker and a\n  \
                retry in ProtectedBus), by piece; fails if the protected path links memcpy\n  \
+     rp2040    build and lint the embassy-rp example (a BME280 through ProtectedBus), and\n  \
+               weigh the library in it\n  \
      bench     run the criterion benchmarks (extra arguments go to criterion)\n  \
      chaos [--seed N] [--faults N]\n  \
                the PostgreSQL store under a seeded run of random faults\n  \
@@ -334,6 +357,10 @@ fn test() -> Result<(), String> {
     step(
         "size probe on a Cortex-M0+ (thumbv6m): the library's flash",
         size_probe,
+    )?;
+    step(
+        "embassy-rp example (RP2040, a BME280 through ProtectedBus): build, clippy, flash",
+        rp2040,
     )?;
     if qemu_available() {
         firmware(&[])?;
@@ -684,10 +711,39 @@ fn firmware(args: &[String]) -> Result<(), String> {
 /// with exponential backoff) for a Cortex-M0+, prints what the library adds to `.text` and by
 /// piece, and fails if the protected image links `memcpy` where the bare one does not.
 fn size_probe() -> Result<(), String> {
-    ensure_component("llvm-tools")?;
-    ensure_target(PROBE_TARGET)?;
     let dir = workspace_root().join("size-probe");
     cargo_in(&dir, &["build", "--release", "--target", PROBE_TARGET])?;
+    weigh_protected_bus(&dir, "bare", "protected")
+}
+
+/// Builds and lints `rp2040-example` (a BME280 driver on embassy-rp's I2C through
+/// `ProtectedBus`, and the same firmware without it), and weighs the library in it as
+/// [`size_probe`] does.
+fn rp2040() -> Result<(), String> {
+    let dir = workspace_root().join("rp2040-example");
+    cargo_in(&dir, &["build", "--release", "--target", PROBE_TARGET])?;
+    cargo_in(
+        &dir,
+        &[
+            "clippy",
+            "--release",
+            "--target",
+            PROBE_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    weigh_protected_bus(&dir, "bare", "rp2040-example")
+}
+
+/// Compares two release images of the crate in `dir`, built for [`PROBE_TARGET`]: the same
+/// firmware without (`bare`) and with (`protected`) `ProtectedBus`. Prints the flash of each,
+/// what the library adds to `.text` and its share by piece; fails if the protected image links
+/// `memcpy` where the bare one does not.
+fn weigh_protected_bus(dir: &Path, bare: &str, protected: &str) -> Result<(), String> {
+    ensure_component("llvm-tools")?;
+    ensure_target(PROBE_TARGET)?;
     let llvm_bin = llvm_bin()?;
     let image = |name: &str| {
         dir.join("target")
@@ -695,9 +751,15 @@ fn size_probe() -> Result<(), String> {
             .join("release")
             .join(name)
     };
-    let text = |elf: &Path| -> Result<u64, String> {
-        section_size(&size_table(&llvm_bin, elf)?, ".text")
-            .ok_or_else(|| format!("no .text in {}", elf.display()))
+    let sizes = |elf: &Path| -> Result<(u64, u64), String> {
+        let table = size_table(&llvm_bin, elf)?;
+        let text = section_size(&table, ".text")
+            .ok_or_else(|| format!("no .text in {}", elf.display()))?;
+        let flash = FLASH_SECTIONS
+            .iter()
+            .filter_map(|name| section_size(&table, name))
+            .sum();
+        Ok((text, flash))
     };
     let links_memcpy = |elf: &Path| -> Result<bool, String> {
         let symbols = command_stdout(Command::new(llvm_bin.join("llvm-nm")).arg(elf))?;
@@ -705,14 +767,17 @@ fn size_probe() -> Result<(), String> {
             .lines()
             .any(|line| line.ends_with(" __aeabi_memcpy") || line.ends_with(" memcpy")))
     };
-    let (bare, protected) = (image("bare"), image("protected"));
-    let (bare_text, protected_text) = (text(&bare)?, text(&protected)?);
+    let (bare, protected) = (image(bare), image(protected));
+    let ((bare_text, bare_flash), (protected_text, protected_flash)) =
+        (sizes(&bare)?, sizes(&protected)?);
+    println!("flash without ProtectedBus {bare_flash} bytes, with it {protected_flash}");
     println!(
         ".text without ProtectedBus {bare_text} bytes, with it {protected_text}: the library adds {} bytes",
         protected_text.saturating_sub(bare_text)
     );
     print_flash_share(&llvm_bin, &protected, protected_text)?;
-    if links_memcpy(&protected)? && !links_memcpy(&bare)? {
+    let (bare_memcpy, protected_memcpy) = (links_memcpy(&bare)?, links_memcpy(&protected)?);
+    if protected_memcpy && !bare_memcpy {
         return Err(format!(
             "the protected image links memcpy on {PROBE_TARGET}: a value of the protected path \
              is moved by value again (a transaction, a result); find the call with \
@@ -720,7 +785,11 @@ fn size_probe() -> Result<(), String> {
             protected.display()
         ));
     }
-    println!("memcpy: not linked by the protected path");
+    if bare_memcpy {
+        println!("memcpy: linked by the bare image already, none added by the protected path");
+    } else {
+        println!("memcpy: not linked by the protected path");
+    }
     Ok(())
 }
 
@@ -796,9 +865,7 @@ fn sizes(elf: &Path) -> Result<(), String> {
     let llvm_bin = llvm_bin()?;
     let table = size_table(&llvm_bin, elf)?;
     let section = |name: &str| -> u64 { section_size(&table, name).unwrap_or(0) };
-    // Flash: the vector table (Cortex-M), riscv-rt's start-up code (RISC-V), code and
-    // constants; RAM: initialised and zeroed data.
-    let flash_sections = [".vector_table", ".init", ".init.rust", ".text", ".rodata"];
+    let flash_sections = FLASH_SECTIONS;
     let ram_sections = [".data", ".bss"];
     let present = |name: &&str| section_size(&table, name).is_some();
     let flash_sections: Vec<&str> = flash_sections.into_iter().filter(present).collect();
