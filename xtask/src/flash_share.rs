@@ -1,9 +1,10 @@
 //! The library's own share of a firmware image's flash.
 //!
 //! With LTO most of the library is inlined into the firmware's task, so its symbols alone
-//! undercount it. The share is read from the disassembly with its line table: the library's
-//! functions that kept a symbol (whole), plus every other byte of `.text` whose source line is
-//! in the library's sources (library code inlined elsewhere).
+//! undercount it; and a HAL's future is inlined into the library's, so whole symbols overcount
+//! it. The share is read from the disassembly with its line table: every byte of `.text` whose
+//! source line is in the library's sources, wherever it was inlined, plus the bytes of the
+//! library's own functions that have no line at all.
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
@@ -26,7 +27,8 @@ const U64_DIVISION: [&str; 10] = [
 
 /// Bytes of a firmware image's `.text` attributed to the library.
 pub struct FlashShare {
-    /// The library's functions that kept a symbol, with their sizes, largest first.
+    /// The library's functions that kept a symbol, with their library bytes (code inlined into
+    /// them from other crates is not counted), largest first.
     pub functions: Vec<(String, u64)>,
     /// Library code inlined into other functions, per source file (relative to the library's
     /// source directory).
@@ -81,6 +83,16 @@ impl FlashShare {
     }
 }
 
+/// Where the line table says the instructions that follow come from.
+enum Source {
+    /// A file of the library's sources (relative to its `src`).
+    Library(String),
+    /// Another crate's source: the firmware's, a dependency's, `core`'s.
+    Elsewhere,
+    /// No line: the function's own start-up code, or no debug info.
+    Unknown,
+}
+
 /// Whose a function's bytes are.
 enum Owner {
     /// `compiler_builtins`' 64-bit division.
@@ -104,21 +116,32 @@ pub fn flash_share(
             .args(["-d", "-l", "--demangle", "--section=.text"])
             .arg(elf),
     )?;
-    let prefix = format!("{}/", library_src.display());
+    Ok(share_of(
+        &disassembly,
+        &format!("{}/", library_src.display()),
+        crate_name,
+    ))
+}
+
+/// The library's share of `disassembly` (`llvm-objdump -d -l`'s text), the library's sources
+/// being the files under `prefix`.
+fn share_of(disassembly: &str, prefix: &str, crate_name: &str) -> FlashShare {
     let mut functions: BTreeMap<String, u64> = BTreeMap::new();
     let mut inlined = BTreeMap::new();
     let mut pieces = BTreeMap::new();
     let mut u64_division = 0;
     // Whose the current function's bytes are, decided once at its header.
     let mut owner = Owner::Other;
-    let mut file: Option<String> = None;
+    let mut source = Source::Unknown;
     for line in disassembly.lines() {
         if let Some(location) = line.strip_prefix("; ") {
             // "; /path/to/file.rs:LINE": the source of the instructions that follow.
-            file = location
-                .rsplit_once(':')
-                .and_then(|(path, _)| path.strip_prefix(&prefix))
-                .map(str::to_owned);
+            source = match location.rsplit_once(':') {
+                Some((path, _)) => path
+                    .strip_prefix(prefix)
+                    .map_or(Source::Elsewhere, |file| Source::Library(file.to_owned())),
+                None => Source::Unknown,
+            };
         } else if let Some(header) = line.strip_suffix(">:") {
             // "000007f0 <name>:": a function starts.
             let function = header.split_once(" <").map_or("", |(_, name)| name);
@@ -129,34 +152,36 @@ pub fn flash_share(
             } else {
                 Owner::Other
             };
-            file = None;
+            source = Source::Unknown;
         } else if let Some(bytes) = instruction_bytes(line) {
-            match &owner {
-                Owner::Division => u64_division += bytes,
-                Owner::Library(name) => {
+            match (&owner, &source) {
+                (Owner::Division, _) => u64_division += bytes,
+                // Another crate's code inlined into the library's function: not the library's.
+                (Owner::Library(_), Source::Elsewhere) => {}
+                (Owner::Library(name), _) => {
                     *functions.entry(name.clone()).or_insert(0) += bytes;
-                    let piece = file
-                        .as_deref()
-                        .map_or_else(|| piece_of_function(name, crate_name), piece_of);
+                    let piece = match &source {
+                        Source::Library(file) => piece_of(file),
+                        _ => piece_of_function(name, crate_name),
+                    };
                     *pieces.entry(piece).or_insert(0) += bytes;
                 }
-                Owner::Other => {
-                    if let Some(file) = &file {
-                        *inlined.entry(file.clone()).or_insert(0) += bytes;
-                        *pieces.entry(piece_of(file)).or_insert(0) += bytes;
-                    }
+                (Owner::Other, Source::Library(file)) => {
+                    *inlined.entry(file.clone()).or_insert(0) += bytes;
+                    *pieces.entry(piece_of(file)).or_insert(0) += bytes;
                 }
+                (Owner::Other, _) => {}
             }
         }
     }
     let mut functions: Vec<(String, u64)> = functions.into_iter().collect();
     functions.sort_by_key(|function| std::cmp::Reverse(function.1));
-    Ok(FlashShare {
+    FlashShare {
         functions,
         inlined,
         pieces,
         u64_division,
-    })
+    }
 }
 
 /// Whether `function` is the library's own: its path starts with the crate (an inherent or
@@ -218,7 +243,45 @@ fn instruction_bytes(line: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{instruction_bytes, is_library_function, piece_of, piece_of_function, readable};
+    use super::{
+        instruction_bytes, is_library_function, piece_of, piece_of_function, readable, share_of,
+    };
+
+    /// A library function with a HAL's code inlined into it, and a firmware function with the
+    /// library's code inlined into it: the library is credited with its own lines in both, and
+    /// with the bytes of its function that have no line, never with the HAL's.
+    #[test]
+    fn the_share_is_the_librarys_lines_wherever_they_were_inlined() {
+        let disassembly = "\
+00000100 <resilient_circuit::bus::async_i2c::poll::h0123456789abcdef>:
+     100: b580         \tpush\t{r7, lr}
+; /src/core/bus/async_i2c.rs:20
+     102: 4608         \tmov\tr0, r1
+     104: f000 f801    \tbl\t0x10a
+; /registry/embassy-rp-0.10.0/src/i2c.rs:700
+     108: 6800         \tldr\tr0, [r0]
+     10a: 6800         \tldr\tr0, [r0]
+     10c: 6800         \tldr\tr0, [r0]
+; /src/core/state/machine.rs:300
+     10e: bd80         \tpop\t{r7, pc}
+
+00000110 <firmware::main::h0123456789abcdef>:
+     110: b580         \tpush\t{r7, lr}
+; /src/core/retry/policy.rs:250
+     112: 4608         \tmov\tr0, r1
+; /firmware/src/main.rs:10
+     114: bd80         \tpop\t{r7, pc}
+";
+        let share = share_of(disassembly, "/src/core/", "resilient_circuit");
+        assert_eq!(
+            share.functions,
+            [("resilient_circuit::bus::async_i2c::poll".to_owned(), 10)]
+        );
+        assert_eq!(share.inlined.get("retry/policy.rs"), Some(&2));
+        assert_eq!(share.pieces.get("bus wrapper"), Some(&8));
+        assert_eq!(share.pieces.get("breaker"), Some(&2));
+        assert_eq!(share.total(), 12);
+    }
 
     #[test]
     fn code_is_the_piece_its_source_file_or_module_is() {
