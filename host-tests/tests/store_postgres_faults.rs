@@ -588,6 +588,37 @@ fn flushes_abandoned_in_a_loop_stay_within_the_statement_budget() {
     flush(&store);
 }
 
+#[test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+fn new_keys_made_in_a_loop_stay_within_the_statement_budget() {
+    let port = pg::port();
+    let (_db, settings) = pg::fresh_database(port, "new_key_storm");
+    let store = store(&settings);
+    // Each new key's row is read, made, and read again before its breaker is handed out: three
+    // statements, every one within the budget.
+    // The clock first: every statement counted went after it.
+    let start = Instant::now();
+    let before = store.round_trips();
+    let mut made = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        drop(
+            store
+                .breaker(key(&format!("new-{made}")), counting())
+                .unwrap(),
+        );
+        made += 1;
+    }
+    let statements = store.round_trips() - before;
+    // The last key was asked for before 2 s were up and made after.
+    let elapsed = start.elapsed().as_secs_f64();
+    println!("{made} new keys in a loop: {statements} statements in {elapsed:.3} s");
+    let budget = (80.0 * elapsed) as u64 + 16;
+    assert!(
+        statements <= budget,
+        "{statements} statements, {budget} allowed"
+    );
+}
+
 /// A store of `test`'s fresh database through a fault proxy, with the healthy row of key `a`
 /// for `config`.
 fn through_a_proxy(

@@ -37,7 +37,7 @@ impl Worker {
                 .get(key)
                 .is_some_and(|state| state.stale || state.row.is_none())
             {
-                self.read_keys(std::slice::from_ref(key), std::iter::empty());
+                self.read_keys(std::slice::from_ref(key), std::iter::empty(), true);
                 continue;
             }
             self.take(key, true);

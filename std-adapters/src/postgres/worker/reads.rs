@@ -21,12 +21,20 @@ use crate::{
 impl Worker {
     /// Reads the rows of `keys` (making rows for keys without one) and adopts those that
     /// changed; `loading` are keys read for the first time (no hook for what they start as).
+    /// The first read is paid for by the caller; making rows, and reading them again, spend
+    /// from the statement budget here (from the reserve too when a caller waits for them,
+    /// `waited_for`); a key left without its row when the budget is empty is read again next
+    /// round.
     pub(super) fn read_keys<'a>(
         &mut self,
         keys: &[BreakerKey],
         loading: impl Iterator<Item = &'a BreakerKey> + Clone,
+        waited_for: bool,
     ) {
         for attempt in 0..2 {
+            if attempt == 1 && !self.spend(waited_for) {
+                return;
+            }
             let known: Vec<(BreakerKey, Option<Version>)> = keys
                 .iter()
                 .map(|key| {
@@ -67,7 +75,7 @@ impl Worker {
                     }
                 }
             }
-            if missing.is_empty() || attempt == 1 {
+            if missing.is_empty() || attempt == 1 || !self.spend(waited_for) {
                 return;
             }
             let inserted = self.round_trip(async |conn: &Conn| {

@@ -51,7 +51,7 @@ impl Worker {
             // The poll counts as done once its read went (or there was nothing to read).
             let read = stale.is_empty() || self.spend(waited_for);
             if read && !stale.is_empty() {
-                self.read_keys(&stale, loading);
+                self.read_keys(&stale, loading, waited_for);
             }
             if read && poll {
                 self.last_poll = now;
