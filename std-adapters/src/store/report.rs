@@ -6,8 +6,9 @@ use std::{
     time::Duration,
 };
 
-use resilient_circuit::{CircuitState, TransitionHook};
+use resilient_circuit::{CircuitState, TransitionHook, state::Transition};
 
+use super::{counters::KeyCounters, replica::WorkerHook};
 use crate::BreakerKey;
 
 /// Runs the hook; a panic inside it is caught and reported, and the breaker carries on.
@@ -84,7 +85,8 @@ pub(crate) fn rejection(key: &BreakerKey, retry_after: Duration) {
 
 /// Something an operator must know about a store (an outage, a malformed row, a fallback):
 /// never lost, so on stderr when no `tracing` subscriber would show it.
-#[cfg(feature = "postgres")]
+// Replication's alone (shared copies, PostgreSQL), which the loom model leaves out.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn store_warning(message: &str) {
     #[cfg(feature = "tracing")]
     if tracing::enabled!(tracing::Level::WARN) {
@@ -101,4 +103,22 @@ pub(crate) fn store_info(message: &str) {
     tracing::info!("{message}");
     #[cfg(not(feature = "tracing"))]
     eprintln!("resilient-circuit: {message}");
+}
+
+/// Reports a transition and runs every hook on it.
+// Replication's alone (shared copies, PostgreSQL), which the loom model leaves out.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn announce(
+    key: &BreakerKey,
+    counters: &KeyCounters,
+    transition: Option<Transition>,
+    hooks: &[WorkerHook],
+) {
+    if let Some(transition) = transition {
+        counters.transition(transition.from, transition.to);
+        transition_event(key, transition.from, transition.to);
+        for hook in hooks {
+            run_hook(key, &**hook, transition.from, transition.to);
+        }
+    }
 }

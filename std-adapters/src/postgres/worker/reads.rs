@@ -3,10 +3,7 @@
 
 use std::sync::Arc;
 
-use resilient_circuit::{
-    CircuitState,
-    state::{BreakerState, Transition},
-};
+use resilient_circuit::{CircuitState, state::BreakerState};
 
 use super::{
     Worker,
@@ -15,7 +12,10 @@ use super::{
 };
 use crate::{
     BreakerKey,
-    store::{SharedWindow, counters::KeyCounters, replica::WorkerHook, report},
+    store::{
+        SharedWindow,
+        report::{self, announce},
+    },
 };
 
 impl Worker {
@@ -157,21 +157,5 @@ fn on_local_timeline(
             state.epoch(),
         ),
         None => state,
-    }
-}
-
-/// Reports a transition and runs every hook on it.
-pub(super) fn announce(
-    key: &BreakerKey,
-    counters: &KeyCounters,
-    transition: Option<Transition>,
-    hooks: &[WorkerHook],
-) {
-    if let Some(transition) = transition {
-        counters.transition(transition.from, transition.to);
-        report::transition_event(key, transition.from, transition.to);
-        for hook in hooks {
-            report::run_hook(key, &**hook, transition.from, transition.to);
-        }
     }
 }

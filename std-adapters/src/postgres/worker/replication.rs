@@ -9,14 +9,13 @@ use resilient_circuit::time::Instant;
 use super::{
     Worker,
     keys::{Entry, reservation_ttl},
-    reads::announce,
     server_time::ServerTime,
     statements::{Conn, parse_payload},
 };
 use crate::{
     BreakerKey,
     postgres::OnOutage,
-    store::{replica::Event, shared_state::is_held},
+    store::{replica::Event, report::announce, shared_state::is_held},
 };
 
 /// How often an idle writer refreshes its row in the writers table; a row not refreshed for a
