@@ -303,3 +303,72 @@ fn a_panicking_store_is_an_outage_not_a_crash() {
     ));
     assert!(breaker.force_open().is_err());
 }
+
+/// What `copies` holds of `key`, as a new process reads it.
+fn copy_of(copies: &Arc<InMemory>, key: &str, config: BreakerConfig) -> (u16, u16) {
+    let reader = process(copies).breaker(key, config).unwrap();
+    let state = reader.state();
+    (state.window().len(), state.window().failures())
+}
+
+/// A key the store forgot (to make room) and made again goes on with its batches: its new
+/// changes are not taken for ones the copy already holds.
+#[test]
+fn a_key_forgotten_and_made_again_still_sends_its_changes() {
+    let copies = Arc::new(InMemory::default());
+    let store = MemoryStore::replicated(Arc::clone(&copies))
+        .sync_interval(Duration::from_millis(5))
+        .max_entries(std::num::NonZeroUsize::MIN)
+        .build();
+    let config = BreakerConfig::new().failure_limit(Ratio::new(8, 8).unwrap());
+    let breaker = store.breaker("payments", config).unwrap();
+    let _ = breaker.call(|| Err::<(), _>("down"));
+    until("the first failure in the copy", || {
+        (copy_of(&copies, "payments", config).1 == 1).then_some(())
+    });
+    drop(breaker);
+    // A second key takes the only place: "payments" is forgotten.
+    drop(store.breaker("inventory", config).unwrap());
+    assert!(!store.contains(&resilient_circuit_std::BreakerKey::resource("payments").unwrap()));
+    let breaker = store.breaker("payments", config).unwrap();
+    let _ = breaker.call(|| Err::<(), _>("down again"));
+    until("the second failure in the copy", || {
+        (copy_of(&copies, "payments", config).1 == 2).then_some(())
+    });
+}
+
+/// Successes wait for the sync interval (an hour here): dropping the store sends them.
+#[test]
+fn dropping_the_store_sends_what_its_keys_have_not_sent() {
+    let copies = Arc::new(InMemory::default());
+    let store = MemoryStore::replicated(Arc::clone(&copies))
+        .sync_interval(Duration::from_secs(3600))
+        .max_staleness(Duration::from_secs(3600))
+        .build();
+    let config = BreakerConfig::new().failure_limit(Ratio::new(8, 8).unwrap());
+    let breaker = store.breaker("payments", config).unwrap();
+    for _ in 0..5 {
+        breaker.call(|| Ok::<_, &str>(())).unwrap();
+    }
+    drop(breaker);
+    drop(store);
+    assert_eq!(copy_of(&copies, "payments", config), (5, 0));
+}
+
+/// The same, when the breaker outlives its store.
+#[test]
+fn the_last_breaker_of_a_store_gone_sends_what_is_pending() {
+    let copies = Arc::new(InMemory::default());
+    let store = MemoryStore::replicated(Arc::clone(&copies))
+        .sync_interval(Duration::from_secs(3600))
+        .max_staleness(Duration::from_secs(3600))
+        .build();
+    let config = BreakerConfig::new().failure_limit(Ratio::new(8, 8).unwrap());
+    let breaker = store.breaker("payments", config).unwrap();
+    drop(store);
+    for _ in 0..3 {
+        breaker.call(|| Ok::<_, &str>(())).unwrap();
+    }
+    drop(breaker);
+    assert_eq!(copy_of(&copies, "payments", config), (3, 0));
+}

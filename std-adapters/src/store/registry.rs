@@ -29,13 +29,15 @@ pub const DEFAULT_MAX_ENTRIES: NonZeroUsize = NonZeroUsize::new(8192).unwrap();
 /// [`PostgresStore::connect`](crate::postgres::PostgresStore::connect) (or chosen by the
 /// environment: [`AnyStore::from_env`](crate::postgres::AnyStore)) also replicates each key
 /// through the key's row, shared with every process of the fleet; what only such a store has
-/// (flushing, its connection's health) is its [`postgres`](Self::postgres) handle.
+/// (flushing, its connection's health) is its [`postgres`](Self::postgres) handle. A store
+/// made by [`MemoryStore::replicated`] replicates each key through a key-value store of your
+/// own ([`store::copies`](crate::store::copies)).
 ///
 /// The store has one clock, `C` ([`CoarseClock`] unless made with
 /// [`with_clock`](MemoryStore::with_clock)): every breaker it hands out reads it, so the
 /// breakers of a key share one timeline as they share one state and one configuration.
 ///
-/// Bounded (a replicated store is not: it forgets a key no handle has held for a while):
+/// Bounded (a PostgreSQL store is not: it forgets a key no handle has held for a while):
 /// when a new key arrives and the store is full, it forgets the key whose last handle
 /// was handed out longest ago among those no breaker handle holds and that are not a live OPEN
 /// (one whose cooldown has not ended). If every key is held or OPEN, making a breaker for a
@@ -61,14 +63,15 @@ pub struct MemoryStore<C = CoarseClock> {
 }
 
 struct Registry {
+    /// What the keys are replicated through, if anything (set once, before the store is handed
+    /// out); it lives as long as the store. First, so that it is dropped first: what the keys
+    /// have not sent yet goes while the registry still holds them.
+    replication: OnceLock<std::sync::Arc<dyn Replication>>,
     entries: Mutex<HashMap<BreakerKey, Arc<SharedState>>>,
     max_entries: usize,
     tick: AtomicU64,
     /// The namespace of keys named by their resource key alone.
     namespace: Box<str>,
-    /// What the keys are replicated through, if anything (set once, before the store is handed
-    /// out); it lives as long as the store.
-    replication: OnceLock<std::sync::Arc<dyn Replication>>,
 }
 
 /// What a store's keys are replicated through (the PostgreSQL store's worker).
@@ -145,11 +148,11 @@ impl<C: Clock + Clone> MemoryStore<C> {
     /// ([`StoreError::ConfigMismatch`] otherwise); a key nothing holds is remade with the new
     /// one.
     ///
-    /// On a replicated store ([`PostgresStore`](crate::postgres::PostgresStore)), breakers of
-    /// one key share their state in every process too, through its row; a new key's row is
-    /// read before this returns (at most the round-trip timeout; when the database cannot
-    /// answer in time, the outage policy applies), and other processes apply their own
-    /// configurations.
+    /// On a replicated store ([`PostgresStore`](crate::postgres::PostgresStore), or
+    /// [`MemoryStore::replicated`]), breakers of one key share their state in every process
+    /// too, through its row or its shared copy; a new key's row (or copy) is read before this
+    /// returns (a row at most the round-trip timeout; when it cannot be read in time, the
+    /// outage policy applies), and other processes apply their own configurations.
     pub fn breaker(
         &self,
         key: impl IntoBreakerKey,

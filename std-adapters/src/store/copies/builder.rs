@@ -15,6 +15,9 @@ use crate::{
     time::CoarseClock,
 };
 
+/// The shortest interval a replicated store waits between turns.
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Builds a [`MemoryStore`] whose keys are shared through a [`SharedCopies`]:
 /// [`MemoryStore::replicated`].
 #[must_use = "a builder does nothing until `build`"]
@@ -47,15 +50,16 @@ impl MemoryStore {
 
 impl<C: Clock + Clone + Send + Sync + 'static> ReplicatedBuilder<C> {
     /// How long a change may wait before it is sent (a failure, a probe's outcome and a wanted
-    /// probe go at once).
+    /// probe go at once); at least a millisecond.
     pub fn sync_interval(mut self, interval: Duration) -> Self {
-        self.options.sync_interval = interval;
+        self.options.sync_interval = interval.max(MIN_INTERVAL);
         self
     }
 
-    /// How old this process's view of a key may get: every copy is read at least this often.
+    /// How old this process's view of a key may get: every copy is read at least this often; at
+    /// least a millisecond.
     pub fn max_staleness(mut self, staleness: Duration) -> Self {
-        self.options.max_staleness = staleness;
+        self.options.max_staleness = staleness.max(MIN_INTERVAL);
         self
     }
 

@@ -17,8 +17,9 @@ use crate::store::{
 
 /// The first bytes of every copy: the format and its version.
 const MAGIC: [u8; 4] = *b"RCS1";
-/// Writers a copy remembers; past this the one that wrote least recently is forgotten.
-const MAX_WRITERS: usize = 64;
+/// Writers a copy remembers; past this the one that wrote least recently is forgotten (so at
+/// most this many processes should write one key within [`WRITER_MEMORY_NANOS`]).
+const MAX_WRITERS: usize = 256;
 /// A writer that has not written for this long is forgotten (a batch in doubt for longer
 /// could be applied twice).
 const WRITER_MEMORY_NANOS: u64 = 24 * 3600 * 1_000_000_000;
@@ -61,15 +62,18 @@ impl FleetCopy {
 
     /// Applies each of `batches` of writer `writer` that is not in the copy yet, as of `now`
     /// (fleet timeline); `fleet_of` maps an instant of the writer's clock to the fleet's
-    /// timeline. Gives back probe slots whose lease ran out first.
+    /// timeline. Gives back probe slots whose lease (at most `lease_nanos` from now, whatever
+    /// the copy says) ran out first.
     pub(super) fn apply(
         &mut self,
         writer: u64,
         batches: &[Batch],
         config: &BreakerConfig,
         now: u64,
+        lease_nanos: u64,
         fleet_of: &impl Fn(Instant) -> Instant,
     ) {
+        self.probes_until = self.probes_until.min(now.saturating_add(lease_nanos));
         self.expire_probes(now);
         let applied = self
             .writers
@@ -109,6 +113,8 @@ impl FleetCopy {
         }
     }
 
+    /// Probe slots whose lease ran out are free again, in a new period: an outcome of a probe
+    /// that outlived its lease then counts for nothing, and takes no other process's slot.
     fn expire_probes(&mut self, now: u64) {
         let state = &self.state;
         if state.status() == CircuitState::HalfOpen
@@ -121,7 +127,7 @@ impl FleetCopy {
                 state.failure_count(),
                 Instant::ZERO,
                 0,
-                state.epoch(),
+                state.epoch().wrapping_add(1),
             );
         }
     }
@@ -301,7 +307,7 @@ mod tests {
             number: 1,
             events: vec![failure(0), failure(0), failure(0)],
         };
-        copy.apply(7, &[batch], &config(), 1_000, &|at| at);
+        copy.apply(7, &[batch], &config(), 1_000, 0, &|at| at);
         assert_eq!(copy.state.status(), CircuitState::Open);
         assert_eq!(FleetCopy::decode(&copy.encode()), Ok(copy));
     }
@@ -317,10 +323,10 @@ mod tests {
             number: 2,
             events: vec![failure(0)],
         };
-        copy.apply(7, std::slice::from_ref(&first), &config(), 1, &|at| at);
+        copy.apply(7, std::slice::from_ref(&first), &config(), 1, 0, &|at| at);
         // The reply to the first was lost: both go again, with the second.
-        copy.apply(7, &[first.clone(), second], &config(), 2, &|at| at);
-        copy.apply(8, &[first], &config(), 3, &|at| at);
+        copy.apply(7, &[first.clone(), second], &config(), 2, 0, &|at| at);
+        copy.apply(8, &[first], &config(), 3, 0, &|at| at);
         assert_eq!(copy.state.window().failures(), 3);
     }
 
@@ -347,11 +353,57 @@ mod tests {
             events: vec![failure(0), failure(0), failure(0)],
         };
         let config = config();
-        copy.apply(7, &[trip], &config, 0, &|at| at);
+        copy.apply(7, &[trip], &config, 0, 100, &|at| at);
         let after_cooldown = 2_000_000_000;
         assert!(copy.take_probe(&config, after_cooldown, 100));
         assert!(!copy.take_probe(&config, after_cooldown + 50, 100));
-        copy.apply(8, &[], &config, after_cooldown + 100, &|at| at);
+        copy.apply(8, &[], &config, after_cooldown + 100, 100, &|at| at);
         assert!(copy.take_probe(&config, after_cooldown + 100, 100));
+    }
+
+    /// The first probe outlives its lease and reports late: its outcome is of a period gone,
+    /// and leaves the next probe's slot taken.
+    #[test]
+    fn a_probe_that_outlived_its_lease_takes_no_other_slot() {
+        let config = config();
+        let mut copy = FleetCopy::new();
+        let trip = Batch {
+            number: 1,
+            events: vec![failure(0), failure(0), failure(0)],
+        };
+        copy.apply(7, &[trip], &config, 0, 100, &|at| at);
+        let after_cooldown = 2_000_000_000;
+        assert!(copy.take_probe(&config, after_cooldown, 100));
+        let first_probe = Admission::in_period(copy.state.epoch(), true);
+        copy.apply(8, &[], &config, after_cooldown + 100, 100, &|at| at);
+        assert!(copy.take_probe(&config, after_cooldown + 100, 100));
+        let late = Batch {
+            number: 2,
+            events: vec![Event::Release {
+                admission: first_probe,
+            }],
+        };
+        copy.apply(7, &[late], &config, after_cooldown + 150, 100, &|at| at);
+        assert_eq!(copy.state.probes_in_flight(), 1);
+        assert!(!copy.take_probe(&config, after_cooldown + 150, 100));
+    }
+
+    /// A stored lease far in the future (written by a host whose clock is ahead, or forged)
+    /// holds a slot no longer than this process's lease.
+    #[test]
+    fn a_lease_is_never_longer_than_this_processs() {
+        let config = config();
+        let mut copy = FleetCopy::new();
+        let trip = Batch {
+            number: 1,
+            events: vec![failure(0), failure(0), failure(0)],
+        };
+        copy.apply(7, &[trip], &config, 0, 100, &|at| at);
+        let after_cooldown = 2_000_000_000;
+        assert!(copy.take_probe(&config, after_cooldown, u64::MAX));
+        let mut read = FleetCopy::decode(&copy.encode()).unwrap();
+        read.apply(8, &[], &config, after_cooldown + 1, 100, &|at| at);
+        read.apply(8, &[], &config, after_cooldown + 101, 100, &|at| at);
+        assert!(read.take_probe(&config, after_cooldown + 101, 100));
     }
 }

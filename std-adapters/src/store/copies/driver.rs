@@ -4,12 +4,18 @@
 use std::{
     collections::HashMap,
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{Arc, Condvar, Mutex, Weak, atomic::AtomicBool, atomic::Ordering},
+    sync::{
+        Arc, Condvar, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use resilient_circuit::{
-    BreakerConfig, CircuitState, state::BreakerState, store::Control, time::Instant,
+    BreakerConfig, CircuitState,
+    state::{BreakerState, Transition},
+    store::Control,
+    time::Instant,
 };
 
 use super::{
@@ -22,7 +28,7 @@ use crate::{
     store::{
         OnOutage,
         registry::Replication,
-        replica::{Event, MAX_LOGGED, Replicator},
+        replica::{Event, MAX_LOGGED, Replicator, WorkerHook},
         report,
         shared_state::SharedState,
         window::SharedWindow,
@@ -45,6 +51,11 @@ pub(crate) struct Driver {
     /// Reads the store's clock (the one its breakers read).
     now: Box<dyn Fn() -> Instant + Send + Sync>,
     keys: Mutex<HashMap<BreakerKey, Arc<Tracked>>>,
+    /// The last batch number given, for every key: a key forgotten and made again goes on
+    /// from here, above what its copy holds of this writer.
+    last_batch: AtomicU64,
+    /// The store is gone: the last breaker of a key sends what is pending as it goes.
+    store_gone: AtomicBool,
     woken: Mutex<bool>,
     wake: Condvar,
     /// The copies could not be reached at the last attempt (one warning per outage).
@@ -62,11 +73,14 @@ struct Tracked {
 #[derive(Default)]
 struct Exchange {
     unsent: Vec<Batch>,
-    last_batch: u64,
     /// When (store clock) the copy was last read.
     synced_at: Option<Instant>,
     warned_malformed: bool,
 }
+
+/// A transition a sync observed, to announce once the key's locks are released, and the hooks
+/// to run on it.
+type Announced = (Option<Transition>, Vec<WorkerHook>);
 
 /// The fleet's timeline: nanoseconds since the Unix epoch, by this host's clock.
 fn fleet_now() -> u64 {
@@ -119,6 +133,8 @@ impl Driver {
             writer,
             now,
             keys: Mutex::new(HashMap::new()),
+            last_batch: AtomicU64::new(0),
+            store_gone: AtomicBool::new(false),
             woken: Mutex::new(false),
             wake: Condvar::new(),
             in_outage: AtomicBool::new(false),
@@ -242,8 +258,7 @@ impl Driver {
             return Ok(());
         };
         if !events.is_empty() {
-            exchange.last_batch += 1;
-            let number = exchange.last_batch;
+            let number = self.last_batch.fetch_add(1, Ordering::Relaxed) + 1;
             exchange.unsent.push(Batch { number, events });
             keep_bounded(&mut exchange.unsent);
         }
@@ -263,7 +278,7 @@ impl Driver {
                     return stored.unwrap_or_default().to_vec();
                 }
             };
-            copy.apply(self.writer, unsent, &config, fleet, &|at| {
+            copy.apply(self.writer, unsent, &config, fleet, lease, &|at| {
                 timeline.fleet_of(at)
             });
             if let Some(control) = manual {
@@ -281,10 +296,15 @@ impl Driver {
             (Ok(()), Some((state, probe))) => {
                 exchange.unsent.clear();
                 exchange.synced_at = Some(local_now);
-                drop(exchange);
                 self.in_outage.store(false, Ordering::Relaxed);
+                // Adopted before another sync of the key may write a newer copy: the key's
+                // exchange is held until the in-process copy is this one.
                 let state = on_local_timeline(state, timeline);
-                self.adopt(tracked, &shared, state, probe, load);
+                let announced = self.adopt(&shared, state, probe, load);
+                drop(exchange);
+                if let Some((transition, hooks)) = announced {
+                    report::announce(&tracked.key, &shared.counters, transition, &hooks);
+                }
                 Ok(())
             }
             (written, _) => {
@@ -296,7 +316,6 @@ impl Driver {
                         tracked.key
                     ));
                 }
-                drop(exchange);
                 if let Err(error) = written
                     && !self.in_outage.swap(true, Ordering::Relaxed)
                 {
@@ -304,7 +323,11 @@ impl Driver {
                         "shared copies: unreachable ({error}); breakers keep to this process until they are back"
                     ));
                 }
-                self.keep(tracked, &shared, wants_probe);
+                let announced = self.keep(&shared, wants_probe);
+                drop(exchange);
+                if let Some((transition, hooks)) = announced {
+                    report::announce(&tracked.key, &shared.counters, transition, &hooks);
+                }
                 Err(StoreUnavailable {
                     retry_after: self.options.sync_interval,
                 })
@@ -313,40 +336,37 @@ impl Driver {
     }
 
     /// Makes `state` (the copy, on the store's timeline) the in-process copy, with a probe slot
-    /// for this process if one was taken, and announces what changed.
+    /// for this process if one was taken: the transition to announce, and the hooks.
     fn adopt(
         &self,
-        tracked: &Tracked,
         shared: &SharedState,
         state: BreakerState<SharedWindow>,
         probe: bool,
         load: bool,
-    ) {
+    ) -> Option<Announced> {
         let now = (self.now)();
         if load {
             shared.counters.state(state.status());
         }
-        let announced = shared.replicate(|copy, replica| {
+        shared.replicate(|copy, replica| {
             if load {
                 replica.loaded(state.status());
             }
             replica.set_sending(false);
             let transition = replica.adopt(copy, state, &[], u16::from(probe), &now);
             (transition, replica.hooks())
-        });
-        if let Some((transition, hooks)) = announced {
-            report::announce(&tracked.key, &shared.counters, transition, &hooks);
-        }
+        })
     }
 
     /// While the copy is out of reach: the in-process copy stands in for it (a wanted probe is
-    /// admitted here, failing open), or every call is refused (failing closed).
-    fn keep(&self, tracked: &Tracked, shared: &SharedState, wants_probe: bool) {
+    /// admitted here, failing open), or every call is refused (failing closed). The transition
+    /// to announce, and the hooks.
+    fn keep(&self, shared: &SharedState, wants_probe: bool) -> Option<Announced> {
         let config = shared.config;
         let now = (self.now)();
         let fail_open = self.options.on_outage == OnOutage::FailOpen;
         let retry_after = self.options.sync_interval;
-        let announced = shared.replicate(|copy, replica| {
+        shared.replicate(|copy, replica| {
             if fail_open {
                 if wants_probe
                     && let Ok((admission, _)) = copy.admit(&config, &now)
@@ -358,10 +378,7 @@ impl Driver {
                 replica.fail_closed(retry_after);
             }
             (replica.announce(copy.status()), replica.hooks())
-        });
-        if let Some((transition, hooks)) = announced {
-            report::announce(&tracked.key, &shared.counters, transition, &hooks);
-        }
+        })
     }
 }
 
@@ -382,7 +399,13 @@ impl Replicator for Driver {
         }
     }
 
-    fn handle_dropped(&self, _references: usize) {}
+    /// The store is gone and this is a key's last breaker: what is pending goes now, before
+    /// the process may exit.
+    fn handle_dropped(&self, references: usize) {
+        if self.store_gone.load(Ordering::Acquire) && references <= 1 {
+            self.sync_all();
+        }
+    }
 }
 
 impl Replication for CopiesFleet {
@@ -397,6 +420,7 @@ impl Replication for CopiesFleet {
 
 impl Drop for CopiesFleet {
     fn drop(&mut self) {
+        self.driver.store_gone.store(true, Ordering::Release);
         self.driver.sync_all();
     }
 }
