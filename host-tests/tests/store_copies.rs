@@ -12,7 +12,7 @@ use std::{
 
 use host_tests::pg::until;
 use resilient_circuit_std::{
-    Breaker, BreakerConfig, CircuitState, Error, MemoryStore, Ratio, RejectReason,
+    Breaker, BreakerConfig, CircuitState, Error, MemoryStore, Ratio, RejectReason, SharedBreaker,
     classify::Verdict,
     store::{CopyError, OnOutage, SharedCopies},
 };
@@ -98,11 +98,14 @@ fn trips_at_once(cooldown: Duration) -> BreakerConfig {
         .cooldown(cooldown)
 }
 
-#[test]
-fn a_trip_in_one_process_opens_the_breaker_of_the_others() {
+/// Two processes' breakers of one key, after a failure in the first tripped it and the second
+/// saw the copy OPEN (the stores are returned too: they must outlive the test's calls).
+fn tripped_in_two_processes(
+    cooldown: Duration,
+) -> ([MemoryStore; 2], SharedBreaker, SharedBreaker) {
     let copies = Arc::new(InMemory::default());
     let (here, there) = (process(&copies), process(&copies));
-    let config = trips_at_once(Duration::from_secs(60));
+    let config = trips_at_once(cooldown);
     let (mine, theirs) = (
         here.breaker("payments", config).unwrap(),
         there.breaker("payments", config).unwrap(),
@@ -111,6 +114,12 @@ fn a_trip_in_one_process_opens_the_breaker_of_the_others() {
     until("the trip to reach the other process", || {
         (theirs.status() == CircuitState::Open).then_some(())
     });
+    ([here, there], mine, theirs)
+}
+
+#[test]
+fn a_trip_in_one_process_opens_the_breaker_of_the_others() {
+    let (_stores, _, theirs) = tripped_in_two_processes(Duration::from_secs(60));
     let refused = theirs.call(|| Ok::<_, &str>(())).unwrap_err();
     assert!(refused.is_rejected());
 }
@@ -250,17 +259,7 @@ fn a_stored_value_that_is_not_a_copy_is_left_as_it_is() {
 
 #[test]
 fn one_probe_at_a_time_across_the_fleet() {
-    let copies = Arc::new(InMemory::default());
-    let (here, there) = (process(&copies), process(&copies));
-    let config = trips_at_once(Duration::from_millis(50));
-    let (mine, theirs) = (
-        here.breaker("payments", config).unwrap(),
-        there.breaker("payments", config).unwrap(),
-    );
-    let _ = mine.call(|| Err::<(), _>("down"));
-    until("the trip to reach the other process", || {
-        (theirs.status() == CircuitState::Open).then_some(())
-    });
+    let (_stores, mine, theirs) = tripped_in_two_processes(Duration::from_millis(50));
     let probe = until("a probe slot for this process", || mine.try_acquire().ok());
     // While it runs, the other process gets none.
     for _ in 0..20 {

@@ -127,6 +127,35 @@ pub(crate) trait Replicator: Send + Sync {
     fn handle_dropped(&self, references: usize);
 }
 
+/// How long a probe slot reserved for this process waits for a caller before it is given
+/// back: a few of the waits a caller is told to make ([`BreakerConfig::busy_retry_after`]), at
+/// least 50 ms.
+pub(crate) fn reservation_ttl(config: &BreakerConfig) -> Duration {
+    config
+        .busy_retry_after
+        .saturating_mul(4)
+        .max(Duration::from_millis(50))
+}
+
+/// `state`, a shared copy's state, with its OPEN deadline moved to another timeline by
+/// `local_of` (the shared copy's deadlines are on the server's or the fleet's clock).
+pub(crate) fn on_local_timeline(
+    state: BreakerState<SharedWindow>,
+    local_of: impl Fn(Instant) -> Instant,
+) -> BreakerState<SharedWindow> {
+    match state.open_until() {
+        Some(until) => BreakerState::restore(
+            CircuitState::Open,
+            *state.window(),
+            state.failure_count(),
+            local_of(until),
+            0,
+            state.epoch(),
+        ),
+        None => state,
+    }
+}
+
 /// The replication part of a key's state, kept under the key's lock.
 pub(crate) struct Replica {
     /// The configuration the key was first made with: the replicator applies it to the row.

@@ -251,15 +251,6 @@ impl KeyState {
     }
 }
 
-/// How long a probe slot reserved for this process waits for a caller: a few of the waits
-/// the callers that asked for it were told.
-pub(super) fn reservation_ttl(config: &BreakerConfig) -> Duration {
-    config
-        .busy_retry_after
-        .saturating_mul(4)
-        .max(Duration::from_millis(50))
-}
-
 #[cfg(test)]
 mod tests {
     use resilient_circuit::{classify::Verdict, state::Admission};

@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use resilient_circuit::{CircuitState, state::BreakerState};
+use resilient_circuit::state::BreakerState;
 
 use super::{
     Worker,
-    server_time::ServerTime,
     statements::{Conn, Found, Version},
 };
 use crate::{
     BreakerKey,
     store::{
         SharedWindow,
+        replica::on_local_timeline,
         report::{self, announce},
     },
 };
@@ -124,7 +124,7 @@ impl Worker {
         let Some(state) = self.keys.get_mut(key) else {
             return;
         };
-        let local = on_local_timeline(shared, &time);
+        let local = on_local_timeline(shared, |until| time.local_of(until));
         let unsent = state.unsent.clone();
         if load {
             state.shared.counters.state(local.status());
@@ -139,23 +139,5 @@ impl Worker {
         if let Some((transition, hooks)) = announced {
             announce(key, &state.shared.counters, transition, &hooks);
         }
-    }
-}
-
-/// `state`, a state on the server's timeline, with its OPEN deadline on the local one.
-fn on_local_timeline(
-    state: BreakerState<SharedWindow>,
-    time: &ServerTime,
-) -> BreakerState<SharedWindow> {
-    match state.open_until() {
-        Some(until) => BreakerState::restore(
-            CircuitState::Open,
-            *state.window(),
-            state.failure_count(),
-            time.local_of(until),
-            0,
-            state.epoch(),
-        ),
-        None => state,
     }
 }

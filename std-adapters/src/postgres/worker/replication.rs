@@ -8,14 +8,18 @@ use resilient_circuit::time::Instant;
 
 use super::{
     Worker,
-    keys::{Entry, reservation_ttl},
+    keys::Entry,
     server_time::ServerTime,
     statements::{Conn, parse_payload},
 };
 use crate::{
     BreakerKey,
     postgres::OnOutage,
-    store::{replica::Event, report::announce, shared_state::is_held},
+    store::{
+        replica::{Event, reservation_ttl},
+        report::announce,
+        shared_state::is_held,
+    },
 };
 
 /// How often an idle writer refreshes its row in the writers table; a row not refreshed for a

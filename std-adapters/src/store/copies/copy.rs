@@ -300,6 +300,17 @@ mod tests {
         }
     }
 
+    /// A copy tripped by writer 7 at 0 ns: OPEN until 1 s.
+    fn tripped(config: &BreakerConfig) -> FleetCopy {
+        let mut copy = FleetCopy::new();
+        let trip = Batch {
+            number: 1,
+            events: vec![failure(0), failure(0), failure(0)],
+        };
+        copy.apply(7, &[trip], config, 0, 100, &|at| at);
+        copy
+    }
+
     #[test]
     fn a_copy_reads_back_as_it_was_written() {
         let mut copy = FleetCopy::new();
@@ -347,13 +358,8 @@ mod tests {
 
     #[test]
     fn a_probe_slot_nobody_gave_back_is_free_again_after_its_lease() {
-        let mut copy = FleetCopy::new();
-        let trip = Batch {
-            number: 1,
-            events: vec![failure(0), failure(0), failure(0)],
-        };
         let config = config();
-        copy.apply(7, &[trip], &config, 0, 100, &|at| at);
+        let mut copy = tripped(&config);
         let after_cooldown = 2_000_000_000;
         assert!(copy.take_probe(&config, after_cooldown, 100));
         assert!(!copy.take_probe(&config, after_cooldown + 50, 100));
@@ -366,12 +372,7 @@ mod tests {
     #[test]
     fn a_probe_that_outlived_its_lease_takes_no_other_slot() {
         let config = config();
-        let mut copy = FleetCopy::new();
-        let trip = Batch {
-            number: 1,
-            events: vec![failure(0), failure(0), failure(0)],
-        };
-        copy.apply(7, &[trip], &config, 0, 100, &|at| at);
+        let mut copy = tripped(&config);
         let after_cooldown = 2_000_000_000;
         assert!(copy.take_probe(&config, after_cooldown, 100));
         let first_probe = Admission::in_period(copy.state.epoch(), true);
@@ -393,12 +394,7 @@ mod tests {
     #[test]
     fn a_lease_is_never_longer_than_this_processs() {
         let config = config();
-        let mut copy = FleetCopy::new();
-        let trip = Batch {
-            number: 1,
-            events: vec![failure(0), failure(0), failure(0)],
-        };
-        copy.apply(7, &[trip], &config, 0, 100, &|at| at);
+        let mut copy = tripped(&config);
         let after_cooldown = 2_000_000_000;
         assert!(copy.take_probe(&config, after_cooldown, u64::MAX));
         let mut read = FleetCopy::decode(&copy.encode()).unwrap();

@@ -12,7 +12,6 @@ use std::{
 };
 
 use resilient_circuit::{
-    BreakerConfig, CircuitState,
     state::{BreakerState, Transition},
     store::Control,
     time::Instant,
@@ -28,7 +27,7 @@ use crate::{
     store::{
         OnOutage,
         registry::Replication,
-        replica::{Event, MAX_LOGGED, Replicator, WorkerHook},
+        replica::{Event, MAX_LOGGED, Replicator, WorkerHook, on_local_timeline, reservation_ttl},
         report,
         shared_state::SharedState,
         window::SharedWindow,
@@ -299,7 +298,7 @@ impl Driver {
                 self.in_outage.store(false, Ordering::Relaxed);
                 // Adopted before another sync of the key may write a newer copy: the key's
                 // exchange is held until the in-process copy is this one.
-                let state = on_local_timeline(state, timeline);
+                let state = on_local_timeline(state, |until| timeline.local_of(until));
                 let announced = self.adopt(&shared, state, probe, load);
                 drop(exchange);
                 if let Some((transition, hooks)) = announced {
@@ -437,31 +436,5 @@ fn keep_bounded(unsent: &mut Vec<Batch>) {
         if oldest.events.is_empty() {
             unsent.remove(0);
         }
-    }
-}
-
-/// How long a probe slot taken for this process waits for a caller before it is given back.
-fn reservation_ttl(config: &BreakerConfig) -> Duration {
-    config
-        .busy_retry_after
-        .saturating_mul(4)
-        .max(Duration::from_millis(50))
-}
-
-/// `state`, on the fleet's timeline, with its OPEN deadline on the store's.
-fn on_local_timeline(
-    state: BreakerState<SharedWindow>,
-    timeline: Timeline,
-) -> BreakerState<SharedWindow> {
-    match state.open_until() {
-        Some(until) => BreakerState::restore(
-            CircuitState::Open,
-            *state.window(),
-            state.failure_count(),
-            timeline.local_of(until),
-            0,
-            state.epoch(),
-        ),
-        None => state,
     }
 }
