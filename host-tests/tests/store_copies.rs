@@ -319,7 +319,7 @@ fn a_key_forgotten_and_made_again_still_sends_its_changes() {
         .sync_interval(Duration::from_millis(5))
         .max_entries(std::num::NonZeroUsize::MIN)
         .build();
-    let config = BreakerConfig::new().failure_limit(Ratio::new(8, 8).unwrap());
+    let config = counting();
     let breaker = store.breaker("payments", config).unwrap();
     let _ = breaker.call(|| Err::<(), _>("down"));
     until("the first failure in the copy", || {
@@ -336,15 +336,25 @@ fn a_key_forgotten_and_made_again_still_sends_its_changes() {
     });
 }
 
+/// A process whose thread waits an hour between turns: only a failure, or dropping, sends.
+fn quiet_process(copies: &Arc<InMemory>) -> MemoryStore {
+    MemoryStore::replicated(Arc::clone(copies))
+        .sync_interval(Duration::from_secs(3600))
+        .max_staleness(Duration::from_secs(3600))
+        .build()
+}
+
+/// Trips only after eight failures in a row: outcomes are counted, nothing else happens.
+fn counting() -> BreakerConfig {
+    BreakerConfig::new().failure_limit(Ratio::new(8, 8).unwrap())
+}
+
 /// Successes wait for the sync interval (an hour here): dropping the store sends them.
 #[test]
 fn dropping_the_store_sends_what_its_keys_have_not_sent() {
     let copies = Arc::new(InMemory::default());
-    let store = MemoryStore::replicated(Arc::clone(&copies))
-        .sync_interval(Duration::from_secs(3600))
-        .max_staleness(Duration::from_secs(3600))
-        .build();
-    let config = BreakerConfig::new().failure_limit(Ratio::new(8, 8).unwrap());
+    let store = quiet_process(&copies);
+    let config = counting();
     let breaker = store.breaker("payments", config).unwrap();
     for _ in 0..5 {
         breaker.call(|| Ok::<_, &str>(())).unwrap();
@@ -358,11 +368,8 @@ fn dropping_the_store_sends_what_its_keys_have_not_sent() {
 #[test]
 fn the_last_breaker_of_a_store_gone_sends_what_is_pending() {
     let copies = Arc::new(InMemory::default());
-    let store = MemoryStore::replicated(Arc::clone(&copies))
-        .sync_interval(Duration::from_secs(3600))
-        .max_staleness(Duration::from_secs(3600))
-        .build();
-    let config = BreakerConfig::new().failure_limit(Ratio::new(8, 8).unwrap());
+    let store = quiet_process(&copies);
+    let config = counting();
     let breaker = store.breaker("payments", config).unwrap();
     drop(store);
     for _ in 0..3 {
@@ -370,4 +377,41 @@ fn the_last_breaker_of_a_store_gone_sends_what_is_pending() {
     }
     drop(breaker);
     assert_eq!(copy_of(&copies, "payments", config), (3, 0));
+}
+
+/// Copies whose update asks for manual control of a breaker of the store it serves (as code
+/// calling back into the library could): refused, not a deadlock.
+#[derive(Default)]
+struct CallingBack {
+    map: InMemory,
+    breaker: std::sync::OnceLock<SharedBreaker>,
+    answers: Mutex<Vec<bool>>,
+}
+
+impl SharedCopies for CallingBack {
+    fn update(
+        &self,
+        key: &str,
+        change: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>,
+    ) -> Result<(), CopyError> {
+        if let Some(breaker) = self.breaker.get() {
+            let refused = breaker.force_open().is_err();
+            self.answers.lock().unwrap().push(refused);
+        }
+        self.map.update(key, change)
+    }
+}
+
+#[test]
+fn manual_control_from_inside_an_update_is_refused_not_a_deadlock() {
+    let copies = Arc::new(CallingBack::default());
+    let store = process(&copies);
+    let breaker = store.breaker("payments", counting()).unwrap();
+    copies.breaker.set(breaker.clone()).ok().unwrap();
+    let _ = breaker.call(|| Err::<(), _>("down"));
+    let answers = until("an update that called back", || {
+        let answers = copies.answers.lock().unwrap().clone();
+        (!answers.is_empty()).then_some(answers)
+    });
+    assert!(answers.iter().all(|&refused| refused));
 }

@@ -364,7 +364,7 @@ impl std::ops::Deref for KeyHandle {
 impl Drop for KeyHandle {
     fn drop(&mut self) {
         if let Some(replicator) = self.0.replicator() {
-            replicator.handle_dropped(Arc::strong_count(&self.0));
+            replicator.handle_dropped(&self.0, Arc::strong_count(&self.0));
         }
     }
 }

@@ -19,7 +19,7 @@ use resilient_circuit::{
     time::{Clock, Instant},
 };
 
-use super::window::SharedWindow;
+use super::{shared_state::SharedState, window::SharedWindow};
 use crate::{BreakerKey, StoreUnavailable};
 
 /// Changes a key's log keeps for its replicator; past this the oldest go, counted (a
@@ -67,6 +67,12 @@ impl Event {
                 verdict,
                 at,
             } => {
+                // A HALF_OPEN period admits only probes: an outcome of a CLOSED period with the
+                // same number (a shared copy can start a period on its own, as when a probe
+                // lease runs out) is not one of them.
+                if !admission.is_probe() && state.status() == CircuitState::HalfOpen {
+                    return None;
+                }
                 let when = timeline(at);
                 // A probe of the period after an OPEN one: its admission moved the process's
                 // copy to HALF_OPEN (the log holds no admission), so it does here too, if the
@@ -122,9 +128,9 @@ pub(crate) trait Replicator: Send + Sync {
     fn wake(&self);
     /// Applies `manual` to the shared copy of `key` and waits (bounded) for the answer.
     fn manual(&self, key: &BreakerKey, manual: Control) -> Result<(), StoreUnavailable>;
-    /// A breaker handle of a key is being dropped; `references` to the key's state remain,
-    /// its own among them.
-    fn handle_dropped(&self, references: usize);
+    /// A breaker handle of the key whose state is `shared` is being dropped; `references` to
+    /// the state remain, its own among them.
+    fn handle_dropped(&self, shared: &SharedState, references: usize);
 }
 
 /// How long a probe slot reserved for this process waits for a caller before it is given

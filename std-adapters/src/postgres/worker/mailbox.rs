@@ -226,7 +226,7 @@ impl Replicator for Mailbox {
             .unwrap_or_else(|_| Err(self.unavailable()))
     }
 
-    fn handle_dropped(&self, references: usize) {
+    fn handle_dropped(&self, _: &SharedState, references: usize) {
         // The store is gone and this is the last handle (the worker holds the other
         // reference): send what is pending now, bounded, before the process may exit.
         if !self.store_alive.load(Ordering::Acquire) && references <= 2 {

@@ -389,6 +389,32 @@ mod tests {
         assert!(!copy.take_probe(&config, after_cooldown + 150, 100));
     }
 
+    /// A lease that ran out starts a new HALF_OPEN period; a process whose own copy went on to
+    /// a CLOSED period of the same number does not count its calls as that period's probes.
+    #[test]
+    fn a_closed_outcome_is_never_taken_for_a_probe() {
+        let config = config();
+        let mut copy = tripped(&config);
+        let after_cooldown = 2_000_000_000;
+        assert!(copy.take_probe(&config, after_cooldown, 100));
+        copy.apply(8, &[], &config, after_cooldown + 100, 100, &|at| at);
+        let period = copy.state.epoch();
+        let closed_failure = Batch {
+            number: 2,
+            events: vec![failure(period)],
+        };
+        copy.apply(
+            7,
+            &[closed_failure],
+            &config,
+            after_cooldown + 150,
+            100,
+            &|at| at,
+        );
+        assert_eq!(copy.state.status(), CircuitState::HalfOpen);
+        assert_eq!(copy.state.window().len(), 0);
+    }
+
     /// A stored lease far in the future (written by a host whose clock is ahead, or forged)
     /// holds a slot no longer than this process's lease.
     #[test]

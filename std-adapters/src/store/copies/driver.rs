@@ -2,7 +2,9 @@
 //! through a [`SharedCopies`]: one read-modify-write of the copy per key and turn.
 
 use std::{
+    cell::Cell,
     collections::HashMap,
+    ops::Deref,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{
         Arc, Condvar, Mutex, Weak,
@@ -75,6 +77,40 @@ struct Exchange {
     /// When (store clock) the copy was last read.
     synced_at: Option<Instant>,
     warned_malformed: bool,
+}
+
+thread_local! {
+    /// This thread is inside a [`SharedCopies::update`]: the implementer's code must not sync
+    /// a key again (the key's exchange is locked), so what it asks of the replication waits.
+    static IN_UPDATE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A key's state held for a sync: counted among the replicator's references, so that the
+/// registry does not take the sync for a breaker holding the key (see `is_held`).
+struct Held(Arc<SharedState>);
+
+impl Held {
+    fn of(shared: &Weak<SharedState>) -> Option<Held> {
+        let shared = shared.upgrade()?;
+        shared.replicator_refs.fetch_add(1, Ordering::AcqRel);
+        Some(Held(shared))
+    }
+}
+
+impl Deref for Held {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // The count before the reference, so that a reading between the two errs towards
+        // "held".
+        self.0.replicator_refs.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A transition a sync observed, to announce once the key's locks are released, and the hooks
@@ -188,7 +224,7 @@ impl Driver {
 
     /// Whether `tracked` has something to send, wants a probe, or was read `max_staleness` ago.
     fn is_due(&self, tracked: &Tracked) -> bool {
-        let Some(shared) = tracked.shared.upgrade() else {
+        let Some(shared) = Held::of(&tracked.shared) else {
             return false;
         };
         let waiting = shared
@@ -233,7 +269,7 @@ impl Driver {
         manual: Option<Control>,
         load: bool,
     ) -> Result<(), StoreUnavailable> {
-        let Some(shared) = tracked.shared.upgrade() else {
+        let Some(shared) = Held::of(&tracked.shared) else {
             return Ok(());
         };
         let mut exchange = lock(&tracked.exchange);
@@ -242,14 +278,13 @@ impl Driver {
         let timeline = Timeline::new(local_now, fleet);
         let config = shared.config;
         let ttl = reservation_ttl(&config);
-        let taken = shared.replicate(|_, replica| {
+        let taken = shared.replicate(|state, replica| {
             let (mut events, _) = replica.take();
-            events.extend(
-                replica
-                    .expire_reservations(local_now, ttl)
-                    .into_iter()
-                    .map(|admission| Event::Release { admission }),
-            );
+            // Slots no caller used go back, here as in the copy.
+            for admission in replica.expire_reservations(local_now, ttl) {
+                state.release(admission);
+                events.push(Event::Release { admission });
+            }
             replica.set_sending(true);
             (events, replica.take_probe_wish())
         });
@@ -289,8 +324,10 @@ impl Driver {
         };
         // A panic in the implementer's store is an error like any other, not the end of the
         // thread (or of the caller making a breaker).
+        IN_UPDATE.set(true);
         let written = catch_unwind(AssertUnwindSafe(|| self.copies.update(&key, &mut change)))
             .unwrap_or_else(|_| Err("the shared copies' update panicked".into()));
+        IN_UPDATE.set(false);
         match (written, result) {
             (Ok(()), Some((state, probe))) => {
                 exchange.unsent.clear();
@@ -387,9 +424,14 @@ impl Replicator for Driver {
         self.wake.notify_one();
     }
 
-    /// Applies `manual` to the copy on the caller's thread, after what the key's log holds.
+    /// Applies `manual` to the copy on the caller's thread, after what the key's log holds;
+    /// refused from inside an update (the implementer's code).
     fn manual(&self, key: &BreakerKey, manual: Control) -> Result<(), StoreUnavailable> {
-        let tracked = lock(&self.keys).get(key).cloned();
+        let tracked = if IN_UPDATE.get() {
+            None
+        } else {
+            lock(&self.keys).get(key).cloned()
+        };
         match tracked {
             Some(tracked) => self.sync(&tracked, Some(manual), false),
             None => Err(StoreUnavailable {
@@ -398,11 +440,22 @@ impl Replicator for Driver {
         }
     }
 
-    /// The store is gone and this is a key's last breaker: what is pending goes now, before
-    /// the process may exit.
-    fn handle_dropped(&self, references: usize) {
-        if self.store_gone.load(Ordering::Acquire) && references <= 1 {
-            self.sync_all();
+    /// The store is gone: what the key's breakers have logged goes as each is dropped (the
+    /// last may be the process exiting). From inside an update, at the thread's next turn.
+    fn handle_dropped(&self, shared: &SharedState, _references: usize) {
+        if !self.store_gone.load(Ordering::Acquire) {
+            return;
+        }
+        if IN_UPDATE.get() {
+            self.wake();
+            return;
+        }
+        let tracked = lock(&self.keys)
+            .values()
+            .find(|tracked| std::ptr::eq(tracked.shared.as_ptr(), shared))
+            .cloned();
+        if let Some(tracked) = tracked {
+            let _ = self.sync(&tracked, None, false);
         }
     }
 }
