@@ -72,6 +72,25 @@ impl SharedCopies for Lossy {
     }
 }
 
+/// The map, counting its updates.
+#[derive(Default)]
+struct Counted {
+    map: InMemory,
+    updates: AtomicU64,
+}
+
+impl SharedCopies for Counted {
+    fn update(
+        &self,
+        key: &str,
+        change: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>,
+    ) -> Result<(), CopyError> {
+        let updated = self.map.update(key, change);
+        self.updates.fetch_add(1, Ordering::Relaxed);
+        updated
+    }
+}
+
 /// Copies that cannot be reached at all.
 struct Unreachable;
 
@@ -239,11 +258,12 @@ fn failing_open_keeps_to_the_process_while_the_copies_are_unreachable() {
 
 #[test]
 fn a_stored_value_that_is_not_a_copy_is_left_as_it_is() {
-    let copies = Arc::new(InMemory::default());
+    let copies = Arc::new(Counted::default());
     let garbage = b"{\"state\": \"open\", \"written by\": \"someone else\"}".to_vec();
     let store = process(&copies);
     let key = format!("{}/payments", store.namespace());
     copies
+        .map
         .0
         .lock()
         .unwrap()
@@ -253,8 +273,12 @@ fn a_stored_value_that_is_not_a_copy_is_left_as_it_is() {
         .unwrap();
     assert_eq!(breaker.call(|| Ok::<_, &str>(1)).unwrap(), 1);
     let _ = breaker.call(|| Err::<(), _>("down"));
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(copies.0.lock().unwrap()[&key], garbage);
+    // Three more updates (the failure's, polls): each read the value, and left it.
+    let after = copies.updates.load(Ordering::Relaxed) + 3;
+    until("three more updates", || {
+        (copies.updates.load(Ordering::Relaxed) >= after).then_some(())
+    });
+    assert_eq!(copies.map.0.lock().unwrap()[&key], garbage);
 }
 
 #[test]
