@@ -13,7 +13,7 @@ use resilient_circuit::{
 };
 
 use super::{
-    replica::{Event, WorkerHook},
+    replica::{Event, StateAddress, WorkerHook},
     report,
     shared_state::SharedState,
     window::SharedWindow,
@@ -364,7 +364,10 @@ impl std::ops::Deref for KeyHandle {
 impl Drop for KeyHandle {
     fn drop(&mut self) {
         if let Some(replicator) = self.0.replicator() {
-            replicator.handle_dropped(&self.0, Arc::strong_count(&self.0));
+            replicator.handle_dropped(
+                StateAddress::of(Arc::as_ptr(&self.0)),
+                Arc::strong_count(&self.0),
+            );
         }
     }
 }

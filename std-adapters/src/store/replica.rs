@@ -19,7 +19,7 @@ use resilient_circuit::{
     time::{Clock, Instant},
 };
 
-use super::{shared_state::SharedState, window::SharedWindow};
+use super::window::SharedWindow;
 use crate::{BreakerKey, StoreUnavailable};
 
 /// Changes a key's log keeps for its replicator; past this the oldest go, counted (a
@@ -122,15 +122,26 @@ impl Event {
     }
 }
 
+/// Which key's state, by its address: tells keys apart without reaching (or importing) the
+/// state itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StateAddress(usize);
+
+impl StateAddress {
+    pub(crate) fn of<T>(state: *const T) -> Self {
+        StateAddress(state.cast::<()>() as usize)
+    }
+}
+
 /// What a replicated key's state needs from its replicator.
 pub(crate) trait Replicator: Send + Sync {
     /// Something urgent was logged (a failure, a probe's outcome, a probe wanted).
     fn wake(&self);
     /// Applies `manual` to the shared copy of `key` and waits (bounded) for the answer.
     fn manual(&self, key: &BreakerKey, manual: Control) -> Result<(), StoreUnavailable>;
-    /// A breaker handle of the key whose state is `shared` is being dropped; `references` to
-    /// the state remain, its own among them.
-    fn handle_dropped(&self, shared: &SharedState, references: usize);
+    /// A breaker handle of the key whose state is at `state` is being dropped; `references`
+    /// to the state remain, its own among them.
+    fn handle_dropped(&self, state: StateAddress, references: usize);
 }
 
 /// How long a probe slot reserved for this process waits for a caller before it is given

@@ -19,7 +19,10 @@ use tokio::sync::{
 
 use crate::{
     BreakerKey, StoreUnavailable,
-    store::{replica::Replicator, shared_state::SharedState},
+    store::{
+        replica::{Replicator, StateAddress},
+        shared_state::SharedState,
+    },
 };
 
 thread_local! {
@@ -226,7 +229,7 @@ impl Replicator for Mailbox {
             .unwrap_or_else(|_| Err(self.unavailable()))
     }
 
-    fn handle_dropped(&self, _: &SharedState, references: usize) {
+    fn handle_dropped(&self, _: StateAddress, references: usize) {
         // The store is gone and this is the last handle (the worker holds the other
         // reference): send what is pending now, bounded, before the process may exit.
         if !self.store_alive.load(Ordering::Acquire) && references <= 2 {

@@ -29,7 +29,10 @@ use crate::{
     store::{
         OnOutage,
         registry::Replication,
-        replica::{Event, MAX_LOGGED, Replicator, WorkerHook, on_local_timeline, reservation_ttl},
+        replica::{
+            Event, MAX_LOGGED, Replicator, StateAddress, WorkerHook, on_local_timeline,
+            reservation_ttl,
+        },
         report,
         shared_state::SharedState,
         window::SharedWindow,
@@ -442,7 +445,7 @@ impl Replicator for Driver {
 
     /// The store is gone: what the key's breakers have logged goes as each is dropped (the
     /// last may be the process exiting). From inside an update, at the thread's next turn.
-    fn handle_dropped(&self, shared: &SharedState, _references: usize) {
+    fn handle_dropped(&self, state: StateAddress, _references: usize) {
         if !self.store_gone.load(Ordering::Acquire) {
             return;
         }
@@ -452,7 +455,7 @@ impl Replicator for Driver {
         }
         let tracked = lock(&self.keys)
             .values()
-            .find(|tracked| std::ptr::eq(tracked.shared.as_ptr(), shared))
+            .find(|tracked| StateAddress::of(tracked.shared.as_ptr()) == state)
             .cloned();
         if let Some(tracked) = tracked {
             let _ = self.sync(&tracked, None, false);
