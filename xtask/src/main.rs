@@ -712,7 +712,7 @@ fn firmware(args: &[String]) -> Result<(), String> {
 /// piece, and fails if the protected image links `memcpy` where the bare one does not.
 fn size_probe() -> Result<(), String> {
     let dir = workspace_root().join("size-probe");
-    cargo_in(&dir, &["build", "--release", "--target", PROBE_TARGET])?;
+    build_for_probe_target(&dir)?;
     weigh_protected_bus(&dir, "bare", "protected")
 }
 
@@ -721,7 +721,7 @@ fn size_probe() -> Result<(), String> {
 /// [`size_probe`] does.
 fn rp2040() -> Result<(), String> {
     let dir = workspace_root().join("rp2040-example");
-    cargo_in(&dir, &["build", "--release", "--target", PROBE_TARGET])?;
+    build_for_probe_target(&dir)?;
     cargo_in(
         &dir,
         &[
@@ -737,13 +737,19 @@ fn rp2040() -> Result<(), String> {
     weigh_protected_bus(&dir, "bare", "rp2040-example")
 }
 
+/// Builds the crate in `dir` for [`PROBE_TARGET`] (release), installing the target and the
+/// LLVM tools its weighing needs when they are missing.
+fn build_for_probe_target(dir: &Path) -> Result<(), String> {
+    ensure_component("llvm-tools")?;
+    ensure_target(PROBE_TARGET)?;
+    cargo_in(dir, &["build", "--release", "--target", PROBE_TARGET])
+}
+
 /// Compares two release images of the crate in `dir`, built for [`PROBE_TARGET`]: the same
 /// firmware without (`bare`) and with (`protected`) `ProtectedBus`. Prints the flash of each,
 /// what the library adds to `.text` and its share by piece; fails if the protected image links
 /// `memcpy` where the bare one does not.
 fn weigh_protected_bus(dir: &Path, bare: &str, protected: &str) -> Result<(), String> {
-    ensure_component("llvm-tools")?;
-    ensure_target(PROBE_TARGET)?;
     let llvm_bin = llvm_bin()?;
     let image = |name: &str| {
         dir.join("target")
