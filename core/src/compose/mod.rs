@@ -9,6 +9,7 @@
 //! [`SafetyNet`], [`Timeout`] and the policy traits ([`Policy`], [`AsyncPolicy`]) live here too;
 //! the crate's root names them.
 
+mod held;
 mod operation;
 mod policy;
 mod safety_net;

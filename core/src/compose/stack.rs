@@ -1,15 +1,17 @@
-//! Stages run as one call: the loop that enters, runs and leaves them.
+//! Stages run as one call: nested loops, one a stage, each entering its stage, running the
+//! stages inside it and leaving it, until the stage returns. A stage's ticket is held by a guard
+//! (`held.rs`) that abandons it if the call ends early.
 
 use core::{
     future::{Future, poll_fn},
-    marker::PhantomData,
     pin::pin,
     task::Poll,
 };
 
 use super::{
+    held::Held,
     operation::AsyncOperation,
-    stage::{AsyncStage, BlockingStage, Leave, Stage},
+    stage::{AsyncStage, BlockingStage, Leave},
 };
 use crate::{Elapsed, Error};
 
@@ -63,194 +65,78 @@ macro_rules! disarm {
     };
 }
 
-macro_rules! stack {
-    ($run:ident; $depth:literal; [$($i:tt $L:ident $timer:ident),+]) => {
-        stack!(@expand $run; $depth; [$($i $L $timer),+]; $($i $L $timer),+);
+/// Whether any of the stages has a time limit: known at compile time, so that a stack without
+/// one keeps no code for timeouts.
+macro_rules! any_limit {
+    ([$($i:tt $L:ident $timer:ident),+]) => {
+        ($($L::TIME_LIMITED)||+)
     };
-    (@expand $run:ident; $depth:literal; $levels:tt; $($i:tt $L:ident $timer:ident),+) => {
-        /// One call's tickets; abandons those still held if the call ends early.
-        struct $run<'a, T, E, $($L: Stage<T, E>),+> {
-            stages: &'a mut ($($L,)+),
-            tickets: ($(Option<$L::Ticket>,)+),
-            result: PhantomData<fn() -> Result<T, E>>,
-        }
+}
 
-        impl<'a, T, E, $($L: Stage<T, E>),+> $run<'a, T, E, $($L),+> {
-            fn new(stages: &'a mut ($($L,)+)) -> Self {
-                $run { stages, tickets: ($(None::<$L::Ticket>,)+), result: PhantomData }
-            }
-
-            fn enter(&mut self, level: usize) -> Result<(), Error<E>> {
-                match level {
-                    $($i => self.tickets.$i = Some(self.stages.$i.enter()?),)+
-                    _ => unreachable!("no stage {level}"),
-                }
-                Ok(())
-            }
-
-            fn leave(&mut self, level: usize, result: Result<T, Error<E>>) -> Leave<T, E> {
-                match level {
-                    $($i => {
-                        let ticket = self.tickets.$i.as_mut().expect("a stage is left only after it was entered");
-                        let leave = self.stages.$i.leave(ticket, result);
-                        if let Leave::Return(_) = leave {
-                            self.tickets.$i = None;
-                        }
-                        leave
-                    })+
-                    _ => unreachable!("no stage {level}"),
-                }
-            }
-
-            /// The call goes back in at `level`, after its `Again`.
-            fn again(&mut self, level: usize) {
-                match level {
-                    $($i => if let Some(ticket) = self.tickets.$i.as_mut() {
-                        self.stages.$i.again(ticket);
-                    },)+
-                    _ => unreachable!("no stage {level}"),
-                }
+/// The stages `$i` around `$operation`, the first outermost, as nested loops: each stage
+/// entered (its timer armed, if it has one), the stages inside it run, and the stage left, until
+/// it returns. Every await races the armed timers; `$timed_out` is the level whose time ran out
+/// and its limit, while the stages inside it (and it) are being left.
+macro_rules! nested {
+    ($levels:tt $stages:ident $operation:ident $timed_out:ident;) => {
+        match race!($operation.attempt(); $levels) {
+            Ok(result) => result,
+            Err((at, limit)) => {
+                disarm!(at; $levels);
+                let elapsed = Elapsed::new(limit);
+                $timed_out = Some((at, elapsed));
+                Err(Error::TimedOut(elapsed))
             }
         }
-
-        impl<T, E, $($L: Stage<T, E>),+> $run<'_, T, E, $($L),+> {
-            /// Abandons the ticket of a stage the call will not come back through.
-            fn cancel(&mut self, level: usize) {
-                match level {
-                    $($i => if let Some(ticket) = self.tickets.$i.take() {
-                        self.stages.$i.abandon(ticket);
-                    },)+
-                    _ => unreachable!(),
+    };
+    ($levels:tt $stages:ident $operation:ident $timed_out:ident;
+        $i:tt $L:ident $timer:ident $(, $($inner:tt)+)?) => {
+        match Held::enter(&mut $stages.$i) {
+            Err(error) => Err(error),
+            Ok(mut held) => {
+                if $L::TIME_LIMITED {
+                    $timer.set(held.stage().time_limit());
                 }
-            }
-        }
-
-        impl<T, E, $($L: Stage<T, E>),+> Drop for $run<'_, T, E, $($L),+> {
-            fn drop(&mut self) {
-                for level in 0..$depth {
-                    self.cancel(level);
-                }
-            }
-        }
-
-        impl<T, E, $($L: BlockingStage<T, E>),+> BlockingStack<T, E> for ($($L,)+) {
-            fn run_stack(
-                &mut self,
-                mut operation: impl FnMut() -> Result<T, Error<E>>,
-            ) -> Result<T, Error<E>> {
-                let mut run = $run::new(self);
-                let mut level = 0;
-                loop {
-                    let mut result = loop {
-                        if level == $depth {
-                            break operation();
-                        }
-                        if let Err(error) = run.enter(level) {
-                            break Err(error);
-                        }
-                        level += 1;
-                    };
+                'attempts: loop {
+                    let mut result = nested!($levels $stages $operation $timed_out; $($($inner)+)?);
                     loop {
-                        if level == 0 {
-                            return result;
-                        }
-                        level -= 1;
-                        match run.leave(level, result) {
-                            Leave::Return(outward) => result = outward,
+                        match held.leave(result) {
+                            Leave::Return(outward) => {
+                                disarm!($i; $levels);
+                                if any_limit!($levels)
+                                    && matches!($timed_out, Some((at, _)) if at == $i)
+                                {
+                                    $timed_out = None;
+                                }
+                                break 'attempts outward;
+                            }
                             Leave::Again(delay) => {
-                                if !delay.is_zero() {
-                                    match level {
-                                        $($i => run.stages.$i.wait(delay),)+
-                                        _ => unreachable!("no stage {level}"),
+                                if any_limit!($levels)
+                                    && let Some((at, elapsed)) = $timed_out
+                                    && $i >= at
+                                {
+                                    // Inside a limit that ran out (or at it), no stage sends
+                                    // the call back in.
+                                    held.abandon();
+                                    disarm!($i; $levels);
+                                    if $i == at {
+                                        $timed_out = None;
                                     }
+                                    break 'attempts Err(Error::TimedOut(elapsed));
                                 }
-                                run.again(level);
-                                level += 1;
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-
-        impl<T, E, $($L: AsyncStage<T, E>),+> AsyncStack<T, E> for ($($L,)+) {
-            async fn run_stack_async(
-                &mut self,
-                mut operation: impl AsyncOperation<T, E>,
-            ) -> Result<T, Error<E>> {
-                let mut run = $run::new(self);
-                // One timer per stage, armed while a time-limited stage is entered. A stack
-                // without one compiles to the plain loop.
-                $(let mut $timer = pin!(if false { run.stages.$i.time_limit() } else { None });)+
-                let mut level = 0;
-                loop {
-                    // The level whose time ran out, and its limit, while the stages inside it
-                    // are being left.
-                    let (mut result, mut timed_out) = loop {
-                        if level == $depth {
-                            match race!(operation.attempt(); $levels) {
-                                Ok(result) => break (result, None),
-                                Err((at, limit)) => {
-                                    disarm!(at; $levels);
-                                    let elapsed = Elapsed::new(limit);
-                                    break (Err(Error::TimedOut(elapsed)), Some((at, elapsed)));
-                                }
-                            }
-                        }
-                        if let Err(error) = run.enter(level) {
-                            break (Err(error), None);
-                        }
-                        match level {
-                            $($i => if $L::TIME_LIMITED {
-                                $timer.set(run.stages.$i.time_limit());
-                            },)+
-                            _ => unreachable!(),
-                        }
-                        level += 1;
-                    };
-                    loop {
-                        if level == 0 {
-                            return result;
-                        }
-                        level -= 1;
-                        match (run.leave(level, result), timed_out) {
-                            (Leave::Return(outward), _) => {
-                                disarm!(level; $levels);
-                                if matches!(timed_out, Some((at, _)) if at == level) {
-                                    timed_out = None;
-                                }
-                                result = outward;
-                            }
-                            (Leave::Again(_), Some((at, elapsed))) if level >= at => {
-                                // Inside a limit that ran out (or at it), no stage sends the
-                                // call back in.
-                                run.cancel(level);
-                                disarm!(level; $levels);
-                                if level == at {
-                                    timed_out = None;
-                                }
-                                result = Err(Error::TimedOut(elapsed));
-                            }
-                            (Leave::Again(delay), _) => {
                                 if !delay.is_zero() {
-                                    let waited = match level {
-                                        $($i => race!(run.stages.$i.wait(delay); $levels),)+
-                                        _ => unreachable!(),
-                                    };
+                                    let waited = race!(AsyncStage::wait(held.stage(), delay); $levels);
                                     if let Err((at, limit)) = waited {
                                         disarm!(at; $levels);
                                         let elapsed = Elapsed::new(limit);
-                                        timed_out = Some((at, elapsed));
+                                        $timed_out = Some((at, elapsed));
                                         // Leave this stage again, now with the timeout.
                                         result = Err(Error::TimedOut(elapsed));
-                                        level += 1;
                                         continue;
                                     }
                                 }
-                                run.again(level);
-                                level += 1;
-                                break;
+                                held.again();
+                                continue 'attempts;
                             }
                         }
                     }
@@ -260,7 +146,62 @@ macro_rules! stack {
     };
 }
 
-stack!(Run1; 1; [0 L0 timer0]);
-stack!(Run2; 2; [0 L0 timer0, 1 L1 timer1]);
-stack!(Run3; 3; [0 L0 timer0, 1 L1 timer1, 2 L2 timer2]);
-stack!(Run4; 4; [0 L0 timer0, 1 L1 timer1, 2 L2 timer2, 3 L3 timer3]);
+/// The stages `$i` around `$operation`, the first outermost, as nested loops in one blocking
+/// call: each stage entered, the stages inside it run, and the stage left, until it returns.
+macro_rules! nested_blocking {
+    ($stages:ident $operation:ident;) => {
+        $operation()
+    };
+    ($stages:ident $operation:ident; $i:tt $($inner:tt)*) => {
+        match Held::enter(&mut $stages.$i) {
+            Err(error) => Err(error),
+            Ok(mut held) => loop {
+                let result = nested_blocking!($stages $operation; $($inner)*);
+                match held.leave(result) {
+                    Leave::Return(outward) => break outward,
+                    Leave::Again(delay) => {
+                        if !delay.is_zero() {
+                            BlockingStage::wait(held.stage(), delay);
+                        }
+                        held.again();
+                    }
+                }
+            },
+        }
+    };
+}
+
+macro_rules! stack {
+    ($($i:tt $L:ident $timer:ident),+) => {
+        impl<T, E, $($L: BlockingStage<T, E>),+> BlockingStack<T, E> for ($($L,)+) {
+            fn run_stack(
+                &mut self,
+                mut operation: impl FnMut() -> Result<T, Error<E>>,
+            ) -> Result<T, Error<E>> {
+                let stages = self;
+                nested_blocking!(stages operation; $($i)+)
+            }
+        }
+
+        impl<T, E, $($L: AsyncStage<T, E>),+> AsyncStack<T, E> for ($($L,)+) {
+            // The outermost stage clears `timed_out` as the others do, and nothing reads it after.
+            #[allow(unused_assignments)]
+            async fn run_stack_async(
+                &mut self,
+                mut operation: impl AsyncOperation<T, E>,
+            ) -> Result<T, Error<E>> {
+                // One timer per stage, armed while a time-limited stage is entered. A stack
+                // without one compiles to the plain nested loops.
+                $(let mut $timer = pin!(if false { self.$i.time_limit() } else { None });)+
+                let mut timed_out: Option<(usize, Elapsed)> = None;
+                let stages = self;
+                nested!([$($i $L $timer),+] stages operation timed_out; $($i $L $timer),+)
+            }
+        }
+    };
+}
+
+stack!(0 L0 timer0);
+stack!(0 L0 timer0, 1 L1 timer1);
+stack!(0 L0 timer0, 1 L1 timer1, 2 L2 timer2);
+stack!(0 L0 timer0, 1 L1 timer1, 2 L2 timer2, 3 L3 timer3);
