@@ -110,6 +110,11 @@ impl TickRate {
     #[inline]
     pub(crate) fn ticks(self, micros: u64) -> Option<u64> {
         let scaled = micros.checked_mul(self.ticks_per_unit)?;
+        // A whole number of ticks a microsecond (1 MHz, say): no division at all. The rate is
+        // a constant, so this is decided at compile time.
+        if self.micros_per_unit == 1 {
+            return Some(scaled);
+        }
         let whole = self.by_micros_per_unit.divide(scaled);
         // `whole * micros_per_unit <= scaled`: no overflow; and `whole < u64::MAX` whenever
         // the division leaves a remainder.
@@ -120,8 +125,12 @@ impl TickRate {
     /// (beyond any clock's lifetime at the usual rates).
     #[inline]
     pub(crate) fn micros(self, ticks: u64) -> u64 {
-        self.by_ticks_per_unit
-            .divide(ticks.saturating_mul(self.micros_per_unit))
+        let scaled = ticks.saturating_mul(self.micros_per_unit);
+        // Ticks of whole microseconds: no division (decided at compile time, as above).
+        if self.ticks_per_unit == 1 {
+            return scaled;
+        }
+        self.by_ticks_per_unit.divide(scaled)
     }
 }
 

@@ -44,11 +44,45 @@ const TICK_RATE: TickRate = TickRate::new(embassy_time::TICK_HZ);
 /// without its 64-bit division. Saturating: a wait too long for the tick rate's arithmetic
 /// waits "forever".
 pub(crate) fn ticks_of(duration: Duration) -> embassy_time::Duration {
-    u64::try_from(duration.as_micros())
-        .ok()
+    whole_micros(duration)
         .and_then(|micros| TICK_RATE.ticks(micros))
         .map_or(
             embassy_time::Duration::MAX,
             embassy_time::Duration::from_ticks,
         )
+}
+
+/// `duration` in whole microseconds, `None` past `u64::MAX`: `as_micros` without its `u128`
+/// arithmetic (a call of a 128-bit multiply on a 32-bit core).
+fn whole_micros(duration: Duration) -> Option<u64> {
+    let secs = duration.as_secs();
+    if secs > u64::MAX / 1_000_000 {
+        return None;
+    }
+    (secs * 1_000_000).checked_add(u64::from(duration.subsec_micros()))
+}
+
+#[cfg(test)]
+mod tests {
+    use core::time::Duration;
+
+    use super::whole_micros;
+
+    #[test]
+    fn whole_microseconds_are_as_micros_up_to_u64_max() {
+        let last_whole_second = u64::MAX / 1_000_000;
+        for duration in [
+            Duration::ZERO,
+            Duration::new(0, 999),
+            Duration::new(1, 1_999),
+            Duration::new(last_whole_second, 0),
+            Duration::new(last_whole_second, 551_615_999),
+            Duration::new(last_whole_second, 551_616_000),
+            Duration::new(last_whole_second + 1, 0),
+            Duration::MAX,
+        ] {
+            let exact = u64::try_from(duration.as_micros()).ok();
+            assert_eq!(whole_micros(duration), exact, "{duration:?}");
+        }
+    }
 }
