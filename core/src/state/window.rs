@@ -80,9 +80,12 @@ pub trait Window: Copy + fmt::Debug + Eq {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OutcomeWindow<const N: usize, const W: usize = 2> {
     /// Bit `i` (ring position) is 1 for a failure. Positions outside the live range are 0, so
-    /// counting failures is a popcount.
+    /// counting failures is a popcount. One word (`W = 1`, a window of up to 32) is a shift
+    /// register instead: bit 0 the newest outcome, bit `len - 1` the oldest, and `head` stays 0.
+    /// A push is then a shift and a mask, a few instructions where the ring takes a loop: what
+    /// a firmware's small window costs in flash.
     bits: [u32; W],
-    /// Ring position of the oldest outcome.
+    /// Ring position of the oldest outcome (0 in a shift register).
     head: u16,
     len: u16,
 }
@@ -120,8 +123,14 @@ impl<const N: usize, const W: usize> OutcomeWindow<N, W> {
         Window::iter(self)
     }
 
+    /// Whether the outcomes are a shift register (see `bits`); a constant.
+    const SHIFTED: bool = W == 1;
+
     #[inline]
     fn position(&self, index: u16) -> usize {
+        if Self::SHIFTED {
+            return (self.len - 1 - index) as usize;
+        }
         let p = self.head as usize + index as usize;
         if p >= N { p - N } else { p }
     }
@@ -196,6 +205,14 @@ impl<const N: usize, const W: usize> Window for OutcomeWindow<N, W> {
         }
         let size = if size as usize > N { N as u16 } else { size };
         if size == 0 {
+            return;
+        }
+        if Self::SHIFTED {
+            // The newest in at bit 0; what falls past the window's `size` is masked off.
+            let len = if self.len >= size { size } else { self.len + 1 };
+            let shifted = (self.bits[0] << 1) | (outcome == Outcome::Failure) as u32;
+            self.bits[0] = shifted & (u32::MAX >> (32 - len as u32));
+            self.len = len;
             return;
         }
         // Work on locals and store once: this is the hot path of every recorded call.
@@ -293,5 +310,86 @@ impl<Win: Window> defmt::Format for Outcomes<'_, Win> {
             self.next,
             self.window.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, OutcomeWindow, Window};
+
+    /// The last `size` outcomes, kept the obvious way: an array, oldest first.
+    struct Model {
+        outcomes: [Outcome; 64],
+        len: usize,
+    }
+
+    impl Model {
+        fn push(&mut self, outcome: Outcome, size: usize) {
+            if size == 0 {
+                return;
+            }
+            while self.len >= size {
+                self.outcomes.copy_within(1..self.len, 0);
+                self.len -= 1;
+            }
+            self.outcomes[self.len] = outcome;
+            self.len += 1;
+        }
+    }
+
+    /// Pushes a seeded run of outcomes with logical sizes from 0 to past `N`, and compares
+    /// every outcome and the failure count after each push.
+    fn agrees_with_the_model<const N: usize, const W: usize>(seed: u64) {
+        let mut window = OutcomeWindow::<N, W>::EMPTY;
+        let mut model = Model {
+            outcomes: [Outcome::Success; 64],
+            len: 0,
+        };
+        let mut state = seed;
+        for _ in 0..5_000 {
+            // xorshift64: enough to mix outcomes and sizes.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let outcome = if state & 3 == 0 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
+            // Mostly the full window, sometimes another size (a HALF_OPEN probe window).
+            let size = if state >> 8 & 7 == 0 {
+                (state >> 16) as usize % (N + 3)
+            } else {
+                N
+            };
+            window.push(outcome, size as u16);
+            model.push(outcome, size.min(N));
+            assert_eq!(window.len() as usize, model.len);
+            assert!(
+                window
+                    .iter()
+                    .eq(model.outcomes[..model.len].iter().copied())
+            );
+            let failures = model.outcomes[..model.len]
+                .iter()
+                .filter(|o| **o == Outcome::Failure)
+                .count();
+            assert_eq!(window.failures() as usize, failures);
+        }
+    }
+
+    #[test]
+    fn a_one_word_window_keeps_the_last_outcomes_as_the_ring_does() {
+        agrees_with_the_model::<1, 1>(1);
+        agrees_with_the_model::<5, 1>(2);
+        agrees_with_the_model::<31, 1>(3);
+        agrees_with_the_model::<32, 1>(4);
+    }
+
+    #[test]
+    fn a_ring_window_keeps_the_last_outcomes() {
+        agrees_with_the_model::<5, 2>(5);
+        agrees_with_the_model::<33, 2>(6);
+        agrees_with_the_model::<64, 2>(7);
     }
 }
