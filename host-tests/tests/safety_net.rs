@@ -267,3 +267,71 @@ fn a_failing_value_is_recorded_by_the_breaker_and_retried_into_it() {
         )))
     );
 }
+
+/// A stage that writes its name into a shared log when abandoned.
+struct Named<'a> {
+    name: &'static str,
+    abandoned: &'a std::cell::RefCell<Vec<&'static str>>,
+}
+
+impl<T, E> resilient_circuit::compose::Stage<T, E> for Named<'_> {
+    type Ticket = ();
+    fn enter(&mut self) -> Result<(), Error<E>> {
+        Ok(())
+    }
+    fn leave(
+        &mut self,
+        _: &mut (),
+        result: Result<T, Error<E>>,
+    ) -> resilient_circuit::compose::Leave<T, E> {
+        resilient_circuit::compose::Leave::Return(result)
+    }
+    fn abandon(&mut self, _: ()) {
+        self.abandoned.borrow_mut().push(self.name);
+    }
+}
+
+impl<T, E> resilient_circuit::compose::BlockingStage<T, E> for Named<'_> {
+    fn wait(&self, _: Duration) {}
+}
+
+impl<T, E> resilient_circuit::compose::AsyncStage<T, E> for Named<'_> {
+    async fn wait(&self, _: Duration) {}
+}
+
+#[test]
+fn a_dropped_call_abandons_its_stages_innermost_first() {
+    use std::{
+        cell::RefCell,
+        future::Future,
+        pin::pin,
+        task::{Context, Waker},
+    };
+    let abandoned = RefCell::new(Vec::new());
+    let stage = |name| Named {
+        name,
+        abandoned: &abandoned,
+    };
+    let mut net = SafetyNet::new((stage("outer"), stage("middle"), stage("inner")));
+    {
+        let mut call = pin!(net.call_async(async || {
+            std::future::pending::<()>().await;
+            Ok::<(), &str>(())
+        }));
+        assert!(
+            call.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+        assert!(abandoned.borrow().is_empty());
+    }
+    assert_eq!(*abandoned.borrow(), ["inner", "middle", "outer"]);
+
+    // A panic in a blocking call unwinds the same way.
+    abandoned.borrow_mut().clear();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _: Result<(), Error<&str>> = net.call(|| panic!("driver bug"));
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(*abandoned.borrow(), ["inner", "middle", "outer"]);
+}

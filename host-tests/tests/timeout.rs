@@ -285,3 +285,35 @@ fn a_limit_run_out_is_noticed_even_when_every_attempt_ends_at_once() {
     assert_eq!(result, Err(Error::TimedOut(Elapsed::new(secs(1.0)))));
     assert_eq!(attempts.get(), 3, "not the retry's 1001");
 }
+
+#[test]
+fn a_limit_run_out_before_a_retry_without_wait_admits_no_attempt_more() {
+    use std::task::Poll;
+    // As above, with a breaker inside the retry: the limit runs out as the third attempt fails,
+    // and the retry (which does not wait) must not take the breaker's admission for a fourth
+    // attempt that the limit stops before it runs.
+    let clock = FakeClock::new();
+    let b = breaker(&clock);
+    let attempts = Cell::new(0);
+    let timer = |_: Duration| {
+        std::future::poll_fn(|_| {
+            if attempts.get() >= 3 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    };
+    let mut net = SafetyNet::new((
+        Timeout::new(secs(1.0), timer),
+        RetryWithBackoff::new(1000),
+        &b,
+    ));
+    let result: Result<(), Error<&str>> = host_tests::block_on(net.call_async(async || {
+        attempts.set(attempts.get() + 1);
+        Err("reset")
+    }));
+    assert_eq!(result, Err(Error::TimedOut(Elapsed::new(secs(1.0)))));
+    assert_eq!(attempts.get(), 3);
+    assert_eq!(log(&b), [F, F, F], "one outcome per attempt that ran");
+}

@@ -5,7 +5,7 @@
 use core::{
     future::{Future, poll_fn},
     pin::pin,
-    task::Poll,
+    task::{Context, Poll, Waker},
 };
 
 use super::{
@@ -50,6 +50,24 @@ macro_rules! race {
             future.as_mut().poll(cx).map(Ok)
         })
         .await
+    }};
+}
+
+/// `race!` without a future: `Err` with the level whose armed timer has run out (the outermost,
+/// if several), checked now. The timers are polled with a waker that does nothing, which is
+/// harmless: the next await polls them again with the call's own.
+macro_rules! run_out {
+    ([$($i:tt $L:ident $timer:ident),+]) => {{
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut run_out = Ok(());
+        $(if $L::TIME_LIMITED && run_out.is_ok() {
+            if let Some(timer) = $timer.as_mut().as_pin_mut() {
+                if let Poll::Ready(limit) = timer.poll(&mut cx) {
+                    run_out = Err(($i, limit));
+                }
+            }
+        })+
+        run_out
     }};
 }
 
@@ -124,16 +142,22 @@ macro_rules! nested {
                                     }
                                     break 'attempts Err(Error::TimedOut(elapsed));
                                 }
-                                if !delay.is_zero() {
-                                    let waited = race!(AsyncStage::wait(held.stage(), delay); $levels);
-                                    if let Err((at, limit)) = waited {
-                                        disarm!(at; $levels);
-                                        let elapsed = Elapsed::new(limit);
-                                        $timed_out = Some((at, elapsed));
-                                        // Leave this stage again, now with the timeout.
-                                        result = Err(Error::TimedOut(elapsed));
-                                        continue;
-                                    }
+                                let waited = if !delay.is_zero() {
+                                    race!(AsyncStage::wait(held.stage(), delay); $levels)
+                                } else if any_limit!($levels) {
+                                    // No wait still checks the timers: no attempt starts once
+                                    // a limit has run out.
+                                    run_out!($levels)
+                                } else {
+                                    Ok(())
+                                };
+                                if let Err((at, limit)) = waited {
+                                    disarm!(at; $levels);
+                                    let elapsed = Elapsed::new(limit);
+                                    $timed_out = Some((at, elapsed));
+                                    // Leave this stage again, now with the timeout.
+                                    result = Err(Error::TimedOut(elapsed));
+                                    continue;
                                 }
                                 held.again();
                                 continue 'attempts;
