@@ -37,8 +37,13 @@ impl Instant {
 
     /// An instant `micros` microseconds after the origin (saturating).
     pub const fn from_micros(micros: u64) -> Self {
+        // A comparison instead of `saturating_mul`, whose overflow check a 32-bit core computes
+        // with a full 64×64 multiply: this is every `EmbassyClock` reading.
+        if micros > u64::MAX / 1_000 {
+            return Instant::MAX;
+        }
         Instant {
-            nanos: micros.saturating_mul(1_000),
+            nanos: micros * 1_000,
         }
     }
 
@@ -128,7 +133,16 @@ impl<C: Clock + ?Sized> Clock for &C {
 mod tests {
     use core::time::Duration;
 
-    use super::duration_to_nanos;
+    use super::{Instant, duration_to_nanos};
+
+    #[test]
+    fn microseconds_saturate_only_past_u64_max_nanoseconds() {
+        let last = u64::MAX / 1_000;
+        assert_eq!(Instant::from_micros(0).as_nanos(), 0);
+        assert_eq!(Instant::from_micros(last).as_nanos(), last * 1_000);
+        assert_eq!(Instant::from_micros(last + 1), Instant::MAX);
+        assert_eq!(Instant::from_micros(u64::MAX), Instant::MAX);
+    }
 
     #[test]
     fn a_duration_in_nanoseconds_saturates_only_past_u64_max() {
