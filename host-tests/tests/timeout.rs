@@ -317,3 +317,34 @@ fn a_limit_run_out_before_a_retry_without_wait_admits_no_attempt_more() {
     assert_eq!(attempts.get(), 3);
     assert_eq!(log(&b), [F, F, F], "one outcome per attempt that ran");
 }
+
+#[test]
+fn a_limit_is_checked_with_the_calls_own_waker() {
+    use std::{cell::RefCell, task::Poll, task::Waker};
+    // embassy's timer queue panics on a waker its executor did not make: every poll of a
+    // limit's timer, the check before a retry that does not wait included, must pass the
+    // call's own.
+    let wakers: RefCell<Vec<Waker>> = RefCell::new(Vec::new());
+    let timer = |_: Duration| {
+        std::future::poll_fn(|cx| {
+            wakers.borrow_mut().push(cx.waker().clone());
+            Poll::<()>::Pending
+        })
+    };
+    let mut net = SafetyNet::new((Timeout::new(secs(1.0), timer), RetryWithBackoff::new(2)));
+    // A waker of its own, told apart from any other (`block_on`'s is a no-op one).
+    struct CallsOwn;
+    impl std::task::Wake for CallsOwn {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let own = Waker::from(std::sync::Arc::new(CallsOwn));
+    let call = std::pin::pin!(net.call_async(async || Err::<(), &str>("reset")));
+    let result = std::future::Future::poll(call, &mut std::task::Context::from_waker(&own));
+    assert!(matches!(
+        result,
+        Poll::Ready(Err(Error::RetryLimitReached { attempts: 3, .. }))
+    ));
+    let wakers = wakers.borrow();
+    assert!(wakers.len() >= 3, "polled before each attempt");
+    assert!(wakers.iter().all(|waker| waker.will_wake(&own)));
+}

@@ -18,7 +18,13 @@ use crate::Error;
 /// [`Error::Rejected`] (with the wait in [`Rejected::retry_after`](crate::Rejected::retry_after))
 /// when the breaker refused the transaction without touching the bus, and the bus's own
 /// error after the retries. `kind()` is the bus error's, and `Other` for a rejection. A retried
-/// transaction is the same transaction again (its read buffers are written anew).
+/// transaction is the same operations again: read buffers are written anew, and an SPI
+/// `TransferInPlace` sends what its buffer holds then, which a failed attempt may have
+/// overwritten (retry such a transfer in the driver, where the words to send are known).
+///
+/// Every call reaches the bus as one `transaction`: the other methods are the traits' defaults,
+/// each one transaction of its operations, so the policy's code is generated once per bus. The
+/// bus's own overrides of those methods are not called; its `transaction` must do the work.
 ///
 /// ```
 /// # futures_executor_stand_in::block_on(async {

@@ -5,7 +5,7 @@
 use core::{
     future::{Future, poll_fn},
     pin::pin,
-    task::{Context, Poll, Waker},
+    task::Poll,
 };
 
 use super::{
@@ -50,24 +50,6 @@ macro_rules! race {
             future.as_mut().poll(cx).map(Ok)
         })
         .await
-    }};
-}
-
-/// `race!` without a future: `Err` with the level whose armed timer has run out (the outermost,
-/// if several), checked now. The timers are polled with a waker that does nothing, which is
-/// harmless: the next await polls them again with the call's own.
-macro_rules! run_out {
-    ([$($i:tt $L:ident $timer:ident),+]) => {{
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut run_out = Ok(());
-        $(if $L::TIME_LIMITED && run_out.is_ok() {
-            if let Some(timer) = $timer.as_mut().as_pin_mut() {
-                if let Poll::Ready(limit) = timer.poll(&mut cx) {
-                    run_out = Err(($i, limit));
-                }
-            }
-        })+
-        run_out
     }};
 }
 
@@ -142,12 +124,20 @@ macro_rules! nested {
                                     }
                                     break 'attempts Err(Error::TimedOut(elapsed));
                                 }
-                                let waited = if !delay.is_zero() {
-                                    race!(AsyncStage::wait(held.stage(), delay); $levels)
-                                } else if any_limit!($levels) {
-                                    // No wait still checks the timers: no attempt starts once
-                                    // a limit has run out.
-                                    run_out!($levels)
+                                // With a limit armed, no wait still checks the timers (with
+                                // the call's own waker: embassy's timer queue refuses any
+                                // other): no attempt starts once a limit has run out.
+                                let waited = if any_limit!($levels) || !delay.is_zero() {
+                                    let mut wait = pin!(if delay.is_zero() {
+                                        None
+                                    } else {
+                                        Some(AsyncStage::wait(held.stage(), delay))
+                                    });
+                                    let wait = poll_fn(|cx| match wait.as_mut().as_pin_mut() {
+                                        Some(wait) => wait.poll(cx),
+                                        None => Poll::Ready(()),
+                                    });
+                                    race!(wait; $levels)
                                 } else {
                                     Ok(())
                                 };
