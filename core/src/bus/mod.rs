@@ -8,7 +8,6 @@ mod blocking;
 mod delay;
 mod faults;
 mod protected;
-mod transaction;
 
 pub use delay::DelaySleep;
 pub use faults::I2cDeviceFaults;
