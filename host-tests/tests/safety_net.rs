@@ -180,28 +180,34 @@ fn one_probe_left(clock: &FakeClock) -> CircuitProtector<InlineStore<64>, &FakeC
     b
 }
 
-#[test]
-fn a_dropped_safety_net_future_gives_back_the_probe_slot() {
+/// Starts a call through `net` whose operation never finishes, polls it once, runs
+/// `while_in_flight`, and drops the call.
+fn drop_a_call_in_flight(
+    net: &mut impl AsyncPolicy<(), &'static str>,
+    while_in_flight: impl FnOnce(),
+) {
     use std::{
         future::Future,
         pin::pin,
         task::{Context, Waker},
     };
+    let mut call = pin!(net.call_async(async || {
+        std::future::pending::<()>().await;
+        Ok(())
+    }));
+    let polled = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(polled.is_pending());
+    while_in_flight();
+}
+
+#[test]
+fn a_dropped_safety_net_future_gives_back_the_probe_slot() {
     let clock = FakeClock::new();
     let b = one_probe_left(&clock);
-    {
-        let mut net = SafetyNet::new((RetryWithBackoff::new(2), &b));
-        let mut call = pin!(net.call_async(async || {
-            std::future::pending::<()>().await;
-            Ok::<(), &str>(())
-        }));
-        assert!(
-            call.as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-                .is_pending()
-        );
+    let mut net = SafetyNet::new((RetryWithBackoff::new(2), &b));
+    drop_a_call_in_flight(&mut net, || {
         assert_eq!(b.state().probes_in_flight(), 1);
-    }
+    });
     assert_eq!(
         (b.status(), b.state().probes_in_flight()),
         (CircuitState::HalfOpen, 0)
@@ -301,30 +307,14 @@ impl<T, E> resilient_circuit::compose::AsyncStage<T, E> for Named<'_> {
 
 #[test]
 fn a_dropped_call_abandons_its_stages_innermost_first() {
-    use std::{
-        cell::RefCell,
-        future::Future,
-        pin::pin,
-        task::{Context, Waker},
-    };
+    use std::cell::RefCell;
     let abandoned = RefCell::new(Vec::new());
     let stage = |name| Named {
         name,
         abandoned: &abandoned,
     };
     let mut net = SafetyNet::new((stage("outer"), stage("middle"), stage("inner")));
-    {
-        let mut call = pin!(net.call_async(async || {
-            std::future::pending::<()>().await;
-            Ok::<(), &str>(())
-        }));
-        assert!(
-            call.as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-                .is_pending()
-        );
-        assert!(abandoned.borrow().is_empty());
-    }
+    drop_a_call_in_flight(&mut net, || assert!(abandoned.borrow().is_empty()));
     assert_eq!(*abandoned.borrow(), ["inner", "middle", "outer"]);
 
     // A panic in a blocking call unwinds the same way.

@@ -263,20 +263,28 @@ fn breaker_still_works_when_the_limit_is_not_reached() {
     assert_eq!(b.call(|| Ok::<_, &str>(2)), Ok(2));
 }
 
-#[test]
-fn a_limit_run_out_is_noticed_even_when_every_attempt_ends_at_once() {
-    use std::task::Poll;
-    // A timer that runs out once three attempts have started, whatever the clock says.
-    let attempts = Cell::new(0);
-    let timer = |_: Duration| {
+/// A `Timeout`'s sleeper whose timer runs out once three attempts have started, whatever the
+/// clock says.
+#[derive(Clone, Copy)]
+struct RunsOutAfterThree<'a>(&'a Cell<u32>);
+
+impl resilient_circuit_std::time::AsyncSleep for RunsOutAfterThree<'_> {
+    async fn sleep(&self, _: Duration) {
         std::future::poll_fn(|_| {
-            if attempts.get() >= 3 {
-                Poll::Ready(())
+            if self.0.get() >= 3 {
+                std::task::Poll::Ready(())
             } else {
-                Poll::Pending
+                std::task::Poll::Pending
             }
         })
-    };
+        .await
+    }
+}
+
+#[test]
+fn a_limit_run_out_is_noticed_even_when_every_attempt_ends_at_once() {
+    let attempts = Cell::new(0);
+    let timer = RunsOutAfterThree(&attempts);
     let mut net = SafetyNet::new((Timeout::new(secs(1.0), timer), RetryWithBackoff::new(1000)));
     let result: Result<(), Error<&str>> = host_tests::block_on(net.call_async(async || {
         attempts.set(attempts.get() + 1);
@@ -288,22 +296,13 @@ fn a_limit_run_out_is_noticed_even_when_every_attempt_ends_at_once() {
 
 #[test]
 fn a_limit_run_out_before_a_retry_without_wait_admits_no_attempt_more() {
-    use std::task::Poll;
     // As above, with a breaker inside the retry: the limit runs out as the third attempt fails,
     // and the retry (which does not wait) must not take the breaker's admission for a fourth
     // attempt that the limit stops before it runs.
     let clock = FakeClock::new();
     let b = breaker(&clock);
     let attempts = Cell::new(0);
-    let timer = |_: Duration| {
-        std::future::poll_fn(|_| {
-            if attempts.get() >= 3 {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-    };
+    let timer = RunsOutAfterThree(&attempts);
     let mut net = SafetyNet::new((
         Timeout::new(secs(1.0), timer),
         RetryWithBackoff::new(1000),
