@@ -65,6 +65,17 @@ macro_rules! disarm {
     };
 }
 
+/// The timer of level `at` ran out with `limit`: drops it, notes it in `$timed_out`, and gives
+/// the result the stages inside it (and it) are left with.
+macro_rules! ran_out {
+    ($at:expr, $limit:expr; $levels:tt $timed_out:ident) => {{
+        disarm!($at; $levels);
+        let elapsed = Elapsed::new($limit);
+        $timed_out = Some(($at, elapsed));
+        Err(Error::TimedOut(elapsed))
+    }};
+}
+
 /// Whether any of the stages has a time limit: known at compile time, so that a stack without
 /// one keeps no code for timeouts.
 macro_rules! any_limit {
@@ -81,12 +92,7 @@ macro_rules! nested {
     ($levels:tt $stages:ident $operation:ident $timed_out:ident;) => {
         match race!($operation.attempt(); $levels) {
             Ok(result) => result,
-            Err((at, limit)) => {
-                disarm!(at; $levels);
-                let elapsed = Elapsed::new(limit);
-                $timed_out = Some((at, elapsed));
-                Err(Error::TimedOut(elapsed))
-            }
+            Err((at, limit)) => ran_out!(at, limit; $levels $timed_out),
         }
     };
     ($levels:tt $stages:ident $operation:ident $timed_out:ident;
@@ -142,11 +148,8 @@ macro_rules! nested {
                                     Ok(())
                                 };
                                 if let Err((at, limit)) = waited {
-                                    disarm!(at; $levels);
-                                    let elapsed = Elapsed::new(limit);
-                                    $timed_out = Some((at, elapsed));
                                     // Leave this stage again, now with the timeout.
-                                    result = Err(Error::TimedOut(elapsed));
+                                    result = ran_out!(at, limit; $levels $timed_out);
                                     continue;
                                 }
                                 held.again();
