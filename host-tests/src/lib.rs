@@ -10,6 +10,7 @@ use std::{
 };
 
 pub mod buses;
+pub mod call_loops;
 pub mod certs;
 pub mod pg;
 /// The throwaway PostgreSQL server (the `test-postgres` crate, shared with xtask).

@@ -7,10 +7,11 @@
 //! difference of their totals, over 100 000, is one call's instructions. Built with and without
 //! `--no-default-features`, it compares the `metrics` feature off and on.
 
-use std::{hint::black_box, process::ExitCode, time::Duration};
+use std::{hint::black_box, process::ExitCode};
 
-use resilient_circuit::{Breaker, BreakerConfig, Ratio};
-use resilient_circuit_std::{BreakerKey, MemoryStore, SharedBreaker};
+use host_tests::call_loops;
+use resilient_circuit::Breaker;
+use resilient_circuit_std::SharedBreaker;
 
 #[inline(never)]
 fn call(breaker: &SharedBreaker, count: u64) -> u64 {
@@ -20,26 +21,14 @@ fn call(breaker: &SharedBreaker, count: u64) -> u64 {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (open, count) = match args.as_slice() {
-        [mode, count] if mode == "closed" || mode == "open" => match count.parse::<u64>() {
-            Ok(count) => (mode == "open", count),
-            Err(error) => {
-                eprintln!("call_loop: COUNT {count:?}: {error}");
-                return ExitCode::FAILURE;
-            }
-        },
-        _ => {
-            eprintln!("usage: call_loop closed|open COUNT");
+    let (open, count) = match call_loops::mode_and_count("call_loop", ["closed", "open"]) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("{message}");
             return ExitCode::FAILURE;
         }
     };
-    let config = BreakerConfig::new()
-        .failure_limit(Ratio::of::<50, 100>())
-        .cooldown(Duration::from_secs(60));
-    let breaker = MemoryStore::new()
-        .breaker(BreakerKey::resource("call-loop").unwrap(), config)
-        .unwrap();
+    let breaker = call_loops::breaker("call-loop");
     if open {
         breaker.force_open().unwrap();
     }

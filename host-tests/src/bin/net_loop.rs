@@ -12,37 +12,24 @@ use std::{
     pin::pin,
     process::ExitCode,
     task::{Context, Poll, Waker},
-    time::Duration,
 };
 
-use resilient_circuit::{AsyncPolicy, BreakerConfig, Policy, Ratio, RetryWithBackoff, SafetyNet};
-use resilient_circuit_std::{BreakerKey, MemoryStore};
+use host_tests::call_loops;
+use resilient_circuit::{AsyncPolicy, Policy, RetryWithBackoff, SafetyNet};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (blocking, count) = match args.as_slice() {
-        [mode, count] if mode == "blocking" || mode == "async" => match count.parse::<u64>() {
-            Ok(count) => (mode == "blocking", count),
-            Err(error) => {
-                eprintln!("net_loop: COUNT {count:?}: {error}");
-                return ExitCode::FAILURE;
-            }
-        },
-        _ => {
-            eprintln!("usage: net_loop blocking|async COUNT");
+    let (is_async, count) = match call_loops::mode_and_count("net_loop", ["blocking", "async"]) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("{message}");
             return ExitCode::FAILURE;
         }
     };
-    let config = BreakerConfig::new()
-        .failure_limit(Ratio::of::<50, 100>())
-        .cooldown(Duration::from_secs(60));
-    let breaker = MemoryStore::new()
-        .breaker(BreakerKey::resource("net-loop").unwrap(), config)
-        .unwrap();
+    let breaker = call_loops::breaker("net-loop");
     let mut net = SafetyNet::new((RetryWithBackoff::new(2), &breaker));
     let mut succeeded = 0u64;
     for _ in 0..1_000 + count {
-        let result = if blocking {
+        let result = if !is_async {
             net.call(|| Ok::<u64, u64>(black_box(1)))
         } else {
             let call = pin!(net.call_async(async || Ok::<u64, u64>(black_box(1))));
