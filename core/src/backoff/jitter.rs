@@ -131,10 +131,11 @@ impl<R: Rng> DecorrelatedJitter<R> {
         if max_delay < min_delay {
             return Err(BackoffError::MaxBelowMin);
         }
+        let min_nanos = duration_to_nanos(min_delay);
         Ok(DecorrelatedJitter {
-            min_nanos: duration_to_nanos(min_delay),
+            min_nanos,
             max_nanos: duration_to_nanos(max_delay),
-            previous: duration_to_nanos(min_delay),
+            previous: min_nanos,
             rng,
         })
     }
