@@ -492,6 +492,78 @@ fn half_open_dropped_probe_gives_its_slot_back() {
 }
 
 #[test]
+fn half_open_with_a_probe_lease_takes_the_probes_out_for_lost_once_full_slots_outlast_it() {
+    let clock = FakeClock::new();
+    let b = tripped(
+        BreakerConfig::new()
+            .success_limit(limit(1, 1))
+            .probe_lease(Duration::from_secs(2)),
+        &clock,
+    );
+    let lost = b.admit().unwrap();
+    assert!(lost.is_probe());
+    // The first call refused starts the lease; the slot stays lent until it ends.
+    clock.advance(Duration::from_secs(30));
+    let busy = Rejected::new(
+        BreakerConfig::DEFAULT_BUSY_RETRY_AFTER,
+        RejectReason::ProbesBusy,
+    );
+    assert_eq!(b.try_acquire().unwrap_err(), busy);
+    clock.advance(Duration::from_millis(1_999));
+    assert_eq!(b.try_acquire().unwrap_err(), busy);
+    clock.advance(Duration::from_millis(1));
+    let probe = b.admit().unwrap();
+    assert!(probe.is_probe());
+    assert_ne!(probe.epoch(), lost.epoch(), "a new period");
+    assert_eq!((b.status(), b.state().probes_in_flight()), (HalfOpen, 1));
+    // The lost probe's late outcome changes nothing; the new probe's decides.
+    b.record(lost, Verdict::Failure);
+    assert_eq!((b.status(), log(&b)), (HalfOpen, vec![]));
+    b.record(probe, Verdict::Success);
+    assert_eq!(b.status(), Closed);
+}
+
+#[test]
+fn half_open_lease_starts_again_when_a_probe_is_admitted() {
+    let clock = FakeClock::new();
+    let b = tripped(
+        BreakerConfig::new()
+            .success_limit(limit(2, 2))
+            .probe_lease(Duration::from_secs(2)),
+        &clock,
+    );
+    let first = b.admit().unwrap();
+    let second = b.admit().unwrap();
+    assert!(b.try_acquire().is_err(), "the lease starts");
+    // A slot given back is taken again at once, and the probe then admitted gets a whole
+    // lease, from the next call refused.
+    clock.advance(Duration::from_secs(1));
+    b.release(second);
+    let third = b.admit().unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert!(b.try_acquire().is_err(), "a new lease starts");
+    clock.advance(Duration::from_millis(1_999));
+    assert!(b.try_acquire().is_err());
+    assert_eq!(third.epoch(), first.epoch());
+    clock.advance(Duration::from_millis(1));
+    let fourth = b.admit().unwrap();
+    assert_ne!(fourth.epoch(), first.epoch());
+    assert_eq!(b.state().probes_in_flight(), 1);
+}
+
+#[test]
+fn without_a_probe_lease_a_probe_never_reported_keeps_its_slot() {
+    let clock = FakeClock::new();
+    let b = tripped(BreakerConfig::new().success_limit(limit(1, 1)), &clock);
+    let _lost = b.admit().unwrap();
+    clock.advance(Duration::from_secs(3_600));
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason(),
+        RejectReason::ProbesBusy
+    );
+}
+
+#[test]
 fn half_open_probe_whose_future_is_dropped_gives_its_slot_back() {
     use std::{
         future::Future,

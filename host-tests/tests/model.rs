@@ -1,5 +1,6 @@
-//! Property test: random sequences of admissions, outcomes, dropped calls, time steps and
-//! manual control run through the breaker and through a small, obviously correct model; both
+//! Property test: random sequences of admissions, outcomes, dropped calls, calls lost without a
+//! word (a probe lease then frees their slots), time steps and manual control run through the
+//! breaker and through a small, obviously correct model; both
 //! must agree on the state, the window, the counts and every rejection.
 
 use std::{collections::VecDeque, time::Duration};
@@ -22,6 +23,7 @@ struct Limits {
     success: Option<(u16, u16)>,
     cooldown_ms: u64,
     busy_ms: u64,
+    lease_ms: Option<u64>,
 }
 
 /// The contract, written for clarity rather than speed: a deque for the window, a list of
@@ -36,6 +38,8 @@ struct Model {
     open_until_ms: u64,
     period: u64,
     in_flight: Vec<(u64, bool)>, // (period, is_probe), in admission order
+    leaked: Vec<(u64, bool)>,    // calls that will never report nor give anything back
+    lease_end_ms: Option<u64>,   // the probe lease full slots started, in HALF_OPEN
     transitions: Vec<(CircuitState, CircuitState)>,
 }
 
@@ -49,6 +53,8 @@ impl Model {
             open_until_ms: 0,
             period: 0,
             in_flight: Vec::new(),
+            leaked: Vec::new(),
+            lease_end_ms: None,
             transitions: Vec::new(),
         }
     }
@@ -86,23 +92,46 @@ impl Model {
             CircuitState::Open => {
                 self.clear();
                 self.go(CircuitState::HalfOpen);
-                self.in_flight.push((self.period, true));
+                self.first_probe();
                 Ok(())
             }
             CircuitState::HalfOpen => {
                 if self.window.len() + self.probes_in_flight() < self.probe_window() {
                     self.in_flight.push((self.period, true));
-                    Ok(())
-                } else {
-                    Err(self.limits.busy_ms)
+                    self.lease_end_ms = None;
+                    return Ok(());
+                }
+                let Some(lease_ms) = self.limits.lease_ms else {
+                    return Err(self.limits.busy_ms);
+                };
+                match self.lease_end_ms {
+                    // The first call refused starts the lease.
+                    None => {
+                        self.lease_end_ms = Some(now_ms + lease_ms);
+                        Err(self.limits.busy_ms)
+                    }
+                    Some(end) if now_ms < end => Err(self.limits.busy_ms),
+                    // The lease ended: the period starts over, with no transition.
+                    Some(_) => {
+                        self.clear();
+                        self.period += 1;
+                        self.first_probe();
+                        Ok(())
+                    }
                 }
             }
         }
     }
 
+    fn first_probe(&mut self) {
+        self.in_flight.push((self.period, true));
+        self.lease_end_ms = None;
+    }
+
     fn probes_in_flight(&self) -> usize {
         self.in_flight
             .iter()
+            .chain(&self.leaked)
             .filter(|(period, probe)| *probe && *period == self.period)
             .count()
     }
@@ -173,6 +202,11 @@ impl Model {
         self.in_flight.remove(index);
     }
 
+    fn leak(&mut self, index: usize) {
+        let call = self.in_flight.remove(index);
+        self.leaked.push(call);
+    }
+
     fn force_open(&mut self, now_ms: u64) {
         self.open(now_ms);
     }
@@ -195,6 +229,7 @@ enum Step {
     Admit,
     Report(usize, Verdict),
     Drop(usize),
+    Leak(usize),
     Wait(u64),
     ForceOpen,
     ForceClosed,
@@ -210,6 +245,7 @@ fn step() -> impl Strategy<Value = Step> {
         8 => Just(Step::Admit),
         8 => (any::<usize>(), verdict()).prop_map(|(i, v)| Step::Report(i, v)),
         1 => any::<usize>().prop_map(Step::Drop),
+        1 => any::<usize>().prop_map(Step::Leak),
         4 => (0u64..3_000).prop_map(Step::Wait),
         1 => Just(Step::ForceOpen),
         1 => Just(Step::ForceClosed),
@@ -221,19 +257,24 @@ fn ratio(max: u16) -> impl Strategy<Value = (u16, u16)> {
     (1..=max).prop_flat_map(|b| (0..=b, Just(b)))
 }
 
-fn limits(max_window: u16) -> impl Strategy<Value = Limits> {
+/// Limits with windows up to `max_window`, and a probe lease sometimes if `leased`.
+fn limits(max_window: u16, leased: bool) -> impl Strategy<Value = Limits> {
     (
         ratio(max_window),
         proptest::option::of(ratio(max_window)),
         0u64..5_000,
         1u64..500,
+        proptest::option::of(0u64..1_500),
     )
-        .prop_map(|(failure, success, cooldown_ms, busy_ms)| Limits {
-            failure,
-            success,
-            cooldown_ms,
-            busy_ms,
-        })
+        .prop_map(
+            move |(failure, success, cooldown_ms, busy_ms, lease_ms)| Limits {
+                failure,
+                success,
+                cooldown_ms,
+                busy_ms,
+                lease_ms: lease_ms.filter(|_| leased),
+            },
+        )
 }
 
 fn config_for(limits: Limits) -> BreakerConfig {
@@ -241,6 +282,10 @@ fn config_for(limits: Limits) -> BreakerConfig {
         .failure_limit(Ratio::new(limits.failure.0, limits.failure.1).unwrap())
         .cooldown(Duration::from_millis(limits.cooldown_ms))
         .busy_retry_after(Duration::from_millis(limits.busy_ms));
+    let config = match limits.lease_ms {
+        Some(ms) => config.probe_lease(Duration::from_millis(ms)),
+        None => config,
+    };
     match limits.success {
         Some((a, b)) => config.success_limit(Ratio::new(a, b).unwrap()),
         None => config,
@@ -292,7 +337,12 @@ fn agrees_with_the_model<St: StateStore, C: Clock, H: TransitionHook>(
                 drop(permits.remove(i));
                 model.release(i);
             }
-            Step::Report(..) | Step::Drop(_) => {}
+            Step::Leak(i) if !permits.is_empty() => {
+                let i = i % permits.len();
+                std::mem::forget(permits.remove(i));
+                model.leak(i);
+            }
+            Step::Report(..) | Step::Drop(_) | Step::Leak(_) => {}
             Step::Wait(ms) => {
                 now_ms += ms;
                 advance(Duration::from_millis(ms));
@@ -364,7 +414,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn breaker_agrees_with_the_reference_model(limits in limits(8), steps in proptest::collection::vec(step(), 1..120)) {
+    fn breaker_agrees_with_the_reference_model(limits in limits(8, true), steps in proptest::collection::vec(step(), 1..120)) {
         let config = config_for(limits);
         let clock = FakeClock::new();
         let recorded = Transitions::new();
@@ -374,7 +424,7 @@ proptest! {
     }
 
     #[test]
-    fn raw_mutex_breakers_agree_with_the_reference_model(limits in limits(8), steps in proptest::collection::vec(step(), 1..120)) {
+    fn raw_mutex_breakers_agree_with_the_reference_model(limits in limits(8, true), steps in proptest::collection::vec(step(), 1..120)) {
         // The embassy-sync stores, without and with a critical section.
         let config = config_for(limits);
         let clock = FakeClock::new();
@@ -389,7 +439,7 @@ proptest! {
     }
 
     #[test]
-    fn shared_breaker_agrees_with_the_reference_model(limits in limits(40), steps in proptest::collection::vec(step(), 1..160)) {
+    fn shared_breaker_agrees_with_the_reference_model(limits in limits(40, false), steps in proptest::collection::vec(step(), 1..160)) {
         // The thread-shared breaker's own paths (lock-free reads, locked changes), with windows
         // that span two words of the bit ring.
         let config = config_for(limits);

@@ -4,8 +4,9 @@ use std::{cell::Cell, time::Duration};
 
 use host_tests::{FakeClock, FakeSleep, block_on, secs};
 use resilient_circuit::{
-    AsyncPolicy, BreakerConfig, CircuitProtector, CircuitState, Error, Policy, Ratio, RejectReason,
-    Rejected, RetryWithBackoff, SafetyNet, backoff::FixedDelay, store::InlineStore,
+    AsyncPolicy, BreakerConfig, CircuitProtector, CircuitState, ConfigError, Error, Policy, Ratio,
+    RejectReason, Rejected, RetryWithBackoff, SafetyNet, backoff::FixedDelay, breaker::Leased,
+    store::InlineStore,
 };
 
 fn breaker(
@@ -218,6 +219,39 @@ fn a_dropped_safety_net_future_gives_back_the_probe_slot() {
 }
 
 #[test]
+fn a_leased_breaker_leaves_a_dropped_probes_slot_to_its_lease() {
+    let clock = FakeClock::new();
+    let b = CircuitProtector::new(
+        BreakerConfig::new()
+            .success_limit(Ratio::new(1, 1).unwrap())
+            .cooldown(secs(10.0))
+            .probe_lease(secs(5.0))
+            .validate()
+            .unwrap(),
+        InlineStore::<64>::new(),
+        &clock,
+    );
+    b.force_open().unwrap();
+    clock.advance(secs(10.0));
+    let mut net = SafetyNet::new((RetryWithBackoff::new(2), Leased::new(&b).unwrap()));
+    drop_a_call_in_flight(&mut net, || {});
+    // Nothing gave the slot back: the next call is refused until the lease ends.
+    assert_eq!(b.state().probes_in_flight(), 1);
+    let refused: Result<(), Error<&str>> = net.call(|| Ok(()));
+    assert!(matches!(refused, Err(Error::Rejected(r)) if r.reason() == RejectReason::ProbesBusy));
+    clock.advance(secs(5.0));
+    let probed: Result<(), Error<&str>> = net.call(|| Ok(()));
+    assert_eq!((probed, b.status()), (Ok(()), CircuitState::Closed));
+}
+
+#[test]
+fn a_leased_breaker_needs_a_probe_lease() {
+    let clock = FakeClock::new();
+    let b = breaker(1, 1, 1.0, &clock);
+    assert_eq!(Leased::new(&b).unwrap_err(), ConfigError::NoProbeLease);
+}
+
+#[test]
 fn a_panic_inside_a_safety_net_records_nothing_and_gives_back_the_probe_slot() {
     use std::panic::{AssertUnwindSafe, catch_unwind};
     let clock = FakeClock::new();
@@ -274,26 +308,36 @@ fn a_failing_value_is_recorded_by_the_breaker_and_retried_into_it() {
     );
 }
 
-/// A stage that writes its name into a shared log when abandoned.
+/// A stage whose ticket writes the stage's name into a shared log when dropped unspent: the
+/// call ended without coming back through the stage.
 struct Named<'a> {
     name: &'static str,
     abandoned: &'a std::cell::RefCell<Vec<&'static str>>,
 }
 
-impl<T, E> resilient_circuit::compose::Stage<T, E> for Named<'_> {
-    type Ticket = ();
-    fn enter(&mut self) -> Result<(), Error<E>> {
-        Ok(())
+/// [`Named`]'s ticket: `None` once the stage has been left.
+struct NamedTicket<'a>(Option<(&'static str, &'a std::cell::RefCell<Vec<&'static str>>)>);
+
+impl Drop for NamedTicket<'_> {
+    fn drop(&mut self) {
+        if let Some((name, abandoned)) = self.0.take() {
+            abandoned.borrow_mut().push(name);
+        }
+    }
+}
+
+impl<'a, T, E> resilient_circuit::compose::Stage<T, E> for Named<'a> {
+    type Ticket = NamedTicket<'a>;
+    fn enter(&mut self) -> Result<NamedTicket<'a>, Error<E>> {
+        Ok(NamedTicket(Some((self.name, self.abandoned))))
     }
     fn leave(
         &mut self,
-        _: &mut (),
+        ticket: &mut NamedTicket<'a>,
         result: Result<T, Error<E>>,
     ) -> resilient_circuit::compose::Leave<T, E> {
+        ticket.0 = None;
         resilient_circuit::compose::Leave::Return(result)
-    }
-    fn abandon(&mut self, _: ()) {
-        self.abandoned.borrow_mut().push(self.name);
     }
 }
 

@@ -188,6 +188,16 @@ fn bad_keys_are_refused_with_a_clear_error() {
 }
 
 #[test]
+fn a_keyed_store_refuses_a_probe_lease() {
+    let store = MemoryStore::new();
+    let leased = BreakerConfig::new().probe_lease(Duration::from_secs(5));
+    let refused = store.breaker(key("leased"), leased).unwrap_err();
+    assert_eq!(refused, StoreError::ProbeLease);
+    assert!(refused.to_string().contains("probe_lease"));
+    assert!(store.is_empty(), "nothing was made for a refused breaker");
+}
+
+#[test]
 fn a_window_above_the_shared_capacity_is_refused() {
     let store = MemoryStore::new();
     let config = BreakerConfig::new().failure_limit(Ratio::new(1, 2000).unwrap());

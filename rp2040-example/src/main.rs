@@ -16,6 +16,7 @@ use panic_halt as _;
 use resilient_circuit::{
     BreakerConfig, CircuitProtector, Error, Ratio, RetryWithBackoff, SafetyNet, ValidConfig,
     backoff::ExponentialDelay,
+    breaker::Leased,
     bus::{I2cDeviceFaults, ProtectedBus},
     hook::NoHook,
     state::OutcomeWindow,
@@ -28,6 +29,7 @@ use rp2040_example::{READ_EVERY, read_forever, sensor_bus};
 const CONFIG: ValidConfig<OutcomeWindow<5, 1>> = BreakerConfig::new()
     .failure_limit(Ratio::of::<3, 5>())
     .cooldown(Duration::from_secs(5))
+    .probe_lease(Duration::from_secs(1))
     .validated();
 
 /// The sensor's breaker, in a `static` so that any task (or an interrupt) can ask its state.
@@ -47,9 +49,12 @@ async fn main(_spawner: Spawner) {
     // Three attempts, 10 ms apart and then 20 ms, on embassy's timer.
     let retry = RetryWithBackoff::new(3)
         .with_backoff(ExponentialDelay::millis::<10, 1_000>(), EmbassySleep);
+    let Ok(sensor) = Leased::new(&SENSOR) else {
+        defmt::panic!("the sensor's breaker has no probe lease")
+    };
     let bus = ProtectedBus::new(
         sensor_bus(p.I2C0, p.PIN_17, p.PIN_16),
-        SafetyNet::new((retry, &SENSOR)),
+        SafetyNet::new((retry, sensor)),
     );
     read_forever(bus, |error| match error {
         // Refused by the open breaker: come back when it lets a probe through.

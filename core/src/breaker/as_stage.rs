@@ -2,37 +2,33 @@
 
 use core::{future::Future, time::Duration};
 
-use super::call::Breaker;
+use super::call::{Breaker, Permit};
 use crate::{
     AsyncPolicy, Classify, ClassifyValue, Error, Policy, classify,
     compose::{AsyncOperation, AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
-    state::Admission,
 };
 
 // Every breaker is a stage by reference: it admits on the way in and records on the way out.
+// Its ticket is a permit, which gives a probe slot back if the call ends without an outcome.
 
-impl<T, E, B: Breaker + ?Sized> Stage<T, E> for &B
+impl<'a, T, E, B: Breaker + ?Sized> Stage<T, E> for &'a B
 where
     B::Classifier: Classify<E>,
     B::ValueClassifier: ClassifyValue<T>,
 {
-    type Ticket = Admission;
+    type Ticket = Permit<&'a B>;
 
     #[inline]
-    fn enter(&mut self) -> Result<Admission, Error<E>> {
-        Ok(self.admit()?)
+    fn enter(&mut self) -> Result<Permit<&'a B>, Error<E>> {
+        Ok(self.try_acquire()?)
     }
 
     #[inline]
-    fn leave(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
+    fn leave(&mut self, permit: &mut Permit<&'a B>, result: Result<T, Error<E>>) -> Leave<T, E> {
         let verdict =
             classify::verdict_of_composed(self.classifier(), self.value_classifier(), &result);
-        self.record(*admission, verdict);
+        permit.record_in_place(verdict);
         Leave::Return(result)
-    }
-
-    fn abandon(&mut self, admission: Admission) {
-        self.release(admission);
     }
 }
 

@@ -163,6 +163,13 @@ where
     /// Records how the call went.
     #[inline]
     pub fn record(mut self, verdict: Verdict) {
+        self.record_in_place(verdict);
+    }
+
+    /// [`record`](Self::record) through a reference: the permit is then spent, and its drop
+    /// gives nothing back.
+    #[inline]
+    pub(crate) fn record_in_place(&mut self, verdict: Verdict) {
         if let Some(admission) = self.admission.take() {
             self.breaker.record(admission, verdict);
         }

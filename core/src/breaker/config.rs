@@ -44,6 +44,9 @@ pub struct BreakerConfig {
     pub cooldown: Duration,
     /// The `retry_after` of a call rejected in HALF_OPEN because all probe slots are taken.
     pub busy_retry_after: Duration,
+    /// How long a HALF_OPEN probe slot is lent: `None` (the default), until its call reports
+    /// or gives it back. See [`BreakerConfig::probe_lease`].
+    pub probe_lease: Option<Duration>,
 }
 
 impl Default for BreakerConfig {
@@ -66,6 +69,7 @@ impl BreakerConfig {
             success_limit: None,
             cooldown: Duration::ZERO,
             busy_retry_after: Self::DEFAULT_BUSY_RETRY_AFTER,
+            probe_lease: None,
         }
     }
 
@@ -93,6 +97,42 @@ impl BreakerConfig {
     /// taken (default [`Self::DEFAULT_BUSY_RETRY_AFTER`]).
     pub const fn busy_retry_after(mut self, retry_after: Duration) -> Self {
         self.busy_retry_after = retry_after;
+        self
+    }
+
+    /// Lend HALF_OPEN probe slots for at least `lease`: once every slot is taken, the first
+    /// call refused starts the lease, and when it has ended with no probe admitted meanwhile,
+    /// the probes still out are taken for lost. The HALF_OPEN period then starts over, the call
+    /// asking its first probe (the lost probes' outcomes, should they come, change nothing). A
+    /// probe that hangs, or whose call was dropped without giving its slot back, then blocks
+    /// the breaker for about `lease`, not for ever, and a [`Leased`](crate::breaker::Leased)
+    /// breaker needs no code to give slots back. Make it longer than a probe takes.
+    ///
+    /// The in-process stores of this crate apply it; the keyed stores of
+    /// `resilient-circuit-std` refuse it (they give slots back themselves, and the PostgreSQL
+    /// store leases them in its row).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use resilient_circuit::{
+    ///     BreakerConfig, CircuitState, classify::Verdict, state::{BreakerState, OutcomeWindow},
+    ///     time::Instant,
+    /// };
+    ///
+    /// let config = BreakerConfig::new().probe_lease(Duration::from_secs(1));
+    /// let mut state = BreakerState::<OutcomeWindow<8>>::new();
+    /// let (admission, _) = state.admit(&config, &Instant::ZERO).unwrap();
+    /// state.record(&config, admission, Verdict::Failure, &Instant::ZERO); // OPEN
+    /// let (lost, _) = state.admit(&config, &Instant::ZERO).unwrap(); // the probe, never back
+    /// assert!(state.admit(&config, &Instant::from_secs(5)).is_err()); // the lease starts
+    /// assert!(state.admit(&config, &Instant::from_millis(5_999)).is_err());
+    /// let (probe, _) = state.admit(&config, &Instant::from_secs(6)).unwrap(); // it ended
+    /// state.record(&config, probe, Verdict::Success, &Instant::from_secs(6));
+    /// assert_eq!(state.status(), CircuitState::Closed);
+    /// assert_ne!(lost.epoch(), probe.epoch()); // the lost probe's outcome would be ignored
+    /// ```
+    pub const fn probe_lease(mut self, lease: Duration) -> Self {
+        self.probe_lease = Some(lease);
         self
     }
 
@@ -191,6 +231,10 @@ pub enum ConfigError {
         /// What the breaker's outcome window holds.
         capacity: u16,
     },
+    /// A [`Leased`](crate::breaker::Leased) breaker needs a
+    /// [`probe_lease`](BreakerConfig::probe_lease): without one, a probe slot its dropped call
+    /// held would never come back.
+    NoProbeLease,
 }
 
 impl ConfigError {
@@ -199,6 +243,9 @@ impl ConfigError {
         match self {
             ConfigError::WindowAboveCapacity { .. } => {
                 "a limit's window (its denominator) exceeds the outcome window's capacity"
+            }
+            ConfigError::NoProbeLease => {
+                "a Leased breaker needs a probe_lease in its configuration"
             }
         }
     }
@@ -210,6 +257,9 @@ impl fmt::Display for ConfigError {
             ConfigError::WindowAboveCapacity { window, capacity } => write!(
                 f,
                 "a limit's window of {window} outcomes exceeds the outcome window's capacity of {capacity}"
+            ),
+            ConfigError::NoProbeLease => f.write_str(
+                "a Leased breaker needs a probe_lease in its configuration: without one, a probe slot its dropped call held would never come back"
             ),
         }
     }

@@ -1,5 +1,6 @@
-//! A stage's ticket while the stages inside it run: abandoned if the call ends before the stage
-//! returns (its future dropped, or a panic).
+//! A stage's ticket while the stages inside it run. If the call ends before the stage returns
+//! (its future dropped, or a panic), the ticket is dropped with the guard, and the ticket's own
+//! `Drop` gives back what it holds: the guard itself needs no drop.
 
 use core::marker::PhantomData;
 
@@ -9,7 +10,7 @@ use crate::Error;
 /// A stage entered, and its ticket until it returns.
 pub(super) struct Held<'a, T, E, S: Stage<T, E>> {
     stage: &'a mut S,
-    // `None` once the stage has returned: nothing to abandon.
+    // `None` once the stage has returned or been given up.
     ticket: Option<S::Ticket>,
     result: PhantomData<fn() -> Result<T, E>>,
 }
@@ -40,12 +41,10 @@ impl<'a, T, E, S: Stage<T, E>> Held<'a, T, E, S> {
         leave
     }
 
-    /// Gives the ticket up: the call will not come back through the stage.
+    /// Drops the ticket: the call will not come back through the stage.
     #[inline]
-    pub(super) fn abandon(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.stage.abandon(ticket);
-        }
+    pub(super) fn give_up(&mut self) {
+        self.ticket = None;
     }
 
     /// The call goes back in, after the stage's `Again`.
@@ -60,11 +59,5 @@ impl<'a, T, E, S: Stage<T, E>> Held<'a, T, E, S> {
     #[inline]
     pub(super) fn stage(&self) -> &S {
         self.stage
-    }
-}
-
-impl<T, E, S: Stage<T, E>> Drop for Held<'_, T, E, S> {
-    fn drop(&mut self) {
-        self.abandon();
     }
 }

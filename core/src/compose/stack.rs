@@ -1,6 +1,6 @@
 //! Stages run as one call: nested loops, one a stage, each entering its stage, running the
 //! stages inside it and leaving it, until the stage returns. A stage's ticket is held by a guard
-//! (`held.rs`) that abandons it if the call ends early.
+//! (`held.rs`), and dropped with it if the call ends early.
 
 use core::{
     future::{Future, poll_fn},
@@ -123,7 +123,7 @@ macro_rules! nested {
                                 {
                                     // Inside a limit that ran out (or at it), no stage sends
                                     // the call back in.
-                                    held.abandon();
+                                    held.give_up();
                                     disarm!($i; $levels);
                                     if $i == at {
                                         $timed_out = None;

@@ -18,7 +18,10 @@ pub enum Leave<T, E> {
 ///
 /// `enter` runs before the stages inside it (a breaker admits or rejects), `leave` after them
 /// with their result (a breaker records it; a retry decides whether to go again). A ticket
-/// entered but never left (the call panicked, or its future was dropped) is `abandon`ed.
+/// entered but never left (the call panicked, its future was dropped, or a time limit ran out)
+/// is dropped: a ticket that holds something gives it back in its `Drop`, as a breaker's
+/// [`Permit`](crate::Permit) gives back its probe slot. A stack whose tickets need no drop
+/// (plain data) makes a future that needs none either, which keeps firmware small.
 ///
 /// ```
 /// use core::time::Duration;
@@ -35,7 +38,6 @@ pub enum Leave<T, E> {
 ///     fn leave(&mut self, _: &mut (), result: Result<T, Error<E>>) -> Leave<T, E> {
 ///         Leave::Return(result)
 ///     }
-///     fn abandon(&mut self, _: ()) {}
 /// }
 /// impl<T, E> BlockingStage<T, E> for Counter {
 ///     fn wait(&self, _: Duration) {}
@@ -54,9 +56,6 @@ pub trait Stage<T, E> {
 
     /// After the stages inside, with their result.
     fn leave(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E>;
-
-    /// The call will never come back through this stage.
-    fn abandon(&mut self, ticket: Self::Ticket);
 
     /// The call goes back in after this stage's [`Leave::Again`], its wait (if any) over: the
     /// attempt it asked for starts. Nothing by default; a stage that counts retries counts here,
@@ -98,9 +97,6 @@ impl<T, E, L: Stage<T, E> + ?Sized> Stage<T, E> for &mut L {
     }
     fn leave(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E> {
         (**self).leave(ticket, result)
-    }
-    fn abandon(&mut self, ticket: Self::Ticket) {
-        (**self).abandon(ticket)
     }
     fn again(&mut self, ticket: &mut Self::Ticket) {
         (**self).again(ticket)

@@ -82,8 +82,6 @@ impl<T, E, S> Stage<T, E> for Timeout<S> {
     fn leave(&mut self, _: &mut (), result: Result<T, Error<E>>) -> Leave<T, E> {
         Leave::Return(result)
     }
-
-    fn abandon(&mut self, _: ()) {}
 }
 
 impl<T, E, S: AsyncSleep + Clone> AsyncStage<T, E> for Timeout<S> {

@@ -41,8 +41,6 @@ impl<T, E, B: Backoff, S, K: Classify<E>, V: ClassifyValue<T>> Stage<T, E>
             }),
         }
     }
-
-    fn abandon(&mut self, _: u32) {}
 }
 
 impl<T, E, B: Backoff, S: Sleep, K: Classify<E>, V: ClassifyValue<T>> BlockingStage<T, E>

@@ -9,6 +9,9 @@ use crate::{
     time::{Clock, Instant},
 };
 
+/// `open_until` in HALF_OPEN while no probe lease runs: never reached.
+const NO_LEASE_RUNNING: Instant = Instant::MAX;
+
 /// Where a circuit protector stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -107,7 +110,8 @@ impl Admission {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct BreakerState<Win = OutcomeWindow<64>> {
     window: Win,
-    /// Meaningful in OPEN only.
+    /// When OPEN ends; in HALF_OPEN, when the probe lease that full slots started ends
+    /// ([`NO_LEASE_RUNNING`] while none runs).
     open_until: Instant,
     consecutive_failures: u32,
     probes_in_flight: u16,
@@ -136,7 +140,8 @@ impl<Win: Window> BreakerState<Win> {
     }
 
     /// A state rebuilt from its parts, for a store that keeps them outside memory (the
-    /// PostgreSQL store reads them from a row). `open_until` matters only when `status` is OPEN;
+    /// PostgreSQL store reads them from a row). `open_until` matters only when `status` is OPEN
+    /// (and, with a probe lease, HALF_OPEN: when the lease full slots started ends);
     /// `probes_in_flight` only when it is HALF_OPEN.
     ///
     /// ```
@@ -204,7 +209,10 @@ impl<Win: Window> BreakerState<Win> {
 
     /// Asks to run a call. CLOSED admits without reading the clock; OPEN reads it once and
     /// either rejects or moves to HALF_OPEN and admits the call as a probe; HALF_OPEN admits
-    /// while a probe slot is free.
+    /// while a probe slot is free. With a [probe lease](BreakerConfig::probe_lease), a call
+    /// that finds every slot taken reads the clock: the first such call starts the lease, and
+    /// one after it ends (no probe admitted meanwhile) starts the period over (a new epoch, an
+    /// empty window, no transition reported), admitted as its first probe.
     #[inline]
     pub fn admit(
         &mut self,
@@ -212,49 +220,67 @@ impl<Win: Window> BreakerState<Win> {
         clock: &impl Clock,
     ) -> Result<(Admission, Option<Transition>), Rejected> {
         match self.state {
-            CircuitState::Closed => Ok((
-                Admission {
-                    epoch: self.epoch,
-                    probe: false,
-                },
-                None,
-            )),
-            CircuitState::Open => {
-                let now = clock.now();
-                if now < self.open_until {
-                    return Err(Rejected::new(
-                        self.open_until.saturating_duration_since(now),
-                        RejectReason::Open,
-                    ));
-                }
-                let transition = self.enter_half_open();
-                self.probes_in_flight = 1;
-                Ok((
+            CircuitState::Closed => {
+                return Ok((
                     Admission {
                         epoch: self.epoch,
-                        probe: true,
+                        probe: false,
                     },
-                    Some(transition),
-                ))
+                    None,
+                ));
             }
             CircuitState::HalfOpen => {
                 let taken = self.window.len() as u32 + self.probes_in_flight as u32;
-                if taken >= config.probe_window() as u32 {
-                    return Err(Rejected::new(
-                        config.busy_retry_after,
-                        RejectReason::ProbesBusy,
+                if taken < config.probe_window() as u32 {
+                    self.probes_in_flight += 1;
+                    self.open_until = NO_LEASE_RUNNING;
+                    return Ok((
+                        Admission {
+                            epoch: self.epoch,
+                            probe: true,
+                        },
+                        None,
                     ));
                 }
-                self.probes_in_flight += 1;
-                Ok((
-                    Admission {
-                        epoch: self.epoch,
-                        probe: true,
-                    },
-                    None,
-                ))
+                if config.probe_lease.is_none() {
+                    return Err(Self::probes_busy(config));
+                }
             }
+            CircuitState::Open => {}
         }
+        // OPEN until its deadline; HALF_OPEN with every slot taken, until the lease ends.
+        let now = clock.now();
+        if now < self.open_until {
+            if self.state == CircuitState::Open {
+                return Err(Rejected::new(
+                    self.open_until.saturating_duration_since(now),
+                    RejectReason::Open,
+                ));
+            }
+            if let Some(lease) = config.probe_lease
+                && self.open_until == NO_LEASE_RUNNING
+            {
+                self.open_until = now.saturating_add(lease);
+            }
+            return Err(Self::probes_busy(config));
+        }
+        // A HALF_OPEN period starts (again, when a lease ended), with this call its first probe.
+        let transition = self.enter_half_open();
+        self.probes_in_flight = 1;
+        self.open_until = NO_LEASE_RUNNING;
+        Ok((
+            Admission {
+                epoch: self.epoch,
+                probe: true,
+            },
+            (transition.from != transition.to).then_some(transition),
+        ))
+    }
+
+    /// Why a call is refused when every probe slot is taken.
+    #[cold]
+    fn probes_busy(config: &BreakerConfig) -> Rejected {
+        Rejected::new(config.busy_retry_after, RejectReason::ProbesBusy)
     }
 
     /// Records the outcome of an admitted call. Reads the clock only when entering OPEN.

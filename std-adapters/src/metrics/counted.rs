@@ -89,10 +89,6 @@ impl<T, E, S: Stage<T, E>> Stage<T, E> for Counted<S> {
         self.stage.leave(ticket, result)
     }
 
-    fn abandon(&mut self, ticket: S::Ticket) {
-        self.stage.abandon(ticket)
-    }
-
     fn again(&mut self, ticket: &mut S::Ticket) {
         self.retries.increment(1);
         self.stage.again(ticket)

@@ -27,6 +27,10 @@ pub enum StoreError {
         /// The configuration the key was made with.
         existing: BreakerConfig,
     },
+    /// The configuration has a [`probe_lease`](BreakerConfig::probe_lease): a keyed store gives
+    /// a probe slot back itself when its call ends without an outcome (and the PostgreSQL store
+    /// leases the slots of its row with its builder's own `probe_lease`).
+    ProbeLease,
 }
 
 impl fmt::Display for StoreError {
@@ -42,6 +46,9 @@ impl fmt::Display for StoreError {
                 f,
                 "breaker {key} already exists with another configuration ({existing:?}); every handle of a key must use the same one"
             ),
+            StoreError::ProbeLease => f.write_str(
+                "a keyed store takes no probe_lease in a breaker's configuration: it gives probe slots back itself (a PostgreSQL store's builder sets how long its row lends them)"
+            ),
         }
     }
 }
@@ -51,7 +58,9 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Key(e) => Some(e),
             StoreError::Config(e) => Some(e),
-            StoreError::Full { .. } | StoreError::ConfigMismatch { .. } => None,
+            StoreError::Full { .. }
+            | StoreError::ConfigMismatch { .. }
+            | StoreError::ProbeLease => None,
         }
     }
 }

@@ -153,6 +153,9 @@ impl<C: Clock + Clone> MemoryStore<C> {
     /// too, through its row or its shared copy; a new key's row (or copy) is read before this
     /// returns (a row at most the round-trip timeout; when it cannot be read in time, the
     /// outage policy applies), and other processes apply their own configurations.
+    ///
+    /// A configuration with a [`probe_lease`](BreakerConfig::probe_lease) is refused
+    /// ([`StoreError::ProbeLease`]): these stores give probe slots back themselves.
     pub fn breaker(
         &self,
         key: impl IntoBreakerKey,
@@ -160,6 +163,9 @@ impl<C: Clock + Clone> MemoryStore<C> {
     ) -> Result<SharedBreaker<C>, StoreError> {
         let key = key.into_breaker_key(&self.registry.namespace)?;
         let valid = config.validate::<SharedWindow>()?;
+        if config.probe_lease.is_some() {
+            return Err(StoreError::ProbeLease);
+        }
         let replication = self.registry.replication.get();
         let (shared, made) =
             self.entry(
