@@ -7,7 +7,7 @@
 
 use core::time::Duration;
 
-use crate::{Error, retry::Attempt};
+use crate::Error;
 
 /// How a breaker counts an outcome, and whether a retry tries again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -198,11 +198,17 @@ pub fn verdict_of_composed<T, E>(
     values: &impl ClassifyValue<T>,
     result: &Result<T, Error<E>>,
 ) -> Verdict {
-    match Attempt::of(result) {
-        Attempt::Value(value) => values.classify_value(value),
-        Attempt::Failed(error) => errors.classify(error),
-        Attempt::Rejected(_) => Verdict::Ignore,
-        Attempt::TimedOut(_) => Verdict::Failure,
+    // On the result itself, not through `Attempt::of`: nothing needs copying out.
+    match result {
+        Ok(value) => values.classify_value(value),
+        Err(
+            Error::Operation(error)
+            | Error::RetryLimitReached {
+                last_error: error, ..
+            },
+        ) => errors.classify(error),
+        Err(Error::Rejected(_)) => Verdict::Ignore,
+        Err(Error::TimedOut(_)) => Verdict::Failure,
     }
 }
 

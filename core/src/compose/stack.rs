@@ -1,6 +1,6 @@
 //! Stages run as one call: nested loops, one a stage, each entering its stage, running the
 //! stages inside it and leaving it, until the stage returns. A stage's ticket is held by a guard
-//! (`held.rs`), and dropped with it if the call ends early.
+//! (`held.rs`), and dropped with it as the stage's loop ends, or with the call if it ends early.
 
 use core::{
     future::{Future, poll_fn},
@@ -122,8 +122,7 @@ macro_rules! nested {
                                     && $i >= at
                                 {
                                     // Inside a limit that ran out (or at it), no stage sends
-                                    // the call back in.
-                                    held.give_up();
+                                    // the call back in: the ticket is dropped as the loop ends.
                                     disarm!($i; $levels);
                                     if $i == at {
                                         $timed_out = None;

@@ -9,6 +9,13 @@ use crate::{
     time::{Clock, Instant},
 };
 
+/// `wait` after `now`: out of line, as the cooldown and the probe lease share it (on a 32-bit
+/// core it is a multiply call and two overflow checks).
+#[inline(never)]
+fn deadline(now: Instant, wait: Duration) -> Instant {
+    now.saturating_add(wait)
+}
+
 /// `open_until` in HALF_OPEN while no probe lease runs: never reached.
 const NO_LEASE_RUNNING: Instant = Instant::MAX;
 
@@ -260,7 +267,7 @@ impl<Win: Window> BreakerState<Win> {
             if let Some(lease) = config.probe_lease
                 && self.open_until == NO_LEASE_RUNNING
             {
-                self.open_until = now.saturating_add(lease);
+                self.open_until = deadline(now, lease);
             }
             return Err(Self::probes_busy(config));
         }
@@ -425,7 +432,7 @@ impl<Win: Window> BreakerState<Win> {
     }
 
     fn enter_open(&mut self, cooldown: Duration, now: Instant) -> Transition {
-        self.open_until = now.saturating_add(cooldown);
+        self.open_until = deadline(now, cooldown);
         self.enter(CircuitState::Open)
     }
 
