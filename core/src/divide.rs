@@ -77,7 +77,10 @@ pub(crate) const fn duration_from_nanos(nanos: u64) -> Duration {
 #[inline]
 const fn duration_from_nanos_by_multiply(nanos: u64) -> Duration {
     let secs = BY_NANOS_PER_SEC.divide(nanos);
-    duration_new(secs, (nanos - secs * NANOS_PER_SEC) as u32)
+    // The remainder is below 2^30, so its low 32 bits are all of it: one 32-bit multiply.
+    let subsec_nanos =
+        (nanos as u32).wrapping_sub((secs as u32).wrapping_mul(NANOS_PER_SEC as u32));
+    duration_new(secs, subsec_nanos)
 }
 
 /// A clock's fixed tick rate, for conversions between its ticks and microseconds without a

@@ -244,6 +244,28 @@ impl<E> Error<E> {
     pub fn is_rejected(&self) -> bool {
         matches!(self, Error::Rejected(_))
     }
+
+    /// In place: a retry gave up after `attempts`, the last of which failed with this error. An
+    /// operation's error becomes a [`RetryLimitReached`](Error::RetryLimitReached) (an inner
+    /// retry's keeps its error and takes the outer count); a rejection or a timeout stays.
+    pub(crate) fn give_up_after(&mut self, attempts: u32) {
+        match self {
+            Error::RetryLimitReached {
+                attempts: count, ..
+            } => *count = attempts,
+            Error::Operation(_) => {
+                // The error moves from one variant to the other through a placeholder.
+                let placeholder = Error::TimedOut(Elapsed::new(Duration::ZERO));
+                if let Error::Operation(last_error) = core::mem::replace(self, placeholder) {
+                    *self = Error::RetryLimitReached {
+                        attempts,
+                        last_error,
+                    };
+                }
+            }
+            Error::Rejected(_) | Error::TimedOut(_) => {}
+        }
+    }
 }
 
 impl<E> From<Rejected> for Error<E> {

@@ -221,7 +221,7 @@ fn a_dropped_safety_net_future_gives_back_the_probe_slot() {
 #[test]
 fn a_leased_breaker_leaves_a_dropped_probes_slot_to_its_lease() {
     let clock = FakeClock::new();
-    let b = CircuitProtector::new(
+    let b = Leased::new(CircuitProtector::new(
         BreakerConfig::new()
             .success_limit(Ratio::new(1, 1).unwrap())
             .cooldown(secs(10.0))
@@ -230,16 +230,20 @@ fn a_leased_breaker_leaves_a_dropped_probes_slot_to_its_lease() {
             .unwrap(),
         InlineStore::<64>::new(),
         &clock,
-    );
+    ))
+    .unwrap();
     b.force_open().unwrap();
     clock.advance(secs(10.0));
-    let mut net = SafetyNet::new((RetryWithBackoff::new(2), Leased::new(&b).unwrap()));
+    let mut net = SafetyNet::new((RetryWithBackoff::new(2), &b));
     drop_a_call_in_flight(&mut net, || {});
-    // Nothing gave the slot back: the next call is refused until the lease ends.
+    // Nothing gave the slot back: calls are refused, the first one starting the lease.
     assert_eq!(b.state().probes_in_flight(), 1);
+    clock.advance(secs(1.0));
     let refused: Result<(), Error<&str>> = net.call(|| Ok(()));
     assert!(matches!(refused, Err(Error::Rejected(r)) if r.reason() == RejectReason::ProbesBusy));
-    clock.advance(secs(5.0));
+    clock.advance(secs(4.999));
+    assert!(net.call(|| Ok::<_, &str>(())).is_err());
+    clock.advance(secs(0.001));
     let probed: Result<(), Error<&str>> = net.call(|| Ok(()));
     assert_eq!((probed, b.status()), (Ok(()), CircuitState::Closed));
 }
@@ -247,8 +251,9 @@ fn a_leased_breaker_leaves_a_dropped_probes_slot_to_its_lease() {
 #[test]
 fn a_leased_breaker_needs_a_probe_lease() {
     let clock = FakeClock::new();
-    let b = breaker(1, 1, 1.0, &clock);
-    assert_eq!(Leased::new(&b).unwrap_err(), ConfigError::NoProbeLease);
+    let refused = Leased::new(breaker(1, 1, 1.0, &clock)).unwrap_err();
+    assert_eq!(refused, ConfigError::NoProbeLease);
+    assert!(refused.to_string().contains("probe_lease"));
 }
 
 #[test]
@@ -334,10 +339,10 @@ impl<'a, T, E> resilient_circuit::compose::Stage<T, E> for Named<'a> {
     fn leave(
         &mut self,
         ticket: &mut NamedTicket<'a>,
-        result: Result<T, Error<E>>,
-    ) -> resilient_circuit::compose::Leave<T, E> {
+        _: &mut Result<T, Error<E>>,
+    ) -> resilient_circuit::compose::Leave {
         ticket.0 = None;
-        resilient_circuit::compose::Leave::Return(result)
+        resilient_circuit::compose::Leave::Return
     }
 }
 

@@ -25,7 +25,8 @@ use resilient_circuit::{
 };
 use rp2040_example::{READ_EVERY, read_forever, sensor_bus};
 
-/// Open after 3 failed reads of the last 5, for 5 seconds. Checked at compile time.
+/// Open after 3 failed reads of the last 5, for 5 seconds; a probe slot is lent for a second.
+/// Checked at compile time.
 const CONFIG: ValidConfig<OutcomeWindow<5, 1>> = BreakerConfig::new()
     .failure_limit(Ratio::of::<3, 5>())
     .cooldown(Duration::from_secs(5))
@@ -33,15 +34,17 @@ const CONFIG: ValidConfig<OutcomeWindow<5, 1>> = BreakerConfig::new()
     .validated();
 
 /// The sensor's breaker, in a `static` so that any task (or an interrupt) can ask its state.
-/// A NAK or a bus error is the device's fault; an arbitration loss is not counted.
-static SENSOR: CircuitProtector<CriticalSectionStore<5, 1>, EmbassyClock, I2cDeviceFaults> =
-    CircuitProtector::with_parts(
+/// A NAK or a bus error is the device's fault; an arbitration loss is not counted. Leased: a
+/// read dropped halfway leaves its probe slot to the lease, so the protected futures carry no
+/// code to give it back.
+static SENSOR: Leased<CircuitProtector<CriticalSectionStore<5, 1>, EmbassyClock, I2cDeviceFaults>> =
+    Leased::validated(CircuitProtector::with_parts(
         CONFIG,
         CriticalSectionStore::new(),
         EmbassyClock,
         I2cDeviceFaults,
         NoHook,
-    );
+    ));
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
@@ -49,12 +52,9 @@ async fn main(_spawner: Spawner) {
     // Three attempts, 10 ms apart and then 20 ms, on embassy's timer.
     let retry = RetryWithBackoff::new(3)
         .with_backoff(ExponentialDelay::millis::<10, 1_000>(), EmbassySleep);
-    let Ok(sensor) = Leased::new(&SENSOR) else {
-        defmt::panic!("the sensor's breaker has no probe lease")
-    };
     let bus = ProtectedBus::new(
         sensor_bus(p.I2C0, p.PIN_17, p.PIN_16),
-        SafetyNet::new((retry, sensor)),
+        SafetyNet::new((retry, &SENSOR)),
     );
     read_forever(bus, |error| match error {
         // Refused by the open breaker: come back when it lets a probe through.

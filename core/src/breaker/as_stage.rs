@@ -24,11 +24,11 @@ where
     }
 
     #[inline]
-    fn leave(&mut self, permit: &mut Permit<&'a B>, result: Result<T, Error<E>>) -> Leave<T, E> {
+    fn leave(&mut self, permit: &mut Permit<&'a B>, result: &mut Result<T, Error<E>>) -> Leave {
         let verdict =
-            classify::verdict_of_composed(self.classifier(), self.value_classifier(), &result);
+            classify::verdict_of_composed(self.classifier(), self.value_classifier(), result);
         permit.record_in_place(verdict);
-        Leave::Return(result)
+        Leave::Return
     }
 }
 

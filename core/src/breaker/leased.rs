@@ -1,7 +1,7 @@
-//! A breaker whose probe slots come back by their lease, not by the call giving them back: a
-//! stage whose ticket needs no drop.
+//! A breaker whose probe slots come back by their lease, not by the call giving them back: by
+//! reference, a stage whose ticket needs no drop.
 
-use core::{future::Future, time::Duration};
+use core::{future::Future, ops::Deref, time::Duration};
 
 use super::{call::Breaker, config::ConfigError, protector::CircuitProtector};
 use crate::{
@@ -12,66 +12,93 @@ use crate::{
     time::Clock,
 };
 
-/// A breaker, by reference, as a stage that leaves a probe slot to its
-/// [lease](crate::BreakerConfig::probe_lease) when a call ends without an outcome (its future
+/// A breaker with a [probe lease](crate::BreakerConfig::probe_lease), which by reference is a
+/// stage that leaves a probe slot to the lease when a call ends without an outcome (its future
 /// dropped, or a panic), rather than giving the slot back itself.
 ///
-/// Its ticket is a plain [`Admission`], so a stack of it and other plain stages (a
-/// [`RetryWithBackoff`](crate::RetryWithBackoff)) makes a future that needs no drop: on a
-/// firmware, the futures that hold it (a driver's, a task's) carry no drop code for it. With
-/// `&breaker` as the stage instead, a dropped probe gives its slot back at once. Outcomes are
-/// recorded the same way.
+/// `&leased`'s ticket is a plain [`Admission`], so a stack of it and other plain stages (a
+/// [`RetryWithBackoff`](crate::RetryWithBackoff)) makes a future with no drop code: on a
+/// firmware, the futures that hold it (a driver's, a task's) carry none for it either. With a
+/// plain `&breaker` as the stage, a dropped probe gives its slot back at once. Outcomes are
+/// recorded the same way, and everything else is the breaker's, through `Deref`.
 ///
 /// ```
 /// use core::time::Duration;
 /// use resilient_circuit::{
-///     BreakerConfig, CircuitProtector, Policy, RetryWithBackoff, SafetyNet, breaker::Leased,
-///     store::InlineStore, time::Instant,
+///     BreakerConfig, CircuitProtector, CircuitState, Policy, RetryWithBackoff, SafetyNet,
+///     ValidConfig, breaker::Leased, state::OutcomeWindow, store::CriticalSectionStore,
+///     time::Instant,
 /// };
 ///
-/// let config = BreakerConfig::new().probe_lease(Duration::from_secs(1)).validate().unwrap();
-/// let breaker = CircuitProtector::new(config, InlineStore::<8>::new(), Instant::ZERO);
-/// let mut net = SafetyNet::new((RetryWithBackoff::new(2), Leased::new(&breaker)?));
-/// assert_eq!(net.call(|| Ok::<_, &str>(7)), Ok(7));
+/// const CONFIG: ValidConfig<OutcomeWindow<8>> =
+///     BreakerConfig::new().probe_lease(Duration::from_secs(1)).validated();
+/// // Checked at compile time: without a lease, this does not build.
+/// static SENSOR: Leased<CircuitProtector<CriticalSectionStore<8>, Instant>> =
+///     Leased::validated(CircuitProtector::new(CONFIG, CriticalSectionStore::new(), Instant::ZERO));
 ///
-/// // Without a lease, a probe slot a dropped call held would never come back.
-/// let unleased = CircuitProtector::new(BreakerConfig::new().validate().unwrap(), InlineStore::<8>::new(), Instant::ZERO);
-/// assert!(Leased::new(&unleased).is_err());
-/// # Ok::<(), resilient_circuit::ConfigError>(())
+/// let mut net = SafetyNet::new((RetryWithBackoff::new(2), &SENSOR));
+/// assert_eq!(net.call(|| Ok::<_, &str>(7)), Ok(7));
+/// assert_eq!(SENSOR.status(), CircuitState::Closed);
 /// ```
-#[derive(Debug)]
-pub struct Leased<'a, B: ?Sized> {
-    breaker: &'a B,
+///
+/// ```compile_fail
+/// use resilient_circuit::{
+///     BreakerConfig, CircuitProtector, breaker::Leased, store::CriticalSectionStore, time::Instant,
+/// };
+/// // No probe lease: a probe slot a dropped call held would never come back.
+/// static SENSOR: Leased<CircuitProtector<CriticalSectionStore<8>, Instant>> = Leased::validated(
+///     CircuitProtector::new(BreakerConfig::new().validated(), CriticalSectionStore::new(), Instant::ZERO),
+/// );
+/// ```
+#[derive(Clone, Debug)]
+pub struct Leased<B> {
+    breaker: B,
 }
 
-impl<B: ?Sized> Clone for Leased<'_, B> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<B: ?Sized> Copy for Leased<'_, B> {}
-
-impl<'a, St: StateStore, C: Clock, K, H: TransitionHook, V>
-    Leased<'a, CircuitProtector<St, C, K, H, V>>
-{
-    /// `breaker` as a leasing stage; [`ConfigError::NoProbeLease`] if its configuration has no
-    /// [`probe_lease`](crate::BreakerConfig::probe_lease).
-    pub fn new(breaker: &'a CircuitProtector<St, C, K, H, V>) -> Result<Self, ConfigError> {
+impl<St: StateStore, C: Clock, K, H: TransitionHook, V> Leased<CircuitProtector<St, C, K, H, V>> {
+    /// `breaker`, whose configuration must have a
+    /// [`probe_lease`](crate::BreakerConfig::probe_lease): [`ConfigError::NoProbeLease`]
+    /// otherwise.
+    ///
+    /// ```
+    /// use resilient_circuit::{BreakerConfig, CircuitProtector, ConfigError, breaker::Leased, store::InlineStore, time::Instant};
+    ///
+    /// let unleased = CircuitProtector::new(BreakerConfig::new().validate().unwrap(), InlineStore::<8>::new(), Instant::ZERO);
+    /// assert_eq!(Leased::new(unleased).unwrap_err(), ConfigError::NoProbeLease);
+    /// ```
+    pub fn new(breaker: CircuitProtector<St, C, K, H, V>) -> Result<Self, ConfigError> {
         match breaker.config().probe_lease {
             Some(_) => Ok(Leased { breaker }),
             None => Err(ConfigError::NoProbeLease),
         }
     }
+
+    /// [`new`](Self::new), checked at compile time in a `static` or a `const` (without a lease
+    /// it does not build there; at run time it panics, so prefer `new` there).
+    pub const fn validated(breaker: CircuitProtector<St, C, K, H, V>) -> Self {
+        if breaker.config().probe_lease.is_none() {
+            panic!("{}", ConfigError::NoProbeLease.message());
+        }
+        Leased { breaker }
+    }
 }
 
-impl<'a, B: ?Sized> Leased<'a, B> {
-    /// The breaker.
-    pub fn breaker(&self) -> &'a B {
+impl<B> Leased<B> {
+    /// The breaker, leasing no more: by reference it gives probe slots back as `&breaker` does.
+    pub fn into_inner(self) -> B {
         self.breaker
     }
 }
 
-impl<T, E, B: Breaker + ?Sized> Stage<T, E> for Leased<'_, B>
+impl<B> Deref for Leased<B> {
+    type Target = B;
+
+    fn deref(&self) -> &B {
+        &self.breaker
+    }
+}
+
+impl<T, E, B: Breaker> Stage<T, E> for &Leased<B>
 where
     B::Classifier: Classify<E>,
     B::ValueClassifier: ClassifyValue<T>,
@@ -84,19 +111,16 @@ where
     }
 
     #[inline]
-    fn leave(&mut self, admission: &mut Admission, result: Result<T, Error<E>>) -> Leave<T, E> {
-        let breaker = self.breaker;
-        let verdict = classify::verdict_of_composed(
-            breaker.classifier(),
-            breaker.value_classifier(),
-            &result,
-        );
+    fn leave(&mut self, admission: &mut Admission, result: &mut Result<T, Error<E>>) -> Leave {
+        let breaker = &self.breaker;
+        let verdict =
+            classify::verdict_of_composed(breaker.classifier(), breaker.value_classifier(), result);
         breaker.record(*admission, verdict);
-        Leave::Return(result)
+        Leave::Return
     }
 }
 
-impl<T, E, B: Breaker + ?Sized> BlockingStage<T, E> for Leased<'_, B>
+impl<T, E, B: Breaker> BlockingStage<T, E> for &Leased<B>
 where
     B::Classifier: Classify<E>,
     B::ValueClassifier: ClassifyValue<T>,
@@ -105,7 +129,7 @@ where
     fn wait(&self, _: Duration) {}
 }
 
-impl<T, E, B: Breaker + ?Sized> AsyncStage<T, E> for Leased<'_, B>
+impl<T, E, B: Breaker> AsyncStage<T, E> for &Leased<B>
 where
     B::Classifier: Classify<E>,
     B::ValueClassifier: ClassifyValue<T>,
@@ -116,8 +140,8 @@ where
     }
 }
 
-/// A leasing breaker alone is a policy, as `&breaker` is.
-impl<T, E, B: Breaker + ?Sized> Policy<T, E> for Leased<'_, B>
+/// A leased breaker alone is a policy by reference, as a breaker is.
+impl<T, E, B: Breaker> Policy<T, E> for &Leased<B>
 where
     B::Classifier: Classify<E>,
     B::ValueClassifier: ClassifyValue<T>,
@@ -127,8 +151,8 @@ where
     }
 }
 
-/// A leasing breaker alone is an async policy, as `&breaker` is.
-impl<T, E, B: Breaker + ?Sized> AsyncPolicy<T, E> for Leased<'_, B>
+/// A leased breaker alone is an async policy by reference, as a breaker is.
+impl<T, E, B: Breaker> AsyncPolicy<T, E> for &Leased<B>
 where
     B::Classifier: Classify<E>,
     B::ValueClassifier: ClassifyValue<T>,

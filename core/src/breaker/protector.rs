@@ -247,7 +247,7 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook, V> CircuitProtector<St, C, 
     }
 
     /// The configuration.
-    pub fn config(&self) -> &BreakerConfig {
+    pub const fn config(&self) -> &BreakerConfig {
         &self.config
     }
 

@@ -26,9 +26,9 @@ impl<'a, T, E, S: Stage<T, E>> Held<'a, T, E, S> {
         })
     }
 
-    /// Leaves the stage with what the stages inside it gave.
+    /// Leaves the stage with what the stages inside it gave, in place.
     #[inline]
-    pub(super) fn leave(&mut self, result: Result<T, Error<E>>) -> Leave<T, E> {
+    pub(super) fn leave(&mut self, result: &mut Result<T, Error<E>>) -> Leave {
         self.stage.leave(&mut self.ticket, result)
     }
 

@@ -106,15 +106,15 @@ macro_rules! nested {
                 'attempts: loop {
                     let mut result = nested!($levels $stages $operation $timed_out; $($($inner)+)?);
                     loop {
-                        match held.leave(result) {
-                            Leave::Return(outward) => {
+                        match held.leave(&mut result) {
+                            Leave::Return => {
                                 disarm!($i; $levels);
                                 if any_limit!($levels)
                                     && matches!($timed_out, Some((at, _)) if at == $i)
                                 {
                                     $timed_out = None;
                                 }
-                                break 'attempts outward;
+                                break 'attempts result;
                             }
                             Leave::Again(delay) => {
                                 if any_limit!($levels)
@@ -172,9 +172,9 @@ macro_rules! nested_blocking {
         match Held::enter(&mut $stages.$i) {
             Err(error) => Err(error),
             Ok(mut held) => loop {
-                let result = nested_blocking!($stages $operation; $($inner)*);
-                match held.leave(result) {
-                    Leave::Return(outward) => break outward,
+                let mut result = nested_blocking!($stages $operation; $($inner)*);
+                match held.leave(&mut result) {
+                    Leave::Return => break result,
                     Leave::Again(delay) => {
                         if !delay.is_zero() {
                             BlockingStage::wait(held.stage(), delay);

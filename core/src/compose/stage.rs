@@ -5,11 +5,11 @@ use core::{future::Future, time::Duration};
 use crate::Error;
 
 /// What a stage decides once the stages inside it have finished.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Leave<T, E> {
-    /// Pass this result outward.
-    Return(Result<T, Error<E>>),
+pub enum Leave {
+    /// Pass the result (as the stage left it) outward.
+    Return,
     /// Run the stages inside again after waiting this long.
     Again(Duration),
 }
@@ -17,7 +17,9 @@ pub enum Leave<T, E> {
 /// One policy's part in a call returning `Result<T, E>`.
 ///
 /// `enter` runs before the stages inside it (a breaker admits or rejects), `leave` after them
-/// with their result (a breaker records it; a retry decides whether to go again). A ticket
+/// with their result, in place (a breaker records it; a retry decides whether to go again, and
+/// when it gives up, makes the error a `RetryLimitReached`). A result is never moved from stage
+/// to stage, which keeps a composed call's code small. A ticket
 /// entered but never left (the call panicked, its future was dropped, or a time limit ran out)
 /// is dropped: a ticket that holds something gives it back in its `Drop`, as a breaker's
 /// [`Permit`](crate::Permit) gives back its probe slot. A stack whose tickets need no drop
@@ -35,8 +37,8 @@ pub enum Leave<T, E> {
 ///         self.0 += 1;
 ///         Ok(())
 ///     }
-///     fn leave(&mut self, _: &mut (), result: Result<T, Error<E>>) -> Leave<T, E> {
-///         Leave::Return(result)
+///     fn leave(&mut self, _: &mut (), _: &mut Result<T, Error<E>>) -> Leave {
+///         Leave::Return
 ///     }
 /// }
 /// impl<T, E> BlockingStage<T, E> for Counter {
@@ -54,8 +56,9 @@ pub trait Stage<T, E> {
     /// Before the stages inside: `Err` refuses the call.
     fn enter(&mut self) -> Result<Self::Ticket, Error<E>>;
 
-    /// After the stages inside, with their result.
-    fn leave(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E>;
+    /// After the stages inside, with their result: the stage may change it before it goes
+    /// outward.
+    fn leave(&mut self, ticket: &mut Self::Ticket, result: &mut Result<T, Error<E>>) -> Leave;
 
     /// The call goes back in after this stage's [`Leave::Again`], its wait (if any) over: the
     /// attempt it asked for starts. Nothing by default; a stage that counts retries counts here,
@@ -95,7 +98,7 @@ impl<T, E, L: Stage<T, E> + ?Sized> Stage<T, E> for &mut L {
     fn enter(&mut self) -> Result<Self::Ticket, Error<E>> {
         (**self).enter()
     }
-    fn leave(&mut self, ticket: &mut Self::Ticket, result: Result<T, Error<E>>) -> Leave<T, E> {
+    fn leave(&mut self, ticket: &mut Self::Ticket, result: &mut Result<T, Error<E>>) -> Leave {
         (**self).leave(ticket, result)
     }
     fn again(&mut self, ticket: &mut Self::Ticket) {

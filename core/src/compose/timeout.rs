@@ -79,8 +79,8 @@ impl<T, E, S> Stage<T, E> for Timeout<S> {
     }
 
     #[inline]
-    fn leave(&mut self, _: &mut (), result: Result<T, Error<E>>) -> Leave<T, E> {
-        Leave::Return(result)
+    fn leave(&mut self, _: &mut (), _: &mut Result<T, Error<E>>) -> Leave {
+        Leave::Return
     }
 }
 

@@ -23,22 +23,19 @@ impl<T, E, B: Backoff, S, K: Classify<E>, V: ClassifyValue<T>> Stage<T, E>
         Ok(1)
     }
 
-    fn leave(&mut self, attempt: &mut u32, result: Result<T, Error<E>>) -> Leave<T, E> {
-        match self.decide(*attempt, Attempt::of(&result)) {
+    fn leave(&mut self, attempt: &mut u32, result: &mut Result<T, Error<E>>) -> Leave {
+        match self.decide(*attempt, Attempt::of(result)) {
             Decision::RetryAfter(delay) => {
                 *attempt += 1;
                 Leave::Again(delay)
             }
-            Decision::Return => Leave::Return(result),
-            Decision::GiveUp => Leave::Return(match result {
-                Err(Error::Operation(e) | Error::RetryLimitReached { last_error: e, .. }) => {
-                    Err(Error::RetryLimitReached {
-                        attempts: *attempt,
-                        last_error: e,
-                    })
+            Decision::Return => Leave::Return,
+            Decision::GiveUp => {
+                if let Err(error) = result {
+                    error.give_up_after(*attempt);
                 }
-                other => other,
-            }),
+                Leave::Return
+            }
         }
     }
 }

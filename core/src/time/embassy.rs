@@ -42,7 +42,8 @@ const TICK_RATE: TickRate = TickRate::new(embassy_time::TICK_HZ);
 
 /// `duration` in whole ticks, rounded up as `embassy_time::Duration::try_from_micros` does,
 /// without its 64-bit division. Saturating: a wait too long for the tick rate's arithmetic
-/// waits "forever".
+/// waits "forever". Out of line: a sleep and `Rejected::retry_after_embassy` share it.
+#[inline(never)]
 pub(crate) fn ticks_of(duration: Duration) -> embassy_time::Duration {
     whole_micros(duration)
         .and_then(|micros| TICK_RATE.ticks(micros))

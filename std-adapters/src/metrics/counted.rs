@@ -85,7 +85,7 @@ impl<T, E, S: Stage<T, E>> Stage<T, E> for Counted<S> {
         self.stage.enter()
     }
 
-    fn leave(&mut self, ticket: &mut S::Ticket, result: Result<T, Error<E>>) -> Leave<T, E> {
+    fn leave(&mut self, ticket: &mut S::Ticket, result: &mut Result<T, Error<E>>) -> Leave {
         self.stage.leave(ticket, result)
     }
 
