@@ -40,6 +40,25 @@ fn max_retries_counts_retries_not_attempts() {
 }
 
 #[test]
+fn a_retry_around_a_retry_that_gave_up_counts_its_own_attempts_and_keeps_the_error() {
+    let runs = Cell::new(0);
+    let mut net =
+        resilient_circuit::SafetyNet::new((RetryWithBackoff::new(2), RetryWithBackoff::new(1)));
+    let result: Result<(), Error<&str>> = net.call(|| {
+        runs.set(runs.get() + 1);
+        Err("down")
+    });
+    assert_eq!(runs.get(), 6, "three outer attempts of two inner ones");
+    assert_eq!(
+        result,
+        Err(Error::RetryLimitReached {
+            attempts: 3,
+            last_error: "down"
+        })
+    );
+}
+
+#[test]
 fn no_delay_follows_the_last_attempt() {
     let clock = FakeClock::new();
     let sleep = FakeSleep::new(&clock);
