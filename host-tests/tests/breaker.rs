@@ -552,6 +552,17 @@ fn half_open_lease_starts_again_when_a_probe_is_admitted() {
 }
 
 #[test]
+fn a_zero_probe_lease_is_refused() {
+    let zero = BreakerConfig::new().probe_lease(Duration::ZERO);
+    assert_eq!(
+        zero.validate::<OutcomeWindow<64>>(),
+        Err(ConfigError::ZeroProbeLease)
+    );
+    let shortest = BreakerConfig::new().probe_lease(Duration::from_nanos(1));
+    assert!(shortest.validate::<OutcomeWindow<64>>().is_ok());
+}
+
+#[test]
 fn without_a_probe_lease_a_probe_never_reported_keeps_its_slot() {
     let clock = FakeClock::new();
     let b = tripped(BreakerConfig::new().success_limit(limit(1, 1)), &clock);

@@ -264,7 +264,7 @@ fn limits(max_window: u16, leased: bool) -> impl Strategy<Value = Limits> {
         proptest::option::of(ratio(max_window)),
         0u64..5_000,
         1u64..500,
-        proptest::option::of(0u64..1_500),
+        proptest::option::of(1u64..1_500),
     )
         .prop_map(
             move |(failure, success, cooldown_ms, busy_ms, lease_ms)| Limits {

@@ -59,6 +59,42 @@ fn a_retry_around_a_retry_that_gave_up_counts_its_own_attempts_and_keeps_the_err
 }
 
 #[test]
+fn a_failed_attempts_result_is_dropped_before_the_wait() {
+    use std::cell::RefCell;
+    /// An error that holds something (a connection, say): its drop is logged.
+    struct Held<'a>(&'a RefCell<Vec<&'static str>>);
+    impl Drop for Held<'_> {
+        fn drop(&mut self) {
+            self.0.borrow_mut().push("dropped");
+        }
+    }
+    let log = RefCell::new(Vec::new());
+    let sleep = |_: Duration| log.borrow_mut().push("wait");
+    let mut retry = RetryWithBackoff::new(1).with_backoff(
+        resilient_circuit::backoff::FixedDelay(Duration::from_millis(10)),
+        sleep,
+    );
+    let result: Result<(), Error<Held>> = retry.call(|| Err(Held(&log)));
+    assert!(result.is_err());
+    assert_eq!(*log.borrow(), ["dropped", "wait"]);
+    drop(result);
+
+    // The same in an async call.
+    log.borrow_mut().clear();
+    let sleep = |_: Duration| {
+        log.borrow_mut().push("wait");
+        std::future::ready(())
+    };
+    let mut retry = RetryWithBackoff::new(1).with_backoff(
+        resilient_circuit::backoff::FixedDelay(Duration::from_millis(10)),
+        sleep,
+    );
+    let result: Result<(), Error<Held>> = block_on(retry.call_async(async || Err(Held(&log))));
+    assert!(result.is_err());
+    assert_eq!(*log.borrow(), ["dropped", "wait"]);
+}
+
+#[test]
 fn no_delay_follows_the_last_attempt() {
     let clock = FakeClock::new();
     let sleep = FakeSleep::new(&clock);

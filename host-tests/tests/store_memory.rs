@@ -198,6 +198,27 @@ fn a_keyed_store_refuses_a_probe_lease() {
 }
 
 #[test]
+fn a_leased_breaker_refuses_a_store_that_applies_its_own_configuration() {
+    // A key's store applies the key's configuration (which has no lease), whatever the
+    // breaker built on it passes: a `Leased` breaker there would keep a dropped probe's slot.
+    let store = MemoryStore::new();
+    let shared = store.breaker(key("leased"), BreakerConfig::new()).unwrap();
+    let leased_config = BreakerConfig::new()
+        .probe_lease(Duration::from_secs(5))
+        .validate::<resilient_circuit_std::store::SharedWindow>()
+        .unwrap();
+    let by_hand = resilient_circuit::CircuitProtector::new(
+        leased_config,
+        shared.store().clone(),
+        resilient_circuit_std::time::Instant::ZERO,
+    );
+    assert_eq!(
+        resilient_circuit_std::breaker::Leased::new(by_hand).unwrap_err(),
+        ConfigError::NoProbeLease
+    );
+}
+
+#[test]
 fn a_window_above_the_shared_capacity_is_refused() {
     let store = MemoryStore::new();
     let config = BreakerConfig::new().failure_limit(Ratio::new(1, 2000).unwrap());

@@ -785,16 +785,20 @@ fn weigh_protected_bus(
         Ok((text, flash))
     };
     // `memmove` too: a move the compiler cannot prove disjoint is a `memmove` call, and
-    // compiler_builtins' is larger than its `memcpy`.
-    let links_memcpy = |elf: &Path| -> Result<bool, String> {
+    // compiler_builtins' is larger than its `memcpy`. Each is weighed on its own.
+    let copies_linked = |elf: &Path| -> Result<Vec<&'static str>, String> {
         let symbols = command_stdout(Command::new(llvm_bin.join("llvm-nm")).arg(elf))?;
-        Ok(symbols.lines().any(|line| {
-            let name = line.rsplit(' ').next().unwrap_or("");
-            name == "memcpy"
-                || name == "memmove"
-                || name.starts_with("__aeabi_memcpy")
-                || name.starts_with("__aeabi_memmove")
-        }))
+        let links = |copy: &str| {
+            let aeabi = format!("__aeabi_{copy}");
+            symbols.lines().any(|line| {
+                let name = line.rsplit(' ').next().unwrap_or("");
+                name == copy || name.starts_with(&aeabi)
+            })
+        };
+        Ok(["memcpy", "memmove"]
+            .into_iter()
+            .filter(|copy| links(copy))
+            .collect())
     };
     let (bare, protected) = (image(bare), image(protected));
     let ((bare_text, bare_flash), (protected_text, protected_flash)) =
@@ -806,21 +810,25 @@ fn weigh_protected_bus(
         budget.map_or(String::new(), |budget| format!(" (budget {budget})"))
     );
     print_flash_share(&llvm_bin, &protected, protected_text)?;
-    let (bare_memcpy, protected_memcpy) = (links_memcpy(&bare)?, links_memcpy(&protected)?);
-    if protected_memcpy && !bare_memcpy {
+    let (bare_copies, protected_copies) = (copies_linked(&bare)?, copies_linked(&protected)?);
+    if let Some(added_copy) = protected_copies
+        .iter()
+        .find(|copy| !bare_copies.contains(copy))
+    {
         return Err(format!(
-            "the protected image links memcpy or memmove on {PROBE_TARGET}: a value of the protected path \
-             is moved by value again (a transaction, a result); find the call with \
+            "the protected image links {added_copy} on {PROBE_TARGET}: a value of the protected \
+             path is moved by value again (a transaction, a result); find the call with \
              llvm-objdump -d -l {}",
             protected.display()
         ));
     }
-    if bare_memcpy {
-        println!(
-            "memcpy, memmove: linked by the bare image already, none added by the protected path"
-        );
-    } else {
+    if protected_copies.is_empty() {
         println!("memcpy, memmove: not linked by the protected path");
+    } else {
+        println!(
+            "{}: linked by the bare image already, none added by the protected path",
+            protected_copies.join(", ")
+        );
     }
     if let Some(budget) = budget
         && added > budget

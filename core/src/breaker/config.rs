@@ -149,7 +149,7 @@ impl BreakerConfig {
         }
     }
 
-    /// Checks both windows fit `Win`'s capacity.
+    /// Checks both windows fit `Win`'s capacity, and that a probe lease is not zero.
     pub const fn validate<Win: Window>(self) -> Result<ValidConfig<Win>, ConfigError> {
         let capacity = Win::CAPACITY;
         if self.failure_limit.denominator() > capacity {
@@ -165,6 +165,11 @@ impl BreakerConfig {
                 window: limit.denominator(),
                 capacity,
             });
+        }
+        if let Some(lease) = self.probe_lease
+            && lease.is_zero()
+        {
+            return Err(ConfigError::ZeroProbeLease);
         }
         Ok(ValidConfig {
             config: self,
@@ -232,9 +237,12 @@ pub enum ConfigError {
         capacity: u16,
     },
     /// A [`Leased`](crate::breaker::Leased) breaker needs a
-    /// [`probe_lease`](BreakerConfig::probe_lease): without one, a probe slot its dropped call
-    /// held would never come back.
+    /// [`probe_lease`](BreakerConfig::probe_lease) that its store applies: without one, a
+    /// probe slot its dropped call held would never come back.
     NoProbeLease,
+    /// A [`probe_lease`](BreakerConfig::probe_lease) of zero: the probes in flight would be
+    /// taken for lost by the second call refused, however soon, and probes would have no bound.
+    ZeroProbeLease,
 }
 
 impl ConfigError {
@@ -245,8 +253,9 @@ impl ConfigError {
                 "a limit's window (its denominator) exceeds the outcome window's capacity"
             }
             ConfigError::NoProbeLease => {
-                "a Leased breaker needs a probe_lease in its configuration"
+                "a Leased breaker needs a probe_lease in its configuration, applied by its store"
             }
+            ConfigError::ZeroProbeLease => "a probe_lease must be longer than zero",
         }
     }
 }
@@ -259,7 +268,10 @@ impl fmt::Display for ConfigError {
                 "a limit's window of {window} outcomes exceeds the outcome window's capacity of {capacity}"
             ),
             ConfigError::NoProbeLease => f.write_str(
-                "a Leased breaker needs a probe_lease in its configuration: without one, a probe slot its dropped call held would never come back"
+                "a Leased breaker needs a probe_lease in its configuration, applied by its store (a keyed store applies its key's own): without one, a probe slot its dropped call held would never come back"
+            ),
+            ConfigError::ZeroProbeLease => f.write_str(
+                "a probe_lease must be longer than zero: with none, probes in flight are taken for lost by the second call refused"
             ),
         }
     }

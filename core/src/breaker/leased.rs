@@ -57,8 +57,8 @@ pub struct Leased<B> {
 
 impl<St: StateStore, C: Clock, K, H: TransitionHook, V> Leased<CircuitProtector<St, C, K, H, V>> {
     /// `breaker`, whose configuration must have a
-    /// [`probe_lease`](crate::BreakerConfig::probe_lease): [`ConfigError::NoProbeLease`]
-    /// otherwise.
+    /// [`probe_lease`](crate::BreakerConfig::probe_lease) that its store applies
+    /// ([`StateStore::APPLIES_PROBE_LEASE`]): [`ConfigError::NoProbeLease`] otherwise.
     ///
     /// ```
     /// use resilient_circuit::{BreakerConfig, CircuitProtector, ConfigError, breaker::Leased, store::InlineStore, time::Instant};
@@ -68,15 +68,15 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook, V> Leased<CircuitProtector<
     /// ```
     pub fn new(breaker: CircuitProtector<St, C, K, H, V>) -> Result<Self, ConfigError> {
         match breaker.config().probe_lease {
-            Some(_) => Ok(Leased { breaker }),
-            None => Err(ConfigError::NoProbeLease),
+            Some(_) if St::APPLIES_PROBE_LEASE => Ok(Leased { breaker }),
+            _ => Err(ConfigError::NoProbeLease),
         }
     }
 
     /// [`new`](Self::new), checked at compile time in a `static` or a `const` (without a lease
     /// it does not build there; at run time it panics, so prefer `new` there).
     pub const fn validated(breaker: CircuitProtector<St, C, K, H, V>) -> Self {
-        if breaker.config().probe_lease.is_none() {
+        if breaker.config().probe_lease.is_none() || !St::APPLIES_PROBE_LEASE {
             panic!("{}", ConfigError::NoProbeLease.message());
         }
         Leased { breaker }
@@ -84,7 +84,8 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook, V> Leased<CircuitProtector<
 }
 
 impl<B> Leased<B> {
-    /// The breaker, leasing no more: by reference it gives probe slots back as `&breaker` does.
+    /// The breaker itself: as a stage by reference (`&breaker`), it gives a dropped call's probe
+    /// slot back at once (its configuration still lends slots for the lease).
     pub fn into_inner(self) -> B {
         self.breaker
     }

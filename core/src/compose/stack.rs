@@ -117,6 +117,9 @@ macro_rules! nested {
                                 break 'attempts result;
                             }
                             Leave::Again(delay) => {
+                                // The attempt's result is done with: not held through the wait
+                                // (a response may hold a connection).
+                                drop(result);
                                 if any_limit!($levels)
                                     && let Some((at, elapsed)) = $timed_out
                                     && $i >= at
@@ -176,6 +179,8 @@ macro_rules! nested_blocking {
                 match held.leave(&mut result) {
                     Leave::Return => break result,
                     Leave::Again(delay) => {
+                        // Not held through the wait (a response may hold a connection).
+                        drop(result);
                         if !delay.is_zero() {
                             BlockingStage::wait(held.stage(), delay);
                         }

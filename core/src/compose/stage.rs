@@ -19,11 +19,14 @@ pub enum Leave {
 /// `enter` runs before the stages inside it (a breaker admits or rejects), `leave` after them
 /// with their result, in place (a breaker records it; a retry decides whether to go again, and
 /// when it gives up, makes the error a `RetryLimitReached`). A result is never moved from stage
-/// to stage, which keeps a composed call's code small. A ticket
-/// entered but never left (the call panicked, its future was dropped, or a time limit ran out)
-/// is dropped: a ticket that holds something gives it back in its `Drop`, as a breaker's
-/// [`Permit`](crate::Permit) gives back its probe slot. A stack whose tickets need no drop
-/// (plain data) makes a future that needs none either, which keeps firmware small.
+/// to stage, which keeps a composed call's code small.
+///
+/// Every ticket is dropped once its stage is done with: after `leave` returns
+/// [`Leave::Return`], or when the call ends without coming back through the stage (it panicked,
+/// its future was dropped, or a time limit ran out). A ticket that holds something gives it
+/// back in its `Drop`, and so marks in `leave` that it was spent, as a breaker's
+/// [`Permit`](crate::Permit) does (recorded, it gives nothing back). A stack whose tickets
+/// need no drop (plain data) makes a future with no drop code, which keeps firmware small.
 ///
 /// ```
 /// use core::time::Duration;

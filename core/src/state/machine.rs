@@ -148,7 +148,8 @@ impl<Win: Window> BreakerState<Win> {
 
     /// A state rebuilt from its parts, for a store that keeps them outside memory (the
     /// PostgreSQL store reads them from a row). `open_until` matters only when `status` is OPEN
-    /// (and, with a probe lease, HALF_OPEN: when the lease full slots started ends);
+    /// (and, with a probe lease, HALF_OPEN: when the lease full slots started ends, or
+    /// `Instant::MAX` while none runs);
     /// `probes_in_flight` only when it is HALF_OPEN.
     ///
     /// ```

@@ -54,6 +54,12 @@ pub trait StateStore {
     /// The outcome window the state holds.
     type Window: Window;
 
+    /// Whether the state machine runs with the configuration the breaker passes, and so
+    /// applies its [`probe_lease`](crate::BreakerConfig::probe_lease): `true` by default. A
+    /// store that applies a configuration of its own (a keyed store's shared state) says
+    /// `false`, and a [`Leased`](crate::breaker::Leased) breaker refuses it.
+    const APPLIES_PROBE_LEASE: bool = true;
+
     /// Runs `change` on the state, atomically with respect to every other change of this
     /// store. The closure is short and never runs the protected call.
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R;
@@ -134,6 +140,7 @@ pub trait StateStore {
 
 impl<S: StateStore + ?Sized> StateStore for &S {
     type Window = S::Window;
+    const APPLIES_PROBE_LEASE: bool = S::APPLIES_PROBE_LEASE;
 
     #[inline]
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<Self::Window>) -> R) -> R {

@@ -197,6 +197,9 @@ impl KeyStore {
 
 impl StateStore for KeyStore {
     type Window = SharedWindow;
+    /// The key's own configuration applies, which has no lease: a `Leased` breaker would keep
+    /// a dropped probe's slot for good.
+    const APPLIES_PROBE_LEASE: bool = false;
 
     fn update<R>(&self, change: impl FnOnce(&mut BreakerState<SharedWindow>) -> R) -> R {
         self.shared.update(|state, _| change(state))
