@@ -32,52 +32,63 @@ where
     }
 }
 
-impl<T, E, B: Breaker + ?Sized> BlockingStage<T, E> for &B
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    /// Never asked to wait: a breaker does not send calls back in.
-    fn wait(&self, _: Duration) {}
-}
+/// The rest of a breaker stage `$stage` (over a breaker `B` with `$bound`): it never waits, as
+/// a breaker does not send calls back in, and alone it is a policy, so that what takes any
+/// policy takes a breaker alone (a `bus::ProtectedBus` over one breaker).
+macro_rules! breaker_stage_rest {
+    ($stage:ty, $($bound:tt)+) => {
+        impl<T, E, B: $($bound)+> BlockingStage<T, E> for $stage
+        where
+            B::Classifier: Classify<E>,
+            B::ValueClassifier: ClassifyValue<T>,
+        {
+            /// Never asked to wait: a breaker does not send calls back in.
+            fn wait(&self, _: Duration) {}
+        }
 
-impl<T, E, B: Breaker + ?Sized> AsyncStage<T, E> for &B
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    /// Never asked to wait: a breaker does not send calls back in.
-    fn wait(&self, _: Duration) -> impl Future<Output = ()> {
-        core::future::ready(())
-    }
-}
+        impl<T, E, B: $($bound)+> AsyncStage<T, E> for $stage
+        where
+            B::Classifier: Classify<E>,
+            B::ValueClassifier: ClassifyValue<T>,
+        {
+            /// Never asked to wait: a breaker does not send calls back in.
+            fn wait(&self, _: Duration) -> impl Future<Output = ()> {
+                core::future::ready(())
+            }
+        }
 
-/// A breaker by reference is a policy so that what takes any policy takes a breaker alone (a
-/// `bus::ProtectedBus` over one breaker). To call through a breaker, use
-/// [`Breaker::call`].
-impl<T, E, B: Breaker + ?Sized> Policy<T, E> for &B
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    fn run(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-        (*self,).run_stack(operation)
-    }
-}
+        /// A breaker stage alone is a policy. To call through a breaker, use
+        /// [`Breaker::call`](crate::Breaker::call).
+        impl<T, E, B: $($bound)+> Policy<T, E> for $stage
+        where
+            B::Classifier: Classify<E>,
+            B::ValueClassifier: ClassifyValue<T>,
+        {
+            fn run(
+                &mut self,
+                operation: impl FnMut() -> Result<T, Error<E>>,
+            ) -> Result<T, Error<E>> {
+                (*self,).run_stack(operation)
+            }
+        }
 
-/// A breaker by reference is an async policy so that what takes any policy takes a breaker
-/// alone (a `bus::ProtectedBus` over one breaker). To call through a breaker, use
-/// [`Breaker::call_async`].
-impl<T, E, B: Breaker + ?Sized> AsyncPolicy<T, E> for &B
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    fn run_async(
-        &mut self,
-        operation: impl AsyncOperation<T, E>,
-    ) -> impl Future<Output = Result<T, Error<E>>> {
-        let breaker = *self;
-        async move { (breaker,).run_stack_async(operation).await }
-    }
+        /// A breaker stage alone is an async policy. To call through a breaker, use
+        /// [`Breaker::call_async`](crate::Breaker::call_async).
+        impl<T, E, B: $($bound)+> AsyncPolicy<T, E> for $stage
+        where
+            B::Classifier: Classify<E>,
+            B::ValueClassifier: ClassifyValue<T>,
+        {
+            fn run_async(
+                &mut self,
+                operation: impl AsyncOperation<T, E>,
+            ) -> impl Future<Output = Result<T, Error<E>>> {
+                let stage = *self;
+                async move { (stage,).run_stack_async(operation).await }
+            }
+        }
+    };
 }
+pub(super) use breaker_stage_rest;
+
+breaker_stage_rest!(&B, Breaker + ?Sized);

@@ -3,7 +3,9 @@
 
 use core::{future::Future, ops::Deref, time::Duration};
 
-use super::{call::Breaker, config::ConfigError, protector::CircuitProtector};
+use super::{
+    as_stage::breaker_stage_rest, call::Breaker, config::ConfigError, protector::CircuitProtector,
+};
 use crate::{
     AsyncPolicy, Classify, ClassifyValue, Error, Policy, TransitionHook, classify,
     compose::{AsyncOperation, AsyncStack, AsyncStage, BlockingStack, BlockingStage, Leave, Stage},
@@ -121,48 +123,4 @@ where
     }
 }
 
-impl<T, E, B: Breaker> BlockingStage<T, E> for &Leased<B>
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    /// Never asked to wait: a breaker does not send calls back in.
-    fn wait(&self, _: Duration) {}
-}
-
-impl<T, E, B: Breaker> AsyncStage<T, E> for &Leased<B>
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    /// Never asked to wait: a breaker does not send calls back in.
-    fn wait(&self, _: Duration) -> impl Future<Output = ()> {
-        core::future::ready(())
-    }
-}
-
-/// A leased breaker alone is a policy by reference, as a breaker is.
-impl<T, E, B: Breaker> Policy<T, E> for &Leased<B>
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    fn run(&mut self, operation: impl FnMut() -> Result<T, Error<E>>) -> Result<T, Error<E>> {
-        (*self,).run_stack(operation)
-    }
-}
-
-/// A leased breaker alone is an async policy by reference, as a breaker is.
-impl<T, E, B: Breaker> AsyncPolicy<T, E> for &Leased<B>
-where
-    B::Classifier: Classify<E>,
-    B::ValueClassifier: ClassifyValue<T>,
-{
-    fn run_async(
-        &mut self,
-        operation: impl AsyncOperation<T, E>,
-    ) -> impl Future<Output = Result<T, Error<E>>> {
-        let leased = *self;
-        async move { (leased,).run_stack_async(operation).await }
-    }
-}
+breaker_stage_rest!(&Leased<B>, Breaker);
