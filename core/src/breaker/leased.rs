@@ -69,19 +69,26 @@ impl<St: StateStore, C: Clock, K, H: TransitionHook, V> Leased<CircuitProtector<
     /// assert_eq!(Leased::new(unleased).unwrap_err(), ConfigError::NoProbeLease);
     /// ```
     pub fn new(breaker: CircuitProtector<St, C, K, H, V>) -> Result<Self, ConfigError> {
-        match breaker.config().probe_lease {
-            Some(_) if St::APPLIES_PROBE_LEASE => Ok(Leased { breaker }),
-            _ => Err(ConfigError::NoProbeLease),
+        if Self::lends_probes(&breaker) {
+            Ok(Leased { breaker })
+        } else {
+            Err(ConfigError::NoProbeLease)
         }
     }
 
     /// [`new`](Self::new), checked at compile time in a `static` or a `const` (without a lease
     /// it does not build there; at run time it panics, so prefer `new` there).
     pub const fn validated(breaker: CircuitProtector<St, C, K, H, V>) -> Self {
-        if breaker.config().probe_lease.is_none() || !St::APPLIES_PROBE_LEASE {
+        if !Self::lends_probes(&breaker) {
             panic!("{}", ConfigError::NoProbeLease.message());
         }
         Leased { breaker }
+    }
+
+    /// Whether `breaker`'s probe slots come back by a lease: its configuration has one, and its
+    /// store applies it.
+    const fn lends_probes(breaker: &CircuitProtector<St, C, K, H, V>) -> bool {
+        breaker.config().probe_lease.is_some() && St::APPLIES_PROBE_LEASE
     }
 }
 
