@@ -27,9 +27,8 @@ use crate::{
 /// ```
 /// use core::time::Duration;
 /// use resilient_circuit::{
-///     BreakerConfig, CircuitProtector, CircuitState, Policy, RetryWithBackoff, SafetyNet,
-///     ValidConfig, breaker::Leased, state::OutcomeWindow, store::CriticalSectionStore,
-///     time::Instant,
+///     BreakerConfig, CircuitProtector, RetryWithBackoff, SafetyNet, ValidConfig,
+///     breaker::Leased, state::OutcomeWindow, store::CriticalSectionStore, time::Instant,
 /// };
 ///
 /// const CONFIG: ValidConfig<OutcomeWindow<8>> =
@@ -38,9 +37,26 @@ use crate::{
 /// static SENSOR: Leased<CircuitProtector<CriticalSectionStore<8>, Instant>> =
 ///     Leased::validated(CircuitProtector::new(CONFIG, CriticalSectionStore::new(), Instant::ZERO));
 ///
-/// let mut net = SafetyNet::new((RetryWithBackoff::new(2), &SENSOR));
+/// // The net a firmware's bus runs its transactions through (`bus::ProtectedBus`).
+/// let _net = SafetyNet::new((RetryWithBackoff::new(2), &SENSOR));
+/// # // The host needs a critical-section implementation to call it; building it is the point.
+/// ```
+///
+/// Called through, on any store:
+///
+/// ```
+/// use core::time::Duration;
+/// use resilient_circuit::{
+///     BreakerConfig, CircuitProtector, CircuitState, Policy, RetryWithBackoff, SafetyNet,
+///     breaker::Leased, store::InlineStore, time::Instant,
+/// };
+///
+/// let config = BreakerConfig::new().probe_lease(Duration::from_secs(1)).validate().unwrap();
+/// let sensor = Leased::new(CircuitProtector::new(config, InlineStore::<8>::new(), Instant::ZERO))?;
+/// let mut net = SafetyNet::new((RetryWithBackoff::new(2), &sensor));
 /// assert_eq!(net.call(|| Ok::<_, &str>(7)), Ok(7));
-/// assert_eq!(SENSOR.status(), CircuitState::Closed);
+/// assert_eq!(sensor.status(), CircuitState::Closed);
+/// # Ok::<(), resilient_circuit::ConfigError>(())
 /// ```
 ///
 /// ```compile_fail
